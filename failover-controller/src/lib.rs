@@ -1,0 +1,1 @@
+//! Failover controller (work in progress; see issue 3).

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL for tests, the benchmark and local runs.
+#
+#   source scripts/pg.sh && pg_start   # exports DATABASE_URL, PG_DIR, PG_PORT
+#   pg_stop                            # stops it and removes its directory
+#
+# PostgreSQL refuses to run as root, so the server runs as the `postgres` OS
+# user, on a free loopback port, in a temporary directory. The OS package is
+# installed when no PostgreSQL binaries are found.
+set -euo pipefail
+
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+  done
+  command -v initdb >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
+  return 1
+}
+
+pg_install() {
+  pg_bindir >/dev/null && id postgres >/dev/null 2>&1 && return 0
+  echo "pg.sh: installing PostgreSQL from the OS packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq postgresql >/dev/null
+}
+
+pg_free_port() {
+  python3 - <<'PY'
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}
+
+pg_start() {
+  pg_install
+  local bin; bin=$(pg_bindir)
+  PG_DIR=$(mktemp -d /tmp/ledger-pg.XXXXXX)
+  chown postgres: "$PG_DIR"
+  PG_PORT=$(pg_free_port)
+  runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
+    || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+  # Many per-test databases and two service instances at once need headroom;
+  # fsync off because the data is thrown away.
+  runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB" \
+    start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
+  export PG_DIR PG_PORT PG_BIN="$bin"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "pg.sh: PostgreSQL listening on 127.0.0.1:$PG_PORT (data in $PG_DIR)" >&2
+}
+
+pg_stop() {
+  [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR" ] || return 0
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+  unset PG_DIR
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command of README.md: every test of the repository.
+#
+# Installs what the tests need (PostgreSQL, promtool, Python tools in a
+# virtualenv under target/), starts a throwaway PostgreSQL, runs the Rust
+# tests of every crate against it, then the offline deployment checks.
+# Cleans up after itself, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+source scripts/pg.sh
+source scripts/tools.sh
+tools_install
+
+trap pg_stop EXIT
+pg_start
+
+# Integration tests create one database per test through this URL.
+export TEST_DATABASE_URL="$DATABASE_URL"
+export PATH="$root/target/py/bin:$PATH"
+
+echo "== cargo test (workspace)" >&2
+cargo test --workspace --locked -- --test-threads=4
+
+if [ -x scripts/check-deploy.sh ]; then
+  echo "== deployment checks (terraform, k8s, alerts)" >&2
+  scripts/check-deploy.sh
+fi
+echo "test.sh: all tests passed" >&2

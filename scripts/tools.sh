@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the tools that tests and checks need, idempotently:
+# - Debian packages: postgresql (via pg.sh), prometheus (promtool);
+# - Python packages listed in scripts/requirements-test.txt, in a virtualenv
+#   at target/py (so nothing is installed into the system Python).
+set -euo pipefail
+
+tools_install() {
+  local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if ! command -v promtool >/dev/null 2>&1; then
+    echo "tools.sh: installing promtool (Debian package prometheus)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+  local req="$root/scripts/requirements-test.txt"
+  local venv="$root/target/py"
+  if [ -s "$req" ]; then
+    if [ ! -x "$venv/bin/python" ]; then
+      mkdir -p "$root/target"
+      python3 -m venv "$venv"
+    fi
+    # Reinstall only when the requirements changed.
+    if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
+      echo "tools.sh: installing Python test tools into $venv" >&2
+      "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+      cp "$req" "$venv/.requirements"
+    fi
+  fi
+}
