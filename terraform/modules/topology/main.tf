@@ -49,7 +49,10 @@ locals {
       # Short form used where AWS limits names (load balancers: 32 characters).
       short_name   = local.region_slot[region].short
       cluster_name = "${var.name_prefix}-${region}"
-      vpc_cidr     = cidrsubnet(var.address_space, 4, local.region_slot[region].index)
+      # Named zones, not "the first N available": a zone AWS adds later must
+      # not move subnets.
+      availability_zones = lookup(var.availability_zone_overrides, region, [for az in range(var.availability_zone_count) : "${region}${substr("abcdef", az, 1)}"])
+      vpc_cidr           = cidrsubnet(var.address_space, 4, local.region_slot[region].index)
       # Private /19s for nodes and pods (VPC CNI gives pods VPC addresses), and
       # small public /24s for load balancers and NAT gateways only.
       private_subnet_cidrs = [for az in range(var.availability_zone_count) : cidrsubnet(cidrsubnet(var.address_space, 4, local.region_slot[region].index), 3, az)]
@@ -64,6 +67,8 @@ locals {
       name_server_fqdn = "ns-${region}.${var.zone_name}"
     }
   }
+
+  zone_count_mismatches = [for region, zones in var.availability_zone_overrides : region if length(zones) != var.availability_zone_count]
 
   health_check = {
     type              = "HTTPS"

@@ -1,6 +1,11 @@
 output "regions" {
-  description = "Per region: name, is_primary, short_name, cluster_name, vpc_cidr, private_subnet_cidrs, public_subnet_cidrs, set_identifier (latency record), regional_fqdn (this region's load balancer) and name_server_fqdn (authoritative mode)."
+  description = "Per region: name, is_primary, short_name, cluster_name, availability_zones, vpc_cidr, private_subnet_cidrs, public_subnet_cidrs, set_identifier (latency record), regional_fqdn (this region's load balancer) and name_server_fqdn (authoritative mode)."
   value       = local.regions
+
+  precondition {
+    condition     = length(local.zone_count_mismatches) == 0
+    error_message = "availability_zone_overrides must list exactly availability_zone_count zones for: ${join(", ", local.zone_count_mismatches)}."
+  }
 }
 
 output "region_names" {

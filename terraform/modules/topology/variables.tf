@@ -142,3 +142,14 @@ variable "kubernetes_namespace" {
     error_message = "kubernetes_namespace must be a valid Kubernetes namespace name."
   }
 }
+
+variable "availability_zone_overrides" {
+  description = "Availability zone names per region where the default (<region>a, <region>b, <region>c) does not fit the account; each list needs availability_zone_count entries."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for region, zones in var.availability_zone_overrides : alltrue([for zone in zones : startswith(zone, region)])])
+    error_message = "Every zone in availability_zone_overrides must belong to its region (for example us-west-1b for us-west-1)."
+  }
+}

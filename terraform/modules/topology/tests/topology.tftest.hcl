@@ -135,7 +135,45 @@ run "slow_health_checks" {
   }
 }
 
+run "availability_zones_default_and_override" {
+  command = plan
+
+  variables {
+    availability_zone_overrides = { "ap-southeast-1" = ["ap-southeast-1a", "ap-southeast-1b", "ap-southeast-1c"], "us-east-1" = ["us-east-1a", "us-east-1b", "us-east-1d"] }
+  }
+
+  assert {
+    condition     = output.regions["eu-west-1"].availability_zones == tolist(["eu-west-1a", "eu-west-1b", "eu-west-1c"])
+    error_message = "Default zones must be <region>a, b, c."
+  }
+
+  assert {
+    condition     = output.regions["us-east-1"].availability_zones == tolist(["us-east-1a", "us-east-1b", "us-east-1d"])
+    error_message = "An override must replace the default zones."
+  }
+}
+
 # Rejected inputs.
+
+run "rejects_zone_of_another_region" {
+  command = plan
+
+  variables {
+    availability_zone_overrides = { "us-east-1" = ["eu-west-1a", "us-east-1b", "us-east-1c"] }
+  }
+
+  expect_failures = [var.availability_zone_overrides]
+}
+
+run "rejects_override_with_wrong_zone_count" {
+  command = plan
+
+  variables {
+    availability_zone_overrides = { "us-east-1" = ["us-east-1a", "us-east-1b"] }
+  }
+
+  expect_failures = [output.regions]
+}
 
 run "rejects_two_regions" {
   command = plan
