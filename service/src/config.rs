@@ -1,0 +1,426 @@
+//! Typed settings: embedded defaults, then an optional TOML file, then
+//! `SERVICE_*` environment variables, then flags (clap merges the last two).
+//!
+//! Everything is validated before the first port is bound; each error names
+//! the field that is wrong.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::db::cockroach::CockroachLayout;
+
+/// The defaults, embedded so that the binary needs no file to start.
+pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
+
+/// Command line of the `service` binary.
+#[derive(Debug, Parser)]
+#[command(name = "service", version, about = "The regional ledger API")]
+pub struct Cli {
+    /// A TOML file whose keys override the defaults (same names as the flags,
+    /// with underscores).
+    #[arg(long, env = "SERVICE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does; `serve` when none is given.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply the schema migrations (and, on CockroachDB, the multi-region DDL), then exit.
+    Migrate,
+    /// Print the CockroachDB multi-region DDL for the configured regions, then exit.
+    PrintCockroachDdl,
+}
+
+/// Every setting as an optional flag with an environment fallback. Only
+/// the ones that are given override the file and the defaults.
+#[derive(Debug, Default, Clone, clap::Args, Serialize)]
+pub struct Overrides {
+    /// Region this instance serves (required).
+    #[arg(long, env = "SERVICE_REGION", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Instance id reported in responses (default: hostname-pid).
+    #[arg(long, env = "SERVICE_INSTANCE_ID", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Public address (API and health).
+    #[arg(long, env = "SERVICE_LISTEN_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<String>,
+    /// Admin address (Prometheus metrics).
+    #[arg(long, env = "SERVICE_ADMIN_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_address: Option<String>,
+    /// Database URL (secret: never printed).
+    #[arg(
+        long,
+        env = "SERVICE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Maximum connections in the pool.
+    #[arg(long, env = "SERVICE_DATABASE_POOL_SIZE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_pool_size: Option<u32>,
+    /// How long a request waits for a pooled connection.
+    #[arg(long, env = "SERVICE_DATABASE_ACQUIRE_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_acquire_timeout_ms: Option<u64>,
+    /// Server-side statement timeout.
+    #[arg(long, env = "SERVICE_DATABASE_STATEMENT_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_statement_timeout_ms: Option<u64>,
+    /// Bound on the database check of /readyz and the region gate.
+    #[arg(long, env = "SERVICE_READINESS_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_timeout_ms: Option<u64>,
+    /// Interval of the region drain-flag refresh.
+    #[arg(long, env = "SERVICE_REGION_STATE_REFRESH_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_state_refresh_ms: Option<u64>,
+    /// Per-request deadline.
+    #[arg(long, env = "SERVICE_REQUEST_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+    /// Largest accepted request body.
+    #[arg(long, env = "SERVICE_MAX_REQUEST_BODY_BYTES", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<usize>,
+    /// Concurrent API requests beyond which requests are shed with 503.
+    #[arg(long, env = "SERVICE_MAX_CONCURRENT_REQUESTS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Time between turning unready and closing the listener on shutdown.
+    #[arg(long, env = "SERVICE_DRAIN_PERIOD_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_period_ms: Option<u64>,
+    /// Bound on in-flight requests after the listener closed.
+    #[arg(long, env = "SERVICE_SHUTDOWN_GRACE_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Retries of a transaction after serialization failures.
+    #[arg(long, env = "SERVICE_TRANSACTION_MAX_RETRIES", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_max_retries: Option<u32>,
+    /// Apply migrations before serving.
+    #[arg(long, env = "SERVICE_MIGRATE_ON_START", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrate_on_start: Option<bool>,
+    /// CockroachDB regions, primary first, comma separated.
+    #[arg(
+        long,
+        env = "SERVICE_DATABASE_REGIONS",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_regions: Option<Vec<String>>,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, env = "SERVICE_LOG_FILTER", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_filter: Option<String>,
+}
+
+/// The validated settings the application runs with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub region: String,
+    pub instance_id: String,
+    pub listen_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    pub database_url: SecretString,
+    pub database_pool_size: u32,
+    pub database_acquire_timeout_ms: u64,
+    pub database_statement_timeout_ms: u64,
+    pub readiness_timeout_ms: u64,
+    pub region_state_refresh_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_request_body_bytes: usize,
+    pub max_concurrent_requests: usize,
+    pub drain_period_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub transaction_max_retries: u32,
+    pub migrate_on_start: bool,
+    pub database_regions: Vec<String>,
+    pub log_filter: String,
+}
+
+/// A configuration problem, naming the field when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Field(String),
+    #[error("field `{field}`: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl Cli {
+    /// Layers the defaults, the file and the overrides, then validates.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut table: toml::Table = DEFAULTS_TOML
+            .parse()
+            .expect("embedded defaults are valid TOML");
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let file: toml::Table = text.parse().map_err(|source| ConfigError::ParseFile {
+                path: path.clone(),
+                source,
+            })?;
+            table.extend(file);
+        }
+        Settings::from_layers(table, &self.overrides)
+    }
+}
+
+impl Settings {
+    /// Merges `overrides` over `table` and validates the result.
+    pub fn from_layers(mut table: toml::Table, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let overrides = toml::Table::try_from(overrides).expect("overrides serialise to TOML");
+        table.extend(overrides);
+        let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                if path == "." {
+                    ConfigError::Field(inner.message().to_owned())
+                } else {
+                    ConfigError::Field(format!("field `{path}`: {}", inner.message()))
+                }
+            })?;
+        if settings.instance_id.is_empty() {
+            settings.instance_id = default_instance_id();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        if !is_region_name(&self.region) {
+            return invalid(
+                "region",
+                "must be set to a region name of lower-case letters, digits and dashes (e.g. us-east-1)",
+            );
+        }
+        if self.database_url.expose().is_empty() {
+            return invalid("database_url", "must be set (SERVICE_DATABASE_URL)");
+        }
+        if !(self.database_url.expose().starts_with("postgres://")
+            || self.database_url.expose().starts_with("postgresql://"))
+        {
+            return invalid("database_url", "must be a postgres:// or postgresql:// URL");
+        }
+        if self.database_pool_size == 0 {
+            return invalid("database_pool_size", "must be at least 1");
+        }
+        for (field, value) in [
+            (
+                "database_acquire_timeout_ms",
+                self.database_acquire_timeout_ms,
+            ),
+            (
+                "database_statement_timeout_ms",
+                self.database_statement_timeout_ms,
+            ),
+            ("readiness_timeout_ms", self.readiness_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be greater than 0");
+            }
+        }
+        if self.region_state_refresh_ms == 0 || self.region_state_refresh_ms > 1000 {
+            return invalid(
+                "region_state_refresh_ms",
+                "must be between 1 and 1000 (the drain flag may be at most one second stale)",
+            );
+        }
+        if self.max_request_body_bytes < 256 {
+            return invalid("max_request_body_bytes", "must be at least 256");
+        }
+        if self.max_concurrent_requests == 0 {
+            return invalid("max_concurrent_requests", "must be at least 1");
+        }
+        if self.listen_address == self.admin_address && self.listen_address.port() != 0 {
+            return invalid("admin_address", "must differ from listen_address");
+        }
+        if let Some(bad) = self.database_regions.iter().find(|r| !is_region_name(r)) {
+            return Err(ConfigError::Invalid {
+                field: "database_regions",
+                problem: format!("{bad:?} is not a region name"),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn readiness_timeout(&self) -> Duration {
+        Duration::from_millis(self.readiness_timeout_ms)
+    }
+
+    pub fn drain_period(&self) -> Duration {
+        Duration::from_millis(self.drain_period_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// The CockroachDB topology for the DDL generator.
+    pub fn cockroach_layout(&self) -> Result<CockroachLayout, ConfigError> {
+        CockroachLayout::new(&self.database_regions).map_err(|problem| ConfigError::Invalid {
+            field: "database_regions",
+            problem,
+        })
+    }
+}
+
+fn is_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A string that never appears in logs or `Debug` output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The only way to read the secret; grep for it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> toml::Table {
+        DEFAULTS_TOML.parse().unwrap()
+    }
+
+    fn valid_overrides() -> Overrides {
+        Overrides {
+            region: Some("us-east-1".into()),
+            database_url: Some("postgres://u@localhost/db".into()),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn defaults_with_region_and_url_are_valid() {
+        let settings = Settings::from_layers(base(), &valid_overrides()).unwrap();
+        assert_eq!(settings.listen_address.port(), 8080);
+        assert_eq!(settings.admin_address.port(), 9090);
+        assert!(!settings.instance_id.is_empty());
+    }
+
+    #[test]
+    fn missing_region_names_the_field() {
+        let mut overrides = valid_overrides();
+        overrides.region = None;
+        let error = Settings::from_layers(base(), &overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`region`"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_in_file_names_the_field() {
+        let mut table = base();
+        table.insert(
+            "database_pool_size".into(),
+            toml::Value::String("many".into()),
+        );
+        let error = Settings::from_layers(table, &valid_overrides())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("database_pool_size"), "{error}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_rejected() {
+        let mut table = base();
+        table.insert("pool_sise".into(), toml::Value::Integer(3));
+        let error = Settings::from_layers(table, &valid_overrides())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pool_sise"), "{error}");
+    }
+
+    #[test]
+    fn bad_address_names_the_field() {
+        let mut overrides = valid_overrides();
+        overrides.listen_address = Some("not-an-address".into());
+        let error = Settings::from_layers(base(), &overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("listen_address"), "{error}");
+    }
+
+    #[test]
+    fn secret_is_redacted_in_debug() {
+        let settings = Settings::from_layers(base(), &valid_overrides()).unwrap();
+        assert!(!format!("{settings:?}").contains("postgres://"));
+    }
+}

@@ -1,0 +1,226 @@
+//! The ledger endpoints under `/v1`.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, ApiQuery, IdempotencyKey, UuidPath};
+use super::AppState;
+use crate::db::ledger::{
+    self, Account, Consistency, IdempotentRequest, LedgerSummary, Operation, StoredResponse,
+    Transfer,
+};
+
+/// Largest amount or opening balance, in minor units (10^15): large enough
+/// for any real payment, small enough that sums stay far from overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
+/// Header on replayed idempotent answers.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Body of `POST /v1/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    /// Who owns the account (1 to 200 characters).
+    pub owner: String,
+    /// Opening balance in integer minor units, 0 to 10^15.
+    pub opening_balance: i64,
+}
+
+/// Body of `POST /v1/transfers`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTransferRequest {
+    pub from: Uuid,
+    pub to: Uuid,
+    /// Amount in integer minor units, 1 to 10^15.
+    pub amount: i64,
+}
+
+/// Query of `GET /v1/accounts/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadOptions {
+    /// `strong` (default) reads the latest committed value. `stale` may be
+    /// served by the nearest replica: on CockroachDB a follower read about
+    /// 4.2 seconds stale (`AS OF SYSTEM TIME follower_read_timestamp()`); on
+    /// PostgreSQL a plain read.
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+#[utoipa::path(
+    post, path = "/v1/accounts", tag = "ledger",
+    params(("Idempotency-Key" = String, Header, description = "Unique key; a retry with the same key and body gets the original answer")),
+    request_body = CreateAccountRequest,
+    responses(
+        (status = 201, description = "Account created (or the replay of its creation)", body = Account),
+        (status = 400, description = "Invalid body or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or database unavailable; retry with the same key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_account(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(request): ApiJson<CreateAccountRequest>,
+) -> Result<Response, ApiError> {
+    let owner = request.owner.trim();
+    if owner.is_empty() || owner.chars().count() > 200 {
+        return Err(ApiError::BadRequest(
+            "`owner` must be 1 to 200 characters, not only spaces".into(),
+        ));
+    }
+    check_amount("opening_balance", request.opening_balance, 0)?;
+    let idempotent = idempotent_request(&state, Operation::CreateAccount, key, &request);
+    let outcome = ledger::create_account(
+        &state.transactor,
+        &idempotent,
+        owner,
+        request.opening_balance,
+    )
+    .await?;
+    Ok(stored_response(outcome?, "/v1/accounts"))
+}
+
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}", tag = "ledger",
+    params(("id" = Uuid, Path, description = "Account id"), ReadOptions),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 400, description = "Invalid id or query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_account(
+    State(state): State<AppState>,
+    UuidPath(id): UuidPath,
+    ApiQuery(options): ApiQuery<ReadOptions>,
+) -> Result<Json<Account>, ApiError> {
+    ledger::get_account(
+        &state.transactor.pool,
+        state.dialect(),
+        id,
+        options.consistency,
+    )
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+}
+
+#[utoipa::path(
+    post, path = "/v1/transfers", tag = "ledger",
+    params(("Idempotency-Key" = String, Header, description = "Unique key; a retry with the same key and body gets the original answer")),
+    request_body = CreateTransferRequest,
+    responses(
+        (status = 201, description = "Transfer committed (or the replay of it)", body = Transfer),
+        (status = 400, description = "Invalid body, from == to, amount <= 0, or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An account does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Insufficient funds; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or database unavailable; retry with the same key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_transfer(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(request): ApiJson<CreateTransferRequest>,
+) -> Result<Response, ApiError> {
+    if request.from == request.to {
+        return Err(ApiError::BadRequest(
+            "`from` and `to` must be different accounts".into(),
+        ));
+    }
+    check_amount("amount", request.amount, 1)?;
+    let idempotent = idempotent_request(&state, Operation::Transfer, key, &request);
+    let outcome = ledger::transfer(
+        &state.transactor,
+        &idempotent,
+        request.from,
+        request.to,
+        request.amount,
+    )
+    .await?;
+    Ok(stored_response(outcome?, "/v1/transfers"))
+}
+
+#[utoipa::path(
+    get, path = "/v1/transfers/{id}", tag = "ledger",
+    params(("id" = Uuid, Path, description = "Transfer id")),
+    responses(
+        (status = 200, description = "The transfer", body = Transfer),
+        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such transfer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_transfer(
+    State(state): State<AppState>,
+    UuidPath(id): UuidPath,
+) -> Result<Json<Transfer>, ApiError> {
+    ledger::get_transfer(&state.transactor.pool, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("transfer {id} does not exist")))
+}
+
+#[utoipa::path(
+    get, path = "/v1/ledger/summary", tag = "ledger",
+    responses((status = 200, description = "Counts and the sum of balances, from one snapshot", body = LedgerSummary))
+)]
+pub async fn ledger_summary(
+    State(state): State<AppState>,
+) -> Result<Json<LedgerSummary>, ApiError> {
+    Ok(Json(ledger::summary(&state.transactor.pool).await?))
+}
+
+fn check_amount(field: &str, value: i64, minimum: i64) -> Result<(), ApiError> {
+    if value < minimum || value > MAX_AMOUNT {
+        return Err(ApiError::BadRequest(format!(
+            "`{field}` must be an integer from {minimum} to {MAX_AMOUNT} (minor units), got {value}"
+        )));
+    }
+    Ok(())
+}
+
+/// The fingerprint of a request is the SHA-256 of its canonical JSON, so
+/// that whitespace or field order in the retry does not matter.
+fn idempotent_request<T: Serialize>(
+    state: &AppState,
+    operation: Operation,
+    key: String,
+    body: &T,
+) -> IdempotentRequest {
+    let canonical = serde_json::to_vec(body).expect("request serialises");
+    IdempotentRequest {
+        operation,
+        key,
+        request_hash: hex::encode(Sha256::digest(canonical)),
+        region: state.region().to_owned(),
+    }
+}
+
+fn stored_response(stored: StoredResponse, collection: &str) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let location = stored
+        .body
+        .get("id")
+        .and_then(|id| id.as_str())
+        .and_then(|id| HeaderValue::from_str(&format!("{collection}/{id}")).ok());
+    let mut response = (status, Json(stored.body)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if stored.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}

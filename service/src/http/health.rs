@@ -1,0 +1,101 @@
+//! Health endpoints: `/livez` and `/readyz` for Kubernetes, `/healthz/region`
+//! for the Route53 health check of this region's latency record.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::region_gate::RegionVerdict;
+
+/// Body of the health endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthReport {
+    /// `ok`, or why not.
+    pub status: String,
+    pub region: String,
+    pub instance: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(get, path = "/livez", tag = "health",
+    responses((status = 200, description = "The process is alive", body = HealthReport)))]
+pub async fn livez(State(state): State<AppState>) -> Json<HealthReport> {
+    Json(report(&state, "ok", None))
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready: the database answered within the bound and no shutdown is under way", body = HealthReport),
+        (status = 503, description = "Not ready", body = HealthReport),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    if state.is_shutting_down() {
+        return unavailable(
+            &state,
+            "shutting_down",
+            "the instance is shutting down".into(),
+        );
+    }
+    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.transactor.pool);
+    match tokio::time::timeout(state.settings.readiness_timeout(), check).await {
+        Ok(Ok(_)) => (StatusCode::OK, Json(report(&state, "ok", None))),
+        Ok(Err(error)) => unavailable(&state, "database_unreachable", error.to_string()),
+        Err(_) => unavailable(
+            &state,
+            "database_unreachable",
+            format!(
+                "the database did not answer within {} ms",
+                state.settings.readiness_timeout_ms
+            ),
+        ),
+    }
+}
+
+#[utoipa::path(get, path = "/healthz/region", tag = "health",
+    responses(
+        (status = 200, description = "This region serves: the database is reachable and the region is not drained", body = HealthReport),
+        (status = 503, description = "Take this region out of DNS: drained, database unreachable, or shutting down", body = HealthReport),
+    ))]
+pub async fn region_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let verdict = if state.is_shutting_down() {
+        RegionVerdict::ShuttingDown
+    } else {
+        state.region_gate.verdict()
+    };
+    match verdict {
+        RegionVerdict::Serving => (StatusCode::OK, Json(report(&state, "ok", None))),
+        RegionVerdict::Drained { reason, actor } => unavailable(
+            &state,
+            "drained",
+            format!("region drained by {actor}: {reason}"),
+        ),
+        RegionVerdict::DatabaseUnreachable { error } => {
+            unavailable(&state, "database_unreachable", error)
+        }
+        RegionVerdict::ShuttingDown => unavailable(
+            &state,
+            "shutting_down",
+            "the instance is shutting down".into(),
+        ),
+    }
+}
+
+fn report(state: &AppState, status: &str, reason: Option<String>) -> HealthReport {
+    HealthReport {
+        status: status.to_owned(),
+        region: state.region().to_owned(),
+        instance: state.settings.instance_id.clone(),
+        reason,
+    }
+}
+
+fn unavailable(state: &AppState, status: &str, reason: String) -> (StatusCode, Json<HealthReport>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(report(state, status, Some(reason))),
+    )
+}

@@ -1,0 +1,118 @@
+//! The public HTTP surface: the ledger API, health endpoints and the
+//! OpenAPI document, behind the overload guards and telemetry layers.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use tower::ServiceBuilder;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Settings;
+use crate::db::retry::Transactor;
+use crate::db::Dialect;
+use crate::metrics::Metrics;
+use crate::region_gate::RegionGate;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub transactor: Transactor,
+    pub metrics: Metrics,
+    pub region_gate: RegionGate,
+    /// Set by the refresher on the first successful connection.
+    pub dialect: Arc<OnceLock<Dialect>>,
+    /// Set on the shutdown signal: /readyz and /healthz/region answer 503.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn region(&self) -> &str {
+        &self.settings.region
+    }
+
+    /// PostgreSQL until detection says otherwise; stale reads degrade to
+    /// strong reads, never the reverse.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect.get().copied().unwrap_or(Dialect::Postgres)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ledger API",
+        description = "A regional, active-active ledger. Every response carries X-Served-By-Region and X-Served-By-Instance. Errors are application/problem+json (RFC 9457)."
+    ),
+    tags((name = "ledger", description = "Accounts and transfers"), (name = "health", description = "Kubernetes and Route53 probes"))
+)]
+struct ApiDoc;
+
+/// Builds the public router and the OpenAPI document from the same route
+/// list, so that the document cannot drift from the code.
+pub fn router(state: AppState) -> Router {
+    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api::create_account))
+        .routes(routes!(api::get_account))
+        .routes(routes!(api::create_transfer))
+        .routes(routes!(api::get_transfer))
+        .routes(routes!(api::ledger_summary))
+        .split_for_parts();
+    let (health, health_doc) = OpenApiRouter::new()
+        .routes(routes!(health::livez))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::region_health))
+        .split_for_parts();
+    openapi.merge(health_doc);
+    let openapi = Arc::new(openapi);
+
+    // Overload guards on the API only: health probes must keep answering
+    // under load, or an overloaded region would be failed over.
+    let api = api
+        .layer(DefaultBodyLimit::max(state.settings.max_request_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware::overload_error))
+                .load_shed()
+                .concurrency_limit(state.settings.max_concurrent_requests)
+                .timeout(Duration::from_millis(state.settings.request_timeout_ms)),
+        );
+
+    Router::new()
+        .merge(api)
+        .merge(health)
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::record_metrics,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::stamp_placement,
+        ))
+        .layer(middleware::trace_layer())
+        .layer(middleware::request_id_layers())
+        .with_state(state)
+}

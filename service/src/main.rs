@@ -1,0 +1,51 @@
+//! The `service` binary: parse configuration, initialise telemetry, then
+//! serve, migrate or print the CockroachDB DDL.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::Parser;
+use service::config::{Cli, Command};
+use service::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Validation happens before any port is bound; a bad setting exits 2
+    // with a message that names the field.
+    let settings = match cli.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("service: invalid configuration: {error}");
+            std::process::exit(2);
+        }
+    };
+    service::telemetry::init(&settings.log_filter);
+
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let application = Application::build(settings)
+                .await
+                .context("failed to start the service")?;
+            application
+                .run_until_stopped(service::startup::shutdown_signal())
+                .await
+                .context("service stopped with an error")?;
+        }
+        Command::Migrate => {
+            let pool = service::db::connect(&settings)
+                .await
+                .context("failed to connect to the database")?;
+            let report = service::db::migrate(&pool, &settings)
+                .await
+                .context("migration failed")?;
+            tracing::info!(dialect = ?report.dialect, statements = report.cockroach_statements, "migrations applied");
+        }
+        Command::PrintCockroachDdl => {
+            let ddl = service::db::cockroach::multi_region_ddl(&settings.cockroach_layout()?);
+            for statement in ddl {
+                println!("{statement};");
+            }
+        }
+    }
+    Ok(())
+}

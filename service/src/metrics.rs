@@ -1,0 +1,138 @@
+//! Prometheus metrics, one registry per application (tests run several
+//! applications in one process), served only on the admin port.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the service exports. Names are part of the contract with
+/// the alert rules in `monitoring/`.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by matched route, method and status code.
+    pub http_requests: IntCounterVec,
+    /// Latency by route and method, buckets from 1 ms to 10 s.
+    pub http_request_duration: HistogramVec,
+    /// Requests being handled right now.
+    pub http_requests_in_flight: IntGauge,
+    /// Requests refused because the concurrency limit was reached.
+    pub requests_shed: IntCounter,
+    /// Pool connections by state (idle, active), refreshed at scrape time.
+    pub db_pool_connections: IntGaugeVec,
+    /// Transaction re-runs by SQLSTATE (40001, 40P01, 23505).
+    pub db_transaction_retries: IntCounterVec,
+    /// 1 while this region's drain flag is set.
+    pub region_drained: IntGauge,
+    /// 1 from the shutdown signal on.
+    pub shutting_down: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(region: &str, instance: &str) -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "service_http_requests_total",
+                "HTTP requests by route, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let http_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "service_http_request_duration_seconds",
+                "HTTP request latency by route and method.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let http_requests_in_flight = IntGauge::new(
+            "service_http_requests_in_flight",
+            "HTTP requests being handled.",
+        )
+        .expect("valid metric");
+        let requests_shed = IntCounter::new(
+            "service_requests_shed_total",
+            "Requests refused with 503 because the concurrency limit was reached.",
+        )
+        .expect("valid metric");
+        let db_pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "service_db_pool_connections",
+                "Database pool connections by state.",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let db_transaction_retries = IntCounterVec::new(
+            Opts::new(
+                "service_db_transaction_retries_total",
+                "Transactions re-run after a retryable error, by SQLSTATE.",
+            ),
+            &["sqlstate"],
+        )
+        .expect("valid metric");
+        let region_drained = IntGauge::new(
+            "service_region_drained",
+            "1 while the drain flag of this instance's region is set.",
+        )
+        .expect("valid metric");
+        let shutting_down = IntGauge::new(
+            "service_shutting_down",
+            "1 once the instance received a shutdown signal.",
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "service_build_info",
+                "Build and placement of this instance; always 1.",
+            ),
+            &["version", "region", "instance"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), region, instance])
+            .set(1);
+
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_request_duration.clone()),
+            Box::new(http_requests_in_flight.clone()),
+            Box::new(requests_shed.clone()),
+            Box::new(db_pool_connections.clone()),
+            Box::new(db_transaction_retries.clone()),
+            Box::new(region_drained.clone()),
+            Box::new(shutting_down.clone()),
+            Box::new(build_info),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            http_requests,
+            http_request_duration,
+            http_requests_in_flight,
+            requests_shed,
+            db_pool_connections,
+            db_transaction_retries,
+            region_drained,
+            shutting_down,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("exposition format is UTF-8")
+    }
+}

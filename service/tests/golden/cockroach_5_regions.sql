@@ -1,0 +1,11 @@
+ALTER DATABASE "ledger ""prod""" SET PRIMARY REGION "eu-central-1";
+ALTER DATABASE "ledger ""prod""" ADD REGION IF NOT EXISTS "us-east-1";
+ALTER DATABASE "ledger ""prod""" ADD REGION IF NOT EXISTS "us-west-2";
+ALTER DATABASE "ledger ""prod""" ADD REGION IF NOT EXISTS "ap-northeast-1";
+ALTER DATABASE "ledger ""prod""" ADD REGION IF NOT EXISTS "sa-east-1";
+ALTER DATABASE "ledger ""prod""" SURVIVE REGION FAILURE;
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS home_crdb_region crdb_internal_region NOT NULL AS (CASE home_region WHEN 'eu-central-1' THEN 'eu-central-1' WHEN 'us-east-1' THEN 'us-east-1' WHEN 'us-west-2' THEN 'us-west-2' WHEN 'ap-northeast-1' THEN 'ap-northeast-1' WHEN 'sa-east-1' THEN 'sa-east-1' ELSE 'eu-central-1' END) STORED;
+ALTER TABLE accounts SET LOCALITY REGIONAL BY ROW AS home_crdb_region;
+ALTER TABLE transfers SET LOCALITY REGIONAL BY ROW;
+ALTER TABLE idempotency_keys SET LOCALITY REGIONAL BY ROW;
+ALTER TABLE region_state SET LOCALITY GLOBAL;
