@@ -1,0 +1,128 @@
+# Example environment: the service in us-east-1, eu-west-1 and
+# ap-southeast-1, one CockroachDB cluster across them, Route53 latency
+# routing with a health check per region. See docs/deploy.md.
+
+locals {
+  tags = { "geo:environment" = "example", "geo:managed-by" = "terraform" }
+}
+
+module "topology" {
+  source = "../../modules/topology"
+
+  regions                        = ["us-east-1", "eu-west-1", "ap-southeast-1"]
+  primary_region                 = "us-east-1"
+  zone_name                      = var.zone_name
+  name_prefix                    = var.name_prefix
+  health_check_interval_seconds  = var.health_check_interval_seconds
+  health_check_failure_threshold = var.health_check_failure_threshold
+}
+
+module "controller_policy" {
+  source = "../../modules/controller-policy"
+
+  hosted_zone_id = module.global.zone_id
+  record_names   = module.topology.controller_record_names
+}
+
+module "region_us_east_1" {
+  source    = "../../modules/region"
+  providers = { aws = aws.us_east_1 }
+
+  region                               = "us-east-1"
+  cluster_name                         = module.topology.regions["us-east-1"].cluster_name
+  short_name                           = module.topology.regions["us-east-1"].short_name
+  name_prefix                          = var.name_prefix
+  availability_zones                   = module.topology.regions["us-east-1"].availability_zones
+  vpc_cidr                             = module.topology.regions["us-east-1"].vpc_cidr
+  private_subnet_cidrs                 = module.topology.regions["us-east-1"].private_subnet_cidrs
+  public_subnet_cidrs                  = module.topology.regions["us-east-1"].public_subnet_cidrs
+  service_fqdn                         = module.topology.service_fqdn
+  regional_fqdn                        = module.topology.regions["us-east-1"].regional_fqdn
+  hosted_zone_id                       = module.global.zone_id
+  controller_policy_json               = module.controller_policy.policy_json
+  kubernetes_namespace                 = module.topology.kubernetes_namespace
+  kubernetes_version                   = var.kubernetes_version
+  cluster_admin_role_arns              = var.cluster_admin_role_arns
+  cluster_endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+}
+
+module "region_eu_west_1" {
+  source    = "../../modules/region"
+  providers = { aws = aws.eu_west_1 }
+
+  region                               = "eu-west-1"
+  cluster_name                         = module.topology.regions["eu-west-1"].cluster_name
+  short_name                           = module.topology.regions["eu-west-1"].short_name
+  name_prefix                          = var.name_prefix
+  availability_zones                   = module.topology.regions["eu-west-1"].availability_zones
+  vpc_cidr                             = module.topology.regions["eu-west-1"].vpc_cidr
+  private_subnet_cidrs                 = module.topology.regions["eu-west-1"].private_subnet_cidrs
+  public_subnet_cidrs                  = module.topology.regions["eu-west-1"].public_subnet_cidrs
+  service_fqdn                         = module.topology.service_fqdn
+  regional_fqdn                        = module.topology.regions["eu-west-1"].regional_fqdn
+  hosted_zone_id                       = module.global.zone_id
+  controller_policy_json               = module.controller_policy.policy_json
+  kubernetes_namespace                 = module.topology.kubernetes_namespace
+  kubernetes_version                   = var.kubernetes_version
+  cluster_admin_role_arns              = var.cluster_admin_role_arns
+  cluster_endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+}
+
+module "region_ap_southeast_1" {
+  source    = "../../modules/region"
+  providers = { aws = aws.ap_southeast_1 }
+
+  region                               = "ap-southeast-1"
+  cluster_name                         = module.topology.regions["ap-southeast-1"].cluster_name
+  short_name                           = module.topology.regions["ap-southeast-1"].short_name
+  name_prefix                          = var.name_prefix
+  availability_zones                   = module.topology.regions["ap-southeast-1"].availability_zones
+  vpc_cidr                             = module.topology.regions["ap-southeast-1"].vpc_cidr
+  private_subnet_cidrs                 = module.topology.regions["ap-southeast-1"].private_subnet_cidrs
+  public_subnet_cidrs                  = module.topology.regions["ap-southeast-1"].public_subnet_cidrs
+  service_fqdn                         = module.topology.service_fqdn
+  regional_fqdn                        = module.topology.regions["ap-southeast-1"].regional_fqdn
+  hosted_zone_id                       = module.global.zone_id
+  controller_policy_json               = module.controller_policy.policy_json
+  kubernetes_namespace                 = module.topology.kubernetes_namespace
+  kubernetes_version                   = var.kubernetes_version
+  cluster_admin_role_arns              = var.cluster_admin_role_arns
+  cluster_endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+}
+
+locals {
+  # The region modules by name, for the global and database modules.
+  region_modules = {
+    "us-east-1"      = module.region_us_east_1
+    "eu-west-1"      = module.region_eu_west_1
+    "ap-southeast-1" = module.region_ap_southeast_1
+  }
+}
+
+module "global" {
+  source    = "../../modules/global"
+  providers = { aws = aws.us_east_1 }
+
+  zone_name          = module.topology.zone_name
+  parent_zone_id     = var.parent_zone_id
+  service_fqdn       = module.topology.service_fqdn
+  authoritative_zone = module.topology.authoritative_zone
+  health_check       = module.topology.health_check
+  regions = {
+    for region, settings in module.topology.regions : region => {
+      set_identifier         = settings.set_identifier
+      regional_fqdn          = settings.regional_fqdn
+      load_balancer_dns_name = local.region_modules[region].load_balancer_dns_name
+      load_balancer_zone_id  = local.region_modules[region].load_balancer_zone_id
+    }
+  }
+}
+
+module "database" {
+  source = "../../modules/database"
+
+  cluster_name       = "${var.name_prefix}-ledger"
+  regions            = module.topology.database_regions
+  nodes_per_region   = var.database_nodes_per_region
+  allowed_egress_ips = { for region, outputs in local.region_modules : region => outputs.nat_public_ips }
+}

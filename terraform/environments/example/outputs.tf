@@ -1,0 +1,65 @@
+output "service_url" {
+  description = "Where clients call the service."
+  value       = "https://${module.topology.service_fqdn}"
+}
+
+output "regional_urls" {
+  description = "Per region, the URL that reaches that region only (drills, debugging)."
+  value       = { for region, settings in module.topology.regions : region => "https://${settings.regional_fqdn}" }
+}
+
+output "zone_id" {
+  description = "Route53 zone of the service; the failover controller's configuration needs it."
+  value       = module.global.zone_id
+}
+
+output "name_servers" {
+  description = "Delegate zone_name to these from the parent domain (done for you when parent_zone_id is set)."
+  value       = module.global.name_servers
+}
+
+output "ds_record" {
+  description = "DS record to publish in the parent domain (done for you when parent_zone_id is set)."
+  value       = module.global.ds_record
+}
+
+output "health_check_ids" {
+  description = "Route53 health check per region."
+  value       = module.global.health_check_ids
+}
+
+output "clusters" {
+  description = "EKS cluster name per region, for `aws eks update-kubeconfig`."
+  value       = { for region, outputs in local.region_modules : region => outputs.cluster_name }
+}
+
+output "k8s_overlay_params" {
+  description = "Per region, the contents of k8s/overlays/<region>/params.env (see docs/deploy.md)."
+  value = {
+    for region, outputs in local.region_modules : region => join("\n", [
+      "REGION=${region}",
+      "SERVICE_FQDN=${module.topology.service_fqdn}",
+      "HOSTED_ZONE_ID=${module.global.zone_id}",
+      "CONTROLLER_ROLE_ARN=${outputs.failover_controller_role_arn}",
+      "TARGET_GROUP_ARN=${outputs.target_group_arn}",
+      "",
+    ])
+  }
+}
+
+output "load_balancer_controller_role_arns" {
+  description = "Per region, the IRSA role to annotate the AWS Load Balancer Controller's service account with."
+  value       = { for region, outputs in local.region_modules : region => outputs.load_balancer_controller_role_arn }
+}
+
+output "service_database_urls" {
+  description = "Per region, SERVICE_DATABASE_URL for the Secret service-database (key url)."
+  sensitive   = true
+  value       = module.database.service_database_urls
+}
+
+output "controller_database_urls" {
+  description = "Per region, FAILOVER_DATABASE_URL for the Secret failover-controller (key database-url)."
+  sensitive   = true
+  value       = module.database.controller_database_urls
+}

@@ -1,0 +1,66 @@
+# One HTTPS health check per region on the service's /healthz/region through
+# the region's own name, and one latency record per region carrying it. This
+# is the data-plane gate of DESIGN.md: a region whose instances answer 503
+# (drained, or database unreachable) leaves DNS answers even when the
+# failover controller or the Route53 API is down.
+#
+# The failover controller also removes and restores these records (same
+# name, SetIdentifier, alias target and health check). A `terraform apply`
+# while a region is drained by the controller puts its record back; the
+# health check still keeps the region out of answers, and the controller
+# repairs the drift on its next pass.
+
+resource "aws_route53_health_check" "region" {
+  for_each          = var.regions
+  type              = var.health_check.type
+  fqdn              = each.value.regional_fqdn
+  port              = var.health_check.port
+  resource_path     = var.health_check.resource_path
+  request_interval  = var.health_check.request_interval
+  failure_threshold = var.health_check.failure_threshold
+  enable_sni        = true
+  measure_latency   = true
+
+  tags = merge(var.tags, { Name = "${each.key} region health", "geo:region" = each.key })
+}
+
+resource "aws_route53_record" "latency" {
+  # checkov:skip=CKV2_AWS_23: The alias target is the region module's ALB, passed in as a variable; checkov cannot follow it across modules.
+  for_each        = var.regions
+  zone_id         = aws_route53_zone.this.zone_id
+  name            = var.service_fqdn
+  type            = "A"
+  set_identifier  = each.value.set_identifier
+  health_check_id = aws_route53_health_check.region[each.key].id
+
+  latency_routing_policy {
+    region = each.key
+  }
+
+  alias {
+    name                   = each.value.load_balancer_dns_name
+    zone_id                = each.value.load_balancer_zone_id
+    evaluate_target_health = true
+  }
+}
+
+# Authoritative-DNS mode: glue records of the controllers' name servers and
+# the delegation of the authoritative subdomain to them.
+resource "aws_route53_record" "controller_name_server" {
+  # checkov:skip=CKV2_AWS_23: The addresses are the controllers' DNS load balancers in each region's cluster, given as input; they are not resources of this module.
+  for_each = var.controller_name_servers
+  zone_id  = aws_route53_zone.this.zone_id
+  name     = each.value.fqdn
+  type     = "A"
+  ttl      = 300
+  records  = each.value.ipv4_address
+}
+
+resource "aws_route53_record" "authoritative_delegation" {
+  count   = length(var.controller_name_servers) > 0 ? 1 : 0
+  zone_id = aws_route53_zone.this.zone_id
+  name    = var.authoritative_zone
+  type    = "NS"
+  ttl     = 300
+  records = [for region, server in var.controller_name_servers : server.fqdn]
+}
