@@ -1,1 +1,38 @@
-//! Failover controller (work in progress; see issue 3).
+//! The failover controller: probes every region from every region, decides
+//! by quorum with safety rules, and steers traffic through three paths (the
+//! drain flag in the database, Route53 latency records, and its own
+//! authoritative DNS).
+//!
+//! # Layout
+//! - [`config`], [`secret`]: typed, layered, validated settings.
+//! - [`probe`], [`verdict`]: HTTP probes and per-vantage verdicts (K/M).
+//! - [`votes`], [`quorum`]: vote sharing through the database, tally.
+//! - [`region_machine`], [`planner`]: state machines, hold-down, safety rules.
+//! - [`lease`]: leader election with a fencing epoch.
+//! - [`actions`]: drain flag (fenced) and Route53.
+//! - [`dns`]: the authoritative DNS server.
+//! - [`reconcile`], [`state`]: the loops and the state they share with HTTP.
+//! - [`http`]: status page, `/status`, `/metrics`, health, admin API.
+//! - [`app`]: builds everything, binds ports, runs until stopped.
+#![forbid(unsafe_code)]
+#![warn(rust_2018_idioms)]
+
+pub mod actions;
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod dns;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod overrides;
+pub mod planner;
+pub mod probe;
+pub mod quorum;
+pub mod reconcile;
+pub mod region_machine;
+pub mod secret;
+pub mod state;
+pub mod verdict;
+pub mod votes;

@@ -1,0 +1,191 @@
+//! Configuration layers: embedded defaults, the file, `FAILOVER_*`
+//! environment variables, then command-line flags.
+
+use std::path::Path;
+
+use toml::Value;
+
+use super::Settings;
+
+/// The embedded lowest layer.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Why the configuration could not be loaded; each names the culprit.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given as flags (the highest layer), as dotted keys and values.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides(pub Vec<(String, Value)>);
+
+/// Loads and validates the settings from all layers.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    flags: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let mut merged: Value = DEFAULT_TOML.parse::<toml::Table>().map(Value::Table).map_err(|e| {
+        ConfigError::Parse {
+            path: "<embedded default.toml>".into(),
+            message: e.to_string(),
+        }
+    })?;
+    if let Some(path) = file {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.to_string(),
+        })?;
+        merge(&mut merged, Value::Table(table));
+    }
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix("FAILOVER_") else {
+            continue;
+        };
+        if rest == "CONFIG" || rest.is_empty() {
+            continue;
+        }
+        let dotted = rest.to_ascii_lowercase().replace("__", ".");
+        set_dotted(&mut merged, &dotted, parse_scalar(&raw));
+    }
+    for (key, value) in &flags.0 {
+        set_dotted(&mut merged, key, value.clone());
+    }
+    let settings: Settings = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+    settings.validate().map_err(ConfigError::Invalid)?;
+    Ok(settings)
+}
+
+/// Environment values are TOML scalars or arrays when they parse as such
+/// (`250`, `true`, `["a"]`), and plain strings otherwise.
+fn parse_scalar(raw: &str) -> Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut table) => table.remove("v").unwrap_or(Value::String(raw.into())),
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
+fn set_dotted(root: &mut Value, dotted: &str, value: Value) {
+    let mut node = root;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Table(table) = node else { return };
+        if i + 1 == parts.len() {
+            // A string setting given a number-looking value stays a string.
+            let value = match (table.get(*part), value) {
+                (Some(Value::String(_)), Value::Integer(n)) => Value::String(n.to_string()),
+                (Some(Value::String(_)), Value::Float(n)) => Value::String(n.to_string()),
+                (Some(Value::String(_)), Value::Boolean(b)) => Value::String(b.to_string()),
+                (Some(Value::Float(_)), Value::Integer(n)) => Value::Float(n as f64),
+                (_, value) => value,
+            };
+            table.insert((*part).to_string(), value);
+            return;
+        }
+        node = table
+            .entry((*part).to_string())
+            .or_insert_with(|| Value::Table(Default::default()));
+    }
+}
+
+fn merge(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Table(base), Value::Table(top)) => {
+            for (key, value) in top {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, top) => *base = top,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THREE: &str = include_str!("../../config/example-3-regions.toml");
+
+    fn example_file() -> tempfile_path::TempToml {
+        tempfile_path::TempToml::new(THREE)
+    }
+
+    mod tempfile_path {
+        pub struct TempToml(pub std::path::PathBuf);
+        impl TempToml {
+            pub fn new(text: &str) -> Self {
+                let path = std::env::temp_dir()
+                    .join(format!("fc-config-{}.toml", uuid::Uuid::new_v4()));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+        impl Drop for TempToml {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn example_loads_with_env_and_flags_on_top() {
+        let file = example_file();
+        let env = vec![
+            ("FAILOVER_REGION".to_string(), "region-2".to_string()),
+            ("FAILOVER_PROBE__INTERVAL_MS".to_string(), "250".to_string()),
+            ("FAILOVER_ADMIN_TOKEN".to_string(), "12345".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let flags = Overrides(vec![("dry_run".into(), Value::Boolean(true))]);
+        let settings = load(Some(&file.0), env, &flags).unwrap();
+        assert_eq!(settings.region, "region-2");
+        assert_eq!(settings.probe.interval_ms, 250);
+        assert_eq!(settings.admin_token.expose(), "12345");
+        assert!(settings.dry_run);
+        assert_eq!(settings.regions.len(), 3);
+        assert_eq!(settings.http_listen.port(), 9190);
+        assert_eq!(settings.dns_listen.port(), 5353);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let file = example_file();
+        let env = vec![
+            ("FAILOVER_REGION".to_string(), "region-1".to_string()),
+            ("FAILOVER_PROBE__TIMEOUT_MS".to_string(), "900".to_string()),
+        ];
+        let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("probe.timeout_ms"), "{err}");
+
+        let env = vec![("FAILOVER_REGION".to_string(), "nowhere".to_string())];
+        let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("region"), "{err}");
+
+        let env = vec![
+            ("FAILOVER_REGION".to_string(), "region-1".to_string()),
+            ("FAILOVER_PROBE__BOGUS".to_string(), "1".to_string()),
+        ];
+        let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}

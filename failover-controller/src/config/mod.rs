@@ -1,0 +1,190 @@
+//! Typed configuration: what the controller probes, how it decides, where it
+//! listens and what it may change.
+//!
+//! Loaded in layers (see [`load`]) and checked by [`Settings::validate`]
+//! before any port is bound, so a bad setting exits naming its field.
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+pub use load::{load, ConfigError, Overrides as FlagOverrides, DEFAULT_TOML};
+
+/// Every setting of one controller replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Names this replica in the lease and the audit log.
+    pub controller_id: String,
+    /// The region this replica runs in; it is the vantage point's name.
+    pub region: String,
+    /// When set, decisions are made and reported but nothing is changed.
+    pub dry_run: bool,
+    /// Admin port: status page, JSON status, metrics, health, admin API.
+    pub http_listen: SocketAddr,
+    /// Authoritative DNS, served on UDP and TCP.
+    pub dns_listen: SocketAddr,
+    /// The shared database (votes, lease, overrides, audit, drain flags).
+    pub database_url: Secret,
+    /// Bearer token of the admin API; empty disables the admin API.
+    pub admin_token: Secret,
+    /// How long SIGTERM keeps the process unready before closing listeners.
+    pub shutdown_drain_seconds: u64,
+    pub probe: ProbeSettings,
+    pub decision: DecisionSettings,
+    pub lease: LeaseSettings,
+    pub dns: DnsSettings,
+    pub route53: Route53Settings,
+    /// The regions this controller watches and steers.
+    #[serde(default)]
+    pub regions: Vec<RegionSettings>,
+}
+
+/// How often and how strictly every region is probed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSettings {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures (K) that turn a vantage point's verdict down.
+    pub failures_to_down: u32,
+    /// Consecutive successes (M) that turn it up again.
+    pub successes_to_up: u32,
+    /// Votes older than this are ignored: that vantage is not "heard from".
+    pub vote_freshness_ms: u64,
+    pub path: String,
+    /// Source address for probes; empty lets the kernel choose.
+    pub local_address: String,
+}
+
+/// Decision loop cadence, safety rules and hold-down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionSettings {
+    pub interval_ms: u64,
+    /// Never drain a region when fewer would remain serving.
+    pub min_healthy_regions: usize,
+    /// More regions failing at once than this freezes automation.
+    pub max_simultaneous_failures: usize,
+    pub hold_down_base_ms: u64,
+    pub hold_down_max_ms: u64,
+    /// The flap penalty halves over this long without a drain.
+    pub hold_down_half_life_ms: u64,
+    /// An automatic freeze lifts after the failures have cleared this long.
+    pub auto_unfreeze_after_ms: u64,
+}
+
+/// The leader lease in the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub ttl_ms: u64,
+    pub renew_interval_ms: u64,
+}
+
+/// The zone served by the authoritative DNS server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    pub enabled: bool,
+    pub zone: String,
+    pub record: String,
+    pub ttl_seconds: u32,
+    pub nameservers: Vec<String>,
+    pub hostmaster: String,
+    pub default_client_region: String,
+    pub use_measured_rtt: bool,
+    pub client_subnets: Vec<ClientSubnet>,
+    /// latency_ms[client_region][serving_region], in milliseconds.
+    pub latency_ms: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// Clients whose address is in `cidr` are treated as being in `region`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSubnet {
+    pub cidr: IpNet,
+    pub region: String,
+}
+
+/// The Route53 latency records this controller owns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route53Settings {
+    pub enabled: bool,
+    pub hosted_zone_id: String,
+    pub record_name: String,
+    pub record_ttl: i64,
+    /// Only for tests: a local Route53 API server.
+    pub endpoint_url: String,
+    pub aws_region: String,
+    /// Kept well under Route53's 5 requests per second per account.
+    pub max_requests_per_second: f64,
+    pub max_retries: u32,
+    pub insync_timeout_ms: u64,
+    pub drift_check_interval_ms: u64,
+}
+
+/// One region: where its instances are, and its Route53 record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSettings {
+    pub name: String,
+    /// host:port of each service instance; probed at `probe.path`, and their
+    /// IPs are the DNS answers for this region.
+    pub instances: Vec<String>,
+    /// The AWS region of the latency record.
+    #[serde(default)]
+    pub aws_region: String,
+    /// The Route53 health check attached to this region's record.
+    #[serde(default)]
+    pub health_check_id: String,
+    /// Values of the Route53 record; empty means the instances' IPs.
+    #[serde(default)]
+    pub route53_values: Vec<String>,
+}
+
+impl Settings {
+    /// The probe interval as a duration.
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_millis(self.probe.interval_ms)
+    }
+
+    /// The names of all configured regions, in configuration order.
+    pub fn region_names(&self) -> Vec<String> {
+        self.regions.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The controller id, derived from the region and host when not set.
+    pub fn effective_controller_id(&self) -> String {
+        if !self.controller_id.is_empty() {
+            return self.controller_id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}-{}", self.region, host.trim(), std::process::id())
+    }
+}
+
+impl RegionSettings {
+    /// The IP addresses of this region's instances, deduplicated, in order.
+    pub fn instance_ips(&self) -> Vec<std::net::IpAddr> {
+        let mut ips = Vec::new();
+        for instance in &self.instances {
+            if let Ok(addr) = instance.parse::<SocketAddr>() {
+                if !ips.contains(&addr.ip()) {
+                    ips.push(addr.ip());
+                }
+            }
+        }
+        ips
+    }
+}

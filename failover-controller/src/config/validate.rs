@@ -1,0 +1,145 @@
+//! Start-up validation: every message names the offending field.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use super::Settings;
+
+impl Settings {
+    /// Checks the settings as a whole; the error names the first bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        let names: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+        if names.is_empty() {
+            return Err("regions: at least one region is required".into());
+        }
+        let mut seen = BTreeSet::new();
+        for (i, region) in self.regions.iter().enumerate() {
+            if region.name.is_empty() {
+                return Err(format!("regions[{i}].name: must not be empty"));
+            }
+            if !seen.insert(region.name.as_str()) {
+                return Err(format!("regions[{i}].name: duplicate region {:?}", region.name));
+            }
+            if region.instances.is_empty() {
+                return Err(format!("regions[{i}].instances: at least one instance is required"));
+            }
+            for (j, instance) in region.instances.iter().enumerate() {
+                if instance.parse::<SocketAddr>().is_err() {
+                    return Err(format!(
+                        "regions[{i}].instances[{j}]: {instance:?} is not an ip:port address"
+                    ));
+                }
+            }
+        }
+        if self.region.is_empty() {
+            return Err("region: this replica's region is required (FAILOVER_REGION)".into());
+        }
+        if !names.contains(&self.region.as_str()) {
+            return Err(format!("region: {:?} is not one of the configured regions", self.region));
+        }
+        let p = &self.probe;
+        if p.interval_ms < 50 {
+            return Err("probe.interval_ms: must be at least 50".into());
+        }
+        if p.timeout_ms == 0 || p.timeout_ms > p.interval_ms {
+            return Err("probe.timeout_ms: must be between 1 and probe.interval_ms".into());
+        }
+        if p.failures_to_down == 0 {
+            return Err("probe.failures_to_down: must be at least 1".into());
+        }
+        if p.successes_to_up == 0 {
+            return Err("probe.successes_to_up: must be at least 1".into());
+        }
+        if p.vote_freshness_ms < p.interval_ms * 2 {
+            return Err("probe.vote_freshness_ms: must be at least twice probe.interval_ms".into());
+        }
+        if !p.path.starts_with('/') {
+            return Err("probe.path: must start with /".into());
+        }
+        if !p.local_address.is_empty() && p.local_address.parse::<std::net::IpAddr>().is_err() {
+            return Err("probe.local_address: must be an IP address or empty".into());
+        }
+        let d = &self.decision;
+        if d.interval_ms < 10 {
+            return Err("decision.interval_ms: must be at least 10".into());
+        }
+        if d.min_healthy_regions == 0 || d.min_healthy_regions > names.len() {
+            return Err("decision.min_healthy_regions: must be between 1 and the number of regions".into());
+        }
+        if d.hold_down_base_ms == 0 || d.hold_down_max_ms < d.hold_down_base_ms {
+            return Err("decision.hold_down_max_ms: must be at least decision.hold_down_base_ms (> 0)".into());
+        }
+        if d.hold_down_half_life_ms == 0 {
+            return Err("decision.hold_down_half_life_ms: must be positive".into());
+        }
+        let l = &self.lease;
+        if l.name.is_empty() {
+            return Err("lease.name: must not be empty".into());
+        }
+        if l.renew_interval_ms == 0 || l.renew_interval_ms * 2 > l.ttl_ms {
+            return Err("lease.renew_interval_ms: must be positive and at most half of lease.ttl_ms".into());
+        }
+        self.validate_dns(&names)?;
+        self.validate_route53()
+    }
+
+    fn validate_dns(&self, names: &[&str]) -> Result<(), String> {
+        let dns = &self.dns;
+        if !dns.enabled {
+            return Ok(());
+        }
+        if !dns.zone.ends_with('.') || dns.zone.len() < 2 {
+            return Err("dns.zone: must be a fully qualified name ending in a dot".into());
+        }
+        if dns.record.is_empty() || dns.record.contains('.') {
+            return Err("dns.record: must be one label, e.g. \"api\"".into());
+        }
+        if dns.nameservers.is_empty() || dns.nameservers.iter().any(|n| !n.ends_with('.')) {
+            return Err("dns.nameservers: at least one fully qualified name ending in a dot".into());
+        }
+        if !dns.hostmaster.ends_with('.') {
+            return Err("dns.hostmaster: must be a fully qualified name ending in a dot".into());
+        }
+        if !dns.default_client_region.is_empty() && !names.contains(&dns.default_client_region.as_str()) {
+            return Err("dns.default_client_region: not a configured region".into());
+        }
+        for (i, subnet) in dns.client_subnets.iter().enumerate() {
+            if !names.contains(&subnet.region.as_str()) {
+                return Err(format!("dns.client_subnets[{i}].region: {:?} is not a configured region", subnet.region));
+            }
+        }
+        for (client, row) in &dns.latency_ms {
+            if !names.contains(&client.as_str()) {
+                return Err(format!("dns.latency_ms.{client}: not a configured region"));
+            }
+            for (target, value) in row {
+                if !names.contains(&target.as_str()) || !value.is_finite() || *value < 0.0 {
+                    return Err(format!("dns.latency_ms.{client}.{target}: unknown region or negative value"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_route53(&self) -> Result<(), String> {
+        let r = &self.route53;
+        if !r.enabled {
+            return Ok(());
+        }
+        if r.hosted_zone_id.is_empty() {
+            return Err("route53.hosted_zone_id: required when route53.enabled".into());
+        }
+        if !r.record_name.ends_with('.') {
+            return Err("route53.record_name: a fully qualified name ending in a dot".into());
+        }
+        if !(r.max_requests_per_second > 0.0 && r.max_requests_per_second <= 4.0) {
+            return Err("route53.max_requests_per_second: must be in (0, 4], under the API limit of 5".into());
+        }
+        for (i, region) in self.regions.iter().enumerate() {
+            if region.aws_region.is_empty() {
+                return Err(format!("regions[{i}].aws_region: required when route53.enabled"));
+            }
+        }
+        Ok(())
+    }
+}

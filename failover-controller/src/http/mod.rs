@@ -1,0 +1,67 @@
+//! The admin port: status page, `/status` JSON, `/metrics`, `/healthz`,
+//! `/readyz`, and the authenticated admin API under `/v1/admin`.
+//!
+//! Layout: this module (router, read-only endpoints), [`admin`] (bearer
+//! auth and overrides), [`page`] (the HTML status page).
+
+pub mod admin;
+pub mod page;
+
+use std::sync::Arc;
+
+use axum::extract::State as AxumState;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use sqlx::PgPool;
+
+use crate::secret::Secret;
+use crate::state::State;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpContext {
+    pub state: Arc<State>,
+    pub pool: PgPool,
+    pub admin_token: Secret,
+    pub regions: Vec<String>,
+    pub controller_id: String,
+}
+
+/// Builds the router of the admin port.
+pub fn router(ctx: HttpContext) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/admin/overrides", get(admin::list).post(admin::create))
+        .route("/v1/admin/overrides/{id}", delete(admin::clear))
+        .with_state(ctx)
+}
+
+async fn status_json(AxumState(ctx): AxumState<HttpContext>) -> Response {
+    Json(ctx.state.status()).into_response()
+}
+
+async fn status_page(AxumState(ctx): AxumState<HttpContext>) -> Html<String> {
+    Html(page::render(&ctx.state.status()))
+}
+
+async fn metrics(AxumState(ctx): AxumState<HttpContext>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(AxumState(ctx): AxumState<HttpContext>) -> Response {
+    if ctx.state.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}

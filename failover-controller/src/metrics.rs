@@ -1,0 +1,119 @@
+//! Prometheus metrics. The names are a contract with the alert rules: keep
+//! them.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric of the controller, registered in its own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub probe_total: IntCounterVec,
+    pub probe_rtt_seconds: HistogramVec,
+    pub region_state: IntGaugeVec,
+    pub region_votes: IntGaugeVec,
+    pub vantage_disagreement: IntGaugeVec,
+    pub decisions_total: IntCounterVec,
+    pub actions_total: IntCounterVec,
+    pub action_duration_seconds: HistogramVec,
+    pub route53_calls_total: IntCounterVec,
+    pub lease_held: IntGauge,
+    pub lease_epoch: IntGauge,
+    pub frozen: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let rtt_buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+        let action_buckets = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        Self {
+            probe_total: counter(
+                "failover_probe_total",
+                "Probes sent, by vantage point, target region and result (ok, fail, timeout).",
+                &["vantage", "target", "result"],
+            ),
+            probe_rtt_seconds: histogram(
+                "failover_probe_rtt_seconds",
+                "Round-trip time of successful probes.",
+                &["vantage", "target"],
+                rtt_buckets,
+            ),
+            region_state: gauge_vec(
+                "failover_region_state",
+                "1 for the region's current state (healthy, draining, drained, recovering), 0 for the others.",
+                &["region", "state"],
+            ),
+            region_votes: gauge_vec(
+                "failover_region_votes",
+                "Counted vantage points voting up or down on the region.",
+                &["region", "verdict"],
+            ),
+            vantage_disagreement: gauge_vec(
+                "failover_vantage_disagreement",
+                "1 when the counted vantage points disagree about the region.",
+                &["region"],
+            ),
+            decisions_total: counter(
+                "failover_decisions_total",
+                "Decisions made, by region and decision.",
+                &["region", "decision"],
+            ),
+            actions_total: counter(
+                "failover_actions_total",
+                "Actions taken, by action and outcome.",
+                &["action", "outcome"],
+            ),
+            action_duration_seconds: histogram(
+                "failover_action_duration_seconds",
+                "How long each action took, verification included.",
+                &["action"],
+                action_buckets,
+            ),
+            route53_calls_total: counter(
+                "failover_route53_calls_total",
+                "Route53 API calls, by operation and outcome (ok, error, throttled).",
+                &["operation", "outcome"],
+            ),
+            lease_held: gauge("failover_lease_held", "1 while this replica holds the leader lease."),
+            lease_epoch: gauge("failover_lease_epoch", "The lease epoch this replica last saw."),
+            frozen: gauge("failover_frozen", "1 while automation is frozen."),
+            registry,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

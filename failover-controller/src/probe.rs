@@ -1,0 +1,181 @@
+//! Probing: every replica probes every region's instances once per interval
+//! with one reused HTTP client, measures round trips, and keeps a verdict
+//! per region with hysteresis.
+//!
+//! A region passes a round when at least one of its instances answers 200 on
+//! its region-health endpoint: one dead instance is the load balancer's
+//! business, a dead region is ours.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::time::Instant;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::verdict::{ProbeOutcome, VerdictTracker};
+use crate::votes::OwnVote;
+
+/// Errors building the prober.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The result of probing one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstanceResult {
+    Ok { rtt: Duration },
+    Fail { reason: String },
+    Timeout,
+}
+
+impl InstanceResult {
+    fn label(&self) -> &'static str {
+        match self {
+            InstanceResult::Ok { .. } => "ok",
+            InstanceResult::Fail { .. } => "fail",
+            InstanceResult::Timeout => "timeout",
+        }
+    }
+}
+
+struct Target {
+    region: String,
+    urls: Vec<String>,
+    tracker: VerdictTracker,
+    /// Exponentially weighted round trip, for the measured latency matrix.
+    rtt_ewma_ms: Option<f64>,
+    last_error: String,
+}
+
+/// One replica's prober.
+pub struct Prober {
+    client: reqwest::Client,
+    vantage: String,
+    timeout: Duration,
+    targets: Vec<Target>,
+    metrics: Metrics,
+}
+
+impl Prober {
+    pub fn new(settings: &Settings, metrics: Metrics) -> Result<Self, ProbeError> {
+        let timeout = Duration::from_millis(settings.probe.timeout_ms);
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            .no_proxy()
+            .user_agent("failover-controller-probe");
+        if let Ok(ip) = settings.probe.local_address.parse::<std::net::IpAddr>() {
+            builder = builder.local_address(ip);
+        }
+        let targets = settings
+            .regions
+            .iter()
+            .map(|r| Target {
+                region: r.name.clone(),
+                urls: r
+                    .instances
+                    .iter()
+                    .map(|i| format!("http://{i}{}", settings.probe.path))
+                    .collect(),
+                tracker: VerdictTracker::new(settings.probe.failures_to_down, settings.probe.successes_to_up),
+                rtt_ewma_ms: None,
+                last_error: String::new(),
+            })
+            .collect();
+        Ok(Self {
+            client: builder.build()?,
+            vantage: settings.region.clone(),
+            timeout,
+            targets,
+            metrics,
+        })
+    }
+
+    /// Probes every instance of every region concurrently, updates the
+    /// verdicts, and returns this vantage point's votes.
+    pub async fn round(&mut self) -> Vec<OwnVote> {
+        let client = &self.client;
+        let timeout = self.timeout;
+        let per_region = join_all(self.targets.iter().map(|t| {
+            join_all(t.urls.iter().map(move |url| probe_one(client, url, timeout)))
+        }))
+        .await;
+        let mut votes = Vec::with_capacity(self.targets.len());
+        for (target, results) in self.targets.iter_mut().zip(per_region) {
+            let mut rtts = Vec::new();
+            let mut errors = Vec::new();
+            for result in &results {
+                self.metrics
+                    .probe_total
+                    .with_label_values(&[&self.vantage, &target.region, result.label()])
+                    .inc();
+                match result {
+                    InstanceResult::Ok { rtt } => {
+                        self.metrics
+                            .probe_rtt_seconds
+                            .with_label_values(&[&self.vantage, &target.region])
+                            .observe(rtt.as_secs_f64());
+                        rtts.push(rtt.as_secs_f64() * 1000.0);
+                    }
+                    InstanceResult::Fail { reason } => errors.push(reason.clone()),
+                    InstanceResult::Timeout => errors.push("timeout".into()),
+                }
+            }
+            let outcome = if rtts.is_empty() { ProbeOutcome::Failure } else { ProbeOutcome::Success };
+            target.tracker.observe(outcome);
+            if let Some(best) = rtts.iter().cloned().reduce(f64::min) {
+                target.rtt_ewma_ms = Some(match target.rtt_ewma_ms {
+                    Some(prev) => prev * 0.8 + best * 0.2,
+                    None => best,
+                });
+            }
+            target.last_error = errors.first().cloned().unwrap_or_default();
+            votes.push(OwnVote {
+                region: target.region.clone(),
+                verdict: target.tracker.verdict(),
+                consecutive: target.tracker.consecutive(),
+                rtt_ms: target.rtt_ewma_ms,
+                last_error: target.last_error.clone(),
+            });
+        }
+        votes
+    }
+
+    /// The smoothed round trips, per region.
+    pub fn rtt_ms(&self) -> BTreeMap<String, f64> {
+        self.targets
+            .iter()
+            .filter_map(|t| t.rtt_ewma_ms.map(|v| (t.region.clone(), v)))
+            .collect()
+    }
+}
+
+/// Probes one instance: 200 is success, anything else (503 included) fails.
+pub async fn probe_one(client: &reqwest::Client, url: &str, timeout: Duration) -> InstanceResult {
+    let started = Instant::now();
+    let response = tokio::time::timeout(timeout, async {
+        let response = client.get(url).send().await?;
+        let status = response.status();
+        // Read the (small) body so the connection can be reused.
+        let _ = response.bytes().await;
+        Ok::<_, reqwest::Error>(status)
+    })
+    .await;
+    match response {
+        Err(_) => InstanceResult::Timeout,
+        Ok(Err(e)) if e.is_timeout() => InstanceResult::Timeout,
+        Ok(Err(e)) => InstanceResult::Fail {
+            reason: if e.is_connect() { "connect error".into() } else { "request error".into() },
+        },
+        Ok(Ok(status)) if status == reqwest::StatusCode::OK => InstanceResult::Ok { rtt: started.elapsed() },
+        Ok(Ok(status)) => InstanceResult::Fail {
+            reason: format!("status {}", status.as_u16()),
+        },
+    }
+}

@@ -1,0 +1,314 @@
+//! One decision round: read votes, overrides, drain flags; plan; act on the
+//! drain flags if leading; publish the status, metrics and DNS view.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::broadcast;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::Context;
+use crate::actions::drain_flag::{self, Fence, FlagRow, FlagWrite};
+use crate::audit::AuditKind;
+use crate::db::DbError;
+use crate::dns::DnsView;
+use crate::overrides::{self, ActiveOverride};
+use crate::planner::{Plan, PlannedAction, Planner, Rules};
+use crate::quorum::{self, Tally, Vote};
+use crate::region_machine::RegionState;
+use crate::state::{Event, RegionStatus, StatusSnapshot, VoteStatus};
+use crate::votes;
+
+/// Builds the planner from the settings.
+pub fn planner_for(ctx: &Context) -> Planner {
+    let d = &ctx.settings.decision;
+    let rules = Rules {
+        min_healthy_regions: d.min_healthy_regions,
+        max_simultaneous_failures: d.max_simultaneous_failures,
+        simultaneous_window: ctx.settings.probe_interval() * 6,
+        auto_unfreeze_after: Duration::from_millis(d.auto_unfreeze_after_ms),
+        hold_down_base: Duration::from_millis(d.hold_down_base_ms),
+        hold_down_max: Duration::from_millis(d.hold_down_max_ms),
+        hold_down_half_life: Duration::from_millis(d.hold_down_half_life_ms),
+    };
+    Planner::new(&ctx.settings.region_names(), rules, Instant::now())
+}
+
+/// Runs decision rounds until stopped; an error ends the round, never the loop.
+pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
+    let mut planner = planner_for(&ctx);
+    let mut leading = false;
+    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.settings.decision.interval_ms));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.recv() => return,
+            _ = ticker.tick() => {}
+        }
+        let error = round(&ctx, &mut planner, &mut leading).await.err();
+        if let Some(error) = &error {
+            tracing::warn!(%error, "decision round failed");
+        }
+        let mut status = ctx.state.status();
+        status.last_error = error.map(|e| e.to_string());
+        ctx.state.set_status(status);
+    }
+}
+
+/// One round.
+pub async fn round(ctx: &Context, planner: &mut Planner, leading: &mut bool) -> Result<(), DbError> {
+    let regions = ctx.settings.region_names();
+    let fresh = votes::fresh(&ctx.pool, ctx.settings.probe.vote_freshness_ms).await?;
+    let tally = quorum::tally(&regions, &fresh);
+    let active = overrides::active(&ctx.pool).await?;
+    let mut flags = drain_flag::read_all(&ctx.pool).await?;
+    let now = Instant::now();
+    let drained: BTreeMap<String, bool> = flags.iter().map(|(r, f)| (r.clone(), f.drained)).collect();
+    let epoch = ctx.may_act();
+    let mut plan = Plan::default();
+    if epoch.is_some() {
+        if !*leading {
+            // Start from the truth in the database, not from what this
+            // replica guessed while following.
+            planner.follow(&drained, now);
+            *leading = true;
+        }
+        plan = planner.plan(&tally, &active, now);
+        record_decisions(ctx, &plan, &tally).await;
+        let mut changed = false;
+        for action in &plan.actions {
+            changed |= execute(ctx, planner, action, epoch.unwrap_or_default()).await;
+        }
+        if changed {
+            flags = drain_flag::read_all(&ctx.pool).await?;
+            ctx.route53_wake.notify_one();
+        }
+    } else {
+        *leading = false;
+        planner.follow(&drained, now);
+        plan.frozen = active.iter().any(|o| o.kind == crate::overrides::OverrideKind::Freeze);
+    }
+    publish(ctx, planner, &tally, &fresh, &flags, active, &plan);
+    Ok(())
+}
+
+async fn record_decisions(ctx: &Context, plan: &Plan, tally: &Tally) {
+    for decision in &plan.decisions {
+        let region = decision.region.as_deref();
+        ctx.state
+            .metrics
+            .decisions_total
+            .with_label_values(&[region.unwrap_or("*"), &decision.decision])
+            .inc();
+        let detail = decision
+            .rules
+            .iter()
+            .map(|r| format!("{}: {}", r.rule, r.detail))
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::info!(region = region.unwrap_or("*"), decision = %decision.decision, actor = %decision.actor, %detail, "decision");
+        ctx.state.push_event(Event {
+            at: Utc::now(),
+            region: decision.region.clone(),
+            kind: "decision".into(),
+            name: decision.decision.clone(),
+            actor: decision.actor.clone(),
+            outcome: if ctx.settings.dry_run { "planned (dry run)".into() } else { "decided".into() },
+            detail: detail.clone(),
+            duration_ms: None,
+        });
+        let mut entry = ctx.audit_entry(AuditKind::Decision, region, &decision.decision, &decision.actor, "decided");
+        entry.votes = match region {
+            Some(r) => serde_json::to_value(tally.regions.get(r)).unwrap_or_default(),
+            None => serde_json::to_value(tally).unwrap_or_default(),
+        };
+        entry.rules = serde_json::to_value(&decision.rules).unwrap_or_default();
+        entry.detail = detail;
+        ctx.audit(entry).await;
+    }
+}
+
+/// Executes one drain-flag action; returns whether the flag changed.
+async fn execute(ctx: &Context, planner: &mut Planner, action: &PlannedAction, epoch: i64) -> bool {
+    let (region, drained, actor, reason, name) = match action {
+        PlannedAction::Drain { region, actor, reason } => (region, true, actor, reason, "drain_flag_set"),
+        PlannedAction::Restore { region, actor, reason } => (region, false, actor, reason, "drain_flag_clear"),
+    };
+    if ctx.settings.dry_run {
+        // Report the plan and pretend it succeeded, so the plan moves on.
+        finish(planner, region, drained);
+        push_action(ctx, region, name, actor, "skipped (dry run)", reason.clone(), None);
+        return false;
+    }
+    let started = Instant::now();
+    let fence = Fence {
+        lease_name: ctx.lease.name(),
+        holder: ctx.lease.holder(),
+        epoch,
+    };
+    let outcome = match drain_flag::write(&ctx.pool, &fence, region, drained, reason, actor).await {
+        Ok(FlagWrite::Written) => match verify(ctx, region, drained, epoch).await {
+            true => "ok",
+            false => "unverified",
+        },
+        Ok(FlagWrite::Fenced) => "fenced",
+        Err(error) => {
+            tracing::warn!(%error, region, "drain flag write failed");
+            "error"
+        }
+    };
+    let elapsed = started.elapsed();
+    let metrics = &ctx.state.metrics;
+    metrics.actions_total.with_label_values(&[name, outcome]).inc();
+    metrics.action_duration_seconds.with_label_values(&[name]).observe(elapsed.as_secs_f64());
+    if outcome == "ok" {
+        finish(planner, region, drained);
+    }
+    if outcome == "fenced" {
+        // Someone else leads now: stop acting until the lease loop says so.
+        if let Ok(mut d) = ctx.lease_deadline.lock() {
+            *d = None;
+        }
+    }
+    tracing::info!(region, action = name, outcome, epoch, elapsed_ms = elapsed.as_millis() as u64, "action");
+    push_action(ctx, region, name, actor, outcome, reason.clone(), Some(elapsed));
+    let mut entry = ctx.audit_entry(AuditKind::Action, Some(region), name, actor, outcome);
+    entry.lease_epoch = epoch;
+    entry.detail = reason.clone();
+    ctx.audit(entry).await;
+    outcome == "ok"
+}
+
+fn finish(planner: &mut Planner, region: &str, drained: bool) {
+    let now = Instant::now();
+    if drained {
+        planner.drain_done(region, now);
+    } else {
+        planner.restore_done(region, now);
+    }
+}
+
+async fn verify(ctx: &Context, region: &str, drained: bool, epoch: i64) -> bool {
+    match drain_flag::read_all(&ctx.pool).await {
+        Ok(flags) => flags
+            .get(region)
+            .map(|f| f.drained == drained && f.fencing_epoch == epoch)
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn push_action(ctx: &Context, region: &str, name: &str, actor: &str, outcome: &str, detail: String, took: Option<Duration>) {
+    ctx.state.push_event(Event {
+        at: Utc::now(),
+        region: Some(region.to_string()),
+        kind: "action".into(),
+        name: name.into(),
+        actor: actor.into(),
+        outcome: outcome.into(),
+        detail,
+        duration_ms: took.map(|d| d.as_secs_f64() * 1000.0),
+    });
+}
+
+/// Publishes the DNS view, metrics and the status snapshot.
+fn publish(
+    ctx: &Context,
+    planner: &Planner,
+    tally: &Tally,
+    fresh: &[Vote],
+    flags: &BTreeMap<String, FlagRow>,
+    active: Vec<ActiveOverride>,
+    plan: &Plan,
+) {
+    let regions = ctx.settings.region_names();
+    let serving: Vec<String> = regions
+        .iter()
+        .filter(|r| !flags.get(*r).map(|f| f.drained).unwrap_or(false))
+        .cloned()
+        .collect();
+    let mut measured: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for vote in fresh {
+        if let Some(rtt) = vote.rtt_ms {
+            measured.entry(vote.vantage.clone()).or_default().insert(vote.region.clone(), rtt);
+        }
+    }
+    let serial = flags.values().map(|f| f.updated_at.timestamp()).max().unwrap_or(1).max(1) as u32;
+    ctx.state.set_dns_view(DnsView {
+        serving: serving.iter().cloned().collect(),
+        serial,
+        measured_rtt_ms: measured,
+    });
+    let metrics = &ctx.state.metrics;
+    metrics.frozen.set(i64::from(plan.frozen));
+    let events = ctx.state.events();
+    let now_instant = Instant::now();
+    let now = Utc::now();
+    let to_wall = |at: Instant| now - chrono::Duration::from_std(now_instant.saturating_duration_since(at)).unwrap_or_default();
+    let mut region_status = Vec::new();
+    for region in &regions {
+        let machine = &planner.machines()[region];
+        for state in RegionState::ALL {
+            metrics
+                .region_state
+                .with_label_values(&[region, state.as_str()])
+                .set(i64::from(machine.state() == state));
+        }
+        let t = tally.regions.get(region);
+        let (up, down) = t.map(|t| (t.up, t.down)).unwrap_or((0, 0));
+        metrics.region_votes.with_label_values(&[region, "up"]).set(up as i64);
+        metrics.region_votes.with_label_values(&[region, "down"]).set(down as i64);
+        let disagreement = t.map(|t| t.disagreement).unwrap_or(false);
+        metrics.vantage_disagreement.with_label_values(&[region]).set(i64::from(disagreement));
+        let votes = fresh
+            .iter()
+            .filter(|v| v.region == *region)
+            .map(|v| {
+                let status = VoteStatus {
+                    verdict: v.verdict,
+                    age_ms: v.age_ms,
+                    rtt_ms: v.rtt_ms,
+                    discarded: tally.discarded_vantages.contains(&v.vantage),
+                };
+                (v.vantage.clone(), status)
+            })
+            .collect();
+        let flag = flags.get(region);
+        region_status.push(RegionStatus {
+            region: region.clone(),
+            state: machine.state(),
+            since: to_wall(machine.since()),
+            verdict: tally.verdict(region),
+            votes_up: up,
+            votes_down: down,
+            disagreement,
+            votes,
+            hold_down_ms: machine.hold_down(now_instant).as_millis() as u64,
+            recover_at: machine.recover_at().map(|at| now + chrono::Duration::from_std(at.saturating_duration_since(now_instant)).unwrap_or_default()),
+            drain_flag: flag.map(|f| f.drained).unwrap_or(false),
+            drain_flag_updated_at: flag.map(|f| f.updated_at),
+            dns_serving: serving.contains(region),
+            recent_actions: events.iter().filter(|e| e.region.as_deref() == Some(region)).take(20).cloned().collect(),
+        });
+    }
+    let previous = ctx.state.status();
+    ctx.state.set_status(StatusSnapshot {
+        controller_id: ctx.controller_id.clone(),
+        region: ctx.settings.region.clone(),
+        dry_run: ctx.settings.dry_run,
+        generated_at: Some(now),
+        probe_interval_ms: ctx.settings.probe.interval_ms,
+        lease: ctx.state.lease(),
+        frozen: plan.frozen,
+        freeze_reason: plan.freeze_reason.clone(),
+        counted_vantages: tally.counted_vantages.clone(),
+        discarded_vantages: tally.discarded_vantages.clone(),
+        serving_regions: serving,
+        regions: region_status,
+        overrides: active,
+        recent_events: events.into_iter().take(50).collect(),
+        last_error: previous.last_error,
+    });
+}

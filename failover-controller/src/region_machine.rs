@@ -1,0 +1,281 @@
+//! The per-region state machine: healthy -> draining -> drained ->
+//! recovering -> healthy. Leave fast, return slowly.
+//!
+//! The machine only says what it wants ([`Intent`]); the planner applies the
+//! safety rules and overrides, and tells the machine what was started and
+//! what finished. The hold-down before a region returns grows exponentially
+//! with flapping and decays with a half-life.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::quorum::QuorumVerdict;
+
+/// Where a region is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionState {
+    /// Serving traffic.
+    Healthy,
+    /// Decided to drain; the drain actions have not all been verified yet.
+    Draining,
+    /// Not serving; waiting for the majority to see it up.
+    Drained,
+    /// Seen up again; not serving until the hold-down has passed and the
+    /// restore actions are verified.
+    Recovering,
+}
+
+impl RegionState {
+    /// Every state, for the one-hot `failover_region_state` gauge.
+    pub const ALL: [RegionState; 4] = [
+        RegionState::Healthy,
+        RegionState::Draining,
+        RegionState::Drained,
+        RegionState::Recovering,
+    ];
+
+    /// The label in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionState::Healthy => "healthy",
+            RegionState::Draining => "draining",
+            RegionState::Drained => "drained",
+            RegionState::Recovering => "recovering",
+        }
+    }
+
+    /// Whether the region takes traffic in this state.
+    pub fn is_serving(self) -> bool {
+        self == RegionState::Healthy
+    }
+}
+
+/// What the machine would do next if nothing forbids it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Stay,
+    Drain,
+    Restore,
+}
+
+/// Exponential hold-down with decay.
+#[derive(Debug, Clone)]
+pub struct HoldDown {
+    base: Duration,
+    max: Duration,
+    half_life: Duration,
+    /// Drains counted with decay: +1 per drain, halves every half-life.
+    penalty: f64,
+    updated: Instant,
+}
+
+impl HoldDown {
+    pub fn new(base: Duration, max: Duration, half_life: Duration, now: Instant) -> Self {
+        Self {
+            base,
+            max,
+            half_life,
+            penalty: 0.0,
+            updated: now,
+        }
+    }
+
+    fn decayed(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.penalty * 0.5f64.powf(elapsed / self.half_life.as_secs_f64())
+    }
+
+    /// Counts one drain (one flap when it happens again soon).
+    pub fn record_drain(&mut self, now: Instant) {
+        self.penalty = self.decayed(now) + 1.0;
+        self.updated = now;
+    }
+
+    /// The hold-down that applies now: base after one drain, doubling with
+    /// each further recent drain, capped at max.
+    pub fn current(&self, now: Instant) -> Duration {
+        let exponent = (self.decayed(now) - 1.0).clamp(0.0, 30.0);
+        let scaled = self.base.as_secs_f64() * 2f64.powf(exponent);
+        Duration::from_secs_f64(scaled.min(self.max.as_secs_f64()))
+    }
+}
+
+/// One region's machine.
+#[derive(Debug, Clone)]
+pub struct RegionMachine {
+    state: RegionState,
+    since: Instant,
+    hold_down: HoldDown,
+    /// When the hold-down of the current recovery ends.
+    recover_at: Option<Instant>,
+}
+
+impl RegionMachine {
+    pub fn new(state: RegionState, hold_down: HoldDown, now: Instant) -> Self {
+        Self {
+            state,
+            since: now,
+            hold_down,
+            recover_at: None,
+        }
+    }
+
+    pub fn state(&self) -> RegionState {
+        self.state
+    }
+
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// The hold-down that a recovery starting now would wait.
+    pub fn hold_down(&self, now: Instant) -> Duration {
+        self.hold_down.current(now)
+    }
+
+    /// When the current recovery may restore the region.
+    pub fn recover_at(&self) -> Option<Instant> {
+        self.recover_at
+    }
+
+    fn enter(&mut self, state: RegionState, now: Instant) {
+        if self.state != state {
+            self.state = state;
+            self.since = now;
+        }
+    }
+
+    /// Feeds the majority verdict; returns what the machine wants.
+    pub fn observe(&mut self, verdict: QuorumVerdict, now: Instant) -> Intent {
+        match (self.state, verdict) {
+            (_, QuorumVerdict::NoQuorum) => match self.state {
+                RegionState::Draining => Intent::Drain,
+                _ => Intent::Stay,
+            },
+            (RegionState::Healthy, QuorumVerdict::Down) => Intent::Drain,
+            (RegionState::Healthy, QuorumVerdict::Up) => Intent::Stay,
+            // A drain, once started, is finished: the flag may be half set.
+            (RegionState::Draining, _) => Intent::Drain,
+            (RegionState::Drained, QuorumVerdict::Down) => Intent::Stay,
+            (RegionState::Drained, QuorumVerdict::Up) => {
+                self.recover_at = Some(now + self.hold_down.current(now));
+                self.enter(RegionState::Recovering, now);
+                self.recovering_intent(now)
+            }
+            (RegionState::Recovering, QuorumVerdict::Down) => {
+                self.recover_at = None;
+                self.enter(RegionState::Drained, now);
+                Intent::Stay
+            }
+            (RegionState::Recovering, QuorumVerdict::Up) => self.recovering_intent(now),
+        }
+    }
+
+    fn recovering_intent(&self, now: Instant) -> Intent {
+        match self.recover_at {
+            Some(at) if now >= at => Intent::Restore,
+            _ => Intent::Stay,
+        }
+    }
+
+    /// The planner approved a drain: the actions start now.
+    pub fn begin_drain(&mut self, now: Instant) {
+        if self.state == RegionState::Healthy {
+            self.hold_down.record_drain(now);
+            self.enter(RegionState::Draining, now);
+        } else if self.state == RegionState::Recovering {
+            // Already out of service: a (manual) drain keeps it there.
+            self.recover_at = None;
+            self.enter(RegionState::Drained, now);
+        }
+    }
+
+    /// Every drain action was verified.
+    pub fn drain_done(&mut self, now: Instant) {
+        if self.state == RegionState::Draining {
+            self.enter(RegionState::Drained, now);
+        }
+    }
+
+    /// Every restore action was verified: the region serves again.
+    pub fn restore_done(&mut self, now: Instant) {
+        self.recover_at = None;
+        self.enter(RegionState::Healthy, now);
+    }
+
+    /// Aligns a follower's machine with the drain flag in the database, so
+    /// that a replica taking over the lease starts from the truth.
+    pub fn follow(&mut self, drained_flag: bool, now: Instant) {
+        match (drained_flag, self.state) {
+            (true, RegionState::Healthy) => {
+                self.hold_down.record_drain(now);
+                self.enter(RegionState::Drained, now);
+            }
+            (true, RegionState::Draining) => self.enter(RegionState::Drained, now),
+            (false, RegionState::Healthy) => {}
+            (false, _) => self.restore_done(now),
+            (true, _) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(now: Instant) -> RegionMachine {
+        let hold = HoldDown::new(
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            Duration::from_secs(600),
+            now,
+        );
+        RegionMachine::new(RegionState::Healthy, hold, now)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaves_fast_and_returns_after_hold_down() {
+        let mut m = machine(Instant::now());
+        assert_eq!(m.observe(QuorumVerdict::Down, Instant::now()), Intent::Drain);
+        m.begin_drain(Instant::now());
+        m.drain_done(Instant::now());
+        assert_eq!(m.state(), RegionState::Drained);
+        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
+        assert_eq!(m.state(), RegionState::Recovering);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Restore);
+        m.restore_done(Instant::now());
+        assert_eq!(m.state(), RegionState::Healthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flapping_doubles_the_hold_down_and_it_decays() {
+        let mut m = machine(Instant::now());
+        m.begin_drain(Instant::now());
+        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(10));
+        m.restore_done(Instant::now());
+        m.begin_drain(Instant::now());
+        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(20));
+        m.restore_done(Instant::now());
+        m.begin_drain(Instant::now());
+        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(40));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relapse_during_recovery_goes_back_to_drained() {
+        let mut m = machine(Instant::now());
+        m.begin_drain(Instant::now());
+        m.drain_done(Instant::now());
+        m.observe(QuorumVerdict::Up, Instant::now());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(m.observe(QuorumVerdict::Down, Instant::now()), Intent::Stay);
+        assert_eq!(m.state(), RegionState::Drained);
+    }
+}
