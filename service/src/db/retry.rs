@@ -42,7 +42,7 @@ impl RetryPolicy {
         Self {
             max_retries,
             base_delay: Duration::from_millis(4),
-            max_delay: Duration::from_millis(250),
+            max_delay: Duration::from_millis(500),
         }
     }
 

@@ -1,0 +1,97 @@
+//! Accounts: creation, reads, idempotent replay, placement headers.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{problem, TestApp};
+
+#[tokio::test]
+async fn create_and_read_an_account() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post(
+            "/v1/accounts",
+            Some("acct-1"),
+            &json!({"owner": "alice", "opening_balance": 1000}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["x-served-by-region"], "us-east-1");
+    assert!(response.headers().contains_key("x-served-by-instance"));
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["owner"], "alice");
+    assert_eq!(created["balance"], 1000);
+    assert_eq!(created["home_region"], "us-east-1");
+    let id = created["id"].as_str().unwrap();
+
+    for query in ["", "?consistency=strong", "?consistency=stale"] {
+        let response = app.get(&format!("/v1/accounts/{id}{query}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let read: Value = response.json().await.unwrap();
+        assert_eq!(read, created, "{query}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_home_region_is_stored_in_the_database() {
+    let app = TestApp::spawn().await;
+    let id = app.create_account("bob", 5).await;
+    let home: String = sqlx::query_scalar("SELECT home_region FROM accounts WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(home, "us-east-1");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_creation_returns_the_original_account() {
+    let app = TestApp::spawn().await;
+    let body = json!({"owner": "carol", "opening_balance": 7});
+    let first = app.post("/v1/accounts", Some("same-key"), &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let second = app.post("/v1/accounts", Some("same-key"), &body).await;
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        app.database_snapshot().await.0,
+        1,
+        "exactly one account exists"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_account_is_404() {
+    let app = TestApp::spawn().await;
+    let (status, body) = problem(
+        app.get(&format!("/v1/accounts/{}", uuid::Uuid::new_v4()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["detail"].as_str().unwrap().contains("does not exist"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_summary_counts_and_sums_in_one_snapshot() {
+    let app = TestApp::spawn().await;
+    let a = app.create_account("a", 100).await;
+    let b = app.create_account("b", 50).await;
+    assert_eq!(
+        app.transfer("t", a, b, 30).await.status(),
+        StatusCode::CREATED
+    );
+    let summary: Value = app.get("/v1/ledger/summary").await.json().await.unwrap();
+    assert_eq!(
+        summary,
+        json!({"accounts": 2, "transfers": 1, "total_balance": 150, "min_balance": 70})
+    );
+    app.stop().await;
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the service: the real application on port 0, over
+//! HTTP, each test with its own database on the real PostgreSQL named by
+//! `TEST_DATABASE_URL` (scripts/test.sh starts one).
+
+mod accounts;
+mod bad_inputs;
+mod concurrency;
+mod health;
+mod helpers;
+mod observability;
+mod shutdown;
+mod transfers;
