@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Consistency test of the deployment against the binaries.
+
+Parses terraform/ (HCL, and the topology module's outputs through
+`terraform console`), the rendered k8s/ overlays, the controller's
+configuration in k8s/, monitoring/, and the binaries' own configuration
+(service/config/default.toml, failover-controller/config/default.toml) and
+sources. Fails when region names, ports, health paths, DNS names, shutdown
+timings or metric names disagree.
+
+Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml and
+migrate.yaml, as scripts/check-deploy.sh writes them)
+"""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tomllib
+
+import hcl2
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TERRAFORM = ROOT / "terraform"
+K8S = ROOT / "k8s"
+
+
+class Checks:
+    """Collects results; every check prints one line."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = []
+
+    def equal(self, what, actual, expected):
+        if actual == expected:
+            self.passed += 1
+            print(f"  ok    {what}")
+        else:
+            self.failed.append(what)
+            print(f"  FAIL  {what}: got {actual!r}, expected {expected!r}")
+
+    def true(self, what, condition, detail=""):
+        self.equal(what + (f" ({detail})" if detail and not condition else ""), bool(condition), True)
+
+    def skip(self, what, reason):
+        print(f"  skip  {what}: {reason}")
+
+
+def port_of(address):
+    return int(str(address).rsplit(":", 1)[1])
+
+
+def hcl(path):
+    with open(path) as handle:
+        return hcl2.load(handle)
+
+
+def first(value):
+    """bc-python-hcl2 wraps attribute values in one-element lists."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def resources(path, resource_type):
+    found = {}
+    for block in hcl(path).get("resource", []):
+        for kind, instances in block.items():
+            if kind == resource_type:
+                found.update(instances)
+    return found
+
+
+def topology_outputs(regions, primary, zone_name):
+    """Evaluates the provider-free topology module with the example's inputs."""
+    module = TERRAFORM / "modules" / "topology"
+    env = {"TF_IN_AUTOMATION": "1", "PATH": __import__("os").environ["PATH"]}
+    for key in ("TF_CLI_CONFIG_FILE", "HOME"):
+        if key in __import__("os").environ:
+            env[key] = __import__("os").environ[key]
+    subprocess.run(["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+                   cwd=module, env=env, check=True, capture_output=True)
+    expression = ("jsonencode({regions = local.regions, ports = local.ports, paths = local.paths, "
+                  "service_fqdn = local.service_fqdn, authoritative_zone = local.authoritative_zone, "
+                  "health_check = local.health_check, ttl = var.record_ttl_seconds, "
+                  "namespace = var.kubernetes_namespace, prefix = var.name_prefix})")
+    result = subprocess.run(
+        ["terraform", "console", "-no-color",
+         "-var", f"regions={json.dumps(regions)}", "-var", f"primary_region={primary}",
+         "-var", f"zone_name={zone_name}"],
+        cwd=module, env=env, input=expression, capture_output=True, text=True, check=True)
+    return json.loads(json.loads(result.stdout.strip()))
+
+
+def rendered_objects(path):
+    objects = {}
+    for document in yaml.safe_load_all(path.read_text()):
+        if document:
+            objects[(document["kind"], document["metadata"]["name"].rsplit("-", 1)[0]
+                     if document["kind"] == "ConfigMap" else document["metadata"]["name"])] = document
+    return objects
+
+
+def container(deployment):
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def named_ports(spec_container):
+    return {port["name"]: port["containerPort"] for port in spec_container["ports"]}
+
+
+def keys_of(table, prefix=""):
+    keys = set()
+    for key, value in table.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= keys_of(value, prefix + key + ".")
+    return keys
+
+
+def rust_string_literals(crate):
+    literals = set()
+    for source in (ROOT / crate / "src").rglob("*.rs"):
+        literals |= set(re.findall(r'"([^"\\]*)"', source.read_text()))
+    return literals
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    rendered_dir = pathlib.Path(sys.argv[1])
+    checks = Checks()
+
+    # Terraform: the example environment's inputs and the topology outputs.
+    example = TERRAFORM / "environments" / "example"
+    modules = {name: first(body) for block in hcl(example / "main.tf")["module"] for name, body in block.items()}
+    topology_input = modules["topology"]
+    tf_regions = first(topology_input["regions"])
+    primary = first(topology_input["primary_region"])
+    zone_name = re.search(r'^zone_name\s*=\s*"([^"]+)"', (example / "terraform.tfvars.example").read_text(), re.M).group(1)
+    topo = topology_outputs(tf_regions, primary, zone_name)
+    region_modules = {first(body["region"]): body for name, body in modules.items()
+                      if first(body["source"]) == "../../modules/region"}
+    providers = {first(body["alias"]): first(body["region"])
+                 for block in hcl(example / "versions.tf")["provider"] for kind, body in block.items()
+                 if kind == "aws" for body in [first(body)]}
+
+    print("regions")
+    checks.equal("terraform example: one region module per topology region", sorted(region_modules), sorted(tf_regions))
+    for region, body in region_modules.items():
+        alias = re.search(r"aws\.(\w+)", str(body["providers"])).group(1)
+        checks.equal(f"terraform example: {region} module's aws provider region", providers.get(alias), region)
+    overlays = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+    checks.equal("k8s overlays: one per terraform region", overlays, sorted(tf_regions))
+
+    service_defaults = tomllib.loads((ROOT / "service" / "config" / "default.toml").read_text())
+    controller_defaults_path = ROOT / "failover-controller" / "config" / "default.toml"
+    controller_defaults = tomllib.loads(controller_defaults_path.read_text()) if controller_defaults_path.exists() else None
+    controller_config = tomllib.loads((K8S / "base" / "failover-controller" / "config.toml").read_text())
+    checks.equal("controller config: regions", [r["name"] for r in controller_config["regions"]], tf_regions)
+    for entry in controller_config["regions"]:
+        checks.equal(f"controller config: {entry['name']} aws_region", entry.get("aws_region"), entry["name"])
+
+    params_by_region = {}
+    for region in overlays:
+        params = dict(line.split("=", 1) for line in (K8S / "overlays" / region / "params.env").read_text().split("\n") if "=" in line)
+        params_by_region[region] = params
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        service = objects[("Deployment", "service")]
+        controller = objects[("Deployment", "failover-controller")]
+        service_config = objects[("ConfigMap", "service-config")]["data"]
+        controller_env = objects[("ConfigMap", "failover-controller-env")]["data"]
+        print(f"overlay {region}")
+        checks.equal("params.env REGION", params["REGION"], region)
+        checks.equal("SERVICE_REGION", service_config["SERVICE_REGION"], region)
+        checks.equal("FAILOVER_REGION", controller_env["FAILOVER_REGION"], region)
+        for deployment in (service, controller):
+            checks.equal(f"{deployment['metadata']['name']} pod label region", deployment["spec"]["template"]["metadata"]["labels"].get("region"), region)
+        arn = objects[("TargetGroupBinding", "service")]["spec"]["targetGroupARN"]
+        short = topo["regions"][region]["short_name"]
+        checks.true("TargetGroupBinding ARN is the region module's target group",
+                    arn.startswith(f"arn:aws:elasticloadbalancing:{region}:") and f":targetgroup/{topo['prefix']}-{short}-api-pods/" in arn, arn)
+        role = objects[("ServiceAccount", "failover-controller")]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        checks.true("controller IRSA role is the region module's role", role.endswith(f":role/{topo['regions'][region]['cluster_name']}-failover-controller"), role)
+        checks.equal("params.env SERVICE_FQDN", params["SERVICE_FQDN"], topo["service_fqdn"])
+        checks.equal("namespace", service["metadata"]["namespace"], topo["namespace"])
+
+        # Ports.
+        service_ports = named_ports(container(service))
+        checks.equal("service container port http = default.toml listen_address", service_ports["http"], port_of(service_defaults["listen_address"]))
+        checks.equal("service container port admin = default.toml admin_address", service_ports["admin"], port_of(service_defaults["admin_address"]))
+        checks.equal("service container port http = terraform ports.service_http", service_ports["http"], topo["ports"]["service_http"])
+        checks.equal("service container port admin = terraform ports.service_admin", service_ports["admin"], topo["ports"]["service_admin"])
+        checks.equal("SERVICE_LISTEN_ADDRESS", service_config["SERVICE_LISTEN_ADDRESS"], service_defaults["listen_address"])
+        checks.equal("SERVICE_ADMIN_ADDRESS", service_config["SERVICE_ADMIN_ADDRESS"], service_defaults["admin_address"])
+        service_object_ports = {p["name"]: p for p in objects[("Service", "service")]["spec"]["ports"]}
+        checks.equal("TargetGroupBinding port = Service port http", objects[("TargetGroupBinding", "service")]["spec"]["serviceRef"]["port"], service_object_ports["http"]["port"])
+        policy_ports = {p["port"] for rule in objects[("NetworkPolicy", "service")]["spec"]["ingress"] for p in rule["ports"]}
+        checks.equal("service NetworkPolicy admits http and admin ports", policy_ports, {service_ports["http"], service_ports["admin"]})
+        controller_ports = named_ports(container(controller))
+        checks.equal("controller container port http = terraform ports.controller_http", controller_ports["http"], topo["ports"]["controller_http"])
+        checks.equal("controller container DNS ports = terraform ports.controller_dns", {controller_ports["dns-udp"], controller_ports["dns-tcp"]}, {topo["ports"]["controller_dns"]})
+        checks.equal("controller config http_listen port", port_of(controller_config["http_listen"]), controller_ports["http"])
+        checks.equal("controller config dns_listen port", port_of(controller_config["dns_listen"]), controller_ports["dns-udp"])
+        if controller_defaults is not None:
+            checks.equal("controller container port http = controller default.toml http_listen", controller_ports["http"], port_of(controller_defaults["http_listen"]))
+            checks.equal("controller container DNS port = controller default.toml dns_listen", controller_ports["dns-udp"], port_of(controller_defaults["dns_listen"]))
+
+        # Health paths and probes.
+        spec = container(service)
+        checks.equal("service livenessProbe path", spec["livenessProbe"]["httpGet"]["path"], topo["paths"]["liveness"])
+        checks.equal("service startupProbe path", spec["startupProbe"]["httpGet"]["path"], topo["paths"]["liveness"])
+        checks.equal("service readinessProbe path", spec["readinessProbe"]["httpGet"]["path"], topo["paths"]["readiness"])
+        checks.equal("service probes use port http", {spec[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe", "startupProbe")}, {"http"})
+        monitor = objects[("ServiceMonitor", "service")]["spec"]["endpoints"][0]
+        checks.equal("service ServiceMonitor scrapes admin /metrics", (monitor["port"], monitor["path"]), ("admin", topo["paths"]["metrics"]))
+        monitor = objects[("ServiceMonitor", "failover-controller")]["spec"]["endpoints"][0]
+        checks.equal("controller ServiceMonitor scrapes http /metrics", (monitor["port"], monitor["path"]), ("http", "/metrics"))
+
+        # Shutdown: the kubelet must not kill a pod that is still draining.
+        drain_ms = int(service_config.get("SERVICE_DRAIN_PERIOD_MS", service_defaults["drain_period_ms"]))
+        grace_ms = int(service_config.get("SERVICE_SHUTDOWN_GRACE_MS", service_defaults["shutdown_grace_ms"]))
+        checks.equal("SERVICE_DRAIN_PERIOD_MS = default.toml drain_period_ms", drain_ms, service_defaults["drain_period_ms"])
+        pre_stop = spec["lifecycle"]["preStop"]["sleep"]["seconds"]
+        grace_period = service["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        checks.true("terminationGracePeriodSeconds > preStop + drain period + shutdown grace",
+                    grace_period > pre_stop + (drain_ms + grace_ms) / 1000, f"{grace_period} vs {pre_stop}+{drain_ms}ms+{grace_ms}ms")
+
+    print("terraform")
+    region_tf = TERRAFORM / "modules" / "region"
+    target_group = resources(region_tf / "load_balancer.tf", "aws_lb_target_group")["service"]
+    checks.equal("target group port = service http port", first(target_group["port"]), port_of(service_defaults["listen_address"]))
+    checks.equal("target group health check path = readiness path", first(first(target_group["health_check"])["path"]), topo["paths"]["readiness"])
+    drain_s = (service_defaults["drain_period_ms"] + service_defaults["shutdown_grace_ms"]) / 1000
+    checks.true("target group deregistration delay <= drain period + shutdown grace", first(target_group["deregistration_delay"]) <= drain_s)
+    for name, rule in {**resources(region_tf / "load_balancer.tf", "aws_vpc_security_group_egress_rule"),
+                       **resources(region_tf / "load_balancer.tf", "aws_vpc_security_group_ingress_rule")}.items():
+        if "pods" in name:
+            checks.equal(f"security group rule {name} port", first(rule["from_port"]), port_of(service_defaults["listen_address"]))
+    checks.equal("Route53 health check path", topo["health_check"]["resource_path"], "/healthz/region")
+    checks.equal("Route53 health check port", topo["health_check"]["port"], 443)
+    iam = (region_tf / "iam.tf").read_text()
+    checks.true("IRSA subject names the failover-controller ServiceAccount", ':failover-controller"' in iam)
+    checks.true("region module's lb name follows <prefix>-<short>-api", 'lb_name = "${var.name_prefix}-${var.short_name}-api"' in (region_tf / "load_balancer.tf").read_text())
+
+    print("controller configuration")
+    checks.equal("route53.record_name = service name", controller_config["route53"]["record_name"], topo["service_fqdn"] + ".")
+    checks.equal("dns.zone = authoritative zone", controller_config["dns"]["zone"], topo["authoritative_zone"] + ".")
+    checks.equal("dns.nameservers = the regions' name servers", controller_config["dns"]["nameservers"], [topo["regions"][r]["name_server_fqdn"] + "." for r in tf_regions])
+    checks.equal("dns.ttl_seconds = terraform record_ttl_seconds", controller_config["dns"]["ttl_seconds"], topo["ttl"])
+    checks.equal("probe.path = Route53 health check path", controller_config["probe"]["path"], topo["health_check"]["resource_path"])
+    zone_ids = {params["HOSTED_ZONE_ID"] for params in params_by_region.values()}
+    checks.equal("params.env HOSTED_ZONE_ID = route53.hosted_zone_id", zone_ids, {controller_config["route53"]["hosted_zone_id"]})
+    if controller_defaults is None:
+        checks.skip("controller config keys", "failover-controller/config/default.toml does not exist yet")
+    else:
+        unknown = keys_of({k: v for k, v in controller_config.items() if k != "regions"}) - keys_of(controller_defaults)
+        checks.equal("controller config uses only keys the controller knows", sorted(unknown), [])
+        checks.equal("controller default probe.path", controller_defaults["probe"]["path"], topo["health_check"]["resource_path"])
+        example = ROOT / "failover-controller" / "config" / "example-3-regions.toml"
+        if example.exists():
+            known = set().union(*(r.keys() for r in tomllib.loads(example.read_text())["regions"]))
+            used = set().union(*(r.keys() for r in controller_config["regions"]))
+            checks.equal("controller config region keys are known", sorted(used - known), [])
+
+    print("migrations")
+    job = rendered_objects(rendered_dir / "migrate.yaml")[("Job", "service-migrate")]
+    job_env = {e["name"]: e.get("value") for e in container(job)["env"]}
+    checks.equal("migration Job runs in the primary region", job_env["SERVICE_REGION"], primary)
+    checks.equal("migration Job runs `service migrate`", container(job)["args"], ["migrate"])
+
+    print("binaries' sources")
+    for crate, paths in (("service", [topo["paths"]["liveness"], topo["paths"]["readiness"], topo["paths"]["region_health"], topo["paths"]["metrics"]]),
+                         ("failover-controller", ["/healthz", "/readyz", "/metrics"])):
+        literals = rust_string_literals(crate)
+        if not literals:
+            checks.skip(f"{crate} route paths", "no Rust sources yet")
+            continue
+        for path in paths:
+            checks.true(f"{crate} source defines {path}", any(literal == path or literal.endswith(path) and literal.startswith("/") for literal in literals))
+
+    print("metric names in monitoring/")
+    used = set()
+    texts = [(ROOT / "monitoring" / "rules.yaml").read_text(), (ROOT / "monitoring" / "grafana-dashboard.json").read_text()]
+    for text in texts:
+        used |= set(re.findall(r"\b((?:service|failover)_[a-z0-9_]+)", text))
+    used = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
+    used -= {"service_request_errors"}  # recording-rule name part (slo:service_request_errors:...)
+    for crate, prefix in (("service", "service_"), ("failover-controller", "failover_")):
+        literals = rust_string_literals(crate)
+        names = sorted(n for n in used if n.startswith(prefix))
+        if not any(l.startswith(prefix) for l in literals):
+            checks.skip(f"{crate} metric names", "the crate defines no metrics yet")
+            continue
+        missing = [n for n in names if n not in literals]
+        checks.equal(f"{crate}: every metric used by alerts and dashboard exists", missing, [])
+
+    total = checks.passed + len(checks.failed)
+    print(f"consistency: {checks.passed} of {total} checks passed")
+    if checks.failed:
+        sys.exit(f"consistency: {len(checks.failed)} failed: " + "; ".join(checks.failed))
+
+
+if __name__ == "__main__":
+    main()
