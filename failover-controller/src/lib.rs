@@ -28,6 +28,8 @@ pub mod lease;
 pub mod metrics;
 pub mod overrides;
 pub mod planner;
+#[cfg(test)]
+mod planner_tests;
 pub mod probe;
 pub mod quorum;
 pub mod reconcile;

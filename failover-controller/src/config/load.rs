@@ -153,6 +153,7 @@ mod tests {
         let env = vec![
             ("FAILOVER_REGION".to_string(), "region-2".to_string()),
             ("FAILOVER_PROBE__INTERVAL_MS".to_string(), "250".to_string()),
+            ("FAILOVER_PROBE__TIMEOUT_MS".to_string(), "200".to_string()),
             ("FAILOVER_ADMIN_TOKEN".to_string(), "12345".to_string()),
             ("HOME".to_string(), "/root".to_string()),
         ];

@@ -1,0 +1,224 @@
+//! Tests of the planner: the safety rules with paused time, and the
+//! properties of the issue (proptest).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use crate::overrides::{ActiveOverride, OverrideKind};
+use crate::planner::{PlannedAction, Planner, Rules};
+use crate::quorum::{tally, Vote};
+use crate::region_machine::RegionState;
+use crate::verdict::{ProbeOutcome, VerdictTracker};
+
+const INTERVAL: Duration = Duration::from_millis(500);
+
+fn rules(min_healthy: usize, max_failures: usize) -> Rules {
+    Rules {
+        min_healthy_regions: min_healthy,
+        max_simultaneous_failures: max_failures,
+        simultaneous_window: INTERVAL * 6,
+        auto_unfreeze_after: Duration::from_secs(60),
+        hold_down_base: Duration::from_secs(10),
+        hold_down_max: Duration::from_secs(600),
+        hold_down_half_life: Duration::from_secs(600),
+    }
+}
+
+/// Vantage points probing regions, the planner deciding, actions succeeding.
+struct Sim {
+    regions: Vec<String>,
+    trackers: BTreeMap<(String, String), VerdictTracker>,
+    planner: Planner,
+    now: Instant,
+    drains: Vec<String>,
+}
+
+impl Sim {
+    fn new(n: usize, rules: Rules) -> Self {
+        let regions: Vec<String> = (1..=n).map(|i| format!("r{i}")).collect();
+        let now = Instant::now();
+        let mut trackers = BTreeMap::new();
+        for v in &regions {
+            for r in &regions {
+                trackers.insert((v.clone(), r.clone()), VerdictTracker::new(2, 3));
+            }
+        }
+        Self {
+            planner: Planner::new(&regions, rules, now),
+            regions,
+            trackers,
+            now,
+            drains: vec![],
+        }
+    }
+
+    /// One probe round; `ok(vantage, region)` says what a probe saw, `heard`
+    /// which vantage points' votes are fresh.
+    fn step(&mut self, ok: impl Fn(usize, usize) -> bool, heard: impl Fn(usize) -> bool, overrides: &[ActiveOverride]) {
+        self.now += INTERVAL;
+        let mut votes = vec![];
+        for (vi, v) in self.regions.iter().enumerate() {
+            for (ri, r) in self.regions.iter().enumerate() {
+                let tracker = self.trackers.get_mut(&(v.clone(), r.clone())).unwrap();
+                let outcome = if ok(vi, ri) { ProbeOutcome::Success } else { ProbeOutcome::Failure };
+                tracker.observe(outcome);
+                if heard(vi) {
+                    votes.push(Vote {
+                        vantage: v.clone(),
+                        region: r.clone(),
+                        verdict: tracker.verdict(),
+                        rtt_ms: None,
+                        age_ms: 0.0,
+                    });
+                }
+            }
+        }
+        let t = tally(&self.regions, &votes);
+        let plan = self.planner.plan(&t, overrides, self.now);
+        for action in plan.actions {
+            match action {
+                PlannedAction::Drain { region, .. } => {
+                    self.drains.push(region.clone());
+                    self.planner.drain_done(&region, self.now);
+                }
+                PlannedAction::Restore { region, .. } => self.planner.restore_done(&region, self.now),
+            }
+        }
+    }
+
+    fn state(&self, region: &str) -> RegionState {
+        self.planner.machines()[region].state()
+    }
+}
+
+fn drain_override(region: &str) -> ActiveOverride {
+    ActiveOverride {
+        id: uuid::Uuid::new_v4(),
+        kind: OverrideKind::Drain,
+        region: Some(region.into()),
+        reason: "test".into(),
+        actor: "tester".into(),
+        created_at: chrono::Utc::now(),
+        expires_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_region_is_drained_within_three_intervals() {
+    let mut sim = Sim::new(3, rules(1, 1));
+    sim.step(|_, _| true, |_| true, &[]);
+    let mut steps = 0;
+    while sim.state("r2") == RegionState::Healthy {
+        sim.step(|_, r| r != 1, |_| true, &[]);
+        steps += 1;
+        assert!(steps <= 3, "not drained after {steps} intervals");
+    }
+    assert_eq!(sim.state("r2"), RegionState::Drained);
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_healthy_blocks_the_last_drain() {
+    let mut sim = Sim::new(2, rules(1, 2));
+    for _ in 0..10 {
+        sim.step(|_, r| r != 0, |_| true, &[]);
+    }
+    assert_eq!(sim.state("r1"), RegionState::Drained);
+    // Now r2 fails too: it must stay serving.
+    for _ in 0..10 {
+        sim.step(|v, r| !(r == 1 && v == 0) && r != 0 && v != 1, |_| true, &[]);
+    }
+    assert_eq!(sim.planner.serving_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_failures_at_once_freeze_automation() {
+    let mut sim = Sim::new(5, rules(1, 1));
+    for _ in 0..10 {
+        sim.step(|_, r| r >= 2, |_| true, &[]);
+    }
+    assert!(sim.drains.is_empty(), "drained {:?} despite the freeze", sim.drains);
+    assert_eq!(sim.planner.serving_count(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_drain_outranks_the_votes_and_the_freeze() {
+    let mut sim = Sim::new(3, rules(1, 1));
+    let overrides = vec![drain_override("r3")];
+    sim.step(|_, _| true, |_| true, &overrides);
+    assert_eq!(sim.state("r3"), RegionState::Drained);
+    for _ in 0..100 {
+        sim.step(|_, _| true, |_| true, &overrides);
+    }
+    assert_eq!(sim.state("r3"), RegionState::Drained, "restored while the override holds");
+    for _ in 0..40 {
+        sim.step(|_, _| true, |_| true, &[]);
+    }
+    assert_eq!(sim.state("r3"), RegionState::Healthy, "not restored after the override ended");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// No sequence of probe results (and manual drains) leaves fewer than
+    /// min_healthy_regions serving.
+    #[test]
+    fn never_below_min_healthy(
+        n in 2usize..=5,
+        min_seed in 0usize..5,
+        max_failures in 0usize..5,
+        rounds in proptest::collection::vec((proptest::collection::vec(any::<bool>(), 25), 0u8..8, any::<u8>()), 1..80),
+    ) {
+        let min_healthy = 1 + min_seed % n;
+        let mut sim = Sim::new(n, rules(min_healthy, max_failures));
+        for (results, manual, heard_mask) in rounds {
+            let overrides: Vec<ActiveOverride> = if (manual as usize) < n {
+                vec![drain_override(&format!("r{}", manual + 1))]
+            } else {
+                vec![]
+            };
+            sim.step(|v, r| results[(v * 5 + r) % 25], |v| heard_mask & (1 << v) != 0, &overrides);
+            prop_assert!(sim.planner.serving_count() >= min_healthy,
+                "{} serving, minimum {}", sim.planner.serving_count(), min_healthy);
+        }
+    }
+
+    /// One cut-off vantage point (it sees every region down) never causes a
+    /// drain, whatever subset of the healthy vantage points is heard from.
+    #[test]
+    fn one_cut_off_vantage_never_drains(
+        heard in proptest::collection::vec(0u8..4, 1..80),
+        cut_off in 0usize..3,
+    ) {
+        let mut sim = Sim::new(3, rules(1, 1));
+        for mask in heard {
+            sim.step(|v, _| v != cut_off, |v| v == cut_off || mask & (1 << v) != 0, &[]);
+            prop_assert!(sim.drains.is_empty(), "drained {:?}", sim.drains);
+        }
+    }
+
+    /// Flapping lengthens the hold-down: each drain soon after the last one
+    /// waits longer before the region returns (until the cap).
+    #[test]
+    fn flapping_lengthens_the_hold_down(flaps in 2usize..6, extra_up in 0u32..20) {
+        let mut sim = Sim::new(3, rules(1, 1));
+        let mut previous = Duration::ZERO;
+        for _ in 0..flaps {
+            while sim.state("r1") == RegionState::Healthy {
+                sim.step(|_, r| r != 0, |_| true, &[]);
+            }
+            let hold = sim.planner.machines()["r1"].hold_down(sim.now);
+            prop_assert!(hold > previous || hold == Duration::from_secs(600),
+                "hold-down {:?} after {:?}", hold, previous);
+            previous = hold;
+            while sim.state("r1") != RegionState::Healthy {
+                sim.step(|_, _| true, |_| true, &[]);
+            }
+            for _ in 0..extra_up {
+                sim.step(|_, _| true, |_| true, &[]);
+            }
+        }
+    }
+}
