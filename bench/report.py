@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/bench.sh (standard library only).
+
+  report.py pgbench-log PREFIX          -> percentiles of a pgbench -l log
+  report.py report RUNS_DIR OUT.json    -> prints the table, writes the JSON
+
+A run directory holds one `<workload>.<side>` file of `key=value` lines per
+measured run (side: service or pgbench), written by scripts/bench.sh.
+"""
+import glob
+import json
+import math
+import sys
+
+TARGETS = {"read_account": 0.8, "transfer": 0.7}
+LABELS = {"read_account": "read account", "transfer": "transfer"}
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def pgbench_log(prefix):
+    # pgbench 15 -l line: client_id transaction_no time script_no time_epoch
+    # time_us [schedule_lag] [retries]; time is the latency in microseconds,
+    # or "failed" / "skipped".
+    latencies, failed, retries = [], 0, 0
+    files = sorted(glob.glob(prefix + ".*"))
+    if not files:
+        sys.exit(f"report.py: no pgbench log files match {prefix}.*")
+    for path in files:
+        with open(path) as log:
+            for line in log:
+                fields = line.split()
+                if len(fields) < 6:
+                    continue
+                if fields[2] in ("failed", "skipped"):
+                    failed += 1
+                    continue
+                latencies.append(int(fields[2]))
+                if len(fields) >= 7:
+                    retries += int(fields[-1])
+    latencies.sort()
+    print(
+        f"log_transactions={len(latencies)} log_failed={failed} log_retries={retries} "
+        f"p50_ms={percentile(latencies, 50) / 1000:.3f} p99_ms={percentile(latencies, 99) / 1000:.3f} "
+        f"max_ms={(latencies[-1] if latencies else float('nan')) / 1000:.3f}"
+    )
+
+
+def read_kv(path):
+    values = {}
+    with open(path) as f:
+        for line in f:
+            for token in line.split():
+                if "=" in token:
+                    key, _, value = token.partition("=")
+                    if key in ("postgres", "pgbench", "wrk", "service_commit"):
+                        values[key] = value
+                        continue
+                    try:
+                        values[key] = float(value) if "." in value or "e" in value else int(value)
+                    except ValueError:
+                        values[key] = value
+    return values
+
+
+def report(runs_dir, out_path):
+    config = read_kv(f"{runs_dir}/config")
+    workloads = []
+    for name in ("read_account", "transfer"):
+        try:
+            service = read_kv(f"{runs_dir}/{name}.service")
+            pgbench = read_kv(f"{runs_dir}/{name}.pgbench")
+        except FileNotFoundError:
+            continue
+        ratio = service["rps"] / pgbench["tps"] if pgbench.get("tps") else float("nan")
+        p99_ratio = service["p99_ms"] / pgbench["p99_ms"] if pgbench.get("p99_ms") else float("nan")
+        target = TARGETS[name]
+        workloads.append(
+            {
+                "workload": name,
+                "service": service,
+                "pgbench": pgbench,
+                "throughput_ratio": round(ratio, 3),
+                "p99_ratio": round(p99_ratio, 3),
+                "target_throughput_ratio": target,
+                "verdict": "PASS" if ratio >= target else "BELOW TARGET",
+            }
+        )
+
+    header = (
+        f"{'workload':<14} {'service req/s':>13} {'pgbench tps':>12} {'ratio':>6} {'target':>6}  "
+        f"{'service p99':>11} {'pgbench p99':>11} {'p99 ratio':>9}  verdict"
+    )
+    print()
+    print(
+        f"{int(config.get('connections', 0))} database connections and {int(config.get('connections', 0))} "
+        f"concurrent clients on each side, {config.get('duration_s')} s per run after a "
+        f"{config.get('warmup_s')} s warm-up, {config.get('accounts')} accounts, {config.get('cpus')} CPUs"
+    )
+    print(header)
+    print("-" * len(header))
+    for w in workloads:
+        s, p = w["service"], w["pgbench"]
+        print(
+            f"{LABELS[w['workload']]:<14} {s['rps']:>13.0f} {p['tps']:>12.0f} {w['throughput_ratio']:>6.2f} "
+            f"{w['target_throughput_ratio']:>6.2f}  {s['p99_ms']:>8.2f} ms {p['p99_ms']:>8.2f} ms "
+            f"{w['p99_ratio']:>9.2f}  {w['verdict']}"
+        )
+    print()
+    for w in workloads:
+        s, p = w["service"], w["pgbench"]
+        notes = []
+        if s.get("errors", 0):
+            notes.append(
+                f"service run had {s['errors']} ERRORS (non-2xx {s.get('status_errors', 0)}, "
+                f"timeouts {s.get('timeouts', 0)}, socket {s.get('connect_errors', 0) + s.get('read_errors', 0) + s.get('write_errors', 0)})"
+            )
+        if p.get("failed", 0):
+            notes.append(f"pgbench run had {p['failed']} FAILED transactions")
+        if s.get("retries", 0) or p.get("retried", 0):
+            notes.append(
+                f"serialization retries: service {s.get('retries', 0)}, pgbench {p.get('retries_total', 0)} "
+                f"(in {p.get('retried', 0)} transactions)"
+            )
+        for side, values in (("service", s), ("pgbench", p)):
+            cpu = [f"{k[4:]} {values[k]:.2f}" for k in ("cpu_server", "cpu_postgres", "cpu_loadgen", "cpu_other")
+                   if k in values and (k != "cpu_server" or values[k] >= 0.005)]
+            if cpu:
+                notes.append(f"{side} run, CPU cores used: " + ", ".join(cpu).replace("server", "service"))
+            rate = values.get("rps") or values.get("tps")
+            if rate and "cpu_postgres" in values:
+                per = [
+                    f"{label} {values[key] / rate * 1e6:.0f}"
+                    for label, key in (("service", "cpu_server"), ("postgres", "cpu_postgres"), ("load generator", "cpu_loadgen"))
+                    if values.get(key, 0) >= 0.005
+                ]
+                notes.append(f"{side} run, CPU microseconds per request: " + ", ".join(per))
+        for side, values in (("service", s), ("pgbench", p)):
+            if values.get("cpu_other", 0) > 0.25:
+                notes.append(
+                    f"WARNING: other processes on this machine used {values['cpu_other']:.2f} cores during the "
+                    f"{side} run; this pair is distorted (rerun on a quiet machine)"
+                )
+        if notes:
+            print(f"{LABELS[w['workload']]}:")
+            for note in notes:
+                print(f"  {note}")
+    with open(out_path, "w") as out:
+        json.dump({"config": config, "workloads": workloads}, out, indent=2)
+        out.write("\n")
+    print(f"\nresults written to {out_path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "pgbench-log":
+        pgbench_log(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "report":
+        report(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)

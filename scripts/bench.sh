@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The benchmark of issue 2: the service against pgbench on one PostgreSQL.
+#
+#   scripts/bench.sh
+#
+# Builds the service in release mode, starts a throwaway PostgreSQL
+# (scripts/pg.sh), seeds accounts, starts the service against it, then
+# measures, with the same number of database connections and the same client
+# concurrency on both sides:
+#   read account: wrk  GET /v1/accounts/{id}  vs  pgbench running its SELECT
+#   transfer:     wrk  POST /v1/transfers     vs  pgbench running its transaction
+# and prints requests/s, p99 and the ratios service/pgbench (targets: 0.8 for
+# reads, 0.7 for transfers). Results also go to target/bench/results.json.
+# A benchmark, not a test: it exits 0 whether or not the targets are met.
+# See bench/README.md for the method.
+#
+# Settings (environment):
+#   BENCH_CONNECTIONS  pool size = wrk connections = pgbench clients (16)
+#   BENCH_THREADS      wrk threads = pgbench threads (2)
+#   BENCH_DURATION     seconds per measured run (12)
+#   BENCH_WARMUP       seconds of warm-up before each measured run (3)
+#   BENCH_ACCOUNTS     seeded accounts (10000)
+#   BENCH_SEED         random seed of both load generators (42)
+#   BENCH_SKIP_BUILD   1: use the existing target/release/service
+#   BENCH_KEEP         1: keep the work directory (logs) in /tmp
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+connections=${BENCH_CONNECTIONS:-16}
+threads=${BENCH_THREADS:-2}
+duration=${BENCH_DURATION:-12}
+warmup=${BENCH_WARMUP:-3}
+accounts=${BENCH_ACCOUNTS:-10000}
+seed=${BENCH_SEED:-42}
+out_dir=$root/target/bench
+service_bin=$root/target/release/service
+region=us-east-1
+# The service re-runs a transaction at most this many times (default
+# transaction_max_retries); pgbench gets the same number of tries.
+max_retries=8
+
+log() { echo "bench.sh: $*" >&2; }
+
+# --- tools -------------------------------------------------------------------
+need_apt=()
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]} from the OS packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+source scripts/pg.sh
+pg_install
+
+# --- cleanup -----------------------------------------------------------------
+work=$(mktemp -d /tmp/ledger-bench.XXXXXX)
+service_pid=
+cleanup() {
+  local status=$?
+  if [ -n "$service_pid" ] && kill -0 "$service_pid" 2>/dev/null; then
+    kill -TERM "$service_pid" 2>/dev/null || true
+    wait "$service_pid" 2>/dev/null || true
+  fi
+  pg_stop
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- build ---------------------------------------------------------------------
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building the service (cargo build --release -p service)"
+  cargo build --release -p service
+fi
+[ -x "$service_bin" ] || { log "missing $service_bin"; exit 1; }
+
+# --- database ----------------------------------------------------------------
+pg_start
+db_url="${DATABASE_URL%/*}/ledger_bench"
+psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+psql "$DATABASE_URL" -c "CREATE DATABASE ledger_bench"
+SERVICE_REGION=$region SERVICE_DATABASE_URL=$db_url SERVICE_LOG_FILTER=warn \
+  "$service_bin" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; exit 1; }
+
+# Account n has the id md5('bench-account-' || n)::uuid: uniformly spread like
+# gen_random_uuid(), and computable by pgbench, whose variables are numbers.
+log "seeding $accounts accounts"
+psql "$db_url" <<SQL
+INSERT INTO accounts (id, owner, balance, home_region)
+SELECT md5('bench-account-' || n)::uuid, 'bench-owner-' || n, 1000000000000, '$region'
+FROM generate_series(1, $accounts) AS n;
+VACUUM ANALYZE;
+SQL
+ids_file=$work/account-ids.txt
+psql "$db_url" -At -c "SELECT md5('bench-account-' || n)::uuid FROM generate_series(1, $accounts) AS n ORDER BY n" >"$ids_file"
+[ "$(wc -l <"$ids_file")" -eq "$accounts" ] || { log "account id file is incomplete"; exit 1; }
+
+# --- service -----------------------------------------------------------------
+listen_port=$(pg_free_port)
+admin_port=$(pg_free_port)
+while [ "$admin_port" = "$listen_port" ]; do admin_port=$(pg_free_port); done
+base_url=http://127.0.0.1:$listen_port
+SERVICE_REGION=$region \
+SERVICE_DATABASE_URL=$db_url \
+SERVICE_LISTEN_ADDRESS=127.0.0.1:$listen_port \
+SERVICE_ADMIN_ADDRESS=127.0.0.1:$admin_port \
+SERVICE_DATABASE_POOL_SIZE=$connections \
+SERVICE_MAX_CONCURRENT_REQUESTS=$((connections * 16 + 64)) \
+SERVICE_TRANSACTION_MAX_RETRIES=$max_retries \
+SERVICE_DRAIN_PERIOD_MS=0 \
+SERVICE_LOG_FILTER=warn \
+  "$service_bin" serve >"$work/service.log" 2>&1 &
+service_pid=$!
+for _ in $(seq 1 150); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$base_url/readyz" || true)" = 200 ] && break
+  kill -0 "$service_pid" 2>/dev/null || { cat "$work/service.log" >&2; log "the service exited"; exit 1; }
+  sleep 0.2
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$base_url/readyz" || true)" = 200 ] \
+  || { cat "$work/service.log" >&2; log "the service did not become ready"; exit 1; }
+# Sanity: both endpoints answer as the load generators expect.
+first_id=$(sed -n 1p "$ids_file"); second_id=$(sed -n 2p "$ids_file")
+code=$(curl -s -o /dev/null -w '%{http_code}' "$base_url/v1/accounts/$first_id")
+[ "$code" = 200 ] || { log "GET /v1/accounts answered $code"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+  -H "Idempotency-Key: bench-sanity-$$" --data "{\"from\":\"$first_id\",\"to\":\"$second_id\",\"amount\":1}" \
+  "$base_url/v1/transfers")
+[ "$code" = 201 ] || { log "POST /v1/transfers answered $code"; exit 1; }
+log "service ready on $base_url (pool $connections), PostgreSQL on 127.0.0.1:$PG_PORT"
+
+# --- CPU accounting (where the 2 cores go during a run) ----------------------
+clk_tck=$(getconf CLK_TCK)
+pm_pid=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+# utime+stime of a process (+ its reaped children's with a second argument).
+proc_ticks() {
+  local stat; stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  set -- ${stat##*) }
+  echo $(( ${12} + ${13} ))
+}
+proc_ticks_children() {
+  local stat; stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  set -- ${stat##*) }
+  echo $(( ${12} + ${13} + ${14} + ${15} ))
+}
+# Prints: service postgres loadgen(reaped children of this shell) machine_busy
+cpu_snapshot() {
+  local pg child busy
+  pg=$(proc_ticks_children "$pm_pid")
+  for child in $(pgrep -P "$pm_pid" || true); do
+    pg=$((pg + $(proc_ticks "$child")))
+  done
+  busy=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat)
+  echo "$(proc_ticks "$service_pid") $pg $(proc_ticks_children $$) $busy"
+}
+# Turns two snapshots and a wall time into cores used per component.
+cpu_report() {
+  local -a a=($1) b=($2)
+  awk -v hz="$clk_tck" -v t="$3" -v s="$((b[0] - a[0]))" -v p="$((b[1] - a[1]))" \
+      -v l="$((b[2] - a[2]))" -v m="$((b[3] - a[3]))" 'BEGIN {
+    o = m - s - p - l; if (o < 0) o = 0
+    printf "cpu_server=%.3f cpu_postgres=%.3f cpu_loadgen=%.3f cpu_other=%.3f\n", s/hz/t, p/hz/t, l/hz/t, o/hz/t }'
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+retries_total() {
+  curl -s "http://127.0.0.1:$admin_port/metrics" \
+    | awk '/^service_db_transaction_retries_total/ { n += $NF } END { printf "%d", n }'
+}
+
+# Same state before each measured run: dead rows vacuumed, statistics fresh,
+# dirty pages flushed.
+settle() {
+  psql "$db_url" -c "VACUUM ANALYZE accounts, transfers, idempotency_keys" -c "CHECKPOINT"
+}
+
+mkdir -p "$out_dir" "$work/runs"
+runs=$work/runs
+
+# run_wrk WORKLOAD LUA
+run_wrk() {
+  local workload=$1 script=$2 before after t0 t1 r0
+  log "$workload: wrk warm-up ${warmup}s"
+  wrk -t "$threads" -c "$connections" -d "${warmup}s" --timeout 10s -s "$script" "$base_url" \
+    -- "$ids_file" "$((seed + 1))" warm >"$work/$workload.wrk-warmup.out"
+  settle
+  log "$workload: wrk ${duration}s, $connections connections, $threads threads"
+  r0=$(retries_total)
+  before=$(cpu_snapshot); t0=$(now)
+  wrk -t "$threads" -c "$connections" -d "${duration}s" --timeout 10s -s "$script" "$base_url" \
+    -- "$ids_file" "$seed" main >"$work/$workload.wrk.out"
+  t1=$(now); after=$(cpu_snapshot)
+  cat "$work/$workload.wrk.out" >&2
+  {
+    grep '^BENCH ' "$work/$workload.wrk.out" | sed 's/^BENCH //'
+    echo "retries=$(( $(retries_total) - r0 ))"
+    cpu_report "$before" "$after" "$(elapsed "$t0" "$t1")"
+  } >"$runs/$workload.service"
+}
+
+# run_pgbench WORKLOAD SQL
+run_pgbench() {
+  local workload=$1 script=$2 before after t0 t1
+  local -a args=(-n -M prepared -c "$connections" -j "$threads" --max-tries=$((max_retries + 1))
+    -D "accounts=$accounts" -f "$script")
+  log "$workload: pgbench warm-up ${warmup}s"
+  "$PG_BIN/pgbench" "${args[@]}" -T "$warmup" --random-seed=$((seed + 1)) "$db_url" \
+    >"$work/$workload.pgbench-warmup.out" 2>&1 || { cat "$work/$workload.pgbench-warmup.out" >&2; exit 1; }
+  settle
+  log "$workload: pgbench ${duration}s, $connections clients, $threads threads"
+  before=$(cpu_snapshot); t0=$(now)
+  "$PG_BIN/pgbench" "${args[@]}" -T "$duration" --random-seed="$seed" \
+    -l --log-prefix="$work/$workload.pgbench-log" "$db_url" \
+    >"$work/$workload.pgbench.out" 2>&1 || { cat "$work/$workload.pgbench.out" >&2; exit 1; }
+  t1=$(now); after=$(cpu_snapshot)
+  grep -E '^(tps|number of|latency average|total number)' "$work/$workload.pgbench.out" >&2 || true
+  {
+    awk '/^tps = / { print "tps=" $3 }
+         /^number of transactions actually processed:/ { split($6, a, "/"); print "transactions=" a[1] }
+         /^number of failed transactions:/ { print "failed=" $5 }
+         /^number of transactions retried:/ { print "retried=" $5 }
+         /^total number of retries:/ { print "retries_total=" $5 }' "$work/$workload.pgbench.out"
+    python3 bench/report.py pgbench-log "$work/$workload.pgbench-log"
+    cpu_report "$before" "$after" "$(elapsed "$t0" "$t1")"
+  } >"$runs/$workload.pgbench"
+  rm -f "$work/$workload".pgbench-log.*
+}
+
+{
+  echo "connections=$connections threads=$threads duration_s=$duration warmup_s=$warmup accounts=$accounts seed=$seed"
+  echo "cpus=$(nproc) max_tries=$((max_retries + 1))"
+  echo "postgres=$("$PG_BIN/postgres" --version | awk '{print $3}') pgbench=$("$PG_BIN/pgbench" --version | awk '{print $3}')"
+  echo "wrk=$(wrk --version 2>&1 | awk 'NR == 1 {print $2}') service_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} >"$runs/config"
+
+# pgbench first: whatever the earlier run leaves behind (more rows in
+# transfers and idempotency_keys) then weighs on the service, not on pgbench.
+run_pgbench read_account bench/pgbench_read_account.sql
+run_wrk read_account bench/read_account.lua
+run_pgbench transfer bench/pgbench_transfer.sql
+run_wrk transfer bench/transfer.lua
+
+# Money is conserved: a transfer benchmark that broke the ledger is void.
+total=$(psql "$db_url" -At -c "SELECT sum(balance) = 1000000000000::numeric * count(*) FROM accounts")
+[ "$total" = t ] || log "WARNING: the sum of balances changed during the benchmark"
+
+python3 bench/report.py report "$runs" "$out_dir/results.json"
