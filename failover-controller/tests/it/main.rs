@@ -1,0 +1,11 @@
+//! Integration tests of the failover controller, against the real things:
+//! PostgreSQL, HTTP servers on loopback, the moto Route53 API server, a real
+//! DNS client, and the controller binary itself.
+
+mod admin;
+mod dns;
+mod end_to_end;
+mod fencing;
+mod helpers;
+mod processes;
+mod route53;

@@ -1,0 +1,1 @@
+//! Placeholder: multi-process leader election lives here.

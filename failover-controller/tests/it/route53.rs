@@ -1,0 +1,1 @@
+//! Placeholder: Route53 against moto lives here.
