@@ -154,7 +154,11 @@ impl Planner {
                 .find(|o| o.region.as_deref() == Some(region.as_str()) && o.kind.needs_region());
             let machine = self.machines.get_mut(&region).expect("known region");
             let before = machine.state();
-            let intent = machine.observe(tally.verdict(&region), now);
+            // While an operator decides for the region, votes do not move it.
+            let intent = match region_override {
+                Some(_) => Intent::Stay,
+                None => machine.observe(tally.verdict(&region), now),
+            };
             if before == RegionState::Drained && machine.state() == RegionState::Recovering {
                 plan.decisions.push(Decision {
                     region: Some(region.clone()),
@@ -209,12 +213,20 @@ impl Planner {
             detail: format!("{remaining} would remain serving, minimum {}", self.rules.min_healthy_regions),
         };
         let votes = tally.regions.get(region);
-        let quorum_rule = RuleCheck {
-            rule: "majority".into(),
-            passed: true,
-            detail: votes
-                .map(|t| format!("{} down, {} up, discarded {:?}", t.down, t.up, tally.discarded_vantages))
-                .unwrap_or_else(|| "override".into()),
+        let quorum_rule = if actor == AUTOMATION {
+            RuleCheck {
+                rule: "majority".into(),
+                passed: true,
+                detail: votes
+                    .map(|t| format!("{} down, {} up, discarded {:?}", t.down, t.up, tally.discarded_vantages))
+                    .unwrap_or_default(),
+            }
+        } else {
+            RuleCheck {
+                rule: "manual_override".into(),
+                passed: true,
+                detail: format!("drain by {actor}: {reason}"),
+            }
         };
         if !min_rule.passed {
             if self.blocked.insert(region.to_string()) {

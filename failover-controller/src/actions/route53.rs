@@ -210,26 +210,19 @@ impl Route53Records {
     pub async fn restore(&self, region: &str) -> Result<ChangeOutcome, Route53Error> {
         let desired = self.desired(region)?;
         let present = self.list_owned().await?;
-        let mut changes = Vec::new();
-        match present.get(region) {
-            Some(current) if same_record(current, &desired) => return Ok(ChangeOutcome::AlreadyInPlace),
-            Some(current) => changes.push(
-                Change::builder()
-                    .action(ChangeAction::Delete)
-                    .resource_record_set(current.clone())
-                    .build()
-                    .map_err(|e| Route53Error::Build(e.to_string()))?,
-            ),
-            None => {}
+        if let Some(current) = present.get(region) {
+            if same_record(current, &desired) {
+                return Ok(ChangeOutcome::AlreadyInPlace);
+            }
         }
-        changes.push(
-            Change::builder()
-                .action(ChangeAction::Create)
-                .resource_record_set(desired)
-                .build()
-                .map_err(|e| Route53Error::Build(e.to_string()))?,
-        );
-        self.apply(changes, &format!("failover-controller: restore {region}")).await
+        // UPSERT keyed by name, type and our SetIdentifier: creates ours when
+        // absent, replaces only ours when it drifted, never another record.
+        let change = Change::builder()
+            .action(ChangeAction::Upsert)
+            .resource_record_set(desired)
+            .build()
+            .map_err(|e| Route53Error::Build(e.to_string()))?;
+        self.apply(vec![change], &format!("failover-controller: restore {region}")).await
     }
 
     async fn apply(&self, changes: Vec<Change>, comment: &str) -> Result<ChangeOutcome, Route53Error> {

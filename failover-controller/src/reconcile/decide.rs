@@ -74,6 +74,8 @@ pub async fn round(ctx: &Context, planner: &mut Planner, leading: &mut bool) -> 
             // replica guessed while following.
             planner.follow(&drained, now);
             *leading = true;
+            // A new leader checks its Route53 records at once.
+            ctx.route53_wake.notify_one();
         }
         plan = planner.plan(&tally, &active, now);
         record_decisions(ctx, &plan, &tally).await;
