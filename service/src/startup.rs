@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::db::retry::{RetryPolicy, Transactor};
-use crate::http::AppState;
+use crate::http::{AppState, AppStateInner};
 use crate::metrics::Metrics;
 use crate::region_gate::{Refresher, RegionGate};
 
@@ -55,7 +55,7 @@ impl Application {
         // A cached gate answer stays valid for one refresh plus one bounded query.
         let validity =
             Duration::from_millis(settings.region_state_refresh_ms + settings.readiness_timeout_ms);
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             transactor: Transactor {
                 pool,
                 policy: RetryPolicy::new(settings.transaction_max_retries),
@@ -66,7 +66,7 @@ impl Application {
             dialect: Arc::new(OnceLock::new()),
             shutting_down: Arc::default(),
             settings: Arc::new(settings),
-        };
+        });
         Ok(Self {
             listener,
             admin_listener,

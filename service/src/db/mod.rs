@@ -54,6 +54,10 @@ pub async fn connect(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
         .min_connections(0)
+        // A broken connection surfaces as an error on first use and the retry
+        // helper re-runs on a fresh one; pinging before every acquire would
+        // cost a round trip per request.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms))
         .idle_timeout(Some(Duration::from_secs(60)))
         .after_connect(move |conn, _meta| {

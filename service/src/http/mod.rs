@@ -26,9 +26,28 @@ use crate::db::Dialect;
 use crate::metrics::Metrics;
 use crate::region_gate::RegionGate;
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler: one pointer, so cloning per request is one
+/// atomic increment.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppStateInner {
     pub settings: Arc<Settings>,
     pub transactor: Transactor,
     pub metrics: Metrics,
@@ -39,7 +58,7 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-impl AppState {
+impl AppStateInner {
     pub fn region(&self) -> &str {
         &self.settings.region
     }

@@ -1,0 +1,344 @@
+//! Open-loop load: each client region sends at its own fixed rate from its
+//! own address, resolves the service name through the controllers' DNS with
+//! a real resolver that honours TTL, and records every operation from its
+//! intended start (no coordinated omission) to ok, fail or unknown.
+//!
+//! A failed attempt is retried once on the next region of the client's
+//! preference list, with the same Idempotency-Key for writes (reads are safe
+//! to retry by HTTP semantics).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::TokioResolver;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::deployment::SERVICE_NAME;
+
+/// How an operation ended (Jepsen's :ok, :fail, :info).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Fail,
+    /// A write whose effect the client cannot know (timed out after sending).
+    Unknown,
+}
+
+/// One operation of the history (a line of `history.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Operation {
+    pub client_region: String,
+    /// "read" or "write".
+    pub kind: String,
+    pub key: Option<String>,
+    /// Seconds after t = 0 at which the operation should have started.
+    pub intended_s: f64,
+    /// From the intended start to the final answer.
+    pub latency_ms: f64,
+    pub outcome: Outcome,
+    pub served_by: Option<String>,
+    pub attempts: u8,
+    /// Error of the first attempt when it failed (retried or not).
+    pub first_error: Option<String>,
+}
+
+/// What the load needs to know about the deployment.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// DNS servers of every controller replica.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Source address of each client region.
+    pub client_addresses: BTreeMap<String, IpAddr>,
+    /// Instances of each region, for the retry on the next region.
+    pub instances: BTreeMap<String, Vec<SocketAddr>>,
+    /// Regions in order of preference for each client region.
+    pub preference: BTreeMap<String, Vec<String>>,
+}
+
+/// The load's shape.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub client_regions: Vec<String>,
+    pub rate_per_client_region: f64,
+    pub write_ratio: f64,
+    pub duration: Duration,
+    pub request_timeout: Duration,
+    pub accounts: Vec<Uuid>,
+    pub seed: u64,
+}
+
+/// Live counters for progress and abort decisions.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub per_region: Mutex<BTreeMap<String, (u64, u64)>>,
+    pub failed_total: AtomicU64,
+    pub completed_total: AtomicU64,
+}
+
+impl LiveCounters {
+    /// (ok, not ok) per client region since the last call.
+    pub fn take_window(&self) -> BTreeMap<String, (u64, u64)> {
+        std::mem::take(&mut *self.per_region.lock().expect("counter lock"))
+    }
+
+    fn record(&self, region: &str, ok: bool) {
+        let mut map = self.per_region.lock().expect("counter lock");
+        let entry = map.entry(region.to_owned()).or_default();
+        if ok {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+            self.failed_total.fetch_add(1, Ordering::Relaxed);
+        }
+        self.completed_total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A resolver that asks the controllers' DNS from `source`, caching by TTL.
+pub fn resolver(dns_servers: &[SocketAddr], source: IpAddr, cache: bool) -> TokioResolver {
+    let mut config = ResolverConfig::new();
+    for server in dns_servers {
+        let mut name_server = NameServerConfig::new(*server, Protocol::Udp);
+        name_server.bind_addr = Some(SocketAddr::new(source, 0));
+        config.add_name_server(name_server);
+    }
+    let mut options = ResolverOpts::default();
+    options.timeout = Duration::from_millis(300);
+    options.attempts = 1;
+    options.cache_size = if cache { 32 } else { 0 };
+    options.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    options.server_ordering_strategy = hickory_resolver::config::ServerOrderingStrategy::QueryStatistics;
+    let mut builder = TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+    *builder.options_mut() = options;
+    builder.build()
+}
+
+/// Runs the load to its end (or until `abort` is set) and returns the history.
+pub async fn run(plan: Plan, target: Target, t0: Instant, live: Arc<LiveCounters>, abort: Arc<AtomicBool>) -> Vec<Operation> {
+    let mut tasks = Vec::new();
+    for (offset, client_region) in plan.client_regions.iter().enumerate() {
+        let source = target.client_addresses[client_region];
+        let client = Arc::new(RegionClient {
+            region: client_region.clone(),
+            resolver: resolver(&target.dns_servers, source, true),
+            http: reqwest::Client::builder()
+                .local_address(source)
+                .timeout(plan.request_timeout)
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client"),
+            preference: target.preference[client_region].clone(),
+            instances: target.instances.clone(),
+        });
+        let plan = plan.clone();
+        let live = live.clone();
+        let abort = abort.clone();
+        tasks.push(tokio::spawn(async move {
+            client_loop(client, plan, offset as u64, t0, live, abort).await
+        }));
+    }
+    let mut history = Vec::new();
+    for task in tasks {
+        history.extend(task.await.expect("client task"));
+    }
+    history.sort_by(|a, b| a.intended_s.total_cmp(&b.intended_s));
+    history
+}
+
+struct RegionClient {
+    region: String,
+    resolver: TokioResolver,
+    http: reqwest::Client,
+    preference: Vec<String>,
+    instances: BTreeMap<String, Vec<SocketAddr>>,
+}
+
+async fn client_loop(
+    client: Arc<RegionClient>,
+    plan: Plan,
+    offset: u64,
+    t0: Instant,
+    live: Arc<LiveCounters>,
+    abort: Arc<AtomicBool>,
+) -> Vec<Operation> {
+    let mut rng = StdRng::seed_from_u64(plan.seed.wrapping_mul(31).wrapping_add(offset));
+    let interval = Duration::from_secs_f64(1.0 / plan.rate_per_client_region);
+    let total = (plan.duration.as_secs_f64() * plan.rate_per_client_region).round() as u64;
+    let mut operations = tokio::task::JoinSet::new();
+    for n in 0..total {
+        if abort.load(Ordering::Relaxed) {
+            break;
+        }
+        let intended = t0 + interval * n as u32;
+        tokio::time::sleep_until(intended.into()).await;
+        let write = rng.gen_bool(plan.write_ratio);
+        let from = plan.accounts[rng.gen_range(0..plan.accounts.len())];
+        let mut to = plan.accounts[rng.gen_range(0..plan.accounts.len())];
+        while to == from {
+            to = plan.accounts[rng.gen_range(0..plan.accounts.len())];
+        }
+        let pick = rng.gen::<u64>();
+        let request = if write {
+            Request::Transfer { key: Uuid::new_v4().to_string(), from, to }
+        } else {
+            Request::Read { account: from }
+        };
+        let client = client.clone();
+        let live = live.clone();
+        operations.spawn(async move {
+            let operation = client.execute(request, intended, t0, pick).await;
+            live.record(&client.region, operation.outcome == Outcome::Ok);
+            operation
+        });
+    }
+    let mut history = Vec::new();
+    while let Some(operation) = operations.join_next().await {
+        history.push(operation.expect("operation task"));
+    }
+    history
+}
+
+enum Request {
+    Read { account: Uuid },
+    Transfer { key: String, from: Uuid, to: Uuid },
+}
+
+/// The result of one attempt.
+enum Attempt {
+    Ok { served_by: Option<String> },
+    /// Definitely not applied (refused, or an answer that says so).
+    Failed(String),
+    /// May have been applied.
+    Maybe(String),
+}
+
+impl RegionClient {
+    async fn execute(&self, request: Request, intended: Instant, t0: Instant, pick: u64) -> Operation {
+        let (kind, key) = match &request {
+            Request::Read { .. } => ("read", None),
+            Request::Transfer { key, .. } => ("write", Some(key.clone())),
+        };
+        let mut attempts = 0u8;
+        let mut first_error = None;
+        let mut maybe_applied = false;
+        let mut outcome = Outcome::Fail;
+        let mut served_by = None;
+        let mut tried_region: Option<String> = None;
+        for attempt in 0..2 {
+            let address = if attempt == 0 {
+                match self.resolve(pick).await {
+                    Some(address) => address,
+                    None => self.fallback(None, pick),
+                }
+            } else {
+                self.fallback(tried_region.as_deref(), pick)
+            };
+            tried_region = self
+                .instances
+                .iter()
+                .find(|(_, addresses)| addresses.contains(&address))
+                .map(|(region, _)| region.clone());
+            attempts += 1;
+            match self.send(&request, address).await {
+                Attempt::Ok { served_by: region } => {
+                    outcome = Outcome::Ok;
+                    served_by = region;
+                    break;
+                }
+                Attempt::Failed(error) => {
+                    first_error.get_or_insert(error);
+                }
+                Attempt::Maybe(error) => {
+                    maybe_applied = true;
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if outcome != Outcome::Ok && maybe_applied && kind == "write" {
+            outcome = Outcome::Unknown;
+        }
+        Operation {
+            client_region: self.region.clone(),
+            kind: kind.to_owned(),
+            key,
+            intended_s: intended.duration_since(t0).as_secs_f64(),
+            latency_ms: intended.elapsed().as_secs_f64() * 1000.0,
+            outcome,
+            served_by,
+            attempts,
+            first_error,
+        }
+    }
+
+    /// An instance from the DNS answer (the resolver caches it for its TTL).
+    async fn resolve(&self, pick: u64) -> Option<SocketAddr> {
+        let answer = self.resolver.lookup_ip(SERVICE_NAME).await.ok()?;
+        let addresses: Vec<IpAddr> = answer.iter().collect();
+        if addresses.is_empty() {
+            return None;
+        }
+        let ip = addresses[(pick % addresses.len() as u64) as usize];
+        Some(SocketAddr::new(ip, 8080))
+    }
+
+    /// An instance of the first preferred region other than `not`.
+    fn fallback(&self, not: Option<&str>, pick: u64) -> SocketAddr {
+        let region = self
+            .preference
+            .iter()
+            .find(|r| Some(r.as_str()) != not)
+            .unwrap_or(&self.preference[0]);
+        let addresses = &self.instances[region];
+        addresses[(pick % addresses.len() as u64) as usize]
+    }
+
+    async fn send(&self, request: &Request, address: SocketAddr) -> Attempt {
+        let response = match request {
+            Request::Read { account } => {
+                self.http
+                    .get(format!("http://{address}/v1/accounts/{account}"))
+                    .send()
+                    .await
+            }
+            Request::Transfer { key, from, to } => {
+                self.http
+                    .post(format!("http://{address}/v1/transfers"))
+                    .header("Idempotency-Key", key)
+                    .json(&serde_json::json!({"from": from, "to": to, "amount": 1}))
+                    .send()
+                    .await
+            }
+        };
+        match response {
+            Ok(response) if response.status().is_success() => Attempt::Ok {
+                served_by: response
+                    .headers()
+                    .get("x-served-by-region")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            },
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                if status.is_client_error() || body.contains("/problems/overloaded") {
+                    Attempt::Failed(format!("{address}: {status}"))
+                } else {
+                    Attempt::Maybe(format!("{address}: {status}"))
+                }
+            }
+            Err(error) if error.is_connect() => Attempt::Failed(format!("{address}: connect: {error}")),
+            Err(error) if error.is_timeout() => Attempt::Maybe(format!("{address}: timeout")),
+            Err(error) => Attempt::Maybe(format!("{address}: {error}")),
+        }
+    }
+}

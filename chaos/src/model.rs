@@ -1,0 +1,183 @@
+//! The drill's result: everything the report shows, serialised as
+//! `report.json` and rendered as Markdown and HTML by [`crate::report`].
+//!
+//! Times are seconds since the start of the load (`t = 0`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The whole result of one drill.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrillReport {
+    pub title: String,
+    /// Path of the drill file as given.
+    pub drill_file: String,
+    pub seed: u64,
+    pub started_at: DateTime<Utc>,
+    /// Length of the load phase in seconds.
+    pub duration_s: f64,
+    /// Component versions (service, failover-controller, chaos, PostgreSQL).
+    pub versions: BTreeMap<String, String>,
+    /// The effective configuration (topology, load, probe interval, TTL...).
+    pub configuration: serde_json::Value,
+    pub verdict: Verdict,
+    /// Why the drill was aborted, when it was.
+    pub abort_reason: Option<String>,
+    pub checks: Vec<HypothesisCheck>,
+    /// Regions of the deployment, in order.
+    pub regions: Vec<String>,
+    /// Regions clients send from, in order.
+    pub client_regions: Vec<String>,
+    /// One bucket per second and client region, in time order.
+    pub timeline: Vec<SecondBucket>,
+    pub faults: Vec<FaultWindow>,
+    pub events: Vec<ControllerEvent>,
+    pub phases: Phases,
+    pub totals: Totals,
+    pub error_budget: ErrorBudget,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    Aborted,
+}
+
+/// One steady-state hypothesis check with its tolerance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HypothesisCheck {
+    /// e.g. "success ratio (us-east-1 clients)".
+    pub name: String,
+    /// The expectation, human readable, e.g. ">= 99.0%".
+    pub expected: String,
+    /// What was measured, human readable, e.g. "99.62%".
+    pub observed: String,
+    pub passed: bool,
+}
+
+/// Requests of one client region in one second (by intended start time).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecondBucket {
+    pub second: u32,
+    pub client_region: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    /// Latency percentiles of the completed requests, milliseconds, from the
+    /// intended start (no coordinated omission). `None` without completions.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Successful requests by the region that served them.
+    pub served_by: BTreeMap<String, u64>,
+}
+
+/// A fault's active window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultWindow {
+    /// region-kill, region-blackhole, leader-kill, prober-partition, latency, db-stall.
+    pub kind: String,
+    /// The region (or replica) it hit.
+    pub target: String,
+    pub start_s: f64,
+    /// When it was rolled back; `None` if it lasted to the end.
+    pub end_s: Option<f64>,
+}
+
+/// Something the failover controllers did, read from their audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControllerEvent {
+    pub at_s: f64,
+    /// decision, drain_flag, dns_change, restore, freeze, leader_change, ...
+    pub kind: String,
+    pub region: Option<String>,
+    pub detail: String,
+}
+
+/// Fault, detect, drain, recover, in seconds since t = 0 and as durations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Phases {
+    pub fault_at_s: Option<f64>,
+    /// The controller's decision to drain.
+    pub detected_at_s: Option<f64>,
+    /// The drain flag written.
+    pub drained_at_s: Option<f64>,
+    /// The DNS answers no longer contain the region.
+    pub dns_changed_at_s: Option<f64>,
+    /// Every client region back above the success threshold for good.
+    pub recovered_at_s: Option<f64>,
+    pub detect_s: Option<f64>,
+    pub drain_s: Option<f64>,
+    pub dns_s: Option<f64>,
+    pub recover_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub ok: u64,
+    /// Failed even after the one retry on the next region.
+    pub failed: u64,
+    /// Timed out with a write whose outcome the client could not know.
+    pub unknown: u64,
+    /// Requests whose first attempt failed and whose retry succeeded.
+    pub retried_ok: u64,
+    pub writes_acknowledged: u64,
+    /// Acknowledged transfers missing from the database.
+    pub writes_lost: u64,
+    /// Transfers present more than once for one key (must be 0).
+    pub writes_duplicated: u64,
+    /// Failed transfers that nevertheless exist (must be 0).
+    pub failed_writes_present: u64,
+    pub unknown_resolved_committed: u64,
+    pub unknown_resolved_absent: u64,
+    /// Sum of balances before and after (must be equal).
+    pub total_balance_before: i64,
+    pub total_balance_after: i64,
+    pub min_balance_after: i64,
+}
+
+/// The share of a 30-day 99.99% error budget the drill consumed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBudget {
+    pub slo: f64,
+    pub window_days: f64,
+    /// 4.32 for 99.99% over 30 days.
+    pub budget_minutes: f64,
+    pub request_rate_per_s: f64,
+    pub failed_requests: u64,
+    /// Requests allowed to fail in the window at this rate.
+    pub budget_requests: f64,
+    /// failed_requests / budget_requests.
+    pub consumed_fraction: f64,
+    /// consumed_fraction * budget_minutes.
+    pub consumed_minutes: f64,
+}
+
+impl ErrorBudget {
+    /// Computes the share for `failed` requests at `rate` requests/second.
+    pub fn compute(slo: f64, window_days: f64, rate: f64, failed: u64) -> Self {
+        let window_s = window_days * 86_400.0;
+        let budget_minutes = (1.0 - slo) * window_s / 60.0;
+        let budget_requests = (1.0 - slo) * window_s * rate;
+        let consumed_fraction = if budget_requests > 0.0 {
+            failed as f64 / budget_requests
+        } else {
+            0.0
+        };
+        Self {
+            slo,
+            window_days,
+            budget_minutes,
+            request_rate_per_s: rate,
+            failed_requests: failed,
+            budget_requests,
+            consumed_fraction,
+            consumed_minutes: consumed_fraction * budget_minutes,
+        }
+    }
+}

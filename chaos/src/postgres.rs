@@ -1,0 +1,103 @@
+//! A throwaway PostgreSQL for the local deployment: installed from the OS
+//! packages when missing, run as the `postgres` user (it refuses root) on a
+//! free loopback port in a temporary directory, removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+#[derive(Debug)]
+pub struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = match find_bin() {
+            Some(bin) => bin,
+            None => {
+                install()?;
+                find_bin().context("PostgreSQL binaries not found after installing the package")?
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("chaos-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        run(Command::new("chown").arg("postgres:").arg(&dir))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let server = Self { bin, dir, port };
+        as_postgres(&server.bin.join("initdb"), &[
+            "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "-D",
+            &server.data().display().to_string(),
+        ])?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            server.dir.display()
+        );
+        as_postgres(&server.bin.join("pg_ctl"), &[
+            "-w", "-t", "60", "-o", &options, "-l",
+            &server.dir.join("server.log").display().to_string(),
+            "-D", &server.data().display().to_string(), "start",
+        ])?;
+        Ok(server)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `PostgreSQL 15.x` as reported by the binaries.
+    pub fn version(&self) -> String {
+        Command::new(self.bin.join("postgres"))
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"), &[
+            "-m", "immediate", "-w", "stop", "-D", &self.data().display().to_string(),
+        ]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn find_bin() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn install() -> anyhow::Result<()> {
+    eprintln!("chaos: installing PostgreSQL from the OS packages");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "postgresql"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn as_postgres(program: &Path, args: &[&str]) -> anyhow::Result<()> {
+    run(Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(args))
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let output = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}

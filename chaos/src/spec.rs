@@ -1,0 +1,393 @@
+//! The drill file: a YAML document under `drills/`, validated before
+//! anything starts. Every error names the field and says what is wrong.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A declarative drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub topology: Topology,
+    pub load: Load,
+    pub hypothesis: Hypothesis,
+    /// Faults, each with its start offset and duration.
+    pub method: Vec<Fault>,
+    /// Actions that undo the method, registered before the first fault and
+    /// run in reverse order at the end, on abort and on Ctrl-C.
+    #[serde(default)]
+    pub rollbacks: Vec<Rollback>,
+    #[serde(default)]
+    pub abort: AbortConditions,
+    /// Seed of the load's random choices.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+/// The local deployment a drill runs on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topology {
+    pub regions: Vec<String>,
+    pub instances_per_region: u8,
+    pub probe_interval_ms: u64,
+    pub dns_ttl_s: u32,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            regions: vec!["us-east-1".into(), "eu-west-1".into(), "ap-southeast-1".into()],
+            instances_per_region: 2,
+            probe_interval_ms: 500,
+            dns_ttl_s: 1,
+        }
+    }
+}
+
+/// Open-loop load from every client region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Requests per second sent by each client region.
+    pub rate_per_client_region: f64,
+    /// Share of writes (transfers); the rest are account reads.
+    pub write_ratio: f64,
+    pub duration_s: u32,
+    /// Per-request timeout in milliseconds (one retry on the next region follows).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Accounts created before the load starts.
+    #[serde(default = "default_accounts")]
+    pub accounts: u32,
+    /// Client regions; all regions when empty.
+    #[serde(default)]
+    pub client_regions: Vec<String>,
+}
+
+/// The steady state that must hold, with tolerances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hypothesis {
+    /// Overall success ratio after the retry, per client region.
+    pub min_success_ratio: f64,
+    /// p99 latency over the whole drill, per client region.
+    pub max_p99_ms: f64,
+    #[serde(default)]
+    pub max_lost_writes: u64,
+    /// A second counts as bad when its success ratio is below this...
+    #[serde(default = "default_bad_second_ratio")]
+    pub bad_second_below: f64,
+    /// ...and no client region may have more bad seconds than this.
+    #[serde(default = "default_max_bad_seconds")]
+    pub max_bad_seconds: u32,
+    /// Regions that must never be drained (e.g. a prober partition).
+    #[serde(default)]
+    pub never_drained: Vec<String>,
+    /// Regions that must have been drained by the end.
+    #[serde(default)]
+    pub must_drain: Vec<String>,
+}
+
+/// One fault of the method.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub fault: FaultKind,
+    /// Region (or, for leader-kill, ignored: the current leader is killed).
+    #[serde(default)]
+    pub target: String,
+    /// Seconds after the load starts.
+    pub start_s: f64,
+    /// Seconds the fault lasts; absent means until the end of the drill.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Added delay for `latency`, milliseconds.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    RegionKill,
+    RegionBlackhole,
+    LeaderKill,
+    ProberPartition,
+    Latency,
+    DbStall,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::RegionKill => "region-kill",
+            FaultKind::RegionBlackhole => "region-blackhole",
+            FaultKind::LeaderKill => "leader-kill",
+            FaultKind::ProberPartition => "prober-partition",
+            FaultKind::Latency => "latency",
+            FaultKind::DbStall => "db-stall",
+        }
+    }
+}
+
+/// An undo action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, tag = "action", rename_all = "kebab-case")]
+pub enum Rollback {
+    /// Heal every network fault (proxies back to pass-through).
+    HealNetwork,
+    /// Restart every stopped or killed process.
+    RestoreProcesses,
+    /// Clear every drain flag.
+    ClearDrainFlags,
+}
+
+/// When to stop early and roll back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbortConditions {
+    /// Abort when the drill has burned more than this share of the 30-day
+    /// 99.99% error budget (at its own request rate).
+    pub max_error_budget_share: f64,
+}
+
+impl Default for AbortConditions {
+    fn default() -> Self {
+        Self {
+            max_error_budget_share: 1.0,
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_request_timeout_ms() -> u64 {
+    1000
+}
+fn default_accounts() -> u32 {
+    20
+}
+fn default_bad_second_ratio() -> f64 {
+    0.99
+}
+fn default_max_bad_seconds() -> u32 {
+    3
+}
+
+/// A drill file problem.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read drill file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Drill {
+    /// Finds `drills/<name>.yaml` for a short name, else takes a path.
+    pub fn resolve(name_or_path: &str) -> PathBuf {
+        let path = PathBuf::from(name_or_path);
+        if path.exists() || name_or_path.contains('/') || name_or_path.ends_with(".yaml") {
+            return path;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills");
+        for dir in [PathBuf::from("drills"), root] {
+            let candidate = dir.join(format!("{name_or_path}.yaml"));
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+        path
+    }
+
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| SpecError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses and validates; the error names the field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let drill: Drill = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner().to_string();
+            if path == "." {
+                inner
+            } else {
+                format!("field `{path}`: {inner}")
+            }
+        })?;
+        drill.validate()?;
+        Ok(drill)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let bad = |field: &str, problem: String| Err(format!("field `{field}`: {problem}"));
+        if self.title.trim().is_empty() {
+            return bad("title", "must not be empty".into());
+        }
+        let topology = &self.topology;
+        if topology.regions.len() < 2 || topology.regions.len() > 9 {
+            return bad("topology.regions", format!("needs 2 to 9 regions, got {}", topology.regions.len()));
+        }
+        if let Some(region) = topology.regions.iter().find(|r| !valid_name(r)) {
+            return bad("topology.regions", format!("{region:?} is not a region name (lower-case letters, digits, dashes)"));
+        }
+        if !(1..=8).contains(&topology.instances_per_region) {
+            return bad("topology.instances_per_region", "must be 1 to 8".into());
+        }
+        if !(50..=10_000).contains(&topology.probe_interval_ms) {
+            return bad("topology.probe_interval_ms", "must be 50 to 10000".into());
+        }
+        if topology.dns_ttl_s > 300 {
+            return bad("topology.dns_ttl_s", "must be at most 300".into());
+        }
+        let load = &self.load;
+        if !(load.rate_per_client_region > 0.0 && load.rate_per_client_region <= 2000.0) {
+            return bad("load.rate_per_client_region", format!("must be in (0, 2000], got {}", load.rate_per_client_region));
+        }
+        if !(0.0..=1.0).contains(&load.write_ratio) {
+            return bad("load.write_ratio", format!("must be between 0 and 1, got {}", load.write_ratio));
+        }
+        if load.duration_s == 0 || load.duration_s > 3600 {
+            return bad("load.duration_s", "must be 1 to 3600".into());
+        }
+        if load.request_timeout_ms < 10 {
+            return bad("load.request_timeout_ms", "must be at least 10".into());
+        }
+        if load.accounts < 2 {
+            return bad("load.accounts", "must be at least 2 (transfers need two accounts)".into());
+        }
+        for (field, regions) in [
+            ("load.client_regions", &load.client_regions),
+            ("hypothesis.never_drained", &self.hypothesis.never_drained),
+            ("hypothesis.must_drain", &self.hypothesis.must_drain),
+        ] {
+            if let Some(unknown) = regions.iter().find(|r| !topology.regions.contains(r)) {
+                return bad(field, format!("{unknown:?} is not one of topology.regions {:?}", topology.regions));
+            }
+        }
+        let h = &self.hypothesis;
+        if !(0.0..=1.0).contains(&h.min_success_ratio) {
+            return bad("hypothesis.min_success_ratio", "must be between 0 and 1".into());
+        }
+        if !(0.0..=1.0).contains(&h.bad_second_below) {
+            return bad("hypothesis.bad_second_below", "must be between 0 and 1".into());
+        }
+        if h.max_p99_ms <= 0.0 {
+            return bad("hypothesis.max_p99_ms", "must be positive".into());
+        }
+        for (index, fault) in self.method.iter().enumerate() {
+            let field = |name: &str| format!("method[{index}].{name}");
+            if fault.fault != FaultKind::LeaderKill && !topology.regions.contains(&fault.target) {
+                return bad(&field("target"), format!("{:?} is not one of topology.regions {:?}", fault.target, topology.regions));
+            }
+            if !(fault.start_s >= 0.0 && fault.start_s < f64::from(load.duration_s)) {
+                return bad(&field("start_s"), format!("must be within the load duration (0 to {} s)", load.duration_s));
+            }
+            if let Some(duration) = fault.duration_s {
+                if duration <= 0.0 {
+                    return bad(&field("duration_s"), "must be positive".into());
+                }
+            }
+            match (fault.fault, fault.delay_ms) {
+                (FaultKind::Latency, None) => return bad(&field("delay_ms"), "is required for a latency fault".into()),
+                (FaultKind::Latency, Some(_)) | (_, None) => {}
+                (_, Some(_)) => return bad(&field("delay_ms"), "applies only to latency faults".into()),
+            }
+        }
+        if !(self.abort.max_error_budget_share > 0.0) {
+            return bad("abort.max_error_budget_share", "must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Client regions (all regions when the file lists none).
+    pub fn client_regions(&self) -> Vec<String> {
+        if self.load.client_regions.is_empty() {
+            self.topology.regions.clone()
+        } else {
+            self.load.client_regions.clone()
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+title: Kill a region
+load: { rate_per_client_region: 10, write_ratio: 0.5, duration_s: 30 }
+hypothesis: { min_success_ratio: 0.999, max_p99_ms: 2000 }
+method:
+  - { fault: region-kill, target: us-east-1, start_s: 10 }
+rollbacks:
+  - action: restore-processes
+"#;
+
+    #[test]
+    fn a_valid_drill_parses_with_defaults() {
+        let drill = Drill::parse(VALID).unwrap();
+        assert_eq!(drill.topology.regions.len(), 3);
+        assert_eq!(drill.method[0].fault, FaultKind::RegionKill);
+        assert_eq!(drill.rollbacks, vec![Rollback::RestoreProcesses]);
+    }
+
+    fn error_of(text: &str) -> String {
+        Drill::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (VALID.replace("region-kill", "region-explode"), "method[0].fault"),
+            (VALID.replace("target: us-east-1", "target: mars-1"), "method[0].target"),
+            (VALID.replace("write_ratio: 0.5", "write_ratio: 1.5"), "load.write_ratio"),
+            (VALID.replace("duration_s: 30", "duration_s: thirty"), "load.duration_s"),
+            (VALID.replace("start_s: 10", "start_s: 99"), "method[0].start_s"),
+            (VALID.replace("max_p99_ms: 2000", "max_p99_ms: 2000, max_p100: 1"), "hypothesis"),
+            (VALID.replace("title: Kill a region\n", ""), "title"),
+            (VALID.replace("restore-processes", "pray"), "rollbacks[0]"),
+        ];
+        for (text, field) in cases {
+            let error = error_of(&text);
+            assert!(error.contains(field), "{field}: {error}");
+        }
+    }
+
+    #[test]
+    fn latency_needs_a_delay() {
+        let error = error_of(&VALID.replace("region-kill", "latency"));
+        assert!(error.contains("delay_ms"), "{error}");
+    }
+
+    #[test]
+    fn shipped_drills_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            Drill::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            count += 1;
+        }
+        assert!(count >= 5, "five shipped drills, found {count}");
+    }
+}
