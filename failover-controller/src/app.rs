@@ -56,7 +56,9 @@ impl Application {
             Duration::from_millis(settings.lease.ttl_ms),
         );
         let route53 = if settings.route53.enabled {
-            Some(Arc::new(Route53Records::new(&settings, metrics.clone(), route53_credentials).await))
+            Some(Arc::new(
+                Route53Records::new(&settings, metrics.clone(), route53_credentials).await,
+            ))
         } else {
             None
         };
@@ -104,15 +106,32 @@ impl Application {
 
     /// Runs until `shutdown` resolves: then unready, drain period, stop the
     /// loops (the lease is released), close the listeners.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { ctx, http_listener, dns, prober, .. } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            ctx,
+            http_listener,
+            dns,
+            prober,
+            ..
+        } = self;
         let (stop_tx, _) = broadcast::channel::<()>(1);
         let mut tasks = JoinSet::new();
-        tasks.spawn(reconcile::probe_loop(Arc::clone(&ctx), prober, stop_tx.subscribe()));
+        tasks.spawn(reconcile::probe_loop(
+            Arc::clone(&ctx),
+            prober,
+            stop_tx.subscribe(),
+        ));
         tasks.spawn(reconcile::lease_loop(Arc::clone(&ctx), stop_tx.subscribe()));
         tasks.spawn(decide::decide_loop(Arc::clone(&ctx), stop_tx.subscribe()));
         if let Some(records) = ctx.route53.clone() {
-            tasks.spawn(route53_sync::route53_loop(Arc::clone(&ctx), records, stop_tx.subscribe()));
+            tasks.spawn(route53_sync::route53_loop(
+                Arc::clone(&ctx),
+                records,
+                stop_tx.subscribe(),
+            ));
         }
         let router = http::router(http::HttpContext {
             state: Arc::clone(&ctx.state),

@@ -17,7 +17,11 @@ pub enum LeaseError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("lease {name} is not held by {holder} at epoch {epoch}")]
-    NotHeld { name: String, holder: String, epoch: i64 },
+    NotHeld {
+        name: String,
+        holder: String,
+        epoch: i64,
+    },
 }
 
 impl From<sqlx::Error> for LeaseError {
@@ -47,7 +51,12 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(pool: PgPool, name: impl Into<String>, holder: impl Into<String>, ttl: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        name: impl Into<String>,
+        holder: impl Into<String>,
+        ttl: Duration,
+    ) -> Self {
         Self {
             pool,
             name: name.into(),

@@ -18,7 +18,11 @@ const SETTINGS_HELP: &str = concat!(
 );
 
 #[derive(Parser, Debug)]
-#[command(name = "failover-controller", version, about = "Multi-vantage failover controller: probes regions, decides by quorum, steers DNS")]
+#[command(
+    name = "failover-controller",
+    version,
+    about = "Multi-vantage failover controller: probes regions, decides by quorum, steers DNS"
+)]
 #[command(after_long_help = format!("{SETTINGS_HELP}{DEFAULT_TOML}"))]
 struct Cli {
     #[command(flatten)]
@@ -42,7 +46,12 @@ struct Global {
     #[arg(long, env = "FAILOVER_DNS_LISTEN", global = true)]
     dns_listen: Option<String>,
     /// Database URL (secret).
-    #[arg(long, env = "FAILOVER_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "FAILOVER_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     database_url: Option<String>,
     /// Decide and report, change nothing.
     #[arg(long, global = true)]
@@ -88,7 +97,11 @@ struct OverrideArgs {
     #[arg(long, default_value_t = 3600)]
     ttl_seconds: u64,
     /// Base URL of a controller's admin API.
-    #[arg(long, env = "FAILOVER_ADMIN_URL", default_value = "http://127.0.0.1:9190")]
+    #[arg(
+        long,
+        env = "FAILOVER_ADMIN_URL",
+        default_value = "http://127.0.0.1:9190"
+    )]
     admin_url: String,
     /// Admin bearer token (secret).
     #[arg(long, env = "FAILOVER_ADMIN_TOKEN", hide_env_values = true)]
@@ -113,12 +126,21 @@ fn flag_overrides(global: &Global) -> FlagOverrides {
 }
 
 fn init_telemetry() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn,hickory_server=warn"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn,hickory_server=warn")
+    });
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .init();
 }
 
-async fn send_override(kind: OverrideKind, region: Option<String>, args: OverrideArgs) -> anyhow::Result<()> {
+async fn send_override(
+    kind: OverrideKind,
+    region: Option<String>,
+    args: OverrideArgs,
+) -> anyhow::Result<()> {
     let body = NewOverride {
         kind,
         region,
@@ -126,7 +148,10 @@ async fn send_override(kind: OverrideKind, region: Option<String>, args: Overrid
         actor: args.actor,
         ttl_seconds: args.ttl_seconds,
     };
-    let url = format!("{}/v1/admin/overrides", args.admin_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/v1/admin/overrides",
+        args.admin_url.trim_end_matches('/')
+    );
     let response = reqwest::Client::new()
         .post(&url)
         .bearer_auth(&args.token)
@@ -148,13 +173,21 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
     match command {
-        Command::Drain(a) => return send_override(OverrideKind::Drain, Some(a.target), a.common).await,
-        Command::Undrain(a) => return send_override(OverrideKind::Undrain, Some(a.target), a.common).await,
+        Command::Drain(a) => {
+            return send_override(OverrideKind::Drain, Some(a.target), a.common).await
+        }
+        Command::Undrain(a) => {
+            return send_override(OverrideKind::Undrain, Some(a.target), a.common).await
+        }
         Command::Freeze(a) => return send_override(OverrideKind::Freeze, None, a).await,
         Command::Unfreeze(a) => return send_override(OverrideKind::Unfreeze, None, a).await,
         _ => {}
     }
-    let settings = match config::load(cli.global.config.as_deref(), std::env::vars(), &flag_overrides(&cli.global)) {
+    let settings = match config::load(
+        cli.global.config.as_deref(),
+        std::env::vars(),
+        &flag_overrides(&cli.global),
+    ) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("failover-controller: {error}");
@@ -167,8 +200,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let pool = db::connect(settings.database_url.expose(), 2).await.context("cannot connect to the database")?;
-            db::migrate(&pool).await.context("cannot apply migrations")?;
+            let pool = db::connect(settings.database_url.expose(), 2)
+                .await
+                .context("cannot connect to the database")?;
+            db::migrate(&pool)
+                .await
+                .context("cannot apply migrations")?;
             println!("migrations applied");
             Ok(())
         }
@@ -183,7 +220,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -139,25 +139,34 @@ pub async fn clear(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, DbError
 
 /// The overrides in force now, oldest first.
 pub async fn active(pool: &PgPool) -> Result<Vec<ActiveOverride>, DbError> {
-    let rows: Vec<(Uuid, String, Option<String>, String, String, DateTime<Utc>, DateTime<Utc>)> =
-        sqlx::query_as(
-            "SELECT id, kind, region, reason, actor, created_at, expires_at FROM failover_overrides \
+    let rows: Vec<(
+        Uuid,
+        String,
+        Option<String>,
+        String,
+        String,
+        DateTime<Utc>,
+        DateTime<Utc>,
+    )> = sqlx::query_as(
+        "SELECT id, kind, region, reason, actor, created_at, expires_at FROM failover_overrides \
              WHERE cleared_at IS NULL AND expires_at > now() ORDER BY created_at, id",
-        )
-        .fetch_all(pool)
-        .await?;
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, kind, region, reason, actor, created_at, expires_at)| {
-            Some(ActiveOverride {
-                id,
-                kind: OverrideKind::parse(&kind)?,
-                region,
-                reason,
-                actor,
-                created_at,
-                expires_at,
-            })
-        })
+        .filter_map(
+            |(id, kind, region, reason, actor, created_at, expires_at)| {
+                Some(ActiveOverride {
+                    id,
+                    kind: OverrideKind::parse(&kind)?,
+                    region,
+                    reason,
+                    actor,
+                    created_at,
+                    expires_at,
+                })
+            },
+        )
         .collect())
 }

@@ -39,8 +39,16 @@ pub struct RuleCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum PlannedAction {
-    Drain { region: String, actor: String, reason: String },
-    Restore { region: String, actor: String, reason: String },
+    Drain {
+        region: String,
+        actor: String,
+        reason: String,
+    },
+    Restore {
+        region: String,
+        actor: String,
+        reason: String,
+    },
 }
 
 impl PlannedAction {
@@ -92,8 +100,16 @@ impl Planner {
         let machines = regions
             .iter()
             .map(|r| {
-                let hold = HoldDown::new(rules.hold_down_base, rules.hold_down_max, rules.hold_down_half_life, now);
-                (r.clone(), RegionMachine::new(RegionState::Healthy, hold, now))
+                let hold = HoldDown::new(
+                    rules.hold_down_base,
+                    rules.hold_down_max,
+                    rules.hold_down_half_life,
+                    now,
+                );
+                (
+                    r.clone(),
+                    RegionMachine::new(RegionState::Healthy, hold, now),
+                )
             })
             .collect();
         Self {
@@ -111,7 +127,10 @@ impl Planner {
     }
 
     pub fn serving_count(&self) -> usize {
-        self.machines.values().filter(|m| m.state().is_serving()).count()
+        self.machines
+            .values()
+            .filter(|m| m.state().is_serving())
+            .count()
     }
 
     /// Reports a verified drain.
@@ -172,13 +191,19 @@ impl Planner {
                 });
             }
             let (want, actor, reason) = match region_override {
-                Some(o) if o.kind == OverrideKind::Drain => (Intent::Drain, o.actor.clone(), o.reason.clone()),
+                Some(o) if o.kind == OverrideKind::Drain => {
+                    (Intent::Drain, o.actor.clone(), o.reason.clone())
+                }
                 Some(o) => (Intent::Restore, o.actor.clone(), o.reason.clone()),
                 None if machine.state() == RegionState::Draining => {
                     (Intent::Drain, AUTOMATION.into(), "finishing drain".into())
                 }
                 None if plan.frozen => (Intent::Stay, AUTOMATION.into(), String::new()),
-                None => (intent, AUTOMATION.into(), "majority of vantage points".into()),
+                None => (
+                    intent,
+                    AUTOMATION.into(),
+                    "majority of vantage points".into(),
+                ),
             };
             match want {
                 Intent::Stay => {
@@ -191,12 +216,24 @@ impl Planner {
         plan
     }
 
-    fn plan_drain(&mut self, region: &str, actor: String, reason: String, tally: &Tally, now: Instant, plan: &mut Plan) {
+    fn plan_drain(
+        &mut self,
+        region: &str,
+        actor: String,
+        reason: String,
+        tally: &Tally,
+        now: Instant,
+        plan: &mut Plan,
+    ) {
         let serving = self.serving_count();
         let machine = self.machines.get_mut(region).expect("known region");
         match machine.state() {
             RegionState::Draining => {
-                plan.actions.push(PlannedAction::Drain { region: region.into(), actor, reason });
+                plan.actions.push(PlannedAction::Drain {
+                    region: region.into(),
+                    actor,
+                    reason,
+                });
                 return;
             }
             RegionState::Drained => return,
@@ -210,7 +247,10 @@ impl Planner {
         let min_rule = RuleCheck {
             rule: "min_healthy_regions".into(),
             passed: remaining >= self.rules.min_healthy_regions,
-            detail: format!("{remaining} would remain serving, minimum {}", self.rules.min_healthy_regions),
+            detail: format!(
+                "{remaining} would remain serving, minimum {}",
+                self.rules.min_healthy_regions
+            ),
         };
         let votes = tally.regions.get(region);
         let quorum_rule = if actor == AUTOMATION {
@@ -218,7 +258,12 @@ impl Planner {
                 rule: "majority".into(),
                 passed: true,
                 detail: votes
-                    .map(|t| format!("{} down, {} up, discarded {:?}", t.down, t.up, tally.discarded_vantages))
+                    .map(|t| {
+                        format!(
+                            "{} down, {} up, discarded {:?}",
+                            t.down, t.up, tally.discarded_vantages
+                        )
+                    })
                     .unwrap_or_default(),
             }
         } else {
@@ -247,16 +292,29 @@ impl Planner {
             actor: actor.clone(),
             rules: vec![quorum_rule, min_rule],
         });
-        plan.actions.push(PlannedAction::Drain { region: region.into(), actor, reason });
+        plan.actions.push(PlannedAction::Drain {
+            region: region.into(),
+            actor,
+            reason,
+        });
     }
 
-    fn plan_restore(&mut self, region: &str, actor: String, reason: String, now: Instant, plan: &mut Plan) {
+    fn plan_restore(
+        &mut self,
+        region: &str,
+        actor: String,
+        reason: String,
+        now: Instant,
+        plan: &mut Plan,
+    ) {
         self.blocked.remove(region);
         let machine = self.machines.get_mut(region).expect("known region");
         if machine.state() == RegionState::Healthy {
             return;
         }
-        let hold = machine.recover_at().map(|at| at.saturating_duration_since(now));
+        let hold = machine
+            .recover_at()
+            .map(|at| at.saturating_duration_since(now));
         // Report the decision once; the action is re-planned until verified.
         if self.restoring.insert(region.to_string()) {
             plan.decisions.push(Decision {
@@ -273,10 +331,20 @@ impl Planner {
                 }],
             });
         }
-        plan.actions.push(PlannedAction::Restore { region: region.into(), actor, reason });
+        plan.actions.push(PlannedAction::Restore {
+            region: region.into(),
+            actor,
+            reason,
+        });
     }
 
-    fn update_freeze(&mut self, tally: &Tally, overrides: &[ActiveOverride], now: Instant, plan: &mut Plan) {
+    fn update_freeze(
+        &mut self,
+        tally: &Tally,
+        overrides: &[ActiveOverride],
+        now: Instant,
+        plan: &mut Plan,
+    ) {
         let unfreeze = overrides.iter().find(|o| o.kind == OverrideKind::Unfreeze);
         if let Some(o) = unfreeze {
             if self.auto_freeze.take().is_some() {
@@ -297,7 +365,8 @@ impl Planner {
             .filter(|(region, m)| {
                 tally.verdict(region) == QuorumVerdict::Down
                     && (m.state() == RegionState::Healthy
-                        || (m.state() == RegionState::Draining || m.state() == RegionState::Drained)
+                        || (m.state() == RegionState::Draining
+                            || m.state() == RegionState::Drained)
                             && now.saturating_duration_since(m.since()) <= window)
             })
             .map(|(r, _)| r)
@@ -341,7 +410,10 @@ impl Planner {
                         rules: vec![RuleCheck {
                             rule: "max_simultaneous_failures".into(),
                             passed: true,
-                            detail: format!("failures cleared for {:?}", self.rules.auto_unfreeze_after),
+                            detail: format!(
+                                "failures cleared for {:?}",
+                                self.rules.auto_unfreeze_after
+                            ),
                         }],
                     });
                 }

@@ -57,13 +57,22 @@ impl Sim {
 
     /// One probe round; `ok(vantage, region)` says what a probe saw, `heard`
     /// which vantage points' votes are fresh.
-    fn step(&mut self, ok: impl Fn(usize, usize) -> bool, heard: impl Fn(usize) -> bool, overrides: &[ActiveOverride]) {
+    fn step(
+        &mut self,
+        ok: impl Fn(usize, usize) -> bool,
+        heard: impl Fn(usize) -> bool,
+        overrides: &[ActiveOverride],
+    ) {
         self.now += INTERVAL;
         let mut votes = vec![];
         for (vi, v) in self.regions.iter().enumerate() {
             for (ri, r) in self.regions.iter().enumerate() {
                 let tracker = self.trackers.get_mut(&(v.clone(), r.clone())).unwrap();
-                let outcome = if ok(vi, ri) { ProbeOutcome::Success } else { ProbeOutcome::Failure };
+                let outcome = if ok(vi, ri) {
+                    ProbeOutcome::Success
+                } else {
+                    ProbeOutcome::Failure
+                };
                 tracker.observe(outcome);
                 if heard(vi) {
                     votes.push(Vote {
@@ -84,7 +93,9 @@ impl Sim {
                     self.drains.push(region.clone());
                     self.planner.drain_done(&region, self.now);
                 }
-                PlannedAction::Restore { region, .. } => self.planner.restore_done(&region, self.now),
+                PlannedAction::Restore { region, .. } => {
+                    self.planner.restore_done(&region, self.now)
+                }
             }
         }
     }
@@ -128,7 +139,11 @@ async fn min_healthy_blocks_the_last_drain() {
     assert_eq!(sim.state("r1"), RegionState::Drained);
     // Now r2 fails too: it must stay serving.
     for _ in 0..10 {
-        sim.step(|v, r| !(r == 1 && v == 0) && r != 0 && v != 1, |_| true, &[]);
+        sim.step(
+            |v, r| !(r == 1 && v == 0) && r != 0 && v != 1,
+            |_| true,
+            &[],
+        );
     }
     assert_eq!(sim.planner.serving_count(), 1);
 }
@@ -139,7 +154,11 @@ async fn too_many_failures_at_once_freeze_automation() {
     for _ in 0..10 {
         sim.step(|_, r| r >= 2, |_| true, &[]);
     }
-    assert!(sim.drains.is_empty(), "drained {:?} despite the freeze", sim.drains);
+    assert!(
+        sim.drains.is_empty(),
+        "drained {:?} despite the freeze",
+        sim.drains
+    );
     assert_eq!(sim.planner.serving_count(), 5);
 }
 
@@ -152,11 +171,19 @@ async fn a_manual_drain_outranks_the_votes_and_the_freeze() {
     for _ in 0..100 {
         sim.step(|_, _| true, |_| true, &overrides);
     }
-    assert_eq!(sim.state("r3"), RegionState::Drained, "restored while the override holds");
+    assert_eq!(
+        sim.state("r3"),
+        RegionState::Drained,
+        "restored while the override holds"
+    );
     for _ in 0..40 {
         sim.step(|_, _| true, |_| true, &[]);
     }
-    assert_eq!(sim.state("r3"), RegionState::Healthy, "not restored after the override ended");
+    assert_eq!(
+        sim.state("r3"),
+        RegionState::Healthy,
+        "not restored after the override ended"
+    );
 }
 
 proptest! {

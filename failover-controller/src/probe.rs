@@ -83,7 +83,10 @@ impl Prober {
                     .iter()
                     .map(|i| format!("http://{i}{}", settings.probe.path))
                     .collect(),
-                tracker: VerdictTracker::new(settings.probe.failures_to_down, settings.probe.successes_to_up),
+                tracker: VerdictTracker::new(
+                    settings.probe.failures_to_down,
+                    settings.probe.successes_to_up,
+                ),
                 rtt_ewma_ms: None,
                 last_error: String::new(),
             })
@@ -103,7 +106,11 @@ impl Prober {
         let client = &self.client;
         let timeout = self.timeout;
         let per_region = join_all(self.targets.iter().map(|t| {
-            join_all(t.urls.iter().map(move |url| probe_one(client, url, timeout)))
+            join_all(
+                t.urls
+                    .iter()
+                    .map(move |url| probe_one(client, url, timeout)),
+            )
         }))
         .await;
         let mut votes = Vec::with_capacity(self.targets.len());
@@ -127,7 +134,11 @@ impl Prober {
                     InstanceResult::Timeout => errors.push("timeout".into()),
                 }
             }
-            let outcome = if rtts.is_empty() { ProbeOutcome::Failure } else { ProbeOutcome::Success };
+            let outcome = if rtts.is_empty() {
+                ProbeOutcome::Failure
+            } else {
+                ProbeOutcome::Success
+            };
             target.tracker.observe(outcome);
             if let Some(best) = rtts.iter().cloned().reduce(f64::min) {
                 target.rtt_ewma_ms = Some(match target.rtt_ewma_ms {
@@ -171,9 +182,15 @@ pub async fn probe_one(client: &reqwest::Client, url: &str, timeout: Duration) -
         Err(_) => InstanceResult::Timeout,
         Ok(Err(e)) if e.is_timeout() => InstanceResult::Timeout,
         Ok(Err(e)) => InstanceResult::Fail {
-            reason: if e.is_connect() { "connect error".into() } else { "request error".into() },
+            reason: if e.is_connect() {
+                "connect error".into()
+            } else {
+                "request error".into()
+            },
         },
-        Ok(Ok(status)) if status == reqwest::StatusCode::OK => InstanceResult::Ok { rtt: started.elapsed() },
+        Ok(Ok(status)) if status == reqwest::StatusCode::OK => InstanceResult::Ok {
+            rtt: started.elapsed(),
+        },
         Ok(Ok(status)) => InstanceResult::Fail {
             reason: format!("status {}", status.as_u16()),
         },

@@ -239,7 +239,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn leaves_fast_and_returns_after_hold_down() {
         let mut m = machine(Instant::now());
-        assert_eq!(m.observe(QuorumVerdict::Down, Instant::now()), Intent::Drain);
+        assert_eq!(
+            m.observe(QuorumVerdict::Down, Instant::now()),
+            Intent::Drain
+        );
         m.begin_drain(Instant::now());
         m.drain_done(Instant::now());
         assert_eq!(m.state(), RegionState::Drained);
@@ -248,7 +251,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(9)).await;
         assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Restore);
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Instant::now()),
+            Intent::Restore
+        );
         m.restore_done(Instant::now());
         assert_eq!(m.state(), RegionState::Healthy);
     }

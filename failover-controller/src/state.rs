@@ -148,7 +148,10 @@ impl State {
     }
 
     pub fn dns_view(&self) -> Arc<DnsView> {
-        self.dns_view.read().map(|v| Arc::clone(&v)).unwrap_or_default()
+        self.dns_view
+            .read()
+            .map(|v| Arc::clone(&v))
+            .unwrap_or_default()
     }
 
     pub fn is_ready(&self) -> bool {

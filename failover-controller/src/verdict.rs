@@ -76,7 +76,9 @@ impl VerdictTracker {
             ProbeOutcome::Success => {
                 self.consecutive_successes = self.consecutive_successes.saturating_add(1);
                 self.consecutive_failures = 0;
-                if self.verdict == Verdict::Down && self.consecutive_successes >= self.successes_to_up {
+                if self.verdict == Verdict::Down
+                    && self.consecutive_successes >= self.successes_to_up
+                {
                     self.verdict = Verdict::Up;
                     return Some(Verdict::Up);
                 }
@@ -84,7 +86,8 @@ impl VerdictTracker {
             ProbeOutcome::Failure => {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.consecutive_successes = 0;
-                if self.verdict == Verdict::Up && self.consecutive_failures >= self.failures_to_down {
+                if self.verdict == Verdict::Up && self.consecutive_failures >= self.failures_to_down
+                {
                     self.verdict = Verdict::Down;
                     return Some(Verdict::Down);
                 }

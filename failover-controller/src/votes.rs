@@ -21,7 +21,10 @@ pub struct OwnVote {
 /// Publishes this vantage point's verdicts in one statement.
 pub async fn publish(pool: &PgPool, vantage: &str, votes: &[OwnVote]) -> Result<(), DbError> {
     let regions: Vec<String> = votes.iter().map(|v| v.region.clone()).collect();
-    let verdicts: Vec<String> = votes.iter().map(|v| v.verdict.as_str().to_string()).collect();
+    let verdicts: Vec<String> = votes
+        .iter()
+        .map(|v| v.verdict.as_str().to_string())
+        .collect();
     let consecutive: Vec<i64> = votes.iter().map(|v| v.consecutive as i64).collect();
     let rtts: Vec<Option<f64>> = votes.iter().map(|v| v.rtt_ms).collect();
     let errors: Vec<String> = votes.iter().map(|v| v.last_error.clone()).collect();

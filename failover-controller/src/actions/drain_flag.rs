@@ -39,7 +39,11 @@ pub async fn write(
     reason: &str,
     actor: &str,
 ) -> Result<FlagWrite, DbError> {
-    let (lease_name, holder, epoch) = (fence.lease_name.to_string(), fence.holder.to_string(), fence.epoch);
+    let (lease_name, holder, epoch) = (
+        fence.lease_name.to_string(),
+        fence.holder.to_string(),
+        fence.epoch,
+    );
     let (region, reason, actor) = (region.to_string(), reason.to_string(), actor.to_string());
     let rows = with_retry(pool, |mut tx| {
         let (lease_name, holder, region, reason, actor) =
@@ -68,7 +72,11 @@ pub async fn write(
         }
     })
     .await?;
-    Ok(if rows == 1 { FlagWrite::Written } else { FlagWrite::Fenced })
+    Ok(if rows == 1 {
+        FlagWrite::Written
+    } else {
+        FlagWrite::Fenced
+    })
 }
 
 /// One row of `region_state`.
@@ -90,17 +98,19 @@ pub async fn read_all(pool: &PgPool) -> Result<BTreeMap<String, FlagRow>, DbErro
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(region, drained, reason, actor, fencing_epoch, updated_at)| {
-            (
-                region,
-                FlagRow {
-                    drained,
-                    reason,
-                    actor,
-                    fencing_epoch,
-                    updated_at,
-                },
-            )
-        })
+        .map(
+            |(region, drained, reason, actor, fencing_epoch, updated_at)| {
+                (
+                    region,
+                    FlagRow {
+                        drained,
+                        reason,
+                        actor,
+                        fencing_epoch,
+                        updated_at,
+                    },
+                )
+            },
+        )
         .collect())
 }

@@ -17,8 +17,8 @@ use aws_sdk_route53::config::http::HttpResponse;
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetRegion,
-    RrType,
+    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetRegion, RrType,
 };
 use rand::Rng;
 use tokio::sync::Mutex;
@@ -31,9 +31,15 @@ use crate::metrics::Metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum Route53Error {
     #[error("route53 {operation} failed: {message}")]
-    Api { operation: &'static str, message: String },
+    Api {
+        operation: &'static str,
+        message: String,
+    },
     #[error("route53 {operation} still throttled after {attempts} attempts")]
-    Exhausted { operation: &'static str, attempts: u32 },
+    Exhausted {
+        operation: &'static str,
+        attempts: u32,
+    },
     #[error("refusing to remove {region}: it is the last serving record")]
     LastServing { region: String },
     #[error("change {change_id} not INSYNC after {waited:?}")]
@@ -78,7 +84,11 @@ pub struct Route53Records {
 impl Route53Records {
     /// Builds the client: the default credential chain, or `credentials`
     /// (tests); `route53.endpoint_url` points it at a local API server.
-    pub async fn new(settings: &Settings, metrics: Metrics, credentials: Option<Credentials>) -> Self {
+    pub async fn new(
+        settings: &Settings,
+        metrics: Metrics,
+        credentials: Option<Credentials>,
+    ) -> Self {
         let r = &settings.route53;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(r.aws_region.clone()))
@@ -100,7 +110,11 @@ impl Route53Records {
             .iter()
             .map(|region| {
                 let values = if region.route53_values.is_empty() {
-                    region.instance_ips().iter().map(|ip| ip.to_string()).collect()
+                    region
+                        .instance_ips()
+                        .iter()
+                        .map(|ip| ip.to_string())
+                        .collect()
                 } else {
                     region.route53_values.clone()
                 };
@@ -127,7 +141,10 @@ impl Route53Records {
     }
 
     fn desired(&self, region: &str) -> Result<ResourceRecordSet, Route53Error> {
-        let owned = self.owned.get(region).ok_or_else(|| Route53Error::NotOwned(region.into()))?;
+        let owned = self
+            .owned
+            .get(region)
+            .ok_or_else(|| Route53Error::NotOwned(region.into()))?;
         let mut builder = ResourceRecordSet::builder()
             .name(&self.record_name)
             .r#type(RrType::A)
@@ -145,7 +162,9 @@ impl Route53Records {
                     .map_err(|e| Route53Error::Build(e.to_string()))?,
             );
         }
-        builder.build().map_err(|e| Route53Error::Build(e.to_string()))
+        builder
+            .build()
+            .map_err(|e| Route53Error::Build(e.to_string()))
     }
 
     /// Reads back our own records (and only those), by region.
@@ -182,7 +201,11 @@ impl Route53Records {
             }
             if page.is_truncated() && !past_our_name {
                 if let (Some(n), Some(t)) = (page.next_record_name(), page.next_record_type()) {
-                    start = Some((n.to_string(), t.clone(), page.next_record_identifier().map(str::to_string)));
+                    start = Some((
+                        n.to_string(),
+                        t.clone(),
+                        page.next_record_identifier().map(str::to_string),
+                    ));
                 }
             }
         }
@@ -196,14 +219,20 @@ impl Route53Records {
             return Ok(ChangeOutcome::AlreadyInPlace);
         };
         if present.len() <= 1 {
-            return Err(Route53Error::LastServing { region: region.into() });
+            return Err(Route53Error::LastServing {
+                region: region.into(),
+            });
         }
         let change = Change::builder()
             .action(ChangeAction::Delete)
             .resource_record_set(current.clone())
             .build()
             .map_err(|e| Route53Error::Build(e.to_string()))?;
-        self.apply(vec![change], &format!("failover-controller: drain {region}")).await
+        self.apply(
+            vec![change],
+            &format!("failover-controller: drain {region}"),
+        )
+        .await
     }
 
     /// Puts a region's record back as configured (restore, drift repair).
@@ -222,10 +251,18 @@ impl Route53Records {
             .resource_record_set(desired)
             .build()
             .map_err(|e| Route53Error::Build(e.to_string()))?;
-        self.apply(vec![change], &format!("failover-controller: restore {region}")).await
+        self.apply(
+            vec![change],
+            &format!("failover-controller: restore {region}"),
+        )
+        .await
     }
 
-    async fn apply(&self, changes: Vec<Change>, comment: &str) -> Result<ChangeOutcome, Route53Error> {
+    async fn apply(
+        &self,
+        changes: Vec<Change>,
+        comment: &str,
+    ) -> Result<ChangeOutcome, Route53Error> {
         let batch = ChangeBatch::builder()
             .set_changes(Some(changes))
             .comment(comment)
@@ -240,7 +277,10 @@ impl Route53Records {
                     .send()
             })
             .await?;
-        let change_id = output.change_info().map(|c| c.id().to_string()).unwrap_or_default();
+        let change_id = output
+            .change_info()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default();
         self.wait_insync(&change_id).await?;
         Ok(ChangeOutcome::Changed { change_id })
     }
@@ -250,9 +290,15 @@ impl Route53Records {
         let started = Instant::now();
         loop {
             let output = self
-                .call("GetChange", || self.client.get_change().id(change_id).send())
+                .call("GetChange", || {
+                    self.client.get_change().id(change_id).send()
+                })
                 .await?;
-            if output.change_info().map(|c| c.status() == &ChangeStatus::Insync).unwrap_or(false) {
+            if output
+                .change_info()
+                .map(|c| c.status() == &ChangeStatus::Insync)
+                .unwrap_or(false)
+            {
                 return Ok(());
             }
             if started.elapsed() >= self.insync_timeout {
@@ -266,7 +312,11 @@ impl Route53Records {
     }
 
     /// One API call: rate-limited, counted, retried when retrying helps.
-    async fn call<T, E, F, Fut>(&self, operation: &'static str, mut send: F) -> Result<T, Route53Error>
+    async fn call<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut send: F,
+    ) -> Result<T, Route53Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -278,29 +328,52 @@ impl Route53Records {
             self.wait_for_slot().await;
             let error = match send().await {
                 Ok(value) => {
-                    self.metrics.route53_calls_total.with_label_values(&[operation, "ok"]).inc();
+                    self.metrics
+                        .route53_calls_total
+                        .with_label_values(&[operation, "ok"])
+                        .inc();
                     return Ok(value);
                 }
                 Err(error) => error,
             };
-            let status = error.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+            let status = error
+                .raw_response()
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
             let code = error.code().unwrap_or_default().to_string();
             let throttled = matches!(
                 code.as_str(),
-                "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" | "RequestLimitExceeded"
+                "Throttling"
+                    | "ThrottlingException"
+                    | "PriorRequestNotComplete"
+                    | "RequestLimitExceeded"
             ) || status == 429;
-            let retryable = throttled || status >= 500 || matches!(error, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_));
+            let retryable = throttled
+                || status >= 500
+                || matches!(
+                    error,
+                    SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+                );
             let outcome = if throttled { "throttled" } else { "error" };
-            self.metrics.route53_calls_total.with_label_values(&[operation, outcome]).inc();
+            self.metrics
+                .route53_calls_total
+                .with_label_values(&[operation, outcome])
+                .inc();
             if !retryable {
                 let message = match error.message() {
                     Some(m) => format!("{code}: {m}"),
-                    None => format!("{code} (status {status}): {}", aws_sdk_route53::error::DisplayErrorContext(&error)),
+                    None => format!(
+                        "{code} (status {status}): {}",
+                        aws_sdk_route53::error::DisplayErrorContext(&error)
+                    ),
                 };
                 return Err(Route53Error::Api { operation, message });
             }
             if attempt > self.max_retries {
-                return Err(Route53Error::Exhausted { operation, attempts: attempt });
+                return Err(Route53Error::Exhausted {
+                    operation,
+                    attempts: attempt,
+                });
             }
             let base = 100u64.saturating_mul(1 << attempt.min(6));
             let jitter = rand::thread_rng().gen_range(0..=base);
@@ -320,12 +393,17 @@ impl Route53Records {
 }
 
 fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 fn same_record(a: &ResourceRecordSet, b: &ResourceRecordSet) -> bool {
     let values = |s: &ResourceRecordSet| {
-        let mut v: Vec<String> = s.resource_records().iter().map(|r| r.value().to_string()).collect();
+        let mut v: Vec<String> = s
+            .resource_records()
+            .iter()
+            .map(|r| r.value().to_string())
+            .collect();
         v.sort();
         v
     };

@@ -34,22 +34,25 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     flags: &Overrides,
 ) -> Result<Settings, ConfigError> {
-    let mut merged: Value = DEFAULT_TOML.parse::<toml::Table>().map(Value::Table).map_err(|e| {
-        ConfigError::Parse {
+    let mut merged: Value = DEFAULT_TOML
+        .parse::<toml::Table>()
+        .map(Value::Table)
+        .map_err(|e| ConfigError::Parse {
             path: "<embedded default.toml>".into(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     if let Some(path) = file {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),
             source,
         })?;
-        let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-            path: shown,
-            message: e.to_string(),
-        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse {
+                path: shown,
+                message: e.to_string(),
+            })?;
         merge(&mut merged, Value::Table(table));
     }
     for (key, raw) in env {
@@ -134,8 +137,8 @@ mod tests {
         pub struct TempToml(pub std::path::PathBuf);
         impl TempToml {
             pub fn new(text: &str) -> Self {
-                let path = std::env::temp_dir()
-                    .join(format!("fc-config-{}.toml", uuid::Uuid::new_v4()));
+                let path =
+                    std::env::temp_dir().join(format!("fc-config-{}.toml", uuid::Uuid::new_v4()));
                 std::fs::write(&path, text).unwrap();
                 Self(path)
             }

@@ -18,10 +18,15 @@ impl Settings {
                 return Err(format!("regions[{i}].name: must not be empty"));
             }
             if !seen.insert(region.name.as_str()) {
-                return Err(format!("regions[{i}].name: duplicate region {:?}", region.name));
+                return Err(format!(
+                    "regions[{i}].name: duplicate region {:?}",
+                    region.name
+                ));
             }
             if region.instances.is_empty() {
-                return Err(format!("regions[{i}].instances: at least one instance is required"));
+                return Err(format!(
+                    "regions[{i}].instances: at least one instance is required"
+                ));
             }
             for (j, instance) in region.instances.iter().enumerate() {
                 if instance.parse::<SocketAddr>().is_err() {
@@ -35,7 +40,10 @@ impl Settings {
             return Err("region: this replica's region is required (FAILOVER_REGION)".into());
         }
         if !names.contains(&self.region.as_str()) {
-            return Err(format!("region: {:?} is not one of the configured regions", self.region));
+            return Err(format!(
+                "region: {:?} is not one of the configured regions",
+                self.region
+            ));
         }
         let p = &self.probe;
         if p.interval_ms < 50 {
@@ -64,10 +72,15 @@ impl Settings {
             return Err("decision.interval_ms: must be at least 10".into());
         }
         if d.min_healthy_regions == 0 || d.min_healthy_regions > names.len() {
-            return Err("decision.min_healthy_regions: must be between 1 and the number of regions".into());
+            return Err(
+                "decision.min_healthy_regions: must be between 1 and the number of regions".into(),
+            );
         }
         if d.hold_down_base_ms == 0 || d.hold_down_max_ms < d.hold_down_base_ms {
-            return Err("decision.hold_down_max_ms: must be at least decision.hold_down_base_ms (> 0)".into());
+            return Err(
+                "decision.hold_down_max_ms: must be at least decision.hold_down_base_ms (> 0)"
+                    .into(),
+            );
         }
         if d.hold_down_half_life_ms == 0 {
             return Err("decision.hold_down_half_life_ms: must be positive".into());
@@ -77,7 +90,9 @@ impl Settings {
             return Err("lease.name: must not be empty".into());
         }
         if l.renew_interval_ms == 0 || l.renew_interval_ms * 2 > l.ttl_ms {
-            return Err("lease.renew_interval_ms: must be positive and at most half of lease.ttl_ms".into());
+            return Err(
+                "lease.renew_interval_ms: must be positive and at most half of lease.ttl_ms".into(),
+            );
         }
         self.validate_dns(&names)?;
         self.validate_route53()
@@ -95,17 +110,24 @@ impl Settings {
             return Err("dns.record: must be one label, e.g. \"api\"".into());
         }
         if dns.nameservers.is_empty() || dns.nameservers.iter().any(|n| !n.ends_with('.')) {
-            return Err("dns.nameservers: at least one fully qualified name ending in a dot".into());
+            return Err(
+                "dns.nameservers: at least one fully qualified name ending in a dot".into(),
+            );
         }
         if !dns.hostmaster.ends_with('.') {
             return Err("dns.hostmaster: must be a fully qualified name ending in a dot".into());
         }
-        if !dns.default_client_region.is_empty() && !names.contains(&dns.default_client_region.as_str()) {
+        if !dns.default_client_region.is_empty()
+            && !names.contains(&dns.default_client_region.as_str())
+        {
             return Err("dns.default_client_region: not a configured region".into());
         }
         for (i, subnet) in dns.client_subnets.iter().enumerate() {
             if !names.contains(&subnet.region.as_str()) {
-                return Err(format!("dns.client_subnets[{i}].region: {:?} is not a configured region", subnet.region));
+                return Err(format!(
+                    "dns.client_subnets[{i}].region: {:?} is not a configured region",
+                    subnet.region
+                ));
             }
         }
         for (client, row) in &dns.latency_ms {
@@ -114,7 +136,9 @@ impl Settings {
             }
             for (target, value) in row {
                 if !names.contains(&target.as_str()) || !value.is_finite() || *value < 0.0 {
-                    return Err(format!("dns.latency_ms.{client}.{target}: unknown region or negative value"));
+                    return Err(format!(
+                        "dns.latency_ms.{client}.{target}: unknown region or negative value"
+                    ));
                 }
             }
         }
@@ -133,11 +157,16 @@ impl Settings {
             return Err("route53.record_name: a fully qualified name ending in a dot".into());
         }
         if !(r.max_requests_per_second > 0.0 && r.max_requests_per_second <= 4.0) {
-            return Err("route53.max_requests_per_second: must be in (0, 4], under the API limit of 5".into());
+            return Err(
+                "route53.max_requests_per_second: must be in (0, 4], under the API limit of 5"
+                    .into(),
+            );
         }
         for (i, region) in self.regions.iter().enumerate() {
             if region.aws_region.is_empty() {
-                return Err(format!("regions[{i}].aws_region: required when route53.enabled"));
+                return Err(format!(
+                    "regions[{i}].aws_region: required when route53.enabled"
+                ));
             }
         }
         Ok(())

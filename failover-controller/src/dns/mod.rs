@@ -23,9 +23,15 @@ use crate::config::Settings;
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
     #[error("dns.{field}: {message}")]
-    Name { field: &'static str, message: String },
+    Name {
+        field: &'static str,
+        message: String,
+    },
     #[error("cannot bind DNS on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The zone's static shape, from the configuration.
@@ -63,8 +69,11 @@ impl ZoneConfig {
             .iter()
             .map(|n| parse("nameservers", n))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut client_subnets: Vec<(IpNet, String)> =
-            dns.client_subnets.iter().map(|s| (s.cidr, s.region.clone())).collect();
+        let mut client_subnets: Vec<(IpNet, String)> = dns
+            .client_subnets
+            .iter()
+            .map(|s| (s.cidr, s.region.clone()))
+            .collect();
         client_subnets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         let default_client_region = if dns.default_client_region.is_empty() {
             settings.region.clone()
@@ -79,7 +88,11 @@ impl ZoneConfig {
             hostmaster: parse("hostmaster", &dns.hostmaster)?,
             client_subnets,
             default_client_region,
-            regions: settings.regions.iter().map(|r| (r.name.clone(), r.instance_ips())).collect(),
+            regions: settings
+                .regions
+                .iter()
+                .map(|r| (r.name.clone(), r.instance_ips()))
+                .collect(),
             latency_ms: dns.latency_ms.clone(),
             use_measured_rtt: dns.use_measured_rtt,
         })
@@ -126,7 +139,8 @@ pub fn region_order(zone: &ZoneConfig, view: &DnsView, client_region: &str) -> V
     } else {
         None
     };
-    let mut regions: Vec<(usize, &String)> = zone.regions.iter().map(|(r, _)| r).enumerate().collect();
+    let mut regions: Vec<(usize, &String)> =
+        zone.regions.iter().map(|(r, _)| r).enumerate().collect();
     let distance = |region: &String| -> f64 {
         if region == client_region {
             return 0.0;
@@ -197,7 +211,11 @@ mod tests {
         view.serving.remove("region-3");
         view.measured_rtt_ms.insert(
             "region-3".into(),
-            [("region-1".to_string(), 5.0), ("region-2".to_string(), 50.0)].into(),
+            [
+                ("region-1".to_string(), 5.0),
+                ("region-2".to_string(), 50.0),
+            ]
+            .into(),
         );
         let client3: IpAddr = "127.0.3.9".parse().unwrap();
         assert_eq!(answer_for(&zone, &view, client3).0, "region-1");

@@ -57,7 +57,12 @@ impl ZoneHandler {
     }
 
     /// Computes (response code, answers, authority) for a query.
-    fn resolve(&self, name: &LowerName, query_type: RecordType, client: IpAddr) -> Option<(ResponseCode, Vec<Record>, Vec<Record>)> {
+    fn resolve(
+        &self,
+        name: &LowerName,
+        query_type: RecordType,
+        client: IpAddr,
+    ) -> Option<(ResponseCode, Vec<Record>, Vec<Record>)> {
         if !self.zone_lower.zone_of(name) {
             return None;
         }
@@ -93,7 +98,11 @@ impl ZoneHandler {
 
 #[async_trait::async_trait]
 impl RequestHandler for ZoneHandler {
-    async fn handle_request<R: ResponseHandler>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
         let mut header = Header::response_from_request(request.header());
         if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
@@ -104,16 +113,24 @@ impl RequestHandler for ZoneHandler {
             let response = builder.error_msg(request.header(), ResponseCode::FormErr);
             return send(&mut response_handle, response).await;
         };
-        let Some((code, answers, authority)) =
-            self.resolve(info.query.name(), info.query.query_type(), request.src().ip())
-        else {
+        let Some((code, answers, authority)) = self.resolve(
+            info.query.name(),
+            info.query.query_type(),
+            request.src().ip(),
+        ) else {
             let response = builder.error_msg(request.header(), ResponseCode::Refused);
             return send(&mut response_handle, response).await;
         };
         header.set_authoritative(true);
         header.set_recursion_available(false);
         header.set_response_code(code);
-        let response = builder.build(header, answers.iter(), [].iter(), authority.iter(), [].iter());
+        let response = builder.build(
+            header,
+            answers.iter(),
+            [].iter(),
+            authority.iter(),
+            [].iter(),
+        );
         send(&mut response_handle, response).await
     }
 }

@@ -69,7 +69,10 @@ fn authorize(ctx: &HttpContext, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/admin/overrides`: the overrides in force.
-pub async fn list(AxumState(ctx): AxumState<HttpContext>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn list(
+    AxumState(ctx): AxumState<HttpContext>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     let active = overrides::active(&ctx.pool).await?;
     Ok(Json(json!({ "overrides": active })).into_response())
@@ -90,13 +93,29 @@ pub async fn create(
         return Err(ApiError::BadRequest("actor: must not be empty".into()));
     }
     if new.ttl_seconds == 0 || new.ttl_seconds > 7 * 24 * 3600 {
-        return Err(ApiError::BadRequest("ttl_seconds: must be between 1 and 604800".into()));
+        return Err(ApiError::BadRequest(
+            "ttl_seconds: must be between 1 and 604800".into(),
+        ));
     }
     match (&new.region, new.kind.needs_region()) {
         (Some(region), true) if ctx.regions.contains(region) => {}
-        (Some(region), true) => return Err(ApiError::BadRequest(format!("region: {region:?} is not a configured region"))),
-        (None, true) => return Err(ApiError::BadRequest(format!("region: required for {}", new.kind.as_str()))),
-        (Some(_), false) => return Err(ApiError::BadRequest(format!("region: not allowed for {}", new.kind.as_str()))),
+        (Some(region), true) => {
+            return Err(ApiError::BadRequest(format!(
+                "region: {region:?} is not a configured region"
+            )))
+        }
+        (None, true) => {
+            return Err(ApiError::BadRequest(format!(
+                "region: required for {}",
+                new.kind.as_str()
+            )))
+        }
+        (Some(_), false) => {
+            return Err(ApiError::BadRequest(format!(
+                "region: not allowed for {}",
+                new.kind.as_str()
+            )))
+        }
         (None, false) => {}
     }
     let created = overrides::create(&ctx.pool, &new).await?;
@@ -110,7 +129,12 @@ pub async fn create(
         outcome: "created".into(),
         votes: json!({}),
         rules: json!([]),
-        detail: format!("{} (until {}, id {})", new.reason, created.expires_at.to_rfc3339(), created.id),
+        detail: format!(
+            "{} (until {}, id {})",
+            new.reason,
+            created.expires_at.to_rfc3339(),
+            created.id
+        ),
     };
     audit::append(&ctx.pool, &entry).await?;
     ctx.state.push_event(Event {

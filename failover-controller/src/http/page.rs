@@ -41,8 +41,14 @@ pub fn render(status: &StatusSnapshot) -> String {
                 if v.discarded { " discarded" } else { "" },
                 esc(vantage),
                 v.verdict.as_str(),
-                v.rtt_ms.map(|ms| format!(" &middot; {ms:.1} ms")).unwrap_or_default(),
-                if v.discarded { " (cut off, not counted)" } else { "" },
+                v.rtt_ms
+                    .map(|ms| format!(" &middot; {ms:.1} ms"))
+                    .unwrap_or_default(),
+                if v.discarded {
+                    " (cut off, not counted)"
+                } else {
+                    ""
+                },
             ));
         }
         if votes.is_empty() {
@@ -69,7 +75,12 @@ pub fn render(status: &StatusSnapshot) -> String {
             hold = r.hold_down_ms as f64 / 1000.0,
         ));
     }
-    let events: String = status.recent_events.iter().take(30).map(event_row).collect();
+    let events: String = status
+        .recent_events
+        .iter()
+        .take(30)
+        .map(event_row)
+        .collect();
     let overrides: String = status
         .overrides
         .iter()
@@ -115,12 +126,24 @@ table{{border-collapse:collapse;width:100%;background:#fff;margin-top:1rem;font-
 </body></html>"#,
         region = esc(&status.region),
         id = esc(&status.controller_id),
-        leader = if status.lease.held { "this replica" } else { "another replica" },
+        leader = if status.lease.held {
+            "this replica"
+        } else {
+            "another replica"
+        },
         epoch = status.lease.epoch,
         holder = esc(&status.lease.holder),
-        dry = if status.dry_run { " &middot; <b>DRY RUN</b>" } else { "" },
+        dry = if status.dry_run {
+            " &middot; <b>DRY RUN</b>"
+        } else {
+            ""
+        },
         interval = status.probe_interval_ms,
         updated = status.generated_at.as_ref().map(time).unwrap_or_default(),
-        overrides = if overrides.is_empty() { "<li>none</li>".to_string() } else { overrides },
+        overrides = if overrides.is_empty() {
+            "<li>none</li>".to_string()
+        } else {
+            overrides
+        },
     )
 }

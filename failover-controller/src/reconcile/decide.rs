@@ -40,7 +40,8 @@ pub fn planner_for(ctx: &Context) -> Planner {
 pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
     let mut planner = planner_for(&ctx);
     let mut leading = false;
-    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.settings.decision.interval_ms));
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(ctx.settings.decision.interval_ms));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -58,14 +59,19 @@ pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
 }
 
 /// One round.
-pub async fn round(ctx: &Context, planner: &mut Planner, leading: &mut bool) -> Result<(), DbError> {
+pub async fn round(
+    ctx: &Context,
+    planner: &mut Planner,
+    leading: &mut bool,
+) -> Result<(), DbError> {
     let regions = ctx.settings.region_names();
     let fresh = votes::fresh(&ctx.pool, ctx.settings.probe.vote_freshness_ms).await?;
     let tally = quorum::tally(&regions, &fresh);
     let active = overrides::active(&ctx.pool).await?;
     let mut flags = drain_flag::read_all(&ctx.pool).await?;
     let now = Instant::now();
-    let drained: BTreeMap<String, bool> = flags.iter().map(|(r, f)| (r.clone(), f.drained)).collect();
+    let drained: BTreeMap<String, bool> =
+        flags.iter().map(|(r, f)| (r.clone(), f.drained)).collect();
     let epoch = ctx.may_act();
     let mut plan = Plan::default();
     if epoch.is_some() {
@@ -90,7 +96,9 @@ pub async fn round(ctx: &Context, planner: &mut Planner, leading: &mut bool) -> 
     } else {
         *leading = false;
         planner.follow(&drained, now);
-        plan.frozen = active.iter().any(|o| o.kind == crate::overrides::OverrideKind::Freeze);
+        plan.frozen = active
+            .iter()
+            .any(|o| o.kind == crate::overrides::OverrideKind::Freeze);
     }
     publish(ctx, planner, &tally, &fresh, &flags, active, &plan);
     Ok(())
@@ -117,11 +125,21 @@ async fn record_decisions(ctx: &Context, plan: &Plan, tally: &Tally) {
             kind: "decision".into(),
             name: decision.decision.clone(),
             actor: decision.actor.clone(),
-            outcome: if ctx.settings.dry_run { "planned (dry run)".into() } else { "decided".into() },
+            outcome: if ctx.settings.dry_run {
+                "planned (dry run)".into()
+            } else {
+                "decided".into()
+            },
             detail: detail.clone(),
             duration_ms: None,
         });
-        let mut entry = ctx.audit_entry(AuditKind::Decision, region, &decision.decision, &decision.actor, "decided");
+        let mut entry = ctx.audit_entry(
+            AuditKind::Decision,
+            region,
+            &decision.decision,
+            &decision.actor,
+            "decided",
+        );
         entry.votes = match region {
             Some(r) => serde_json::to_value(tally.regions.get(r)).unwrap_or_default(),
             None => serde_json::to_value(tally).unwrap_or_default(),
@@ -135,13 +153,29 @@ async fn record_decisions(ctx: &Context, plan: &Plan, tally: &Tally) {
 /// Executes one drain-flag action; returns whether the flag changed.
 async fn execute(ctx: &Context, planner: &mut Planner, action: &PlannedAction, epoch: i64) -> bool {
     let (region, drained, actor, reason, name) = match action {
-        PlannedAction::Drain { region, actor, reason } => (region, true, actor, reason, "drain_flag_set"),
-        PlannedAction::Restore { region, actor, reason } => (region, false, actor, reason, "drain_flag_clear"),
+        PlannedAction::Drain {
+            region,
+            actor,
+            reason,
+        } => (region, true, actor, reason, "drain_flag_set"),
+        PlannedAction::Restore {
+            region,
+            actor,
+            reason,
+        } => (region, false, actor, reason, "drain_flag_clear"),
     };
     if ctx.settings.dry_run {
         // Report the plan and pretend it succeeded, so the plan moves on.
         finish(planner, region, drained);
-        push_action(ctx, region, name, actor, "skipped (dry run)", reason.clone(), None);
+        push_action(
+            ctx,
+            region,
+            name,
+            actor,
+            "skipped (dry run)",
+            reason.clone(),
+            None,
+        );
         return false;
     }
     let started = Instant::now();
@@ -163,8 +197,14 @@ async fn execute(ctx: &Context, planner: &mut Planner, action: &PlannedAction, e
     };
     let elapsed = started.elapsed();
     let metrics = &ctx.state.metrics;
-    metrics.actions_total.with_label_values(&[name, outcome]).inc();
-    metrics.action_duration_seconds.with_label_values(&[name]).observe(elapsed.as_secs_f64());
+    metrics
+        .actions_total
+        .with_label_values(&[name, outcome])
+        .inc();
+    metrics
+        .action_duration_seconds
+        .with_label_values(&[name])
+        .observe(elapsed.as_secs_f64());
     if outcome == "ok" {
         finish(planner, region, drained);
     }
@@ -174,8 +214,23 @@ async fn execute(ctx: &Context, planner: &mut Planner, action: &PlannedAction, e
             *d = None;
         }
     }
-    tracing::info!(region, action = name, outcome, epoch, elapsed_ms = elapsed.as_millis() as u64, "action");
-    push_action(ctx, region, name, actor, outcome, reason.clone(), Some(elapsed));
+    tracing::info!(
+        region,
+        action = name,
+        outcome,
+        epoch,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "action"
+    );
+    push_action(
+        ctx,
+        region,
+        name,
+        actor,
+        outcome,
+        reason.clone(),
+        Some(elapsed),
+    );
     let mut entry = ctx.audit_entry(AuditKind::Action, Some(region), name, actor, outcome);
     entry.lease_epoch = epoch;
     entry.detail = reason.clone();
@@ -202,7 +257,15 @@ async fn verify(ctx: &Context, region: &str, drained: bool, epoch: i64) -> bool 
     }
 }
 
-fn push_action(ctx: &Context, region: &str, name: &str, actor: &str, outcome: &str, detail: String, took: Option<Duration>) {
+fn push_action(
+    ctx: &Context,
+    region: &str,
+    name: &str,
+    actor: &str,
+    outcome: &str,
+    detail: String,
+    took: Option<Duration>,
+) {
     ctx.state.push_event(Event {
         at: Utc::now(),
         region: Some(region.to_string()),
@@ -234,10 +297,18 @@ fn publish(
     let mut measured: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for vote in fresh {
         if let Some(rtt) = vote.rtt_ms {
-            measured.entry(vote.vantage.clone()).or_default().insert(vote.region.clone(), rtt);
+            measured
+                .entry(vote.vantage.clone())
+                .or_default()
+                .insert(vote.region.clone(), rtt);
         }
     }
-    let serial = flags.values().map(|f| f.updated_at.timestamp()).max().unwrap_or(1).max(1) as u32;
+    let serial = flags
+        .values()
+        .map(|f| f.updated_at.timestamp())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
     ctx.state.set_dns_view(DnsView {
         serving: serving.iter().cloned().collect(),
         serial,
@@ -248,7 +319,10 @@ fn publish(
     let events = ctx.state.events();
     let now_instant = Instant::now();
     let now = Utc::now();
-    let to_wall = |at: Instant| now - chrono::Duration::from_std(now_instant.saturating_duration_since(at)).unwrap_or_default();
+    let to_wall = |at: Instant| {
+        now - chrono::Duration::from_std(now_instant.saturating_duration_since(at))
+            .unwrap_or_default()
+    };
     let mut region_status = Vec::new();
     for region in &regions {
         let machine = &planner.machines()[region];
@@ -260,10 +334,19 @@ fn publish(
         }
         let t = tally.regions.get(region);
         let (up, down) = t.map(|t| (t.up, t.down)).unwrap_or((0, 0));
-        metrics.region_votes.with_label_values(&[region, "up"]).set(up as i64);
-        metrics.region_votes.with_label_values(&[region, "down"]).set(down as i64);
+        metrics
+            .region_votes
+            .with_label_values(&[region, "up"])
+            .set(up as i64);
+        metrics
+            .region_votes
+            .with_label_values(&[region, "down"])
+            .set(down as i64);
         let disagreement = t.map(|t| t.disagreement).unwrap_or(false);
-        metrics.vantage_disagreement.with_label_values(&[region]).set(i64::from(disagreement));
+        metrics
+            .vantage_disagreement
+            .with_label_values(&[region])
+            .set(i64::from(disagreement));
         let votes = fresh
             .iter()
             .filter(|v| v.region == *region)
@@ -288,11 +371,19 @@ fn publish(
             disagreement,
             votes,
             hold_down_ms: machine.hold_down(now_instant).as_millis() as u64,
-            recover_at: machine.recover_at().map(|at| now + chrono::Duration::from_std(at.saturating_duration_since(now_instant)).unwrap_or_default()),
+            recover_at: machine.recover_at().map(|at| {
+                now + chrono::Duration::from_std(at.saturating_duration_since(now_instant))
+                    .unwrap_or_default()
+            }),
             drain_flag: flag.map(|f| f.drained).unwrap_or(false),
             drain_flag_updated_at: flag.map(|f| f.updated_at),
             dns_serving: serving.contains(region),
-            recent_actions: events.iter().filter(|e| e.region.as_deref() == Some(region)).take(20).cloned().collect(),
+            recent_actions: events
+                .iter()
+                .filter(|e| e.region.as_deref() == Some(region))
+                .take(20)
+                .cloned()
+                .collect(),
         });
     }
     let previous = ctx.state.status();

@@ -58,7 +58,14 @@ impl Context {
         }
     }
 
-    pub fn audit_entry(&self, kind: AuditKind, region: Option<&str>, name: &str, actor: &str, outcome: &str) -> AuditEntry {
+    pub fn audit_entry(
+        &self,
+        kind: AuditKind,
+        region: Option<&str>,
+        name: &str,
+        actor: &str,
+        outcome: &str,
+    ) -> AuditEntry {
         AuditEntry {
             controller_id: self.controller_id.clone(),
             lease_epoch: self.state.lease().epoch,
@@ -93,7 +100,8 @@ pub async fn probe_loop(ctx: Arc<Context>, mut prober: Prober, mut stop: broadca
 /// Acquires or renews the lease on its interval; releases it on stop.
 pub async fn lease_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
     let ttl = Duration::from_millis(ctx.settings.lease.ttl_ms);
-    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.settings.lease.renew_interval_ms));
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(ctx.settings.lease.renew_interval_ms));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -118,7 +126,11 @@ pub async fn lease_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
             }
         }
         if view.held != before.held || view.epoch != before.epoch && view.held {
-            let name = if view.held { "lease_acquired" } else { "lease_lost" };
+            let name = if view.held {
+                "lease_acquired"
+            } else {
+                "lease_lost"
+            };
             tracing::info!(held = view.held, epoch = view.epoch, holder = %view.holder, "{name}");
             let mut entry = ctx.audit_entry(AuditKind::Lease, None, name, &ctx.controller_id, "ok");
             entry.lease_epoch = view.epoch;

@@ -18,7 +18,11 @@ use crate::audit::AuditKind;
 use crate::state::Event;
 
 /// Runs until stopped.
-pub async fn route53_loop(ctx: Arc<Context>, records: Arc<Route53Records>, mut stop: broadcast::Receiver<()>) {
+pub async fn route53_loop(
+    ctx: Arc<Context>,
+    records: Arc<Route53Records>,
+    mut stop: broadcast::Receiver<()>,
+) {
     let drift_every = Duration::from_millis(ctx.settings.route53.drift_check_interval_ms);
     let mut last_flags: BTreeMap<String, bool> = BTreeMap::new();
     loop {
@@ -63,12 +67,18 @@ pub async fn sync_once(
         if !wanted_change {
             continue;
         }
-        let Some(epoch) = ctx.may_act() else { return Ok(()) };
+        let Some(epoch) = ctx.may_act() else {
+            return Ok(());
+        };
         if ctx.lease.verify(epoch).await.is_err() {
             return Ok(());
         }
         let started = Instant::now();
-        let result = if drained { records.remove(&region).await } else { records.restore(&region).await };
+        let result = if drained {
+            records.remove(&region).await
+        } else {
+            records.restore(&region).await
+        };
         let outcome = match &result {
             Ok(ChangeOutcome::AlreadyInPlace) => continue,
             Ok(ChangeOutcome::Changed { .. }) => "ok",
@@ -76,15 +86,25 @@ pub async fn sync_once(
             Err(_) => "error",
         };
         let elapsed = started.elapsed();
-        let action = if triggered { name.to_string() } else { format!("{name}_drift_repair") };
+        let action = if triggered {
+            name.to_string()
+        } else {
+            format!("{name}_drift_repair")
+        };
         let detail = match &result {
             Ok(ChangeOutcome::Changed { change_id }) => format!("change {change_id} INSYNC"),
             Err(e) => e.to_string(),
             _ => String::new(),
         };
         let metrics = &ctx.state.metrics;
-        metrics.actions_total.with_label_values(&[name, outcome]).inc();
-        metrics.action_duration_seconds.with_label_values(&[name]).observe(elapsed.as_secs_f64());
+        metrics
+            .actions_total
+            .with_label_values(&[name, outcome])
+            .inc();
+        metrics
+            .action_duration_seconds
+            .with_label_values(&[name])
+            .observe(elapsed.as_secs_f64());
         tracing::info!(%region, %action, outcome, %detail, "route53 action");
         ctx.state.push_event(Event {
             at: Utc::now(),
@@ -96,7 +116,13 @@ pub async fn sync_once(
             detail: detail.clone(),
             duration_ms: Some(elapsed.as_secs_f64() * 1000.0),
         });
-        let mut entry = ctx.audit_entry(AuditKind::Action, Some(&region), &action, "automation", outcome);
+        let mut entry = ctx.audit_entry(
+            AuditKind::Action,
+            Some(&region),
+            &action,
+            "automation",
+            outcome,
+        );
         entry.lease_epoch = epoch;
         entry.detail = detail;
         ctx.audit(entry).await;

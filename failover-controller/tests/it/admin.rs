@@ -9,7 +9,9 @@ use crate::helpers::{get_json, settings, test_db, Regions};
 async fn unauthenticated_calls_get_401_and_change_nothing() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
-    let app = Application::build(settings("region-1", &db.url, &regions.toml(), "")).await.unwrap();
+    let app = Application::build(settings("region-1", &db.url, &regions.toml(), ""))
+        .await
+        .unwrap();
     let base = format!("http://{}", app.http_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(app.run_until_stopped(async move {
@@ -17,8 +19,15 @@ async fn unauthenticated_calls_get_401_and_change_nothing() {
     }));
     let client = reqwest::Client::new();
     let body = json!({"kind": "drain", "region": "region-2", "reason": "test", "actor": "mallory", "ttl_seconds": 60});
-    for auth in [None, Some("Bearer wrong-token"), Some("test-admin-token"), Some("Bearer ")] {
-        let mut request = client.post(format!("{base}/v1/admin/overrides")).json(&body);
+    for auth in [
+        None,
+        Some("Bearer wrong-token"),
+        Some("test-admin-token"),
+        Some("Bearer "),
+    ] {
+        let mut request = client
+            .post(format!("{base}/v1/admin/overrides"))
+            .json(&body);
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
@@ -26,17 +35,36 @@ async fn unauthenticated_calls_get_401_and_change_nothing() {
         assert_eq!(response.status(), 401, "auth {auth:?}");
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
-    let response = client.get(format!("{base}/v1/admin/overrides")).send().await.unwrap();
+    let response = client
+        .get(format!("{base}/v1/admin/overrides"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let count: (i64,) = sqlx::query_as("SELECT count(*) FROM failover_overrides").fetch_one(&db.pool).await.unwrap();
+    let count: (i64,) = sqlx::query_as("SELECT count(*) FROM failover_overrides")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(count.0, 0, "an unauthenticated call changed something");
 
     // With the token: validation, then creation, listing, clearing.
     let bad = json!({"kind": "drain", "region": "nowhere", "reason": "x", "actor": "alice", "ttl_seconds": 60});
-    let response = client.post(format!("{base}/v1/admin/overrides")).bearer_auth("test-admin-token").json(&bad).send().await.unwrap();
+    let response = client
+        .post(format!("{base}/v1/admin/overrides"))
+        .bearer_auth("test-admin-token")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("region"));
-    let response = client.post(format!("{base}/v1/admin/overrides")).bearer_auth("test-admin-token").json(&body).send().await.unwrap();
+    let response = client
+        .post(format!("{base}/v1/admin/overrides"))
+        .bearer_auth("test-admin-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
     let created: serde_json::Value = response.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
@@ -60,9 +88,18 @@ async fn unauthenticated_calls_get_401_and_change_nothing() {
     .await
     .expect("the manual drain was applied");
     assert_eq!(status["overrides"][0]["actor"], "mallory");
-    let response = client.delete(format!("{base}/v1/admin/overrides/{id}")).bearer_auth("test-admin-token").send().await.unwrap();
+    let response = client
+        .delete(format!("{base}/v1/admin/overrides/{id}"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
-    let audit: (i64,) = sqlx::query_as("SELECT count(*) FROM failover_audit WHERE kind = 'override'").fetch_one(&db.pool).await.unwrap();
+    let audit: (i64,) =
+        sqlx::query_as("SELECT count(*) FROM failover_audit WHERE kind = 'override'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(audit.0, 2);
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();

@@ -26,7 +26,9 @@ fn region_ips(regions: &Regions, index: usize) -> Vec<IpAddr> {
 async fn clients_get_their_nearest_serving_region() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
-    let app = Application::build(settings("region-1", &db.url, &regions.toml(), "")).await.unwrap();
+    let app = Application::build(settings("region-1", &db.url, &regions.toml(), ""))
+        .await
+        .unwrap();
     let dns = app.dns_addr().unwrap();
     let base = format!("http://{}", app.http_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -59,16 +61,31 @@ async fn clients_get_their_nearest_serving_region() {
         (ips == region_ips(&regions, 0)).then_some(())
     })
     .await;
-    assert!(moved.is_some(), "region-2 clients were not moved to region-1");
+    assert!(
+        moved.is_some(),
+        "region-2 clients were not moved to region-1"
+    );
     let (_, ips) = resolve_a(dns, ip("127.0.3.9"), name).await;
-    assert_eq!(ips, region_ips(&regions, 2), "region-3 clients must not move");
+    assert_eq!(
+        ips,
+        region_ips(&regions, 2),
+        "region-3 clients must not move"
+    );
 
     // SOA and NS over TCP.
-    let (stream, sender) = TcpClientStream::new(dns, None, Some(Duration::from_secs(2)), TokioRuntimeProvider::default());
+    let (stream, sender) = TcpClientStream::new(
+        dns,
+        None,
+        Some(Duration::from_secs(2)),
+        TokioRuntimeProvider::default(),
+    );
     let (mut client, background) = Client::new(stream, sender, None).await.unwrap();
     let bg = tokio::spawn(background);
     let zone = Name::from_ascii("svc.failover.test.").unwrap();
-    let soa = client.query(zone.clone(), DNSClass::IN, RecordType::SOA).await.unwrap();
+    let soa = client
+        .query(zone.clone(), DNSClass::IN, RecordType::SOA)
+        .await
+        .unwrap();
     assert!(soa.header().authoritative());
     match soa.answers()[0].data() {
         RData::SOA(soa) => {
@@ -77,9 +94,15 @@ async fn clients_get_their_nearest_serving_region() {
         }
         other => panic!("not an SOA: {other:?}"),
     }
-    let ns = client.query(zone, DNSClass::IN, RecordType::NS).await.unwrap();
+    let ns = client
+        .query(zone, DNSClass::IN, RecordType::NS)
+        .await
+        .unwrap();
     assert_eq!(ns.answers().len(), 1);
-    let a = client.query(Name::from_ascii(name).unwrap(), DNSClass::IN, RecordType::A).await.unwrap();
+    let a = client
+        .query(Name::from_ascii(name).unwrap(), DNSClass::IN, RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(a.answers().len(), 2, "A over TCP");
     bg.abort();
     let _: SocketAddr = dns;

@@ -19,9 +19,14 @@ async fn a_dead_region_is_drained_and_restored() {
     let mut http = Vec::new();
     let mut dns = Vec::new();
     for r in 1..=3 {
-        let app = Application::build(settings(&format!("region-{r}"), &db.url, &regions.toml(), ""))
-            .await
-            .unwrap();
+        let app = Application::build(settings(
+            &format!("region-{r}"),
+            &db.url,
+            &regions.toml(),
+            "",
+        ))
+        .await
+        .unwrap();
         http.push(format!("http://{}", app.http_addr()));
         dns.push(app.dns_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -65,16 +70,22 @@ async fn a_dead_region_is_drained_and_restored() {
     })
     .await
     .expect("DNS answers for region-3 clients moved to region-2");
-    let flag: (bool, i64) = sqlx::query_as("SELECT drained, fencing_epoch FROM region_state WHERE region = 'region-3'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let flag: (bool, i64) =
+        sqlx::query_as("SELECT drained, fencing_epoch FROM region_state WHERE region = 'region-3'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(flag.0, "drain flag set");
     let leader_status = get_json(&format!("{}/status", http[leader])).await;
     let region = &leader_status["regions"][2];
     assert_eq!(region["state"], "drained");
     let actions = region["recent_actions"].as_array().unwrap();
-    assert!(actions.iter().any(|a| a["name"] == "drain_flag_set" && a["outcome"] == "ok"), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["name"] == "drain_flag_set" && a["outcome"] == "ok"),
+        "{actions:?}"
+    );
     let decision: (String,) = sqlx::query_as(
         "SELECT rules::TEXT FROM failover_audit WHERE kind = 'decision' AND name = 'drain' AND region = 'region-3'",
     )
@@ -83,9 +94,15 @@ async fn a_dead_region_is_drained_and_restored() {
     .unwrap();
     assert!(decision.0.contains("min_healthy_regions"));
     println!("end to end at 500 ms probes: DNS answers changed {dns_changed:?} after the kill");
-    assert!(dns_changed < Duration::from_secs(5), "too slow: {dns_changed:?}");
+    assert!(
+        dns_changed < Duration::from_secs(5),
+        "too slow: {dns_changed:?}"
+    );
     // The other regions were never touched.
-    assert_eq!(leader_status["serving_regions"], serde_json::json!(["region-1", "region-2"]));
+    assert_eq!(
+        leader_status["serving_regions"],
+        serde_json::json!(["region-1", "region-2"])
+    );
 
     // Bring it back: restored after the hold-down (3 s here), not before.
     let revived = Instant::now();
@@ -96,7 +113,10 @@ async fn a_dead_region_is_drained_and_restored() {
     })
     .await
     .expect("region-3 restored");
-    assert!(restored >= Duration::from_secs(3), "restored before the hold-down: {restored:?}");
+    assert!(
+        restored >= Duration::from_secs(3),
+        "restored before the hold-down: {restored:?}"
+    );
     println!("restored {restored:?} after the instances came back (hold-down 3 s)");
     for stop in stops {
         stop.send(()).unwrap();
@@ -104,4 +124,44 @@ async fn a_dead_region_is_drained_and_restored() {
     for run in runs {
         run.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn probes_tell_ok_503_hang_and_refused_apart() {
+    use failover_controller::probe::{probe_one, InstanceResult};
+    let server = crate::helpers::HealthServer::start("127.0.4.1").await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/healthz/region", server.addr);
+    let timeout = Duration::from_millis(300);
+    assert!(matches!(
+        probe_one(&client, &url, timeout).await,
+        InstanceResult::Ok { .. }
+    ));
+    server.set(Health::Unavailable);
+    assert_eq!(
+        probe_one(&client, &url, timeout).await,
+        InstanceResult::Fail {
+            reason: "status 503".into()
+        }
+    );
+    server.set(Health::Hang);
+    let started = Instant::now();
+    assert_eq!(
+        probe_one(&client, &url, timeout).await,
+        InstanceResult::Timeout
+    );
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    let addr = server.addr;
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = probe_one(
+        &reqwest::Client::new(),
+        &format!("http://{addr}/healthz/region"),
+        timeout,
+    )
+    .await;
+    assert!(
+        matches!(refused, InstanceResult::Fail { .. }),
+        "{refused:?}"
+    );
 }

@@ -19,8 +19,14 @@ async fn a_stale_leaders_write_changes_nothing() {
     assert_eq!(view_a.epoch, 1);
     assert!(!b.try_acquire().await.unwrap().held, "two holders at once");
 
-    let fence_a = Fence { lease_name: "failover", holder: "controller-a", epoch: view_a.epoch };
-    let w = drain_flag::write(&db.pool, &fence_a, "region-1", true, "dead", "automation").await.unwrap();
+    let fence_a = Fence {
+        lease_name: "failover",
+        holder: "controller-a",
+        epoch: view_a.epoch,
+    };
+    let w = drain_flag::write(&db.pool, &fence_a, "region-1", true, "dead", "automation")
+        .await
+        .unwrap();
     assert_eq!(w, FlagWrite::Written);
 
     // A is paused past its lease; B takes over with a new epoch.
@@ -30,9 +36,13 @@ async fn a_stale_leaders_write_changes_nothing() {
     assert_eq!(view_b.epoch, 2);
 
     // A wakes up and tries to undrain: nothing changes.
-    let w = drain_flag::write(&db.pool, &fence_a, "region-1", false, "stale", "automation").await.unwrap();
+    let w = drain_flag::write(&db.pool, &fence_a, "region-1", false, "stale", "automation")
+        .await
+        .unwrap();
     assert_eq!(w, FlagWrite::Fenced);
-    let w = drain_flag::write(&db.pool, &fence_a, "region-2", true, "stale", "automation").await.unwrap();
+    let w = drain_flag::write(&db.pool, &fence_a, "region-2", true, "stale", "automation")
+        .await
+        .unwrap();
     assert_eq!(w, FlagWrite::Fenced, "a stale leader created a row");
     let flags = drain_flag::read_all(&db.pool).await.unwrap();
     assert!(flags["region-1"].drained);
@@ -42,8 +52,21 @@ async fn a_stale_leaders_write_changes_nothing() {
     assert!(!a.try_acquire().await.unwrap().held);
 
     // The new leader writes with its epoch.
-    let fence_b = Fence { lease_name: "failover", holder: "controller-b", epoch: 2 };
-    let w = drain_flag::write(&db.pool, &fence_b, "region-1", false, "recovered", "automation").await.unwrap();
+    let fence_b = Fence {
+        lease_name: "failover",
+        holder: "controller-b",
+        epoch: 2,
+    };
+    let w = drain_flag::write(
+        &db.pool,
+        &fence_b,
+        "region-1",
+        false,
+        "recovered",
+        "automation",
+    )
+    .await
+    .unwrap();
     assert_eq!(w, FlagWrite::Written);
     let flags = drain_flag::read_all(&db.pool).await.unwrap();
     assert!(!flags["region-1"].drained);
@@ -53,7 +76,12 @@ async fn a_stale_leaders_write_changes_nothing() {
 #[tokio::test]
 async fn renewal_keeps_the_epoch_and_expiry_bumps_it() {
     let db = test_db().await;
-    let a = Lease::new(db.pool.clone(), "failover", "controller-a", Duration::from_millis(400));
+    let a = Lease::new(
+        db.pool.clone(),
+        "failover",
+        "controller-a",
+        Duration::from_millis(400),
+    );
     assert_eq!(a.try_acquire().await.unwrap().epoch, 1);
     assert_eq!(a.try_acquire().await.unwrap().epoch, 1);
     a.verify(1).await.unwrap();
@@ -64,6 +92,15 @@ async fn renewal_keeps_the_epoch_and_expiry_bumps_it() {
     assert_eq!(view.epoch, 2);
     assert!(a.verify(1).await.is_err());
     a.release(2).await.unwrap();
-    let b = Lease::new(db.pool.clone(), "failover", "controller-b", Duration::from_millis(400));
-    assert_eq!(b.try_acquire().await.unwrap().epoch, 3, "release hands over at once");
+    let b = Lease::new(
+        db.pool.clone(),
+        "failover",
+        "controller-b",
+        Duration::from_millis(400),
+    );
+    assert_eq!(
+        b.try_acquire().await.unwrap().epoch,
+        3,
+        "release hands over at once"
+    );
 }

@@ -34,18 +34,27 @@ pub struct TestDb {
 pub async fn test_db() -> TestDb {
     let server = server_url();
     let name = format!("fc_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&server).await.expect("connect to the test server");
+    let mut admin = PgConnection::connect(&server)
+        .await
+        .expect("connect to the test server");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
         .expect("create the test database");
-    let base = server.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(server.clone());
+    let base = server
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(server.clone());
     let url = format!("{base}/{name}");
-    let pool = failover_controller::db::connect(&url, 5).await.expect("connect to the test database");
+    let pool = failover_controller::db::connect(&url, 5)
+        .await
+        .expect("connect to the test database");
     let mut service = sqlx::migrate!("../service/migrations");
     service.set_ignore_missing(true);
     service.run(&pool).await.expect("service migrations");
-    failover_controller::db::migrate(&pool).await.expect("controller migrations");
+    failover_controller::db::migrate(&pool)
+        .await
+        .expect("controller migrations");
     TestDb { pool, url }
 }
 
@@ -85,7 +94,9 @@ impl HealthServer {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.expect("bind health server");
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+            .await
+            .expect("bind health server");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -183,14 +194,19 @@ region-3 = {{ region-1 = 90, region-2 = 60 }}
         ("FAILOVER_REGION".to_string(), region.to_string()),
         ("FAILOVER_DATABASE_URL".to_string(), db_url.to_string()),
     ];
-    let settings = config::load(Some(&path), env, &Default::default()).expect("valid test settings");
+    let settings =
+        config::load(Some(&path), env, &Default::default()).expect("valid test settings");
     std::fs::remove_file(path).ok();
     settings
 }
 
 /// Asks the DNS server for the A records of `name`, from `source` (the
 /// client's address decides its client region).
-pub async fn resolve_a(server: SocketAddr, source: IpAddr, name: &str) -> (hickory_client::proto::op::ResponseCode, Vec<IpAddr>) {
+pub async fn resolve_a(
+    server: SocketAddr,
+    source: IpAddr,
+    name: &str,
+) -> (hickory_client::proto::op::ResponseCode, Vec<IpAddr>) {
     let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
         .with_bind_addr(Some(SocketAddr::new(source, 0)))
         .with_timeout(Some(Duration::from_secs(2)))
@@ -231,5 +247,10 @@ where
 
 /// GETs JSON from a controller.
 pub async fn get_json(url: &str) -> serde_json::Value {
-    reqwest::get(url).await.expect("GET").json().await.expect("JSON")
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
 }

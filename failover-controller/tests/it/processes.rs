@@ -1,1 +1,228 @@
-//! Placeholder: multi-process leader election lives here.
+//! Leader election with three controller processes on the real PostgreSQL:
+//! kill the leader and another acts within the lease TTL; a leader paused
+//! (SIGSTOP) past its lease changes nothing when it resumes. Also checks the
+//! metrics exposition with promtool when it is on PATH.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::helpers::{get_json, test_db, wait_for, Health, Regions};
+
+const TTL_MS: u64 = 2000;
+const RENEW_MS: u64 = 500;
+
+struct Controller {
+    child: Child,
+    http: String,
+    id: String,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind(format!("{ip}:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controller {
+    let ip = format!("127.0.{region}.100");
+    let http = format!("{ip}:{}", free_port(&ip));
+    let dns = format!("{ip}:{}", free_port(&ip));
+    let id = format!("proc-region-{region}");
+    let child = Command::new(env!("CARGO_BIN_EXE_failover-controller"))
+        .arg("run")
+        .env("FAILOVER_CONFIG", config)
+        .env("FAILOVER_REGION", format!("region-{region}"))
+        .env("FAILOVER_CONTROLLER_ID", &id)
+        .env("FAILOVER_DATABASE_URL", db_url)
+        .env("FAILOVER_HTTP_LISTEN", &http)
+        .env("FAILOVER_DNS_LISTEN", &dns)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the controller binary");
+    Controller {
+        child,
+        http: format!("http://{http}"),
+        id,
+    }
+}
+
+async fn leader_of(controllers: &[Option<Controller>]) -> Option<(usize, i64)> {
+    for (i, c) in controllers.iter().enumerate() {
+        let Some(c) = c else { continue };
+        let Ok(response) = reqwest::get(format!("{}/status", c.http)).await else {
+            continue;
+        };
+        let Ok(status) = response.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if status["lease"]["held"] == true {
+            return Some((i, status["lease"]["epoch"].as_i64().unwrap_or_default()));
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_dead_leader_is_replaced_and_a_paused_one_changes_nothing() {
+    let db = test_db().await;
+    let regions = Regions::start(3).await;
+    let config = std::env::temp_dir().join(format!("fc-proc-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "admin_token = \"t\"\n[probe]\ninterval_ms = 500\ntimeout_ms = 300\n[decision]\ninterval_ms = 100\n\
+             [lease]\nttl_ms = {TTL_MS}\nrenew_interval_ms = {RENEW_MS}\n{}",
+            regions.toml()
+        ),
+    )
+    .unwrap();
+    let mut controllers: Vec<Option<Controller>> =
+        (1..=3).map(|r| Some(spawn(r, &db.url, &config))).collect();
+    let (first, first_epoch) = wait_for(Duration::from_secs(20), || leader_of(&controllers))
+        .await
+        .expect("a leader is elected");
+
+    // Metrics pass promtool (when installed, as under scripts/test.sh).
+    let leader_http = controllers[first].as_ref().unwrap().http.clone();
+    let metrics = reqwest::get(format!("{leader_http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "failover_probe_total",
+        "failover_probe_rtt_seconds",
+        "failover_region_state",
+        "failover_lease_held",
+        "failover_lease_epoch",
+        "failover_frozen",
+    ] {
+        assert!(metrics.contains(name), "missing {name}");
+    }
+    if let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Kill the leader: another takes over within the TTL (plus one renewal).
+    let killed = Instant::now();
+    controllers[first] = None;
+    let (second, second_epoch) = wait_for(Duration::from_secs(10), || leader_of(&controllers))
+        .await
+        .expect("a new leader");
+    let takeover = killed.elapsed();
+    println!("leader killed; replaced after {takeover:?} (lease TTL {TTL_MS} ms)");
+    assert!(
+        takeover <= Duration::from_millis(TTL_MS + RENEW_MS + 1000),
+        "{takeover:?}"
+    );
+    assert!(second_epoch > first_epoch);
+
+    // Pause the new leader past its lease; meanwhile region-3 dies and the
+    // third controller drains it with a newer epoch.
+    let paused = controllers[second].as_ref().unwrap();
+    let paused_id = paused.id.clone();
+    Command::new("kill")
+        .args(["-STOP", &paused.child.id().to_string()])
+        .status()
+        .unwrap();
+    let third = 3 - first - second;
+    regions.set_region(2, Health::Unavailable);
+    let drained = wait_for(Duration::from_secs(15), || async {
+        let row: Option<(bool, i64)> = sqlx::query_as(
+            "SELECT drained, fencing_epoch FROM region_state WHERE region = 'region-3'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap();
+        row.filter(|r| r.0)
+    })
+    .await
+    .expect("region-3 drained by the third controller");
+    assert!(
+        drained.1 > second_epoch,
+        "drained with epoch {} by the new leader",
+        drained.1
+    );
+    let third_status = get_json(&format!(
+        "{}/status",
+        controllers[third].as_ref().unwrap().http
+    ))
+    .await;
+    assert_eq!(third_status["lease"]["held"], true);
+
+    // Resume the paused one: it must not act (and would be fenced if it did).
+    let resumed_at = chrono::Utc::now();
+    Command::new("kill")
+        .args([
+            "-CONT",
+            &controllers[second].as_ref().unwrap().child.id().to_string(),
+        ])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let row: (bool, i64) =
+        sqlx::query_as("SELECT drained, fencing_epoch FROM region_state WHERE region = 'region-3'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        row,
+        (true, drained.1),
+        "the resumed stale leader changed the drain flag"
+    );
+    let actions: (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM failover_audit WHERE controller_id = $1 AND kind = 'action' AND outcome = 'ok' AND at >= $2",
+    )
+    .bind(&paused_id)
+    .bind(resumed_at)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(actions.0, 0, "the resumed stale leader acted");
+    let status = get_json(&format!(
+        "{}/status",
+        controllers[second].as_ref().unwrap().http
+    ))
+    .await;
+    assert_eq!(
+        status["lease"]["held"], false,
+        "the resumed replica believes it leads"
+    );
+    std::fs::remove_file(config).ok();
+}

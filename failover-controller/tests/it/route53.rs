@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +45,11 @@ fn moto_binary() -> String {
 }
 
 async fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(moto_binary())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -52,7 +58,10 @@ async fn start_moto() -> Moto {
         .expect("moto_server on PATH (pip install 'moto[server]'; scripts/test.sh provides it)");
     let url = format!("http://127.0.0.1:{port}");
     let up = wait_for(Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await;
     assert!(up.is_some(), "moto_server did not start");
@@ -82,21 +91,36 @@ async fn zone_with_foreign_records(client: &aws_sdk_route53::Client) -> String {
         .send()
         .await
         .unwrap();
-    let id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let id = zone
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
     let foreign_latency = ResourceRecordSet::builder()
         .name("api.svc.example.com.")
         .r#type(RrType::A)
         .set_identifier("someone-else")
         .region("us-west-2".into())
         .ttl(60)
-        .resource_records(ResourceRecord::builder().value("198.51.100.7").build().unwrap())
+        .resource_records(
+            ResourceRecord::builder()
+                .value("198.51.100.7")
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let foreign_simple = ResourceRecordSet::builder()
         .name("www.svc.example.com.")
         .r#type(RrType::A)
         .ttl(60)
-        .resource_records(ResourceRecord::builder().value("198.51.100.8").build().unwrap())
+        .resource_records(
+            ResourceRecord::builder()
+                .value("198.51.100.8")
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     upsert(client, &id, vec![foreign_latency, foreign_simple]).await;
@@ -106,19 +130,38 @@ async fn zone_with_foreign_records(client: &aws_sdk_route53::Client) -> String {
 async fn upsert(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
     let changes = sets
         .into_iter()
-        .map(|s| Change::builder().action(ChangeAction::Upsert).resource_record_set(s).build().unwrap())
+        .map(|s| {
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(s)
+                .build()
+                .unwrap()
+        })
         .collect();
     client
         .change_resource_record_sets()
         .hosted_zone_id(zone)
-        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
 }
 
-async fn all_records(client: &aws_sdk_route53::Client, zone: &str) -> Vec<(String, Option<String>, Vec<String>)> {
-    let out = client.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+async fn all_records(
+    client: &aws_sdk_route53::Client,
+    zone: &str,
+) -> Vec<(String, Option<String>, Vec<String>)> {
+    let out = client
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
     out.resource_record_sets()
         .iter()
         .filter(|s| *s.r#type() == RrType::A)
@@ -126,7 +169,10 @@ async fn all_records(client: &aws_sdk_route53::Client, zone: &str) -> Vec<(Strin
             (
                 s.name().to_string(),
                 s.set_identifier().map(str::to_string),
-                s.resource_records().iter().map(|r| r.value().to_string()).collect(),
+                s.resource_records()
+                    .iter()
+                    .map(|r| r.value().to_string())
+                    .collect(),
             )
         })
         .collect()
@@ -192,9 +238,12 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
     let extra = route53_toml(&moto.url, &zone);
-    let app = Application::build_with(settings("region-1", &db.url, &regions.toml(), &extra), Some(credentials()))
-        .await
-        .unwrap();
+    let app = Application::build_with(
+        settings("region-1", &db.url, &regions.toml(), &extra),
+        Some(credentials()),
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", app.http_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(app.run_until_stopped(async move {
@@ -214,8 +263,14 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     })
     .await
     .expect("the three latency records were created");
-    let region1 = created.iter().find(|(_, id, _)| id.as_deref() == Some("region-1")).unwrap();
-    assert_eq!(region1.2, vec!["127.0.1.1".to_string(), "127.0.1.2".to_string()]);
+    let region1 = created
+        .iter()
+        .find(|(_, id, _)| id.as_deref() == Some("region-1"))
+        .unwrap();
+    assert_eq!(
+        region1.2,
+        vec!["127.0.1.1".to_string(), "127.0.1.2".to_string()]
+    );
 
     // Drain region-2 by hand: its record goes, the foreign ones stay.
     let body = json!({"kind": "drain", "region": "region-2", "reason": "route53 test", "actor": "tester", "ttl_seconds": 60});
@@ -227,7 +282,10 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let id = response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_for(Duration::from_secs(15), || async {
         (owned(&all_records(&raw, &zone).await) == ["region-1", "region-3"]).then_some(())
     })
@@ -241,22 +299,33 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
         .set_identifier("region-1")
         .region("us-east-1".into())
         .ttl(60)
-        .resource_records(ResourceRecord::builder().value("203.0.113.99").build().unwrap())
+        .resource_records(
+            ResourceRecord::builder()
+                .value("203.0.113.99")
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     upsert(&raw, &zone, vec![drifted]).await;
     let drift = wait_for(Duration::from_secs(15), || async {
         let records = all_records(&raw, &zone).await;
-        let r1 = records.iter().find(|(_, id, _)| id.as_deref() == Some("region-1"))?;
+        let r1 = records
+            .iter()
+            .find(|(_, id, _)| id.as_deref() == Some("region-1"))?;
         (r1.2 == ["127.0.1.1", "127.0.1.2"]).then_some(())
     })
     .await;
     if drift.is_none() {
-        let audit: Vec<(String, String, String)> = sqlx::query_as("SELECT name, outcome, detail FROM failover_audit ORDER BY at")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-        panic!("drift not repaired: {:?}\naudit: {audit:#?}", all_records(&raw, &zone).await);
+        let audit: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT name, outcome, detail FROM failover_audit ORDER BY at")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        panic!(
+            "drift not repaired: {:?}\naudit: {audit:#?}",
+            all_records(&raw, &zone).await
+        );
     }
 
     // Lift the override: region-2 returns after its hold-down.
@@ -272,22 +341,39 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     })
     .await;
     if restored.is_none() {
-        let audit: Vec<(String, String, String)> = sqlx::query_as("SELECT name, outcome, detail FROM failover_audit ORDER BY at")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-        panic!("region-2 not restored: {:?}\naudit: {audit:#?}", all_records(&raw, &zone).await);
+        let audit: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT name, outcome, detail FROM failover_audit ORDER BY at")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        panic!(
+            "region-2 not restored: {:?}\naudit: {audit:#?}",
+            all_records(&raw, &zone).await
+        );
     }
 
     let records = all_records(&raw, &zone).await;
-    assert!(records.iter().any(|(n, id, v)| n == "api.svc.example.com." && id.as_deref() == Some("someone-else") && v == &["198.51.100.7"]));
-    assert!(records.iter().any(|(n, id, v)| n == "www.svc.example.com." && id.is_none() && v == &["198.51.100.8"]));
-    let audit: Vec<(String, String)> = sqlx::query_as("SELECT name, outcome FROM failover_audit WHERE name LIKE 'route53%'")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
-    assert!(audit.iter().any(|(n, o)| n == "route53_remove" && o == "ok"), "{audit:?}");
-    assert!(audit.iter().any(|(n, _)| n.ends_with("drift_repair")), "{audit:?}");
+    assert!(records.iter().any(|(n, id, v)| n == "api.svc.example.com."
+        && id.as_deref() == Some("someone-else")
+        && v == &["198.51.100.7"]));
+    assert!(records
+        .iter()
+        .any(|(n, id, v)| n == "www.svc.example.com." && id.is_none() && v == &["198.51.100.8"]));
+    let audit: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, outcome FROM failover_audit WHERE name LIKE 'route53%'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|(n, o)| n == "route53_remove" && o == "ok"),
+        "{audit:?}"
+    );
+    assert!(
+        audit.iter().any(|(n, _)| n.ends_with("drift_repair")),
+        "{audit:?}"
+    );
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }
@@ -301,13 +387,27 @@ async fn throttling_and_5xx_are_retried_and_the_last_record_is_kept() {
     let proxy = start_faulty_proxy(moto.url.clone(), Arc::clone(&counter)).await;
     let regions = Regions::start(3).await;
     let extra = route53_toml(&format!("http://{proxy}"), &zone);
-    let settings = settings("region-1", "postgres://unused@127.0.0.1:1/x", &regions.toml(), &extra);
+    let settings = settings(
+        "region-1",
+        "postgres://unused@127.0.0.1:1/x",
+        &regions.toml(),
+        &extra,
+    );
     let metrics = Metrics::new();
     let records = Route53Records::new(&settings, metrics.clone(), Some(credentials())).await;
-    records.restore("region-1").await.expect("restore despite injected faults");
-    records.restore("region-2").await.expect("restore despite injected faults");
+    records
+        .restore("region-1")
+        .await
+        .expect("restore despite injected faults");
+    records
+        .restore("region-2")
+        .await
+        .expect("restore despite injected faults");
     assert_eq!(records.list_owned().await.unwrap().len(), 2);
-    records.remove("region-1").await.expect("remove despite injected faults");
+    records
+        .remove("region-1")
+        .await
+        .expect("remove despite injected faults");
     // region-3 never had a record: region-2 is the last serving one.
     match records.remove("region-2").await {
         Err(Route53Error::LastServing { region }) => assert_eq!(region, "region-2"),
@@ -319,7 +419,9 @@ async fn throttling_and_5xx_are_retried_and_the_last_record_is_kept() {
     assert!(text.contains(r#"outcome="error""#));
     assert!(counter.load(Ordering::SeqCst) >= 12, "faults were injected");
     let all = all_records(&raw, &zone).await;
-    assert!(all.iter().any(|(_, id, _)| id.as_deref() == Some("someone-else")));
+    assert!(all
+        .iter()
+        .any(|(_, id, _)| id.as_deref() == Some("someone-else")));
 }
 
 async fn owned_ids(records: &Route53Records) -> Vec<String> {

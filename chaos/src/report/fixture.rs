@@ -1,0 +1,206 @@
+//! Synthetic but realistic drill reports for the renderer's tests: a
+//! region kill of us-east-1 at 20 s with three regions and three client
+//! regions over 60 s, an aborted drill and one without any data.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+use crate::model::{
+    ControllerEvent, DrillReport, ErrorBudget, FaultWindow, HypothesisCheck, Phases, SecondBucket, Totals, Verdict,
+};
+
+pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
+/// Requests per second from each client region.
+const RATE_PER_CLIENT: u64 = 50;
+
+/// us-east-1 is killed at 20 s; its clients fail for seconds 20-22 and move
+/// to eu-west-1; the region is restored at 45 s and takes its clients back
+/// at 50 s.
+pub(crate) fn region_kill_report() -> DrillReport {
+    let mut timeline = Vec::new();
+    for second in 0..60u32 {
+        for (index, client) in REGIONS.iter().enumerate() {
+            timeline.push(bucket(second, index, client));
+        }
+    }
+    let totals = totals_of(&timeline);
+    let rate = (RATE_PER_CLIENT * REGIONS.len() as u64) as f64;
+    DrillReport {
+        title: "Region kill: us-east-1 under load".to_string(),
+        drill_file: "drills/region-kill.yaml".to_string(),
+        seed: 424_242,
+        started_at: Utc.with_ymd_and_hms(2025, 3, 14, 9, 26, 53).unwrap(),
+        duration_s: 60.0,
+        versions: BTreeMap::from([
+            ("chaos".to_string(), "0.1.0".to_string()),
+            ("failover-controller".to_string(), "0.1.0".to_string()),
+            ("postgresql".to_string(), "16.4".to_string()),
+            ("service".to_string(), "0.1.0".to_string()),
+        ]),
+        configuration: json!({
+            "topology": { "regions": REGIONS, "instances_per_region": 2 },
+            "load": { "rate_per_client_region": RATE_PER_CLIENT, "write_ratio": 0.3, "duration_s": 60 },
+            "controller": { "probe_interval_ms": 500, "dns_ttl_s": 1, "quorum": "2 of 3" },
+            "method": [{ "fault": "region-kill", "region": "us-east-1", "at_s": 20, "duration_s": 25 }],
+        }),
+        verdict: Verdict::Passed,
+        abort_reason: None,
+        checks: vec![
+            check("decision after the fault", "<= 1.50 s", "0.60 s", true),
+            check("DNS changed after the fault", "<= 2.00 s", "1.20 s", true),
+            check("client-visible failure window", "<= 3 s (TTL + 2 s)", "3 s", true),
+            check("success ratio after the drain (every client region)", ">= 99.0%", "100%", true),
+            check("lost writes", "= 0", "0", true),
+            check("p99 latency in steady state", "<= 250 ms", "41.8 ms", true),
+        ],
+        regions: REGIONS.map(String::from).to_vec(),
+        client_regions: REGIONS.map(String::from).to_vec(),
+        timeline,
+        faults: vec![FaultWindow {
+            kind: "region-kill".to_string(),
+            target: "us-east-1".to_string(),
+            start_s: 20.0,
+            end_s: Some(45.0),
+        }],
+        events: vec![
+            event(20.6, "decision", "drain: 3 of 3 vantages see us-east-1 down"),
+            event(20.7, "drain_flag", "drain flag set, lease epoch 7"),
+            event(21.2, "dns_change", "A records of api.bank.test no longer list us-east-1"),
+            event(48.3, "restore", "us-east-1 healthy for 3 s: drain flag cleared, DNS restored"),
+        ],
+        phases: Phases {
+            fault_at_s: Some(20.0),
+            detected_at_s: Some(20.6),
+            drained_at_s: Some(20.7),
+            dns_changed_at_s: Some(21.2),
+            recovered_at_s: Some(23.0),
+            detect_s: Some(0.6),
+            drain_s: Some(0.1),
+            dns_s: Some(0.5),
+            recover_s: Some(1.8),
+        },
+        error_budget: ErrorBudget::compute(0.9999, 30.0, rate, totals.failed),
+        totals,
+    }
+}
+
+/// The region-kill drill stopped at 22 s by its error-budget abort rule.
+pub(crate) fn aborted_report() -> DrillReport {
+    let mut report = region_kill_report();
+    report.title = "Region blackhole: eu-west-1".to_string();
+    report.verdict = Verdict::Aborted;
+    report.abort_reason = Some("error budget burn above 50% (61.2%) at 22.0 s: rolled back".to_string());
+    report.timeline.retain(|bucket| bucket.second < 23);
+    report.duration_s = 23.0;
+    report.events.truncate(2);
+    report.phases.dns_changed_at_s = None;
+    report.phases.recovered_at_s = None;
+    report.checks[1].passed = false;
+    report.checks[1].observed = "never".to_string();
+    report
+}
+
+/// A drill that recorded nothing: no timeline, no events, no faults.
+pub(crate) fn empty_report() -> DrillReport {
+    let mut report = region_kill_report();
+    report.title = "Nothing happened".to_string();
+    report.verdict = Verdict::Failed;
+    report.timeline.clear();
+    report.events.clear();
+    report.faults.clear();
+    report.checks.clear();
+    report.phases = Phases::default();
+    report.totals = Totals::default();
+    report.error_budget = ErrorBudget::compute(0.9999, 30.0, 0.0, 0);
+    report
+}
+
+fn bucket(second: u32, client_index: usize, client: &str) -> SecondBucket {
+    // A deterministic wobble so the lines look like measurements.
+    let wobble = ((second as f64 * 1.7 + client_index as f64 * 2.3).sin() + 1.0) / 2.0;
+    let base_p50 = [4.0, 6.0, 9.0][client_index];
+    let mut p50 = base_p50 + wobble * 2.0;
+    let mut p99 = base_p50 * 3.5 + wobble * 12.0;
+    let requests = RATE_PER_CLIENT;
+    let (mut failed, mut unknown) = (0, 0);
+    let home = client.to_string();
+    let mut served_region = home.clone();
+    let killed = client == "us-east-1" && (20..50).contains(&second);
+    if killed {
+        served_region = "eu-west-1".to_string();
+        // Transatlantic round trips from now on.
+        p50 = 78.0 + wobble * 6.0;
+        p99 = 110.0 + wobble * 20.0;
+        match second {
+            20 => (failed, unknown, p50, p99) = (12, 2, 640.0, 1950.0),
+            21 => (failed, unknown, p50, p99) = (17, 1, 820.0, 2000.0),
+            22 => (failed, unknown, p50, p99) = (4, 0, 180.0, 1200.0),
+            _ => {}
+        }
+    }
+    if client == "eu-west-1" && (20..24).contains(&second) {
+        // eu-west-1 absorbs the extra load: a small bump.
+        p99 *= 1.8;
+    }
+    let ok = requests - failed - unknown;
+    let mut served_by = BTreeMap::from([(served_region, ok)]);
+    if killed && second == 20 {
+        // A few requests of second 20 finished in us-east-1 before the kill.
+        served_by.insert("eu-west-1".to_string(), ok - 6);
+        served_by.insert("us-east-1".to_string(), 6);
+    }
+    SecondBucket {
+        second,
+        client_region: client.to_string(),
+        requests,
+        ok,
+        failed,
+        unknown,
+        p50_ms: Some(p50),
+        p99_ms: Some(p99),
+        served_by,
+    }
+}
+
+fn totals_of(timeline: &[SecondBucket]) -> Totals {
+    let requests = timeline.iter().map(|bucket| bucket.requests).sum();
+    let ok: u64 = timeline.iter().map(|bucket| bucket.ok).sum();
+    let failed = timeline.iter().map(|bucket| bucket.failed).sum();
+    let unknown: u64 = timeline.iter().map(|bucket| bucket.unknown).sum();
+    Totals {
+        requests,
+        ok,
+        failed,
+        unknown,
+        retried_ok: 41,
+        writes_acknowledged: ok * 3 / 10,
+        writes_lost: 0,
+        writes_duplicated: 0,
+        failed_writes_present: 0,
+        unknown_resolved_committed: 1,
+        unknown_resolved_absent: unknown - 1,
+        total_balance_before: 100_000_000,
+        total_balance_after: 100_000_000,
+        min_balance_after: 1_250,
+    }
+}
+
+fn check(name: &str, expected: &str, observed: &str, passed: bool) -> HypothesisCheck {
+    HypothesisCheck {
+        name: name.to_string(),
+        expected: expected.to_string(),
+        observed: observed.to_string(),
+        passed,
+    }
+}
+
+fn event(at_s: f64, kind: &str, detail: &str) -> ControllerEvent {
+    ControllerEvent {
+        at_s,
+        kind: kind.to_string(),
+        region: Some("us-east-1".to_string()),
+        detail: detail.to_string(),
+    }
+}

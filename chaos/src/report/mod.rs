@@ -1,0 +1,107 @@
+//! The drill report: `report.json`, `report.md` and one self-contained
+//! `report.html` (inline CSS, charts as inline SVG, no scripts, no URLs).
+//!
+//! # Layout
+//! - [`summary`]: the figures both renderers derive from a
+//!   [`DrillReport`] (failover time, failure window, per-second ratios),
+//!   so that Markdown and HTML never disagree.
+//! - [`markdown`]: GitHub-flavoured tables.
+//! - [`html`], [`sections`]: the page, its header and its detail sections.
+//! - [`charts`]: the timeline charts; [`gauges`]: the phase bar and the
+//!   error-budget gauge.
+//! - [`svg`]: scales, axes, shading and markers shared by the charts.
+//! - [`format`]: escaping, number formatting and the region palette.
+//!
+//! Invariant: the HTML references nothing outside itself (no `http`, no
+//! fonts, no images, no JavaScript), so it can be mailed or attached to a
+//! ticket and still read the same.
+
+mod charts;
+mod format;
+mod gauges;
+mod html;
+mod markdown;
+mod sections;
+mod summary;
+mod svg;
+
+#[cfg(test)]
+mod fixture;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::model::DrillReport;
+
+pub use html::render_html;
+pub use markdown::render_markdown;
+
+/// Where [`write_all`] put the three files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPaths {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+}
+
+/// Writes report.json, report.md and report.html into `dir` (created if
+/// missing).
+///
+/// Each file is written to a temporary file in the same directory, flushed
+/// to disk, then renamed over the final name, so a reader (or a crash) never
+/// sees a half-written report.
+pub fn write_all(report: &DrillReport, dir: &Path) -> anyhow::Result<ReportPaths> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating report directory {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report).context("serialising report.json")?;
+    let paths = ReportPaths {
+        json: dir.join("report.json"),
+        markdown: dir.join("report.md"),
+        html: dir.join("report.html"),
+    };
+    write_atomically(&paths.json, json.as_bytes())?;
+    write_atomically(&paths.markdown, render_markdown(report).as_bytes())?;
+    write_atomically(&paths.html, render_html(report).as_bytes())?;
+    Ok(paths)
+}
+
+/// Writes `contents` to `path` through a temporary sibling and a rename.
+fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .context("report path has no file name")?;
+    // The pid and a clock reading keep two concurrent writers (two drills
+    // pointed at one directory) from sharing a temporary file.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    let temp_path = dir.join(format!(".{file_name}.{}.{nanos}.tmp", std::process::id()));
+    let result = write_and_rename(&temp_path, path, contents);
+    if result.is_err() {
+        // Best effort: the error that matters is the one being returned.
+        let _ = fs::remove_file(&temp_path);
+    }
+    result
+}
+
+fn write_and_rename(temp_path: &Path, path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::File::create(temp_path)
+        .with_context(|| format!("creating {}", temp_path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", temp_path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", temp_path.display()))?;
+    drop(file);
+    fs::rename(temp_path, path)
+        .with_context(|| format!("renaming {} to {}", temp_path.display(), path.display()))?;
+    Ok(())
+}

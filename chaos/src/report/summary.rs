@@ -1,0 +1,203 @@
+//! Figures derived from a [`DrillReport`] that both renderers show: the
+//! failover time, the client-visible failure window, the phase segments and
+//! the per-client time series.
+
+use crate::model::{ControllerEvent, DrillReport, SecondBucket};
+
+/// Everything the renderers compute from the report, computed once.
+pub(crate) struct Derived<'a> {
+    /// The x range of the timeline charts in seconds (at least 1).
+    pub span_s: f64,
+    /// Fault to "DNS answers no longer contain the region".
+    pub failover_s: Option<f64>,
+    pub failure_window: Option<FailureWindow>,
+    /// ok / requests over the whole drill.
+    pub overall_success: Option<f64>,
+    /// One series per client region, in the report's order, then any client
+    /// region that only appears in the timeline.
+    pub clients: Vec<ClientSeries<'a>>,
+    pub milestones: Vec<Milestone>,
+    pub segments: Vec<PhaseSegment>,
+    /// The controller's events in time order; their 1-based positions are
+    /// the numbers on the chart markers and in the events table.
+    pub events: Vec<ControllerEvent>,
+}
+
+/// The seconds in which clients saw failed or unknown requests.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FailureWindow {
+    /// First second with a failed or unknown request.
+    pub first_second: u32,
+    /// Exclusive end: one past the last such second.
+    pub end_second: u32,
+    /// Seconds inside the window that had failures (gaps are not counted).
+    pub seconds_with_failures: u32,
+    /// Client regions that saw them, in order of first appearance.
+    pub client_regions: Vec<String>,
+}
+
+impl FailureWindow {
+    pub fn length_s(&self) -> u32 {
+        self.end_second - self.first_second
+    }
+}
+
+/// The buckets of one client region, in time order.
+pub(crate) struct ClientSeries<'a> {
+    pub client_region: String,
+    pub buckets: Vec<&'a SecondBucket>,
+}
+
+/// A point of the failover: fault, decision, drain flag, DNS, recovered.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Milestone {
+    pub label: &'static str,
+    pub at_s: f64,
+}
+
+/// The time between two consecutive milestones.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PhaseSegment {
+    /// detect, drain, DNS, recover (named after the milestone it ends at).
+    pub name: &'static str,
+    pub from_s: f64,
+    pub to_s: f64,
+}
+
+impl PhaseSegment {
+    pub fn duration_s(&self) -> f64 {
+        self.to_s - self.from_s
+    }
+}
+
+/// ok / requests for one bucket; `None` for a second without requests.
+pub(crate) fn success_ratio(bucket: &SecondBucket) -> Option<f64> {
+    if bucket.requests == 0 {
+        return None;
+    }
+    Some(bucket.ok as f64 / bucket.requests as f64)
+}
+
+impl<'a> Derived<'a> {
+    pub fn new(report: &'a DrillReport) -> Self {
+        let clients = client_series(report);
+        let last_second_end = report
+            .timeline
+            .iter()
+            .map(|bucket| bucket.second as f64 + 1.0)
+            .fold(0.0, f64::max);
+        let span_s = report.duration_s.max(last_second_end).max(1.0).ceil();
+        let phases = &report.phases;
+        let failover_s = match (phases.fault_at_s, phases.dns_changed_at_s) {
+            (Some(fault), Some(dns)) => Some(dns - fault),
+            _ => None,
+        };
+        let overall_success = if report.totals.requests > 0 {
+            Some(report.totals.ok as f64 / report.totals.requests as f64)
+        } else {
+            None
+        };
+        let milestones = milestones(report);
+        let segments = segments(&milestones);
+        let mut events = report.events.clone();
+        events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        Self {
+            span_s,
+            failover_s,
+            failure_window: failure_window(report),
+            overall_success,
+            clients,
+            milestones,
+            segments,
+            events,
+        }
+    }
+}
+
+fn client_series(report: &DrillReport) -> Vec<ClientSeries<'_>> {
+    let mut names = report.client_regions.clone();
+    for bucket in &report.timeline {
+        if !names.contains(&bucket.client_region) {
+            names.push(bucket.client_region.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|client_region| {
+            let mut buckets: Vec<&SecondBucket> = report
+                .timeline
+                .iter()
+                .filter(|bucket| bucket.client_region == client_region)
+                .collect();
+            buckets.sort_by_key(|bucket| bucket.second);
+            ClientSeries {
+                client_region,
+                buckets,
+            }
+        })
+        .collect()
+}
+
+fn failure_window(report: &DrillReport) -> Option<FailureWindow> {
+    let mut seconds: Vec<u32> = Vec::new();
+    let mut client_regions: Vec<String> = Vec::new();
+    for bucket in &report.timeline {
+        if bucket.failed + bucket.unknown == 0 {
+            continue;
+        }
+        seconds.push(bucket.second);
+        if !client_regions.contains(&bucket.client_region) {
+            client_regions.push(bucket.client_region.clone());
+        }
+    }
+    seconds.sort_unstable();
+    seconds.dedup();
+    let first_second = *seconds.first()?;
+    let last_second = *seconds.last()?;
+    Some(FailureWindow {
+        first_second,
+        end_second: last_second + 1,
+        seconds_with_failures: seconds.len() as u32,
+        client_regions,
+    })
+}
+
+fn milestones(report: &DrillReport) -> Vec<Milestone> {
+    let phases = &report.phases;
+    [
+        ("fault", phases.fault_at_s),
+        ("decision", phases.detected_at_s),
+        ("drain flag", phases.drained_at_s),
+        ("DNS changed", phases.dns_changed_at_s),
+        ("recovered", phases.recovered_at_s),
+    ]
+    .into_iter()
+    .filter_map(|(label, at_s)| at_s.map(|at_s| Milestone { label, at_s }))
+    .collect()
+}
+
+fn segments(milestones: &[Milestone]) -> Vec<PhaseSegment> {
+    milestones
+        .windows(2)
+        .map(|pair| PhaseSegment {
+            name: match pair[1].label {
+                "decision" => "detect",
+                "drain flag" => "drain",
+                "DNS changed" => "DNS",
+                _ => "recover",
+            },
+            from_s: pair[0].at_s,
+            to_s: pair[1].at_s,
+        })
+        .collect()
+}
+
+/// The phase colours: one warm ramp, so they never read as regions.
+pub(crate) fn phase_colour(name: &str) -> &'static str {
+    match name {
+        "detect" => "#f59e0b",
+        "drain" => "#ea580c",
+        "DNS" => "#c2410c",
+        _ => "#16a34a",
+    }
+}

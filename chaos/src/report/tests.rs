@@ -1,0 +1,193 @@
+//! Tests of the three renderings and of the atomic writes, on the
+//! synthetic reports of [`super::fixture`].
+
+use std::path::PathBuf;
+
+use super::fixture::{aborted_report, empty_report, region_kill_report};
+use super::{render_html, render_markdown, write_all};
+use crate::model::DrillReport;
+
+/// Every opened element of these kinds is closed again.
+fn assert_balanced(html: &str) {
+    for tag in ["svg", "section", "table", "details", "header", "main", "g", "text", "tr"] {
+        let opened = html.matches(&format!("<{tag} ")).count() + html.matches(&format!("<{tag}>")).count();
+        let closed = html.matches(&format!("</{tag}>")).count();
+        assert_eq!(opened, closed, "<{tag}> opened {opened} times, closed {closed} times");
+    }
+}
+
+/// Nothing outside the file is referenced: no URL, no script, no font.
+fn assert_self_contained(html: &str) {
+    let lower = html.to_lowercase();
+    for forbidden in ["http", "<script", "@import", "url(", "<img", "<link", "src="] {
+        assert!(!lower.contains(forbidden), "HTML references {forbidden:?}");
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chaos-report-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn html_shows_the_verdict_and_key_figures_and_is_self_contained() {
+    let html = render_html(&region_kill_report());
+    assert_balanced(&html);
+    assert_self_contained(&html);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains(r#"<header class="verdict passed"><div class="verdict-word">PASSED</div>"#));
+    // Failover time, failure window, lost writes, error budget share.
+    assert!(html.contains(r#"<div class="figure-value">1.20 s</div>"#));
+    assert!(html.contains(r#"<div class="figure-value">3 s</div>"#));
+    assert!(html.contains("t = 20–23 s"));
+    assert!(html.contains(r#"<div class="figure-value">0</div>"#));
+    let budget = region_kill_report().error_budget;
+    assert!(html.contains(&super::format::percent(budget.consumed_fraction)));
+    // The four charts, the phase bar and the gauge.
+    assert_eq!(html.matches("<svg ").count(), 2 + 3 + 2);
+    assert!(html.contains("region-kill us-east-1 (20.0 s to 45.0 s)"));
+    assert!(html.contains("<td>DNS change</td>"));
+    assert!(html.contains("<details><summary>Configuration (JSON)</summary><pre>{"));
+    assert!(html.contains("&quot;probe_interval_ms&quot;: 500"));
+}
+
+#[test]
+fn html_escapes_everything_that_comes_from_the_data() {
+    let mut report = region_kill_report();
+    report.title = "<script>alert(1)</script>".to_string();
+    report.events[0].detail = "a < b & \"c\"".to_string();
+    report.client_regions[0] = "us-<east>".to_string();
+    for bucket in &mut report.timeline {
+        if bucket.client_region == "us-east-1" {
+            bucket.client_region = "us-<east>".to_string();
+        }
+    }
+    let html = render_html(&report);
+    assert!(!html.contains("<script>"));
+    assert!(!html.contains("us-<east>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("a &lt; b &amp; &quot;c&quot;"));
+    assert!(html.contains("us-&lt;east&gt; clients"));
+    assert_balanced(&html);
+}
+
+#[test]
+fn markdown_has_the_tables_and_figures() {
+    let markdown = render_markdown(&region_kill_report());
+    assert!(markdown.starts_with("# PASSED: Region kill: us-east-1 under load"));
+    assert!(markdown.contains("| Failover time (fault → DNS changed) | **1.20 s** |"));
+    assert!(markdown.contains("| Client-visible failure window | **3 s** | t = 20–23 s"));
+    assert!(markdown.contains("| Lost writes | **0** |"));
+    assert!(markdown.contains("| Check | Expected | Observed | Result |"));
+    assert!(markdown.contains("| lost writes | = 0 | 0 | ✅ pass |"));
+    assert!(markdown.contains("| DNS changed | 21.20 | 1.20 s | DNS | 0.50 s |"));
+    assert!(markdown.contains("| 20–25 | **"));
+    assert!(markdown.contains("## Per second around the failures (18–25 s)"));
+    assert!(markdown.contains("| 3 | 21.20 | DNS change | us-east-1 |"));
+    assert!(markdown.contains("```json\n{"));
+    // Every table row of the 5-second summary has as many cells as its header.
+    let summary: Vec<&str> = markdown
+        .lines()
+        .skip_while(|line| !line.starts_with("| Seconds |"))
+        .take_while(|line| line.starts_with('|'))
+        .collect();
+    assert_eq!(summary.len(), 2 + 12);
+    let cells = |line: &str| line.replace("\\|", "").matches('|').count();
+    assert!(summary.iter().all(|line| cells(line) == cells(summary[0])));
+}
+
+#[test]
+fn json_round_trips_into_the_model() {
+    let report = region_kill_report();
+    let dir = temp_dir("json");
+    let paths = write_all(&report, &dir).unwrap();
+    let read: DrillReport = serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
+    assert_eq!(read, report);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn write_all_creates_the_three_files_and_no_temporary_ones() {
+    let dir = temp_dir("write").join("nested");
+    let report = region_kill_report();
+    let paths = write_all(&report, &dir).unwrap();
+    assert_eq!(paths.json, dir.join("report.json"));
+    assert_eq!(paths.markdown, dir.join("report.md"));
+    assert_eq!(paths.html, dir.join("report.html"));
+    // A second run replaces the files in place.
+    write_all(&report, &dir).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["report.html", "report.json", "report.md"]);
+    assert_eq!(std::fs::read_to_string(&paths.html).unwrap(), render_html(&report));
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn aborted_drill_shows_the_reason_in_both_renderings() {
+    let report = aborted_report();
+    let html = render_html(&report);
+    assert_balanced(&html);
+    assert_self_contained(&html);
+    assert!(html.contains(r#"<div class="verdict-word">ABORTED</div>"#));
+    assert!(html.contains("Aborted: error budget burn above 50% (61.2%) at 22.0 s: rolled back"));
+    // No DNS change was recorded: the failover time is unknown, not zero.
+    assert!(html.contains(r#"<div class="figure-value">n/a</div>"#));
+    let markdown = render_markdown(&report);
+    assert!(markdown.starts_with("# ABORTED: "));
+    assert!(markdown.contains("> **Aborted:** error budget burn above 50%"));
+    assert!(markdown.contains("| DNS changed after the fault | <= 2.00 s | never | ❌ **fail** |"));
+}
+
+#[test]
+fn empty_timeline_renders_with_no_data_messages() {
+    let report = empty_report();
+    let html = render_html(&report);
+    assert_balanced(&html);
+    assert_self_contained(&html);
+    assert!(html.contains("no requests were recorded"));
+    assert!(html.contains("no completed requests, so no latency"));
+    assert!(html.contains("no fault was injected, so there are no failover phases"));
+    assert!(html.contains("The controllers recorded no events."));
+    let markdown = render_markdown(&report);
+    assert!(markdown.contains("No requests were recorded, so there is no timeline."));
+    assert!(markdown.contains("No fault was injected, so there are no failover phases."));
+    let dir = temp_dir("empty");
+    write_all(&report, &dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_fault_without_a_decision_says_so() {
+    let mut report = region_kill_report();
+    report.phases.detected_at_s = None;
+    report.phases.drained_at_s = None;
+    report.phases.dns_changed_at_s = None;
+    report.phases.recovered_at_s = None;
+    let html = render_html(&report);
+    assert!(html.contains("fault at 20.00 s; the controllers never decided to drain"));
+    assert!(render_markdown(&report).contains("The controllers never decided to drain."));
+}
+
+/// Writes the synthetic reports for a person to look at:
+/// `REPORT_PREVIEW_DIR=/tmp/report-preview cargo test -p chaos report::tests::preview -- --ignored`.
+#[test]
+#[ignore = "writes files for a manual look"]
+fn preview() {
+    let dir = PathBuf::from(std::env::var("REPORT_PREVIEW_DIR").unwrap_or_else(|_| "/tmp/report-preview".to_string()));
+    write_all(&region_kill_report(), &dir).unwrap();
+    write_all(&aborted_report(), &dir.join("aborted")).unwrap();
+    write_all(&empty_report(), &dir.join("empty")).unwrap();
+}
+#[test]
+fn tmp_diff() {
+    let report = region_kill_report();
+    let read: DrillReport = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+    for (a, b) in report.timeline.iter().zip(&read.timeline) { if a != b { println!("{a:?}\n{b:?}"); } }
+    println!("{:?}\n{:?}", report.error_budget, read.error_budget);
+    println!("{:?}\n{:?}", report.phases == read.phases, report.totals == read.totals);
+}
