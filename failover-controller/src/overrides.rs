@@ -137,17 +137,20 @@ pub async fn clear(pool: &PgPool, id: Uuid, actor: &str) -> Result<bool, DbError
     Ok(result.rows_affected() == 1)
 }
 
+/// One row of `failover_overrides` as selected by [`active`].
+type OverrideRow = (
+    Uuid,
+    String,
+    Option<String>,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
 /// The overrides in force now, oldest first.
 pub async fn active(pool: &PgPool) -> Result<Vec<ActiveOverride>, DbError> {
-    let rows: Vec<(
-        Uuid,
-        String,
-        Option<String>,
-        String,
-        String,
-        DateTime<Utc>,
-        DateTime<Utc>,
-    )> = sqlx::query_as(
+    let rows: Vec<OverrideRow> = sqlx::query_as(
         "SELECT id, kind, region, reason, actor, created_at, expires_at FROM failover_overrides \
              WHERE cleared_at IS NULL AND expires_at > now() ORDER BY created_at, id",
     )

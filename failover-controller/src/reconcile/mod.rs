@@ -5,9 +5,11 @@
 //! Layout:
 //! - this module: the [`Context`], the probe loop and the lease loop;
 //! - [`decide`]: one decision round and the drain-flag actions;
+//! - `publish`: the DNS view, metrics and status snapshot of a round;
 //! - [`route53_sync`]: converges the Route53 records to the drain flags.
 
 pub mod decide;
+mod publish;
 pub mod route53_sync;
 
 use std::sync::Arc;

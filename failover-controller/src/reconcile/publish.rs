@@ -1,0 +1,144 @@
+//! Publishing one round's view: the DNS view (from the drain flags, so every
+//! replica answers alike), the metrics, and the `/status` snapshot.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use tokio::time::Instant;
+
+use super::Context;
+use crate::actions::drain_flag::FlagRow;
+use crate::dns::DnsView;
+use crate::overrides::ActiveOverride;
+use crate::planner::{Plan, Planner};
+use crate::quorum::{Tally, Vote};
+use crate::region_machine::RegionState;
+use crate::state::{RegionStatus, StatusSnapshot, VoteStatus};
+
+/// Publishes the DNS view, metrics and the status snapshot.
+pub fn publish(
+    ctx: &Context,
+    planner: &Planner,
+    tally: &Tally,
+    fresh: &[Vote],
+    flags: &BTreeMap<String, FlagRow>,
+    active: Vec<ActiveOverride>,
+    plan: &Plan,
+) {
+    let regions = ctx.settings.region_names();
+    let serving: Vec<String> = regions
+        .iter()
+        .filter(|r| !flags.get(*r).map(|f| f.drained).unwrap_or(false))
+        .cloned()
+        .collect();
+    let mut measured: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for vote in fresh {
+        if let Some(rtt) = vote.rtt_ms {
+            measured
+                .entry(vote.vantage.clone())
+                .or_default()
+                .insert(vote.region.clone(), rtt);
+        }
+    }
+    let serial = flags
+        .values()
+        .map(|f| f.updated_at.timestamp())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
+    ctx.state.set_dns_view(DnsView {
+        serving: serving.iter().cloned().collect(),
+        serial,
+        measured_rtt_ms: measured,
+    });
+    let metrics = &ctx.state.metrics;
+    metrics.frozen.set(i64::from(plan.frozen));
+    let events = ctx.state.events();
+    let now_instant = Instant::now();
+    let now = Utc::now();
+    let to_wall = |at: Instant| {
+        now - chrono::Duration::from_std(now_instant.saturating_duration_since(at))
+            .unwrap_or_default()
+    };
+    let mut region_status = Vec::new();
+    for region in &regions {
+        let machine = &planner.machines()[region];
+        for state in RegionState::ALL {
+            metrics
+                .region_state
+                .with_label_values(&[region, state.as_str()])
+                .set(i64::from(machine.state() == state));
+        }
+        let t = tally.regions.get(region);
+        let (up, down) = t.map(|t| (t.up, t.down)).unwrap_or((0, 0));
+        metrics
+            .region_votes
+            .with_label_values(&[region, "up"])
+            .set(up as i64);
+        metrics
+            .region_votes
+            .with_label_values(&[region, "down"])
+            .set(down as i64);
+        let disagreement = t.map(|t| t.disagreement).unwrap_or(false);
+        metrics
+            .vantage_disagreement
+            .with_label_values(&[region])
+            .set(i64::from(disagreement));
+        let votes = fresh
+            .iter()
+            .filter(|v| v.region == *region)
+            .map(|v| {
+                let status = VoteStatus {
+                    verdict: v.verdict,
+                    age_ms: v.age_ms,
+                    rtt_ms: v.rtt_ms,
+                    discarded: tally.discarded_vantages.contains(&v.vantage),
+                };
+                (v.vantage.clone(), status)
+            })
+            .collect();
+        let flag = flags.get(region);
+        region_status.push(RegionStatus {
+            region: region.clone(),
+            state: machine.state(),
+            since: to_wall(machine.since()),
+            verdict: tally.verdict(region),
+            votes_up: up,
+            votes_down: down,
+            disagreement,
+            votes,
+            hold_down_ms: machine.hold_down(now_instant).as_millis() as u64,
+            recover_at: machine.recover_at().map(|at| {
+                now + chrono::Duration::from_std(at.saturating_duration_since(now_instant))
+                    .unwrap_or_default()
+            }),
+            drain_flag: flag.map(|f| f.drained).unwrap_or(false),
+            drain_flag_updated_at: flag.map(|f| f.updated_at),
+            dns_serving: serving.contains(region),
+            recent_actions: events
+                .iter()
+                .filter(|e| e.region.as_deref() == Some(region))
+                .take(20)
+                .cloned()
+                .collect(),
+        });
+    }
+    let previous = ctx.state.status();
+    ctx.state.set_status(StatusSnapshot {
+        controller_id: ctx.controller_id.clone(),
+        region: ctx.settings.region.clone(),
+        dry_run: ctx.settings.dry_run,
+        generated_at: Some(now),
+        probe_interval_ms: ctx.settings.probe.interval_ms,
+        lease: ctx.state.lease(),
+        frozen: plan.frozen,
+        freeze_reason: plan.freeze_reason.clone(),
+        counted_vantages: tally.counted_vantages.clone(),
+        discarded_vantages: tally.discarded_vantages.clone(),
+        serving_regions: serving,
+        regions: region_status,
+        overrides: active,
+        recent_events: events.into_iter().take(50).collect(),
+        last_error: previous.last_error,
+    });
+}
