@@ -20,6 +20,8 @@ pg_start
 export TEST_DATABASE_URL="$DATABASE_URL"
 export PATH="$root/target/py/bin:$PATH"
 
+echo "== cargo build (workspace binaries: the drill tests run them)" >&2
+cargo build --workspace --locked --bins
 echo "== cargo test (workspace)" >&2
 cargo test --workspace --locked -- --test-threads=4
 

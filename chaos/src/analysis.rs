@@ -20,8 +20,34 @@ pub struct DnsObservation {
     pub regions: BTreeSet<String>,
 }
 
+/// The time after `since` from which no client region's answer contains
+/// `region` any more (until it comes back), or `None` if it never left.
+pub fn dns_gone_at(dns: &[DnsObservation], region: &str, since: f64) -> Option<f64> {
+    let clients: BTreeSet<&str> = dns.iter().map(|o| o.client.as_str()).collect();
+    let mut still_answered: BTreeSet<&str> = BTreeSet::new();
+    for observation in dns.iter().filter(|o| o.t >= since) {
+        if observation.regions.contains(region) {
+            still_answered.insert(observation.client.as_str());
+        } else {
+            still_answered.remove(observation.client.as_str());
+            let seen_everyone = clients.iter().all(|c| {
+                dns.iter()
+                    .any(|o| o.client == *c && o.t >= since && o.t <= observation.t)
+            });
+            if still_answered.is_empty() && seen_everyone {
+                return Some(observation.t);
+            }
+        }
+    }
+    None
+}
+
 /// Per-second buckets per client region.
-pub fn timeline(history: &[Operation], client_regions: &[String], seconds: u32) -> Vec<SecondBucket> {
+pub fn timeline(
+    history: &[Operation],
+    client_regions: &[String],
+    seconds: u32,
+) -> Vec<SecondBucket> {
     let mut buckets: BTreeMap<(u32, String), (SecondBucket, Histogram<u64>)> = BTreeMap::new();
     for second in 0..seconds {
         for region in client_regions {
@@ -46,7 +72,8 @@ pub fn timeline(history: &[Operation], client_regions: &[String], seconds: u32) 
     }
     for operation in history {
         let second = operation.intended_s.floor() as u32;
-        let Some((bucket, histogram)) = buckets.get_mut(&(second, operation.client_region.clone())) else {
+        let Some((bucket, histogram)) = buckets.get_mut(&(second, operation.client_region.clone()))
+        else {
             continue;
         };
         bucket.requests += 1;
@@ -100,10 +127,14 @@ pub fn phases(
     timeline: &[SecondBucket],
 ) -> Phases {
     let mut phases = Phases::default();
-    let Some(fault) = faults.first() else { return phases };
+    let Some(fault) = faults.first() else {
+        return phases;
+    };
     phases.fault_at_s = Some(fault.start_s);
     let target = &fault.target;
-    let after = |event: &&ControllerEvent| event.at_s >= fault.start_s && event.region.as_deref() == Some(target);
+    let after = |event: &&ControllerEvent| {
+        event.at_s >= fault.start_s && event.region.as_deref() == Some(target)
+    };
     phases.detected_at_s = events
         .iter()
         .filter(after)
@@ -114,17 +145,7 @@ pub fn phases(
         .filter(after)
         .find(|e| e.kind == "drain_flag")
         .map(|e| e.at_s);
-    // DNS changed: the first observation after the fault from which on no
-    // client region is answered with the target region.
-    let mut candidate = None;
-    for observation in dns.iter().filter(|o| o.t >= fault.start_s) {
-        if observation.regions.contains(target) {
-            candidate = None;
-        } else if candidate.is_none() {
-            candidate = Some(observation.t);
-        }
-    }
-    phases.dns_changed_at_s = candidate;
+    phases.dns_changed_at_s = dns_gone_at(dns, target, fault.start_s);
     // Recovered: the end of the last bad second after the fault.
     let threshold = drill.hypothesis.bad_second_below;
     let last_bad = timeline
@@ -132,8 +153,16 @@ pub fn phases(
         .filter(|b| f64::from(b.second) + 1.0 > fault.start_s && b.requests > 0)
         .filter(|b| (b.ok as f64) / (b.requests as f64) < threshold)
         .map(|b| f64::from(b.second) + 1.0)
-        .fold(None, |acc: Option<f64>, s| Some(acc.map_or(s, |a| a.max(s))));
-    phases.recovered_at_s = Some(last_bad.unwrap_or(fault.start_s));
+        .fold(None, |acc: Option<f64>, s| {
+            Some(acc.map_or(s, |a| a.max(s)))
+        });
+    // Recovered: clients are back above the threshold and DNS no longer
+    // sends anyone to the faulted region.
+    let recovered = [last_bad, phases.dns_changed_at_s, phases.drained_at_s]
+        .into_iter()
+        .flatten()
+        .fold(fault.start_s, f64::max);
+    phases.recovered_at_s = Some(recovered);
     let since = |at: Option<f64>| at.map(|at| ((at - fault.start_s) * 1000.0).round() / 1000.0);
     phases.detect_s = since(phases.detected_at_s);
     phases.drain_s = since(phases.drained_at_s);
@@ -144,7 +173,11 @@ pub fn phases(
 
 /// The share of the error budget spent so far at the drill's rate.
 pub fn error_budget(totals: &Totals, duration_s: f64) -> ErrorBudget {
-    let rate = if duration_s > 0.0 { totals.requests as f64 / duration_s } else { 0.0 };
+    let rate = if duration_s > 0.0 {
+        totals.requests as f64 / duration_s
+    } else {
+        0.0
+    };
     ErrorBudget::compute(0.9999, 30.0, rate, totals.failed + totals.unknown)
 }
 
@@ -159,9 +192,19 @@ pub fn checks(
     let h = &drill.hypothesis;
     let mut checks = Vec::new();
     for client in drill.client_regions() {
-        let operations: Vec<&Operation> = history.iter().filter(|op| op.client_region == client).collect();
-        let ok = operations.iter().filter(|op| op.outcome == Outcome::Ok).count();
-        let ratio = if operations.is_empty() { 0.0 } else { ok as f64 / operations.len() as f64 };
+        let operations: Vec<&Operation> = history
+            .iter()
+            .filter(|op| op.client_region == client)
+            .collect();
+        let ok = operations
+            .iter()
+            .filter(|op| op.outcome == Outcome::Ok)
+            .count();
+        let ratio = if operations.is_empty() {
+            0.0
+        } else {
+            ok as f64 / operations.len() as f64
+        };
         checks.push(HypothesisCheck {
             name: format!("success ratio, {client} clients"),
             expected: format!(">= {:.3}%", h.min_success_ratio * 100.0),
@@ -185,7 +228,10 @@ pub fn checks(
             .filter(|b| (b.ok as f64) / (b.requests as f64) < h.bad_second_below)
             .count();
         checks.push(HypothesisCheck {
-            name: format!("seconds below {:.1}% success, {client} clients", h.bad_second_below * 100.0),
+            name: format!(
+                "seconds below {:.1}% success, {client} clients",
+                h.bad_second_below * 100.0
+            ),
             expected: format!("<= {}", h.max_bad_seconds),
             observed: bad_seconds.to_string(),
             passed: bad_seconds <= h.max_bad_seconds as usize,
@@ -206,14 +252,22 @@ pub fn checks(
     checks.push(HypothesisCheck {
         name: "money conserved, no negative balance".into(),
         expected: format!("total {} , min >= 0", totals.total_balance_before),
-        observed: format!("total {}, min {}", totals.total_balance_after, totals.min_balance_after),
-        passed: totals.total_balance_after == totals.total_balance_before && totals.min_balance_after >= 0,
+        observed: format!(
+            "total {}, min {}",
+            totals.total_balance_after, totals.min_balance_after
+        ),
+        passed: totals.total_balance_after == totals.total_balance_before
+            && totals.min_balance_after >= 0,
     });
     for region in &h.never_drained {
         checks.push(HypothesisCheck {
             name: format!("{region} never drained"),
             expected: "not drained".into(),
-            observed: if drained_regions.contains(region) { "drained".into() } else { "not drained".into() },
+            observed: if drained_regions.contains(region) {
+                "drained".into()
+            } else {
+                "not drained".into()
+            },
             passed: !drained_regions.contains(region),
         });
     }
@@ -221,7 +275,11 @@ pub fn checks(
         checks.push(HypothesisCheck {
             name: format!("{region} drained"),
             expected: "drained".into(),
-            observed: if drained_regions.contains(region) { "drained".into() } else { "not drained".into() },
+            observed: if drained_regions.contains(region) {
+                "drained".into()
+            } else {
+                "not drained".into()
+            },
             passed: drained_regions.contains(region),
         });
     }

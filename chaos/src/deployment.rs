@@ -124,13 +124,12 @@ impl Deployment {
             database_url,
             postgres,
         };
-        deployment.migrate().await?;
-
         for (offset, name) in deployment.options.regions.clone().iter().enumerate() {
             let index = u8::try_from(offset + 1).context("too many regions")?;
-            let database_proxy = Proxy::start(SocketAddr::new(region_ip(index, 250), 5432), upstream)
-                .await
-                .with_context(|| format!("cannot bind the database proxy of {name}"))?;
+            let database_proxy =
+                Proxy::start(SocketAddr::new(region_ip(index, 250), 5432), upstream)
+                    .await
+                    .with_context(|| format!("cannot bind the database proxy of {name}"))?;
             let mut instances = Vec::new();
             for i in 1..=deployment.options.instances_per_region {
                 let ip = region_ip(index, 10 + i);
@@ -160,6 +159,7 @@ impl Deployment {
             });
         }
         std::fs::write(&deployment.controller_config, deployment.controller_toml())?;
+        deployment.migrate().await?;
         let names: Vec<String> = deployment.regions.iter().map(|r| r.name.clone()).collect();
         for name in &names {
             deployment.start_region(name)?;
@@ -175,11 +175,15 @@ impl Deployment {
                 .arg("migrate")
                 .env(format!("{env_prefix}_REGION"), &self.options.regions[0])
                 .env(format!("{env_prefix}_DATABASE_URL"), &self.database_url)
+                .env("FAILOVER_CONFIG", &self.controller_config)
                 .output()
                 .await
                 .with_context(|| format!("cannot run {binary} migrate"))?;
             if !output.status.success() {
-                bail!("{binary} migrate failed: {}", String::from_utf8_lossy(&output.stderr));
+                bail!(
+                    "{binary} migrate failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
         }
         Ok(())
@@ -218,7 +222,11 @@ impl Deployment {
             toml.push_str(&format!("\"{}\" = {{ {} }}\n", from.name, row.join(", ")));
         }
         for region in &self.regions {
-            let instances: Vec<String> = region.instances.iter().map(|i| format!("\"{}\"", i.public)).collect();
+            let instances: Vec<String> = region
+                .instances
+                .iter()
+                .map(|i| format!("\"{}\"", i.public))
+                .collect();
             toml.push_str(&format!(
                 "\n[[regions]]\nname = \"{}\"\ninstances = [{}]\naws_region = \"{}\"\nhealth_check_id = \"\"\n",
                 region.name,
@@ -230,11 +238,17 @@ impl Deployment {
     }
 
     fn region(&self, name: &str) -> anyhow::Result<&Region> {
-        self.regions.iter().find(|r| r.name == name).with_context(|| format!("no region {name}"))
+        self.regions
+            .iter()
+            .find(|r| r.name == name)
+            .with_context(|| format!("no region {name}"))
     }
 
     fn region_mut(&mut self, name: &str) -> anyhow::Result<&mut Region> {
-        self.regions.iter_mut().find(|r| r.name == name).with_context(|| format!("no region {name}"))
+        self.regions
+            .iter_mut()
+            .find(|r| r.name == name)
+            .with_context(|| format!("no region {name}"))
     }
 
     /// Starts every process of `name` that is not running, proxies open.
@@ -270,13 +284,23 @@ impl Deployment {
                 .arg("run")
                 .env("FAILOVER_CONFIG", &config)
                 .env("FAILOVER_REGION", &region.name)
-                .env("FAILOVER_CONTROLLER_ID", format!("controller-{}", region.name))
+                .env(
+                    "FAILOVER_CONTROLLER_ID",
+                    format!("controller-{}", region.name),
+                )
                 .env("FAILOVER_HTTP_LISTEN", region.controller_http.to_string())
                 .env("FAILOVER_DNS_LISTEN", region.controller_dns.to_string())
-                .env("FAILOVER_PROBE__LOCAL_ADDRESS", region.controller_http.ip().to_string())
+                .env(
+                    "FAILOVER_PROBE__LOCAL_ADDRESS",
+                    region.controller_http.ip().to_string(),
+                )
                 .env("FAILOVER_DATABASE_URL", &via_proxy)
                 .env("FAILOVER_ADMIN_TOKEN", &token);
-            region.controller = Some(spawn_logged(command, &logs, &format!("controller-{}", region.name))?);
+            region.controller = Some(spawn_logged(
+                command,
+                &logs,
+                &format!("controller-{}", region.name),
+            )?);
         }
         Ok(())
     }
@@ -298,7 +322,9 @@ impl Deployment {
         let region = self.region_mut(name)?;
         let signal = if on { Signal::SIGSTOP } else { Signal::SIGCONT };
         for instance in &region.instances {
-            instance.proxy.set_mode(if on { Mode::Hold } else { Mode::Pass });
+            instance
+                .proxy
+                .set_mode(if on { Mode::Hold } else { Mode::Pass });
             signal_pid(instance.child.as_ref(), signal);
         }
         signal_pid(region.controller.as_ref(), signal);
@@ -308,7 +334,9 @@ impl Deployment {
     /// Added delay on the region's service traffic.
     pub fn delay_region(&mut self, name: &str, delay: Option<Duration>) -> anyhow::Result<()> {
         for instance in &self.region(name)?.instances {
-            instance.proxy.set_mode(delay.map_or(Mode::Pass, Mode::Delay));
+            instance
+                .proxy
+                .set_mode(delay.map_or(Mode::Pass, Mode::Delay));
         }
         Ok(())
     }
@@ -344,7 +372,10 @@ impl Deployment {
 
     /// The region whose controller holds the lease, asked over /status.
     pub async fn leader(&self) -> Option<String> {
-        let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().ok()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .ok()?;
         for region in &self.regions {
             let url = format!("http://{}/status", region.controller_http);
             if let Ok(response) = client.get(url).send().await {
@@ -369,7 +400,9 @@ impl Deployment {
 
     /// Waits until every instance is ready and a controller leads.
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()?;
         let started = Instant::now();
         let mut pending: Vec<String> = Vec::new();
         while started.elapsed() < within {
@@ -394,16 +427,25 @@ impl Deployment {
         bail!(
             "not ready after {:?}: {} (logs in {})",
             within,
-            if pending.is_empty() { "no controller holds the lease".to_owned() } else { pending.join(", ") },
+            if pending.is_empty() {
+                "no controller holds the lease".to_owned()
+            } else {
+                pending.join(", ")
+            },
             self.options.run_dir.join("logs").display()
         )
     }
 
     /// Where everything listens, for people.
     pub fn endpoints(&self) -> String {
-        let mut text = format!("service name   {SERVICE_NAME} (A records from any controller's DNS)\n");
+        let mut text =
+            format!("service name   {SERVICE_NAME} (A records from any controller's DNS)\n");
         for region in &self.regions {
-            let instances: Vec<String> = region.instances.iter().map(|i| i.public.to_string()).collect();
+            let instances: Vec<String> = region
+                .instances
+                .iter()
+                .map(|i| i.public.to_string())
+                .collect();
             text.push_str(&format!(
                 "{:<14} instances {}  dns {}  status http://{}/\n",
                 region.name,
@@ -422,7 +464,10 @@ impl Deployment {
     }
 
     pub fn postgres_version(&self) -> String {
-        self.postgres.as_ref().map(Postgres::version).unwrap_or_else(|| "external".into())
+        self.postgres
+            .as_ref()
+            .map(Postgres::version)
+            .unwrap_or_else(|| "external".into())
     }
 
     /// Region of an instance address, for labelling answers.
@@ -437,14 +482,23 @@ impl Deployment {
     pub fn instance_addresses(&self) -> BTreeMap<String, Vec<SocketAddr>> {
         self.regions
             .iter()
-            .map(|r| (r.name.clone(), r.instances.iter().map(|i| i.public).collect()))
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.instances.iter().map(|i| i.public).collect(),
+                )
+            })
             .collect()
     }
 
     /// Stops every process (SIGTERM, then SIGKILL) and the database.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(&mut self) {
         for region in &mut self.regions {
-            let mut children: Vec<Child> = region.instances.iter_mut().filter_map(|i| i.child.take()).collect();
+            let mut children: Vec<Child> = region
+                .instances
+                .iter_mut()
+                .filter_map(|i| i.child.take())
+                .collect();
             children.extend(region.controller.take());
             for child in &children {
                 if let Some(pid) = child.id() {
@@ -453,7 +507,10 @@ impl Deployment {
                 }
             }
             for mut child in children {
-                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                    .await
+                    .is_err()
+                {
                     let _ = child.kill().await;
                 }
             }
@@ -474,7 +531,9 @@ fn spawn_logged(mut command: Command, logs: &Path, name: &str) -> anyhow::Result
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    command.spawn().with_context(|| format!("cannot start {name}"))
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))
 }
 
 fn signal_child(child: Option<Child>, signal: Signal) {
@@ -498,15 +557,21 @@ async fn create_database(server_url: &str, name: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| "cannot connect to the database server".to_string())?;
     tokio::spawn(connection);
-    client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
     Ok(())
 }
 
 /// `postgres://u@h:p/db?x` with another database name.
 pub fn replace_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut result = format!("{}/{}", &base[..path_start], database);
     if let Some(query) = query {
         result.push('?');
@@ -518,10 +583,19 @@ pub fn replace_database(url: &str, database: &str) -> String {
 /// The same URL pointing at `proxy` instead of the server.
 fn replace_host(url: &str, proxy: SocketAddr) -> String {
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
     let authority = &url[scheme_end..authority_end];
-    let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
-    format!("{}{user}{proxy}{}", &url[..scheme_end], &url[authority_end..])
+    let user = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    format!(
+        "{}{user}{proxy}{}",
+        &url[..scheme_end],
+        &url[authority_end..]
+    )
 }
 
 fn database_socket(url: &str) -> anyhow::Result<SocketAddr> {
@@ -531,7 +605,11 @@ fn database_socket(url: &str) -> anyhow::Result<SocketAddr> {
         _ => bail!("the database URL must name a TCP host"),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let ip: IpAddr = if host == "localhost" { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { host.parse()? };
+    let ip: IpAddr = if host == "localhost" {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse()?
+    };
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -542,9 +620,18 @@ mod tests {
     #[test]
     fn urls_are_rewritten() {
         let url = "postgres://postgres@127.0.0.1:5555/postgres?sslmode=disable";
-        assert_eq!(replace_database(url, "x"), "postgres://postgres@127.0.0.1:5555/x?sslmode=disable");
+        assert_eq!(
+            replace_database(url, "x"),
+            "postgres://postgres@127.0.0.1:5555/x?sslmode=disable"
+        );
         let proxy: SocketAddr = "127.0.2.250:5432".parse().unwrap();
-        assert_eq!(replace_host(url, proxy), "postgres://postgres@127.0.2.250:5432/postgres?sslmode=disable");
-        assert_eq!(database_socket(url).unwrap(), "127.0.0.1:5555".parse().unwrap());
+        assert_eq!(
+            replace_host(url, proxy),
+            "postgres://postgres@127.0.2.250:5432/postgres?sslmode=disable"
+        );
+        assert_eq!(
+            database_socket(url).unwrap(),
+            "127.0.0.1:5555".parse().unwrap()
+        );
     }
 }

@@ -36,7 +36,11 @@ pub async fn run(options: DrillOptions) -> anyhow::Result<DrillReport> {
     let drill = Drill::load(&options.drill_file)?;
     std::fs::create_dir_all(&options.report_dir)
         .with_context(|| format!("cannot create {}", options.report_dir.display()))?;
-    eprintln!("chaos: {} — bringing up {} regions", drill.title, drill.topology.regions.len());
+    eprintln!(
+        "chaos: {} — bringing up {} regions",
+        drill.title,
+        drill.topology.regions.len()
+    );
     let deployment = Deployment::start(Options {
         regions: drill.topology.regions.clone(),
         instances_per_region: drill.topology.instances_per_region,
@@ -50,15 +54,23 @@ pub async fn run(options: DrillOptions) -> anyhow::Result<DrillReport> {
     eprint!("{}", deployment.endpoints());
     let deployment = Arc::new(AsyncMutex::new(deployment));
     let result = run_on(&drill, &options, deployment.clone()).await;
-    let deployment = Arc::into_inner(deployment).expect("no task holds the deployment").into_inner();
-    deployment.shutdown().await;
+    deployment.lock().await.shutdown().await;
     result
 }
 
-async fn run_on(drill: &Drill, options: &DrillOptions, deployment: Arc<AsyncMutex<Deployment>>) -> anyhow::Result<DrillReport> {
+async fn run_on(
+    drill: &Drill,
+    options: &DrillOptions,
+    deployment: Arc<AsyncMutex<Deployment>>,
+) -> anyhow::Result<DrillReport> {
     let (target, database_url, instances, postgres_version) = {
         let d = deployment.lock().await;
-        (target_of(&d, drill), d.database_url.clone(), d.instance_addresses(), d.postgres_version())
+        (
+            target_of(&d, drill),
+            d.database_url.clone(),
+            d.instance_addresses(),
+            d.postgres_version(),
+        )
     };
     let accounts = seed(&instances, drill.load.accounts).await?;
     let total_before = OPENING_BALANCE * i64::from(drill.load.accounts);
@@ -95,13 +107,25 @@ async fn run_on(drill: &Drill, options: &DrillOptions, deployment: Arc<AsyncMute
         abort.clone(),
     ));
     let dns_stop = Arc::new(AtomicBool::new(false));
-    let dns_watch = tokio::spawn(watch_dns(target.clone(), drill.client_regions(), t0, dns_stop.clone()));
+    let dns_watch = tokio::spawn(watch_dns(
+        target.clone(),
+        drill.client_regions(),
+        t0,
+        dns_stop.clone(),
+    ));
     let faults = Arc::new(Mutex::new(Vec::<FaultWindow>::new()));
-    let schedule = tokio::spawn(run_method(drill.method.clone(), deployment.clone(), t0, faults.clone(), abort.clone()));
+    let schedule = tokio::spawn(run_method(
+        drill.method.clone(),
+        deployment.clone(),
+        t0,
+        faults.clone(),
+        abort.clone(),
+    ));
     monitor(drill, t0, duration, &live, &abort, &abort_reason, &faults).await;
 
     let history = load.await.context("load task")?;
     schedule.abort();
+    let _ = schedule.await;
     // Roll back in reverse order of registration.
     {
         let mut d = deployment.lock().await;
@@ -116,7 +140,9 @@ async fn run_on(drill: &Drill, options: &DrillOptions, deployment: Arc<AsyncMute
     let end_s = t0.elapsed().as_secs_f64();
     let mut fault_windows = faults.lock().expect("faults lock").clone();
     for window in &mut fault_windows {
-        window.end_s.get_or_insert(end_s.min(duration.as_secs_f64()));
+        window
+            .end_s
+            .get_or_insert(end_s.min(duration.as_secs_f64()));
     }
 
     // Verification.
@@ -127,7 +153,10 @@ async fn run_on(drill: &Drill, options: &DrillOptions, deployment: Arc<AsyncMute
     crate::verify::check_writes(&database_url, &history, &mut totals).await?;
     let api_total = summary["total_balance"].as_i64().unwrap_or(-1);
     if api_total != totals.total_balance_after {
-        eprintln!("chaos: API summary total {api_total} differs from SQL total {}", totals.total_balance_after);
+        eprintln!(
+            "chaos: API summary total {api_total} differs from SQL total {}",
+            totals.total_balance_after
+        );
         totals.total_balance_after = api_total;
     }
 
@@ -154,7 +183,10 @@ async fn run_on(drill: &Drill, options: &DrillOptions, deployment: Arc<AsyncMute
     let mut versions = BTreeMap::new();
     versions.insert("chaos".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
     for binary in ["service", "failover-controller"] {
-        versions.insert(binary.to_owned(), binary_version(&options.bin_dir.join(binary)));
+        versions.insert(
+            binary.to_owned(),
+            binary_version(&options.bin_dir.join(binary)),
+        );
     }
     versions.insert("postgresql".to_owned(), postgres_version);
 
@@ -196,21 +228,33 @@ fn target_of(deployment: &Deployment, drill: &Drill) -> Target {
     let regions = &deployment.regions;
     let mut preference = BTreeMap::new();
     for client in drill.client_regions() {
-        let home = regions.iter().find(|r| r.name == client).map_or(0, |r| r.index);
+        let home = regions
+            .iter()
+            .find(|r| r.name == client)
+            .map_or(0, |r| r.index);
         let mut ordered: Vec<_> = regions.iter().collect();
         ordered.sort_by_key(|r| (r.index.abs_diff(home), r.index));
-        preference.insert(client.clone(), ordered.iter().map(|r| r.name.clone()).collect());
+        preference.insert(
+            client.clone(),
+            ordered.iter().map(|r| r.name.clone()).collect(),
+        );
     }
     Target {
         dns_servers: regions.iter().map(|r| r.controller_dns).collect(),
-        client_addresses: regions.iter().map(|r| (r.name.clone(), r.client_address)).collect(),
+        client_addresses: regions
+            .iter()
+            .map(|r| (r.name.clone(), r.client_address))
+            .collect(),
         instances: deployment.instance_addresses(),
         preference,
     }
 }
 
 /// Creates the drill's accounts through the API.
-async fn seed(instances: &BTreeMap<String, Vec<std::net::SocketAddr>>, count: u32) -> anyhow::Result<Vec<Uuid>> {
+async fn seed(
+    instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
+    count: u32,
+) -> anyhow::Result<Vec<Uuid>> {
     let client = reqwest::Client::new();
     let addresses: Vec<_> = instances.values().flatten().copied().collect();
     let mut accounts = Vec::new();
@@ -223,7 +267,11 @@ async fn seed(instances: &BTreeMap<String, Vec<std::net::SocketAddr>>, count: u3
             .send()
             .await
             .context("seeding accounts")?;
-        anyhow::ensure!(response.status().is_success(), "seeding account {n}: {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "seeding account {n}: {}",
+            response.status()
+        );
         let body: serde_json::Value = response.json().await?;
         accounts.push(body["id"].as_str().context("account id")?.parse()?);
     }
@@ -277,17 +325,20 @@ async fn run_method(
                 });
             }
             Ok(()) => {
-                eprintln!("chaos: t={now:.1}s restored {} {target}", fault.fault.as_str());
-                if let Some(window) = windows
-                    .lock()
-                    .expect("faults lock")
-                    .iter_mut()
-                    .find(|w| w.target == target && w.kind == fault.fault.as_str() && w.end_s.is_none())
-                {
+                eprintln!(
+                    "chaos: t={now:.1}s restored {} {target}",
+                    fault.fault.as_str()
+                );
+                if let Some(window) = windows.lock().expect("faults lock").iter_mut().find(|w| {
+                    w.target == target && w.kind == fault.fault.as_str() && w.end_s.is_none()
+                }) {
                     window.end_s = Some(now);
                 }
             }
-            Err(error) => eprintln!("chaos: fault {} on {target} failed: {error:#}", fault.fault.as_str()),
+            Err(error) => eprintln!(
+                "chaos: fault {} on {target} failed: {error:#}",
+                fault.fault.as_str()
+            ),
         }
     }
 }
@@ -300,7 +351,9 @@ fn apply_fault(d: &mut Deployment, fault: &Fault, target: &str, start: bool) -> 
         (FaultKind::LeaderKill, true) => d.kill_controller(target),
         (FaultKind::LeaderKill, false) => d.start_region(target),
         (FaultKind::ProberPartition, on) => d.partition_prober(target, on),
-        (FaultKind::Latency, true) => d.delay_region(target, fault.delay_ms.map(Duration::from_millis)),
+        (FaultKind::Latency, true) => {
+            d.delay_region(target, fault.delay_ms.map(Duration::from_millis))
+        }
         (FaultKind::Latency, false) => d.delay_region(target, None),
         (FaultKind::DbStall, on) => d.stall_database(target, on),
     }
@@ -319,9 +372,12 @@ async fn apply_rollback(d: &mut Deployment, rollback: &Rollback) -> anyhow::Resu
         }
         Rollback::RestoreProcesses => d.restore_all(),
         Rollback::ClearDrainFlags => {
-            let (client, connection) = tokio_postgres::connect(&d.database_url, tokio_postgres::NoTls).await?;
+            let (client, connection) =
+                tokio_postgres::connect(&d.database_url, tokio_postgres::NoTls).await?;
             tokio::spawn(connection);
-            client.batch_execute("UPDATE region_state SET drained = false").await?;
+            client
+                .batch_execute("UPDATE region_state SET drained = false")
+                .await?;
             Ok(())
         }
     }
@@ -364,11 +420,20 @@ async fn monitor(
             .iter()
             .map(|(region, (ok, bad))| {
                 let total = ok + bad;
-                let ratio = if total == 0 { 100.0 } else { *ok as f64 * 100.0 / total as f64 };
+                let ratio = if total == 0 {
+                    100.0
+                } else {
+                    *ok as f64 * 100.0 / total as f64
+                };
                 format!("{region} {ratio:5.1}%")
             })
             .collect();
-        eprintln!("chaos: t={:5.1}s  {:<40} {}", t0.elapsed().as_secs_f64(), phase, ratios.join("  "));
+        eprintln!(
+            "chaos: t={:5.1}s  {:<40} {}",
+            t0.elapsed().as_secs_f64(),
+            phase,
+            ratios.join("  ")
+        );
         let burned = live.failed_total.load(Ordering::Relaxed) as f64 / budget_requests;
         if burned > drill.abort.max_error_budget_share && !abort.load(Ordering::Relaxed) {
             let reason = format!(
@@ -384,10 +449,20 @@ async fn monitor(
 }
 
 /// Polls the controllers' DNS from every client region every 100 ms.
-async fn watch_dns(target: Target, clients: Vec<String>, t0: Instant, stop: Arc<AtomicBool>) -> Vec<DnsObservation> {
+async fn watch_dns(
+    target: Target,
+    clients: Vec<String>,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<DnsObservation> {
     let resolvers: Vec<_> = clients
         .iter()
-        .map(|c| (c.clone(), load::resolver(&target.dns_servers, target.client_addresses[c], false)))
+        .map(|c| {
+            (
+                c.clone(),
+                load::resolver(&target.dns_servers, target.client_addresses[c], false),
+            )
+        })
         .collect();
     let mut observations = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -428,8 +503,8 @@ async fn controller_events(
     let rows = client
         .query(
             "SELECT extract(epoch FROM at)::FLOAT8, kind, region, name, outcome, detail, controller_id \
-             FROM failover_audit WHERE at >= $1::TIMESTAMPTZ ORDER BY at",
-            &[&t0_wall.to_rfc3339()],
+             FROM failover_audit WHERE at >= to_timestamp($1::FLOAT8) ORDER BY at",
+            &[&(t0_wall.timestamp_micros() as f64 / 1e6 - 5.0)],
         )
         .await
         .context("cannot read the controllers' audit log")?;
@@ -458,23 +533,30 @@ async fn controller_events(
             detail: format!("{name} ({outcome}) by {controller}: {detail}"),
         });
     }
-    // DNS changes as seen by clients: the first observation without a
-    // faulted region, and the first one with it again.
+    // DNS changes as seen by clients: when the faulted region is gone from
+    // every client region's answers, and when it is back in any.
     for fault in faults {
-        let mut present = true;
-        for observation in dns.iter().filter(|o| o.t >= fault.start_s) {
-            let now_present = observation.regions.contains(&fault.target);
-            if now_present != present {
-                present = now_present;
+        if let Some(gone) = crate::analysis::dns_gone_at(dns, &fault.target, fault.start_s) {
+            events.push(ControllerEvent {
+                at_s: gone,
+                kind: "dns_change".to_owned(),
+                region: Some(fault.target.clone()),
+                detail: format!(
+                    "{} gone from the DNS answers of every client region",
+                    fault.target
+                ),
+            });
+            if let Some(back) = dns
+                .iter()
+                .find(|o| o.t > gone && o.regions.contains(&fault.target))
+            {
                 events.push(ControllerEvent {
-                    at_s: observation.t,
+                    at_s: back.t,
                     kind: "dns_change".to_owned(),
                     region: Some(fault.target.clone()),
                     detail: format!(
-                        "{} {} DNS answers (seen from {} clients)",
-                        fault.target,
-                        if present { "back in" } else { "gone from" },
-                        observation.client
+                        "{} back in the DNS answers ({} clients)",
+                        fault.target, back.client
                     ),
                 });
             }

@@ -13,14 +13,23 @@ use chaos::spec::Drill;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "chaos", version, about = "Local multi-region deployment and region-kill drills")]
+#[command(
+    name = "chaos",
+    version,
+    about = "Local multi-region deployment and region-kill drills"
+)]
 struct Cli {
     /// Directory of the `service` and `failover-controller` binaries
     /// (default: next to this executable).
     #[arg(long, env = "CHAOS_BIN_DIR", global = true)]
     bin_dir: Option<PathBuf>,
     /// Use this PostgreSQL server instead of starting a throwaway one.
-    #[arg(long, env = "CHAOS_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "CHAOS_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -31,7 +40,11 @@ enum Command {
     /// Bring the deployment up, print its endpoints, stay up until Ctrl-C.
     Up {
         /// Regions, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "us-east-1,eu-west-1,ap-southeast-1")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "us-east-1,eu-west-1,ap-southeast-1"
+        )]
         regions: Vec<String>,
         #[arg(long, default_value_t = 2)]
         instances_per_region: u8,
@@ -59,7 +72,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let bin_dir = match cli.bin_dir {
         Some(dir) => dir,
         None => std::env::current_exe()?
@@ -108,8 +124,10 @@ async fn main() -> anyhow::Result<()> {
             run_dir,
         } => {
             let temporary = run_dir.is_none();
-            let run_dir = run_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("chaos-up-{}", std::process::id())));
-            let deployment = Deployment::start(Options {
+            let run_dir = run_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("chaos-up-{}", std::process::id()))
+            });
+            let mut deployment = Deployment::start(Options {
                 regions,
                 instances_per_region,
                 probe_interval_ms,
@@ -119,7 +137,10 @@ async fn main() -> anyhow::Result<()> {
                 bin_dir,
             })
             .await?;
-            println!("chaos: deployment up (logs in {})", run_dir.join("logs").display());
+            println!(
+                "chaos: deployment up (logs in {})",
+                run_dir.join("logs").display()
+            );
             print!("{}", deployment.endpoints());
             println!("chaos: Ctrl-C stops everything");
             wait_for_stop().await;
@@ -135,7 +156,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn wait_for_stop() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
@@ -148,7 +170,13 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
     println!();
     println!("{}: {:?}", report.title, report.verdict);
     for check in &report.checks {
-        println!("  [{}] {:<48} expected {:<16} observed {}", if check.passed { "pass" } else { "FAIL" }, check.name, check.expected, check.observed);
+        println!(
+            "  [{}] {:<48} expected {:<16} observed {}",
+            if check.passed { "pass" } else { "FAIL" },
+            check.name,
+            check.expected,
+            check.observed
+        );
     }
     println!(
         "  phases: decision {}  drain flag {}  DNS changed {}  recovered {}",
@@ -160,7 +188,12 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
     let totals = &report.totals;
     println!(
         "  requests {}  ok {}  failed {}  unknown {}  ok after retry {}  lost writes {}",
-        totals.requests, totals.ok, totals.failed, totals.unknown, totals.retried_ok, totals.writes_lost
+        totals.requests,
+        totals.ok,
+        totals.failed,
+        totals.unknown,
+        totals.retried_ok,
+        totals.writes_lost
     );
     println!(
         "  error budget: {:.4}% of a 30-day 99.99% budget ({:.3} of {:.2} minutes) at {:.0} req/s",
@@ -169,5 +202,8 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
         report.error_budget.budget_minutes,
         report.error_budget.request_rate_per_s
     );
-    println!("  report: {}/report.html (also report.md, report.json, history.jsonl)", dir.display());
+    println!(
+        "  report: {}/report.html (also report.md, report.json, history.jsonl)",
+        dir.display()
+    );
 }

@@ -1,0 +1,283 @@
+//! The shipped drills, run on the real local deployment (the real `service`
+//! and `failover-controller` binaries, real DNS, real PostgreSQL), with
+//! verdicts a broken failover would fail. Drills bind fixed loopback
+//! addresses, so they run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chaos::drill::{self, DrillOptions};
+use chaos::model::{DrillReport, Verdict};
+
+static ONE_DEPLOYMENT_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// `target/<profile>`, where cargo put the workspace binaries.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    for binary in ["service", "failover-controller", "chaos"] {
+        assert!(
+            dir.join(binary).exists(),
+            "{} missing: build the workspace first (scripts/test.sh does)",
+            dir.join(binary).display()
+        );
+    }
+    dir
+}
+
+fn run_drill(name: &str) -> DrillReport {
+    let _guard = ONE_DEPLOYMENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let report_dir = root.join("target/drill-tests").join(name);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let report = runtime
+        .block_on(drill::run(DrillOptions {
+            drill_file: root.join(format!("drills/{name}.yaml")),
+            report_dir: report_dir.clone(),
+            bin_dir: bin_dir(),
+            database_url: std::env::var("TEST_DATABASE_URL").ok(),
+        }))
+        .unwrap_or_else(|e| panic!("drill {name} could not run: {e:#}"));
+    for file in ["report.json", "report.md", "report.html", "history.jsonl"] {
+        assert!(report_dir.join(file).exists(), "{file} written");
+    }
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| {
+            format!(
+                "{}: expected {}, observed {}",
+                c.name, c.expected, c.observed
+            )
+        })
+        .collect();
+    println!(
+        "{name}: {:?}; phases {:?}; totals {:?}",
+        report.verdict, report.phases, report.totals
+    );
+    assert_eq!(
+        report.verdict,
+        Verdict::Passed,
+        "{name} failed checks: {failed:#?}"
+    );
+    report
+}
+
+#[test]
+fn region_kill_fails_over_without_losing_writes() {
+    let report = run_drill("region-kill");
+    assert_eq!(report.totals.writes_lost, 0);
+    assert!(report.totals.writes_acknowledged > 100);
+    let phases = &report.phases;
+    // A broken failover never changes DNS, or never drains.
+    let dns = phases
+        .dns_s
+        .expect("DNS stopped answering with the dead region");
+    let drain = phases.drain_s.expect("the dead region was drained");
+    assert!(
+        dns < 5.0 && drain < 5.0,
+        "DNS after {dns} s, drain after {drain} s"
+    );
+    // After the drain, no client region stays below 99% for more than a few seconds.
+    let drained_at = phases.drained_at_s.unwrap();
+    for client in &report.client_regions {
+        let bad = report
+            .timeline
+            .iter()
+            .filter(|b| &b.client_region == client && f64::from(b.second) >= drained_at.floor())
+            .filter(|b| b.requests > 0 && (b.ok as f64) / (b.requests as f64) < 0.99)
+            .count();
+        assert!(bad <= 3, "{client}: {bad} bad seconds after the drain");
+    }
+    // Traffic moved: nothing is served by the dead region after DNS changed.
+    let changed = phases.dns_changed_at_s.unwrap();
+    let late: u64 = report
+        .timeline
+        .iter()
+        .filter(|b| f64::from(b.second) > changed + 1.0)
+        .map(|b| b.served_by.get("eu-west-1").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        late, 0,
+        "requests served by the dead region after the DNS change"
+    );
+}
+
+#[test]
+fn region_blackhole_is_drained_although_connections_hang() {
+    let report = run_drill("region-blackhole");
+    assert!(report.phases.drain_s.is_some());
+}
+
+#[test]
+fn leader_kill_moves_the_lease_and_drains_nothing() {
+    let report = run_drill("leader-kill");
+    assert!(report.events.iter().all(|e| e.kind != "drain_flag"));
+}
+
+#[test]
+fn prober_partition_drains_no_region() {
+    let report = run_drill("prober-partition");
+    assert!(
+        report.events.iter().all(|e| e.kind != "drain_flag"),
+        "{:?}",
+        report.events
+    );
+}
+
+#[test]
+fn flapping_region_is_drained_each_time() {
+    let report = run_drill("flapping-region");
+    let drains = report
+        .events
+        .iter()
+        .filter(|e| e.kind == "drain_flag")
+        .count();
+    assert!(drains >= 1, "{:?}", report.events);
+}
+
+#[test]
+fn bad_drill_files_get_errors_that_name_the_field() {
+    let directory = std::env::temp_dir().join(format!("chaos-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/region-kill.yaml"),
+    )
+    .unwrap();
+    let cases = [
+        (
+            good.replace("fault: region-kill", "fault: region-melt"),
+            "method[0].fault",
+        ),
+        (
+            good.replace("rate_per_client_region: 20", "rate_per_client_region: -3"),
+            "load.rate_per_client_region",
+        ),
+        (
+            good.replace("must_drain: [eu-west-1]", "must_drain: [moon-1]"),
+            "hypothesis.must_drain",
+        ),
+        ("title: [unclosed".to_owned(), "did not find expected"),
+    ];
+    for (index, (text, field)) in cases.iter().enumerate() {
+        let path = directory.join(format!("bad-{index}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(bin_dir().join("chaos"))
+            .args(["check"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert!(
+            stderr.contains(field),
+            "stderr does not name {field}: {stderr}"
+        );
+    }
+    let missing = Command::new(bin_dir().join("chaos"))
+        .args(["drill", "no-such-drill"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read drill file"));
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn chaos_up_leaves_nothing_running_after_ctrl_c() {
+    let _guard = ONE_DEPLOYMENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let run_dir = std::env::temp_dir().join(format!("chaos-up-test-{}", std::process::id()));
+    let mut child = Command::new(bin_dir().join("chaos"))
+        .args([
+            "up",
+            "--regions",
+            "us-east-1,eu-west-1,ap-southeast-1",
+            "--run-dir",
+        ])
+        .arg(&run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let started = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(read > 0, "chaos up exited before it was up");
+        if line.contains("Ctrl-C stops everything") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    let addresses = [
+        "127.0.1.11:8080",
+        "127.0.2.12:8080",
+        "127.0.3.100:9190",
+        "127.0.1.250:5432",
+    ];
+    for address in addresses {
+        assert!(
+            std::net::TcpStream::connect(address).is_ok(),
+            "{address} is up"
+        );
+    }
+    let pids = pids_in(&run_dir);
+    assert!(
+        pids.len() >= 9,
+        "six instances and three controllers run: {pids:?}"
+    );
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "chaos up exits 0 after Ctrl-C: {status}");
+    for address in addresses {
+        assert!(
+            std::net::TcpStream::connect(address).is_err(),
+            "{address} still answers"
+        );
+    }
+    let left: Vec<u32> = pids
+        .into_iter()
+        .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(left.is_empty(), "processes left running: {left:?}");
+}
+
+/// Processes whose environment points into `run_dir` (the controllers'
+/// config) or that listen on deployment addresses, found through /proc.
+fn pids_in(run_dir: &Path) -> Vec<u32> {
+    let needle = run_dir.display().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        if environ.contains(&needle)
+            || environ.contains("SERVICE_LISTEN_ADDRESS=127.0.")
+                && environ.contains("SERVICE_INSTANCE_ID=")
+                && is_child_of_deployment(&environ)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn is_child_of_deployment(environ: &str) -> bool {
+    environ.contains("SERVICE_DATABASE_URL=postgres://postgres@127.0.")
+        && environ.contains(".250:5432")
+}
