@@ -95,9 +95,11 @@ pub async fn round(
     } else {
         *leading = false;
         planner.follow(&drained, now);
-        plan.frozen = active
+        let manual = active
             .iter()
-            .any(|o| o.kind == crate::overrides::OverrideKind::Freeze);
+            .find(|o| o.kind == overrides::OverrideKind::Freeze);
+        plan.frozen = manual.is_some();
+        plan.freeze_reason = manual.map(|o| format!("manual freeze by {}: {}", o.actor, o.reason));
     }
     publish(ctx, planner, &tally, &fresh, &flags, active, &plan);
     Ok(())
