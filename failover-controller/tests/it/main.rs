@@ -3,6 +3,7 @@
 //! DNS client, and the controller binary itself.
 
 mod admin;
+mod bench;
 mod dns;
 mod end_to_end;
 mod fencing;
