@@ -195,7 +195,7 @@ impl Deployment {
         let mut toml = format!(
             "[probe]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\n\n\
              [decision]\nmin_healthy_regions = 1\nmax_simultaneous_failures = 1\n\n\
-             [lease]\nttl_ms = 3000\nrenew_interval_ms = 1000\n\n\
+             [lease]\nttl_ms = 2000\nrenew_interval_ms = 500\n\n\
              [dns]\nzone = \"svc.failover.test.\"\nrecord = \"api\"\nttl_seconds = {ttl}\nclient_subnets = [\n",
             interval = options.probe_interval_ms,
             timeout = (options.probe_interval_ms * 4 / 5).max(50),

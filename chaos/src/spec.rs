@@ -42,7 +42,11 @@ pub struct Topology {
 impl Default for Topology {
     fn default() -> Self {
         Self {
-            regions: vec!["us-east-1".into(), "eu-west-1".into(), "ap-southeast-1".into()],
+            regions: vec![
+                "us-east-1".into(),
+                "eu-west-1".into(),
+                "ap-southeast-1".into(),
+            ],
             instances_per_region: 2,
             probe_interval_ms: 500,
             dns_ttl_s: 1,
@@ -185,7 +189,10 @@ fn default_max_bad_seconds() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read drill file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -227,6 +234,8 @@ impl Drill {
             if path == "." {
                 inner
             } else {
+                // serde_yaml may already start its message with the path.
+                let inner = inner.strip_prefix(&format!("{path}: ")).unwrap_or(&inner);
                 format!("field `{path}`: {inner}")
             }
         })?;
@@ -241,10 +250,16 @@ impl Drill {
         }
         let topology = &self.topology;
         if topology.regions.len() < 2 || topology.regions.len() > 9 {
-            return bad("topology.regions", format!("needs 2 to 9 regions, got {}", topology.regions.len()));
+            return bad(
+                "topology.regions",
+                format!("needs 2 to 9 regions, got {}", topology.regions.len()),
+            );
         }
         if let Some(region) = topology.regions.iter().find(|r| !valid_name(r)) {
-            return bad("topology.regions", format!("{region:?} is not a region name (lower-case letters, digits, dashes)"));
+            return bad(
+                "topology.regions",
+                format!("{region:?} is not a region name (lower-case letters, digits, dashes)"),
+            );
         }
         if !(1..=8).contains(&topology.instances_per_region) {
             return bad("topology.instances_per_region", "must be 1 to 8".into());
@@ -257,10 +272,16 @@ impl Drill {
         }
         let load = &self.load;
         if !(load.rate_per_client_region > 0.0 && load.rate_per_client_region <= 2000.0) {
-            return bad("load.rate_per_client_region", format!("must be in (0, 2000], got {}", load.rate_per_client_region));
+            return bad(
+                "load.rate_per_client_region",
+                format!("must be in (0, 2000], got {}", load.rate_per_client_region),
+            );
         }
         if !(0.0..=1.0).contains(&load.write_ratio) {
-            return bad("load.write_ratio", format!("must be between 0 and 1, got {}", load.write_ratio));
+            return bad(
+                "load.write_ratio",
+                format!("must be between 0 and 1, got {}", load.write_ratio),
+            );
         }
         if load.duration_s == 0 || load.duration_s > 3600 {
             return bad("load.duration_s", "must be 1 to 3600".into());
@@ -269,7 +290,10 @@ impl Drill {
             return bad("load.request_timeout_ms", "must be at least 10".into());
         }
         if load.accounts < 2 {
-            return bad("load.accounts", "must be at least 2 (transfers need two accounts)".into());
+            return bad(
+                "load.accounts",
+                "must be at least 2 (transfers need two accounts)".into(),
+            );
         }
         for (field, regions) in [
             ("load.client_regions", &load.client_regions),
@@ -277,15 +301,27 @@ impl Drill {
             ("hypothesis.must_drain", &self.hypothesis.must_drain),
         ] {
             if let Some(unknown) = regions.iter().find(|r| !topology.regions.contains(r)) {
-                return bad(field, format!("{unknown:?} is not one of topology.regions {:?}", topology.regions));
+                return bad(
+                    field,
+                    format!(
+                        "{unknown:?} is not one of topology.regions {:?}",
+                        topology.regions
+                    ),
+                );
             }
         }
         let h = &self.hypothesis;
         if !(0.0..=1.0).contains(&h.min_success_ratio) {
-            return bad("hypothesis.min_success_ratio", "must be between 0 and 1".into());
+            return bad(
+                "hypothesis.min_success_ratio",
+                "must be between 0 and 1".into(),
+            );
         }
         if !(0.0..=1.0).contains(&h.bad_second_below) {
-            return bad("hypothesis.bad_second_below", "must be between 0 and 1".into());
+            return bad(
+                "hypothesis.bad_second_below",
+                "must be between 0 and 1".into(),
+            );
         }
         if h.max_p99_ms <= 0.0 {
             return bad("hypothesis.max_p99_ms", "must be positive".into());
@@ -293,10 +329,22 @@ impl Drill {
         for (index, fault) in self.method.iter().enumerate() {
             let field = |name: &str| format!("method[{index}].{name}");
             if fault.fault != FaultKind::LeaderKill && !topology.regions.contains(&fault.target) {
-                return bad(&field("target"), format!("{:?} is not one of topology.regions {:?}", fault.target, topology.regions));
+                return bad(
+                    &field("target"),
+                    format!(
+                        "{:?} is not one of topology.regions {:?}",
+                        fault.target, topology.regions
+                    ),
+                );
             }
             if !(fault.start_s >= 0.0 && fault.start_s < f64::from(load.duration_s)) {
-                return bad(&field("start_s"), format!("must be within the load duration (0 to {} s)", load.duration_s));
+                return bad(
+                    &field("start_s"),
+                    format!(
+                        "must be within the load duration (0 to {} s)",
+                        load.duration_s
+                    ),
+                );
             }
             if let Some(duration) = fault.duration_s {
                 if duration <= 0.0 {
@@ -304,9 +352,13 @@ impl Drill {
                 }
             }
             match (fault.fault, fault.delay_ms) {
-                (FaultKind::Latency, None) => return bad(&field("delay_ms"), "is required for a latency fault".into()),
+                (FaultKind::Latency, None) => {
+                    return bad(&field("delay_ms"), "is required for a latency fault".into())
+                }
                 (FaultKind::Latency, Some(_)) | (_, None) => {}
-                (_, Some(_)) => return bad(&field("delay_ms"), "applies only to latency faults".into()),
+                (_, Some(_)) => {
+                    return bad(&field("delay_ms"), "applies only to latency faults".into())
+                }
             }
         }
         if !(self.abort.max_error_budget_share > 0.0) {
@@ -326,7 +378,10 @@ impl Drill {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
@@ -358,12 +413,30 @@ rollbacks:
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            (VALID.replace("region-kill", "region-explode"), "method[0].fault"),
-            (VALID.replace("target: us-east-1", "target: mars-1"), "method[0].target"),
-            (VALID.replace("write_ratio: 0.5", "write_ratio: 1.5"), "load.write_ratio"),
-            (VALID.replace("duration_s: 30", "duration_s: thirty"), "load.duration_s"),
-            (VALID.replace("start_s: 10", "start_s: 99"), "method[0].start_s"),
-            (VALID.replace("max_p99_ms: 2000", "max_p99_ms: 2000, max_p100: 1"), "hypothesis"),
+            (
+                VALID.replace("region-kill", "region-explode"),
+                "method[0].fault",
+            ),
+            (
+                VALID.replace("target: us-east-1", "target: mars-1"),
+                "method[0].target",
+            ),
+            (
+                VALID.replace("write_ratio: 0.5", "write_ratio: 1.5"),
+                "load.write_ratio",
+            ),
+            (
+                VALID.replace("duration_s: 30", "duration_s: thirty"),
+                "load.duration_s",
+            ),
+            (
+                VALID.replace("start_s: 10", "start_s: 99"),
+                "method[0].start_s",
+            ),
+            (
+                VALID.replace("max_p99_ms: 2000", "max_p99_ms: 2000, max_p100: 1"),
+                "hypothesis",
+            ),
             (VALID.replace("title: Kill a region\n", ""), "title"),
             (VALID.replace("restore-processes", "pray"), "rollbacks[0]"),
         ];

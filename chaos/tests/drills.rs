@@ -162,7 +162,14 @@ fn bad_drill_files_get_errors_that_name_the_field() {
             good.replace("must_drain: [eu-west-1]", "must_drain: [moon-1]"),
             "hypothesis.must_drain",
         ),
-        ("title: [unclosed".to_owned(), "did not find expected"),
+        (
+            "title: x\nload: {rate_per_client_region: 10\n".to_owned(),
+            "line",
+        ),
+        (
+            "title: [a list]\n".to_owned(),
+            "field `title`: invalid type: sequence",
+        ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {
         let path = directory.join(format!("bad-{index}.yaml"));
