@@ -138,7 +138,7 @@ pub fn phases(
     phases.detected_at_s = events
         .iter()
         .filter(after)
-        .find(|e| e.kind == "decision" && e.detail.to_lowercase().contains("drain"))
+        .find(|e| e.kind == "decision" && e.detail.starts_with("drain ("))
         .map(|e| e.at_s);
     phases.drained_at_s = events
         .iter()
