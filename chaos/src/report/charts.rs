@@ -4,9 +4,14 @@
 
 use std::fmt::Write;
 
-use super::format::{coordinate as c, escape_html, Palette, FAILED_COLOUR, UNKNOWN_COLOUR};
+use super::format::{
+    coordinate as c, escape_html, percent, Palette, FAILED_COLOUR, UNKNOWN_COLOUR,
+};
+use super::markers::{self, Badges};
 use super::summary::{success_ratio, ClientSeries, Derived};
-use super::svg::{self, Badges, Frame, LineStyle, YScale};
+use super::svg::{
+    self, latency_range, latency_tick_label, latency_ticks, nice_ceiling, Frame, LineStyle, YScale,
+};
 use crate::model::DrillReport;
 
 /// Width of every timeline chart in SVG units; the page scales it.
@@ -16,12 +21,23 @@ const RIGHT_MARGIN: f64 = 18.0;
 
 /// Success ratio per second and client region, 0-100% with 90-100%
 /// expanded so that a dip to 98% is as visible as one to 50%.
-pub(crate) fn success_chart(report: &DrillReport, derived: &Derived<'_>, palette: &Palette) -> String {
+pub(crate) fn success_chart(
+    report: &DrillReport,
+    derived: &Derived<'_>,
+    palette: &Palette,
+) -> String {
     let frame = timeline_frame(derived, 300.0, AxisTitle::Shown, Badges::Shown);
-    let scale = YScale::Success { knee: 0.9, knee_share: 0.75 };
+    let scale = YScale::Success {
+        knee: 0.9,
+        knee_share: 0.75,
+    };
     let mut out = String::new();
-    svg::open(&mut out, &frame, "success ratio per second and client region");
-    svg::fault_shading(&mut out, &frame, &report.faults);
+    svg::open(
+        &mut out,
+        &frame,
+        "success ratio per second and client region",
+    );
+    markers::fault_shading(&mut out, &frame, &report.faults);
     let ticks: Vec<(f64, String)> = [0.0, 0.5, 0.9, 0.95, 0.99, 1.0]
         .into_iter()
         .map(|ratio| (ratio, format!("{:.0}%", ratio * 100.0)))
@@ -37,18 +53,32 @@ pub(crate) fn success_chart(report: &DrillReport, derived: &Derived<'_>, palette
         y = c(knee_y),
     );
     svg::x_axis(&mut out, &frame, true);
-    svg::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
+    markers::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
     if report.timeline.is_empty() {
         svg::no_data(&mut out, &frame, "no requests were recorded");
     }
-    for series in &derived.clients {
+    // Every client region sits at 100% most of the time: earlier series are
+    // drawn wider so that each colour still shows where the lines coincide.
+    let series_count = derived.clients.len();
+    for (index, series) in derived.clients.iter().enumerate() {
         let colour = palette.colour(&series.client_region);
+        let width = 2.0 + 2.75 * (series_count - 1 - index) as f64;
         let points: Vec<(f64, Option<f64>)> = series
             .buckets
             .iter()
             .map(|bucket| (bucket.second as f64 + 0.5, success_ratio(bucket)))
             .collect();
-        svg::line_with_gaps(&mut out, &frame, scale, &points, LineStyle { colour, width: 2.0, dashed: false });
+        svg::line_with_gaps(
+            &mut out,
+            &frame,
+            scale,
+            &points,
+            LineStyle {
+                colour,
+                width,
+                dashed: false,
+            },
+        );
         // A dot on every second that lost requests, so one bad second out of
         // sixty cannot hide in a thin line.
         for bucket in &series.buckets {
@@ -62,21 +92,70 @@ pub(crate) fn success_chart(report: &DrillReport, derived: &Derived<'_>, palette
                 y = c(frame.y(scale, ratio)),
                 title = escape_html(&format!(
                     "{} clients, second {}: {} ok of {} ({} failed, {} unknown)",
-                    series.client_region, bucket.second, bucket.ok, bucket.requests, bucket.failed, bucket.unknown
+                    series.client_region,
+                    bucket.second,
+                    bucket.ok,
+                    bucket.requests,
+                    bucket.failed,
+                    bucket.unknown
                 )),
             );
         }
+        lowest_point_label(&mut out, &frame, scale, series, colour);
     }
     svg::close(&mut out);
     out
 }
 
+/// "min 64.0%" beside the worst second of a client region that lost
+/// requests, so the depth of a dip reads without the axis.
+fn lowest_point_label(
+    out: &mut String,
+    frame: &Frame,
+    scale: YScale,
+    series: &ClientSeries<'_>,
+    colour: &str,
+) {
+    let lowest = series
+        .buckets
+        .iter()
+        .filter_map(|bucket| success_ratio(bucket).map(|ratio| (bucket.second, ratio)))
+        .filter(|(_, ratio)| *ratio < 1.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((second, ratio)) = lowest else {
+        return;
+    };
+    // Under the point, where the line has just come down from 100%; above
+    // it when the point is too close to the axis.
+    let y = frame.y(scale, ratio);
+    let label_y = if y + 20.0 < frame.plot_bottom() {
+        y + 18.0
+    } else {
+        y - 9.0
+    };
+    let _ = write!(
+        out,
+        r#"<text class="dip-label" x="{x}" y="{y}" text-anchor="middle" fill="{colour}">min {ratio}</text>"#,
+        x = c(frame.x(second as f64 + 0.5)),
+        y = c(label_y),
+        ratio = percent(ratio),
+    );
+}
+
 /// p50 (solid) and p99 (dashed) latency per client region on a log scale.
-pub(crate) fn latency_chart(report: &DrillReport, derived: &Derived<'_>, palette: &Palette) -> String {
+pub(crate) fn latency_chart(
+    report: &DrillReport,
+    derived: &Derived<'_>,
+    palette: &Palette,
+) -> String {
     let frame = timeline_frame(derived, 300.0, AxisTitle::Shown, Badges::Shown);
     let mut out = String::new();
-    svg::open(&mut out, &frame, "p50 and p99 latency per second and client region");
-    svg::fault_shading(&mut out, &frame, &report.faults);
+    svg::open(
+        &mut out,
+        &frame,
+        "p50 and p99 latency per second and client region",
+    );
+    markers::fault_shading(&mut out, &frame, &report.faults);
     let values: Vec<f64> = report
         .timeline
         .iter()
@@ -85,9 +164,15 @@ pub(crate) fn latency_chart(report: &DrillReport, derived: &Derived<'_>, palette
         .filter(|value| value.is_finite() && *value > 0.0)
         .collect();
     let Some((min, max)) = latency_range(&values) else {
-        svg::y_axis(&mut out, &frame, YScale::Linear { max: 1.0 }, &[], "latency (ms, log scale)");
+        svg::y_axis(
+            &mut out,
+            &frame,
+            YScale::Linear { max: 1.0 },
+            &[],
+            "latency (ms, log scale)",
+        );
         svg::x_axis(&mut out, &frame, true);
-        svg::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
+        markers::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
         svg::no_data(&mut out, &frame, "no completed requests, so no latency");
         svg::close(&mut out);
         return out;
@@ -99,15 +184,41 @@ pub(crate) fn latency_chart(report: &DrillReport, derived: &Derived<'_>, palette
         .collect();
     svg::y_axis(&mut out, &frame, scale, &ticks, "latency (ms, log scale)");
     svg::x_axis(&mut out, &frame, true);
-    svg::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
+    markers::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
     for series in &derived.clients {
         let colour = palette.colour(&series.client_region);
-        let p99: Vec<(f64, Option<f64>)> =
-            series.buckets.iter().map(|bucket| (bucket.second as f64 + 0.5, bucket.p99_ms)).collect();
-        let p50: Vec<(f64, Option<f64>)> =
-            series.buckets.iter().map(|bucket| (bucket.second as f64 + 0.5, bucket.p50_ms)).collect();
-        svg::line_with_gaps(&mut out, &frame, scale, &p99, LineStyle { colour, width: 1.6, dashed: true });
-        svg::line_with_gaps(&mut out, &frame, scale, &p50, LineStyle { colour, width: 2.2, dashed: false });
+        let p99: Vec<(f64, Option<f64>)> = series
+            .buckets
+            .iter()
+            .map(|bucket| (bucket.second as f64 + 0.5, bucket.p99_ms))
+            .collect();
+        let p50: Vec<(f64, Option<f64>)> = series
+            .buckets
+            .iter()
+            .map(|bucket| (bucket.second as f64 + 0.5, bucket.p50_ms))
+            .collect();
+        svg::line_with_gaps(
+            &mut out,
+            &frame,
+            scale,
+            &p99,
+            LineStyle {
+                colour,
+                width: 1.6,
+                dashed: true,
+            },
+        );
+        svg::line_with_gaps(
+            &mut out,
+            &frame,
+            scale,
+            &p50,
+            LineStyle {
+                colour,
+                width: 2.2,
+                dashed: false,
+            },
+        );
     }
     svg::close(&mut out);
     out
@@ -116,9 +227,20 @@ pub(crate) fn latency_chart(report: &DrillReport, derived: &Derived<'_>, palette
 /// One small stacked-bar chart per client region: requests per second by
 /// the region that served them, with failed and unknown requests on top.
 /// All panels share one y scale so their heights compare.
-pub(crate) fn served_by_panels(report: &DrillReport, derived: &Derived<'_>, palette: &Palette) -> Vec<(String, String)> {
-    let max_requests = report.timeline.iter().map(|bucket| bucket.requests).max().unwrap_or(0);
-    let scale = YScale::Linear { max: nice_ceiling(max_requests as f64) };
+pub(crate) fn served_by_panels(
+    report: &DrillReport,
+    derived: &Derived<'_>,
+    palette: &Palette,
+) -> Vec<(String, String)> {
+    let max_requests = report
+        .timeline
+        .iter()
+        .map(|bucket| bucket.requests)
+        .max()
+        .unwrap_or(0);
+    let scale = YScale::Linear {
+        max: nice_ceiling(max_requests as f64),
+    };
     let serving = palette.serving_regions(report);
     let last = derived.clients.len().saturating_sub(1);
     derived
@@ -126,10 +248,20 @@ pub(crate) fn served_by_panels(report: &DrillReport, derived: &Derived<'_>, pale
         .iter()
         .enumerate()
         .map(|(index, series)| {
-            let badges = if index == 0 { Badges::Shown } else { Badges::Hidden };
-            let title = if index == last { AxisTitle::Shown } else { AxisTitle::Hidden };
+            let badges = if index == 0 {
+                Badges::Shown
+            } else {
+                Badges::Hidden
+            };
+            let title = if index == last {
+                AxisTitle::Shown
+            } else {
+                AxisTitle::Hidden
+            };
             let frame = timeline_frame(derived, 150.0, title, badges);
-            let svg = served_by_panel(report, derived, palette, &serving, series, &frame, scale, badges);
+            let svg = served_by_panel(
+                report, derived, palette, &serving, series, &frame, scale, badges,
+            );
             (series.client_region.clone(), svg)
         })
         .collect()
@@ -147,16 +279,21 @@ fn served_by_panel(
     badges: Badges,
 ) -> String {
     let mut out = String::new();
-    let label = format!("requests of {} clients per second by serving region", series.client_region);
+    let label = format!(
+        "requests of {} clients per second by serving region",
+        series.client_region
+    );
     svg::open(&mut out, frame, &label);
-    svg::fault_shading(&mut out, frame, &report.faults);
+    markers::fault_shading(&mut out, frame, &report.faults);
+    // The bars hide the shading: a strip above the plot marks the faults.
+    markers::fault_strip(&mut out, frame, &report.faults);
     let max = match scale {
         YScale::Linear { max } => max,
         _ => 1.0,
     };
     let ticks: Vec<(f64, String)> = [0.0, max / 2.0, max]
         .into_iter()
-        .map(|value| (value, format!("{value:.0}")))
+        .map(|value| (value, format!("{value}")))
         .collect();
     svg::y_axis(&mut out, frame, scale, &ticks, "req/s");
     svg::x_axis(&mut out, frame, frame.bottom > 30.0);
@@ -194,7 +331,7 @@ fn served_by_panel(
         }
     }
     // Markers go over the bars: they would vanish under them.
-    svg::event_markers(&mut out, frame, &derived.events, badges);
+    markers::event_markers(&mut out, frame, &derived.events, badges);
     svg::close(&mut out);
     out
 }
@@ -207,7 +344,11 @@ enum AxisTitle {
 }
 
 fn timeline_frame(derived: &Derived<'_>, height: f64, title: AxisTitle, badges: Badges) -> Frame {
-    let bottom = if title == AxisTitle::Shown { 48.0 } else { 24.0 };
+    let bottom = if title == AxisTitle::Shown {
+        48.0
+    } else {
+        24.0
+    };
     let base = Frame {
         width: CHART_WIDTH,
         height,
@@ -220,66 +361,6 @@ fn timeline_frame(derived: &Derived<'_>, height: f64, title: AxisTitle, badges: 
     if badges == Badges::Hidden {
         return base;
     }
-    let rows = svg::marker_rows(&base, &derived.events);
+    let rows = markers::marker_rows(&base, &derived.events);
     base.with_marker_rows(rows)
-}
-
-/// The 1-2-5 values from 0.1 ms up, the steps of the latency axis.
-fn one_two_five() -> impl Iterator<Item = f64> {
-    (-1..7).flat_map(|exponent| [1.0, 2.0, 5.0].map(|mantissa| mantissa * 10f64.powi(exponent)))
-}
-
-/// The log axis range: the 1-2-5 steps around the data, at least a decade.
-fn latency_range(values: &[f64]) -> Option<(f64, f64)> {
-    let low = values.iter().copied().reduce(f64::min)?;
-    let high = values.iter().copied().reduce(f64::max)?;
-    let min = one_two_five().filter(|step| *step <= low).last().unwrap_or(0.1);
-    let max = one_two_five().find(|step| *step >= high).unwrap_or(5_000_000.0);
-    Some((min, max.max(min * 10.0)))
-}
-
-/// Tick values: every 1-2-5 step over up to three decades, only powers of
-/// ten beyond that (so labels never crowd).
-fn latency_ticks(min: f64, max: f64) -> Vec<f64> {
-    let decades = (max / min).log10();
-    one_two_five()
-        .filter(|value| *value >= min * 0.999 && *value <= max * 1.001)
-        .filter(|value| decades <= 3.0 || (value.log10() - value.log10().round()).abs() < 1e-9)
-        .collect()
-}
-
-fn latency_tick_label(value: f64) -> String {
-    if value >= 1000.0 {
-        return format!("{} s", value / 1000.0);
-    }
-    format!("{value} ms")
-}
-
-/// The smallest 1-2-5 step at or above `value` (at least 1).
-fn nice_ceiling(value: f64) -> f64 {
-    one_two_five().find(|step| *step >= value.max(1.0)).unwrap_or(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latency_axis_brackets_the_data_with_readable_ticks() {
-        let (min, max) = latency_range(&[3.2, 48.0, 1400.0]).unwrap();
-        assert_eq!((min, max), (2.0, 2000.0));
-        let ticks = latency_ticks(min, max);
-        assert_eq!(ticks.first(), Some(&2.0));
-        assert_eq!(ticks.last(), Some(&2000.0));
-        assert_eq!(latency_tick_label(2000.0), "2 s");
-        let wide = latency_ticks(0.1, 100_000.0);
-        assert_eq!(wide, vec![0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0]);
-    }
-
-    #[test]
-    fn request_axis_rounds_up_to_a_round_number() {
-        assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(43.0), 50.0);
-        assert_eq!(nice_ceiling(101.0), 200.0);
-    }
 }

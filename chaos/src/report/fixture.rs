@@ -8,7 +8,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use crate::model::{
-    ControllerEvent, DrillReport, ErrorBudget, FaultWindow, HypothesisCheck, Phases, SecondBucket, Totals, Verdict,
+    ControllerEvent, DrillReport, ErrorBudget, FaultWindow, HypothesisCheck, Phases, SecondBucket,
+    Totals, Verdict,
 };
 
 pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -50,8 +51,18 @@ pub(crate) fn region_kill_report() -> DrillReport {
         checks: vec![
             check("decision after the fault", "<= 1.50 s", "0.60 s", true),
             check("DNS changed after the fault", "<= 2.00 s", "1.20 s", true),
-            check("client-visible failure window", "<= 3 s (TTL + 2 s)", "3 s", true),
-            check("success ratio after the drain (every client region)", ">= 99.0%", "100%", true),
+            check(
+                "client-visible failure window",
+                "<= 3 s (TTL + 2 s)",
+                "3 s",
+                true,
+            ),
+            check(
+                "success ratio after the drain (every client region)",
+                ">= 99.0%",
+                "100%",
+                true,
+            ),
             check("lost writes", "= 0", "0", true),
             check("p99 latency in steady state", "<= 250 ms", "41.8 ms", true),
         ],
@@ -65,10 +76,22 @@ pub(crate) fn region_kill_report() -> DrillReport {
             end_s: Some(45.0),
         }],
         events: vec![
-            event(20.6, "decision", "drain: 3 of 3 vantages see us-east-1 down"),
+            event(
+                20.6,
+                "decision",
+                "drain: 3 of 3 vantages see us-east-1 down",
+            ),
             event(20.7, "drain_flag", "drain flag set, lease epoch 7"),
-            event(21.2, "dns_change", "A records of api.bank.test no longer list us-east-1"),
-            event(48.3, "restore", "us-east-1 healthy for 3 s: drain flag cleared, DNS restored"),
+            event(
+                21.2,
+                "dns_change",
+                "A records of api.bank.test no longer list us-east-1",
+            ),
+            event(
+                48.3,
+                "restore",
+                "us-east-1 healthy for 3 s: drain flag cleared, DNS restored",
+            ),
         ],
         phases: Phases {
             fault_at_s: Some(20.0),
@@ -77,9 +100,9 @@ pub(crate) fn region_kill_report() -> DrillReport {
             dns_changed_at_s: Some(21.2),
             recovered_at_s: Some(23.0),
             detect_s: Some(0.6),
-            drain_s: Some(0.1),
-            dns_s: Some(0.5),
-            recover_s: Some(1.8),
+            drain_s: Some(0.7),
+            dns_s: Some(1.2),
+            recover_s: Some(3.0),
         },
         error_budget: ErrorBudget::compute(0.9999, 30.0, rate, totals.failed),
         totals,
@@ -91,7 +114,8 @@ pub(crate) fn aborted_report() -> DrillReport {
     let mut report = region_kill_report();
     report.title = "Region blackhole: eu-west-1".to_string();
     report.verdict = Verdict::Aborted;
-    report.abort_reason = Some("error budget burn above 50% (61.2%) at 22.0 s: rolled back".to_string());
+    report.abort_reason =
+        Some("error budget burn above 50% (61.2%) at 22.0 s: rolled back".to_string());
     report.timeline.retain(|bucket| bucket.second < 23);
     report.duration_s = 23.0;
     report.events.truncate(2);
@@ -158,8 +182,9 @@ fn bucket(second: u32, client_index: usize, client: &str) -> SecondBucket {
         ok,
         failed,
         unknown,
-        p50_ms: Some(p50),
-        p99_ms: Some(p99),
+        // Microsecond resolution, as the histograms record.
+        p50_ms: Some((p50 * 1000.0).round() / 1000.0),
+        p99_ms: Some((p99 * 1000.0).round() / 1000.0),
         served_by,
     }
 }

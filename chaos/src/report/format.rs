@@ -9,8 +9,8 @@ use crate::model::DrillReport;
 const REGION_COLOURS: [&str; 8] = [
     "#2563eb", // blue
     "#0d9488", // teal
-    "#9333ea", // purple
     "#d97706", // amber
+    "#9333ea", // purple
     "#db2777", // pink
     "#65a30d", // lime
     "#0891b2", // cyan
@@ -102,6 +102,15 @@ pub(crate) fn seconds(value: Option<f64>) -> String {
     }
 }
 
+/// Seconds with a sign, e.g. "+0.60 s" or "−0.08 s"; empty when absent.
+pub(crate) fn signed_seconds(value: Option<f64>) -> String {
+    match value {
+        Some(value) if value.is_finite() && value < 0.0 => format!("\u{2212}{:.2} s", -value),
+        Some(value) if value.is_finite() => format!("+{value:.2} s"),
+        _ => String::new(),
+    }
+}
+
 /// A ratio (0..=1) as a percentage with as many decimals as it takes to
 /// tell 99.99% from 100% without printing noise.
 pub(crate) fn percent(ratio: f64) -> String {
@@ -139,12 +148,18 @@ pub(crate) fn millis(value: Option<f64>) -> String {
 /// An integer with thin thousands separators, e.g. "12 345".
 pub(crate) fn count(value: u64) -> String {
     let digits = value.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            grouped.push('\u{202f}');
-        }
-        grouped.push(digit);
+    // The first group holds 1 to 3 digits, every later group exactly 3.
+    let head = match digits.len() % 3 {
+        0 => 3,
+        rest => rest,
+    };
+    let mut grouped = String::with_capacity(digits.len() * 2);
+    grouped.push_str(&digits[..head]);
+    let mut start = head;
+    while start < digits.len() {
+        grouped.push('\u{202f}');
+        grouped.push_str(&digits[start..start + 3]);
+        start += 3;
     }
     grouped
 }
@@ -194,7 +209,10 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_table_syntax() {
-        assert_eq!(escape_html("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape_html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(escape_markdown_cell("a|b\nc"), "a\\|b c");
     }
 

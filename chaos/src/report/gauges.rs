@@ -1,132 +1,115 @@
-//! The two small graphics of the summary: the failover phase bar (fault,
-//! detect, drain, DNS, recover) and the error-budget gauge.
+//! The two small graphics of the details: the failover phases (time from
+//! the fault to each milestone) and the error-budget gauge.
 
 use std::fmt::Write;
 
-use super::format::{coordinate as c, escape_html, percent};
-use super::summary::{phase_colour, Derived};
+use super::format::{coordinate as c, escape_html, percent, signed_seconds};
+use super::summary::{milestone_colour, Derived, PhaseRow};
 use super::svg::{self, Frame, TICK_FONT};
 use crate::model::ErrorBudget;
 
 const WIDTH: f64 = 1100.0;
-const BAR_HEIGHT: f64 = 30.0;
-const LABEL_ROW: f64 = 17.0;
-/// Rough width of one character of the 12-unit font, to keep labels apart.
-const CHAR_WIDTH: f64 = 7.0;
+/// Room on the left of the phase bars for the milestone names.
+const LABEL_COLUMN: f64 = 130.0;
+const TOP: f64 = 26.0;
+const ROW_HEIGHT: f64 = 30.0;
+const BAR_HEIGHT: f64 = 20.0;
 
-/// A horizontal bar from the fault to recovery, one segment per phase,
-/// with each milestone's time underneath.
+/// One bar per milestone from the fault to that milestone, on one time
+/// axis: robust to milestones that land in parallel or out of order.
 pub(crate) fn phase_bar(derived: &Derived<'_>) -> String {
-    let mut out = String::new();
-    let (Some(first), Some(last)) = (derived.milestones.first(), derived.milestones.last()) else {
+    let rows = derived.phase_rows();
+    let Some(fault) = rows.iter().find(|row| row.label == "fault") else {
         return message_svg("no fault was injected, so there are no failover phases");
     };
-    if derived.segments.is_empty() {
+    let later: Vec<&PhaseRow> = rows.iter().filter(|row| row.label != "fault").collect();
+    if later.is_empty() {
         return message_svg(&format!(
-            "{} at {:.2} s; the controllers never decided to drain",
-            first.label, first.at_s
+            "fault at {:.2} s; the controllers never decided to drain",
+            fault.at_s
         ));
     }
-    let span = (last.at_s - first.at_s).max(0.01);
-    let pad = span * 0.03;
-    // The frame maps "seconds since the fault minus the pad" to x.
-    let base = Frame { width: WIDTH, height: 0.0, left: 20.0, right: 20.0, top: 0.0, bottom: 0.0, x_max: span + 2.0 * pad };
-    let x = |seconds: f64| base.x(seconds - first.at_s + pad);
-
-    // Durations go inside their segment when they fit, above it otherwise.
-    let labels: Vec<String> = derived
-        .segments
+    let longest = later
         .iter()
-        .map(|segment| format!("{} {:.2} s", segment.name, segment.duration_s()))
-        .collect();
-    let outside: Vec<bool> = derived
-        .segments
-        .iter()
-        .zip(&labels)
-        .map(|(segment, label)| x(segment.to_s) - x(segment.from_s) < label.len() as f64 * CHAR_WIDTH + 10.0)
-        .collect();
-    let above_positions: Vec<(f64, f64)> = derived
-        .segments
-        .iter()
-        .zip(&labels)
-        .map(|(segment, label)| ((x(segment.from_s) + x(segment.to_s)) / 2.0, label.len() as f64 * CHAR_WIDTH))
-        .collect();
-    let above_rows = svg::place_in_rows(&above_positions, 4);
-    let rows_above = above_rows
-        .iter()
-        .zip(&outside)
-        .filter(|(_, outside)| **outside)
-        .map(|(row, _)| row + 1)
-        .max()
-        .unwrap_or(0);
-    let bar_top = 8.0 + rows_above as f64 * LABEL_ROW;
-    let bar_bottom = bar_top + BAR_HEIGHT;
-
-    let milestone_positions: Vec<(f64, f64)> = derived
-        .milestones
-        .iter()
-        .map(|milestone| (x(milestone.at_s), milestone.label.len().max(7) as f64 * CHAR_WIDTH))
-        .collect();
-    let milestone_rows = svg::place_in_rows(&milestone_positions, 4);
-    let rows_below = milestone_rows.iter().max().map(|row| row + 1).unwrap_or(0);
-    let height = bar_bottom + 8.0 + rows_below as f64 * (LABEL_ROW * 2.0) + 4.0;
-
+        .filter_map(|row| row.since_fault_s)
+        .fold(0.0, f64::max);
+    let step = axis_step(longest);
+    let axis_max = ((longest / step).ceil() * step).max(step);
+    let height = TOP + later.len() as f64 * ROW_HEIGHT + 30.0;
+    let frame = Frame {
+        width: WIDTH,
+        height,
+        left: LABEL_COLUMN,
+        right: 90.0,
+        top: TOP,
+        bottom: 30.0,
+        x_max: axis_max,
+    };
+    let mut out = String::new();
+    svg::open(
+        &mut out,
+        &frame,
+        "time from the fault to each failover milestone",
+    );
+    // Grid and axis: seconds since the fault.
+    let mut tick = 0.0;
+    while tick <= axis_max + step / 1000.0 {
+        let x = frame.x(tick);
+        let _ = write!(
+            out,
+            r#"<line class="grid" x1="{x}" x2="{x}" y1="{y1}" y2="{y2}"/><text class="tick" x="{x}" y="{ty}" text-anchor="middle">+{label} s</text>"#,
+            x = c(x),
+            y1 = c(frame.plot_top() - 4.0),
+            y2 = c(frame.plot_bottom()),
+            ty = c(frame.plot_bottom() + 4.0 + TICK_FONT),
+            label = trim_float(tick),
+        );
+        tick += step;
+    }
     let _ = write!(
         out,
-        r#"<svg class="chart phase-bar" viewBox="0 0 {w} {h}" role="img" aria-label="failover phases">"#,
-        w = c(WIDTH),
-        h = c(height),
+        r#"<text class="axis-title" x="{x}" y="{y}" text-anchor="start">fault at {at:.2} s</text>"#,
+        x = c(frame.plot_left()),
+        y = c(frame.plot_top() - 8.0),
+        at = fault.at_s,
     );
-    for ((segment, label), (is_outside, row)) in derived.segments.iter().zip(&labels).zip(outside.iter().zip(&above_rows)) {
-        let x1 = x(segment.from_s);
-        let x2 = x(segment.to_s);
+    for (index, row) in later.iter().enumerate() {
+        let since = row.since_fault_s.unwrap_or(0.0);
+        let top = frame.plot_top() + index as f64 * ROW_HEIGHT + (ROW_HEIGHT - BAR_HEIGHT) / 2.0;
+        let x_end = frame.x(since.max(0.0));
         let _ = write!(
             out,
-            r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{colour}"><title>{title}</title></rect>"#,
-            x = c(x1),
-            y = c(bar_top),
-            w = c((x2 - x1).max(1.0)),
+            r#"<text class="phase-name" x="{lx}" y="{ty}" text-anchor="end">{label}</text><rect x="{x}" y="{y}" width="{w}" height="{h}" rx="3" fill="{colour}"><title>{label}: {since:.2} s after the fault</title></rect><text class="phase-value" x="{vx}" y="{ty}">{value}</text>"#,
+            lx = c(frame.plot_left() - 10.0),
+            ty = c(top + BAR_HEIGHT / 2.0 + 4.5),
+            label = escape_html(row.label),
+            x = c(frame.plot_left()),
+            y = c(top),
+            w = c((x_end - frame.plot_left()).max(2.0)),
             h = c(BAR_HEIGHT),
-            colour = phase_colour(segment.name),
-            title = escape_html(label),
-        );
-        let middle = (x1 + x2) / 2.0;
-        if *is_outside {
-            let y = bar_top - 5.0 - *row as f64 * LABEL_ROW;
-            let _ = write!(
-                out,
-                r#"<text class="phase-label" x="{x}" y="{y}" text-anchor="middle">{label}</text>"#,
-                x = c(middle),
-                y = c(y),
-                label = escape_html(label),
-            );
-        } else {
-            let _ = write!(
-                out,
-                r#"<text class="phase-inside" x="{x}" y="{y}" text-anchor="middle">{label}</text>"#,
-                x = c(middle),
-                y = c(bar_top + BAR_HEIGHT / 2.0 + 4.5),
-                label = escape_html(label),
-            );
-        }
-    }
-    for (milestone, row) in derived.milestones.iter().zip(&milestone_rows) {
-        let mx = x(milestone.at_s);
-        let label_y = bar_bottom + 8.0 + TICK_FONT + *row as f64 * LABEL_ROW * 2.0;
-        let _ = write!(
-            out,
-            r#"<line class="milestone" x1="{x}" x2="{x}" y1="{y1}" y2="{y2}"/><text class="tick" x="{x}" y="{ty}" text-anchor="middle"><tspan class="milestone-name">{label}</tspan><tspan x="{x}" dy="{dy}">{at:.2} s</tspan></text>"#,
-            x = c(mx),
-            y1 = c(bar_top - 2.0),
-            y2 = c(bar_bottom + 6.0),
-            ty = c(label_y),
-            label = escape_html(milestone.label),
-            dy = c(TICK_FONT + 2.0),
-            at = milestone.at_s,
+            colour = milestone_colour(row.label),
+            vx = c(x_end.max(frame.plot_left() + 2.0) + 8.0),
+            value = signed_seconds(Some(since)),
         );
     }
     svg::close(&mut out);
     out
+}
+
+/// A round tick step that gives 4 to 10 ticks up to `span` seconds.
+fn axis_step(span: f64) -> f64 {
+    [
+        0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+    .find(|step| span / step <= 10.0)
+    .unwrap_or(600.0)
+}
+
+/// "0.5", "1", "2.25": a tick value without trailing zeros.
+fn trim_float(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A bar whose full width is the whole 30-day budget, filled to the share
@@ -136,13 +119,21 @@ pub(crate) fn budget_gauge(budget: &ErrorBudget) -> String {
     let (left, right) = (20.0, WIDTH - 20.0);
     let track_top = 12.0;
     let track_height = 22.0;
-    let fraction = if budget.consumed_fraction.is_finite() { budget.consumed_fraction.max(0.0) } else { 0.0 };
+    let fraction = if budget.consumed_fraction.is_finite() {
+        budget.consumed_fraction.max(0.0)
+    } else {
+        0.0
+    };
     let colour = match fraction {
         f if f >= 1.0 => "#dc2626",
         f if f >= 0.25 => "#f59e0b",
         _ => "#16a34a",
     };
-    let fill_width = if fraction > 0.0 { (fraction.min(1.0) * (right - left)).max(3.0) } else { 0.0 };
+    let fill_width = if fraction > 0.0 {
+        (fraction.min(1.0) * (right - left)).max(3.0)
+    } else {
+        0.0
+    };
     let mut out = String::new();
     let _ = write!(
         out,
@@ -195,7 +186,15 @@ pub(crate) fn budget_gauge(budget: &ErrorBudget) -> String {
 }
 
 fn message_svg(message: &str) -> String {
-    let frame = Frame { width: WIDTH, height: 44.0, left: 20.0, right: 20.0, top: 0.0, bottom: 0.0, x_max: 1.0 };
+    let frame = Frame {
+        width: WIDTH,
+        height: 44.0,
+        left: 20.0,
+        right: 20.0,
+        top: 0.0,
+        bottom: 0.0,
+        x_max: 1.0,
+    };
     let mut out = String::new();
     svg::open(&mut out, &frame, "failover phases");
     svg::no_data(&mut out, &frame, message);

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::format::{count, escape_html, percent, seconds, Palette};
 use super::sections;
-use super::summary::Derived;
+use super::summary::{failover_detail, Derived};
 use crate::model::{DrillReport, Verdict};
 
 /// Renders the whole report as one HTML document.
@@ -27,7 +27,7 @@ pub fn render_html(report: &DrillReport) -> String {
     sections::phases(&mut out, &derived);
     sections::error_budget(&mut out, report);
     sections::totals(&mut out, report);
-    sections::events(&mut out, &derived);
+    sections::faults_and_events(&mut out, report, &derived);
     sections::run_details(&mut out, report);
     out.push_str("</main>\n</body>\n</html>\n");
     out
@@ -56,13 +56,25 @@ fn header(out: &mut String, report: &DrillReport) {
         checks_passed = passed,
         checks = report.checks.len(),
         duration = report.duration_s,
-        started = escape_html(&report.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        started = escape_html(
+            &report
+                .started_at
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        ),
         seed = report.seed,
         file = escape_html(&report.drill_file),
     );
     if report.verdict == Verdict::Aborted {
-        let reason = report.abort_reason.as_deref().unwrap_or("no reason was recorded");
-        let _ = write!(out, r#"<p class="abort-reason">Aborted: {}</p>"#, escape_html(reason));
+        let reason = report
+            .abort_reason
+            .as_deref()
+            .unwrap_or("no reason was recorded");
+        let _ = write!(
+            out,
+            r#"<p class="abort-reason">Aborted: {}</p>"#,
+            escape_html(reason)
+        );
     }
     out.push_str("</div></header>\n");
 }
@@ -77,23 +89,20 @@ enum Tone {
 
 fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
     out.push_str(r#"<section class="figures">"#);
-    let phases = &report.phases;
-    let failover_detail = match (phases.fault_at_s, phases.detected_at_s, phases.drained_at_s) {
-        (Some(fault), Some(decision), Some(drain)) => format!(
-            "fault → DNS changed · decision +{:.2} s, drain flag +{:.2} s",
-            decision - fault,
-            drain - fault
-        ),
-        (Some(_), _, _) => "fault → DNS changed".to_string(),
-        _ => "no fault injected".to_string(),
-    };
-    figure(out, "Failover time", &seconds(derived.failover_s), &failover_detail, Tone::Neutral);
+    let failover_detail = failover_detail(report);
+    figure(
+        out,
+        "Failover time",
+        &seconds(derived.failover_s),
+        &failover_detail,
+        Tone::Neutral,
+    );
 
     let (window_value, window_detail, window_tone) = match &derived.failure_window {
         Some(window) => (
             format!("{} s", window.length_s()),
             format!(
-                "t = {}–{} s, {} second(s) with failures · {} clients",
+                "client-visible: t = {}–{} s, {} second(s) with failures · {} clients",
                 window.first_second,
                 window.end_second,
                 window.seconds_with_failures,
@@ -101,12 +110,26 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
             ),
             Tone::Bad,
         ),
-        None => ("none".to_string(), "no failed or unknown request".to_string(), Tone::Good),
+        None => (
+            "none".to_string(),
+            "no failed or unknown request".to_string(),
+            Tone::Good,
+        ),
     };
-    figure(out, "Client-visible failures", &window_value, &window_detail, window_tone);
+    figure(
+        out,
+        "Failure window",
+        &window_value,
+        &window_detail,
+        window_tone,
+    );
 
     let totals = &report.totals;
-    let lost_tone = if totals.writes_lost == 0 && totals.writes_duplicated == 0 { Tone::Good } else { Tone::Bad };
+    let lost_tone = if totals.writes_lost == 0 && totals.writes_duplicated == 0 {
+        Tone::Good
+    } else {
+        Tone::Bad
+    };
     figure(
         out,
         "Lost writes",
@@ -120,7 +143,11 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
     );
 
     let budget = &report.error_budget;
-    let budget_tone = if budget.consumed_fraction >= 1.0 { Tone::Bad } else { Tone::Neutral };
+    let budget_tone = if budget.consumed_fraction >= 1.0 {
+        Tone::Bad
+    } else {
+        Tone::Neutral
+    };
     figure(
         out,
         "Error budget used",
@@ -134,15 +161,22 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
         budget_tone,
     );
 
-    let failed_tone = if totals.failed + totals.unknown == 0 { Tone::Good } else { Tone::Bad };
+    let failed_tone = if totals.failed + totals.unknown == 0 {
+        Tone::Good
+    } else {
+        Tone::Bad
+    };
     figure(
         out,
-        "Failed after retry",
+        "Failed requests",
         &count(totals.failed),
         &format!(
-            "of {} requests · {} success · {} unknown · {} retried ok",
+            "after the retry, of {} requests · {} success · {} unknown · {} retried ok",
             count(totals.requests),
-            derived.overall_success.map(percent).unwrap_or_else(|| "n/a".to_string()),
+            derived
+                .overall_success
+                .map(percent)
+                .unwrap_or_else(|| "n/a".to_string()),
             count(totals.unknown),
             count(totals.retried_ok)
         ),
@@ -175,6 +209,7 @@ body { margin: 0; background: var(--page); color: var(--ink);
 main { max-width: 1180px; margin: 0 auto; padding: 24px 20px 48px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 19px; margin: 0 0 6px; }
+h2.spaced { margin-top: 18px; }
 h3 { font-size: 15px; margin: 14px 0 2px; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 .verdict { display: flex; align-items: center; gap: 24px; padding: 20px 26px; border-radius: 12px; color: #fff; }
@@ -188,7 +223,7 @@ code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
 .figures { display: grid; grid-template-columns: repeat(5, 1fr); gap: 12px; margin: 14px 0 18px; }
 .figure { background: var(--card); border-radius: 10px; padding: 12px 14px; border-top: 4px solid var(--muted); box-shadow: 0 1px 2px rgba(15,23,42,.08); }
 .figure.good { border-top-color: var(--good); } .figure.bad { border-top-color: var(--bad); }
-.figure-name { color: var(--muted); font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: .4px; }
+.figure-name { color: var(--muted); font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .figure-value { font-size: 30px; font-weight: 750; margin: 2px 0; }
 .figure.good .figure-value { color: var(--good); } .figure.bad .figure-value { color: var(--bad); }
 .figure-detail { color: var(--muted); font-size: 13px; }
@@ -201,7 +236,7 @@ code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
 .swatch.dashed { height: 0; border-top: 3px dashed var(--ink); border-radius: 0; width: 20px; background: none; }
 .swatch.solid { height: 0; border-top: 3px solid var(--ink); border-radius: 0; width: 20px; background: none; }
 .swatch.fault { background: #fecaca; border: 1px solid #f87171; }
-.swatch.event { width: 16px; height: 16px; border-radius: 8px; background: #334155; color: #fff; font-size: 11px; text-align: center; line-height: 16px; }
+.swatch.event { width: 16px; height: 16px; border-radius: 8px; background: #334155; color: #fff; font-size: 11px; font-weight: 700; display: inline-flex; justify-content: center; align-items: center; }
 svg.chart { width: 100%; height: auto; display: block; font-family: inherit; }
 svg .grid { stroke: #e2e8f0; stroke-width: 1; }
 svg .knee { stroke: #94a3b8; stroke-width: 1; stroke-dasharray: 2 3; }
@@ -209,14 +244,14 @@ svg .axis { stroke: #64748b; stroke-width: 1; }
 svg .tick { fill: #475569; font-size: 12px; }
 svg .axis-title { fill: #334155; font-size: 13px; font-weight: 600; }
 svg .fault { fill: #fecaca; fill-opacity: .55; }
-svg .event { stroke: #334155; stroke-width: 1.2; stroke-dasharray: 4 3; }
+svg .fault-strip { fill: #f87171; }
+svg .dip-label { font-size: 12px; font-weight: 700; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+svg .event { stroke: #334155; stroke-width: 1; stroke-dasharray: 4 3; stroke-opacity: .75; }
 svg .badge rect { fill: #334155; } svg .badge line { stroke: #334155; stroke-width: 1.2; }
 svg .badge text { fill: #fff; font-size: 11px; font-weight: 700; }
 svg .no-data { fill: #64748b; font-size: 16px; font-style: italic; }
-svg .phase-label { fill: #334155; font-size: 12.5px; font-weight: 600; }
-svg .phase-inside { fill: #fff; font-size: 13px; font-weight: 700; }
-svg .milestone { stroke: #0f172a; stroke-width: 1.5; }
-svg .milestone-name { font-weight: 700; fill: #0f172a; }
+svg .phase-name { fill: #0f172a; font-size: 13.5px; font-weight: 600; }
+svg .phase-value { fill: #0f172a; font-size: 13.5px; font-weight: 700; }
 svg .track { fill: #e2e8f0; }
 svg .gauge-label { fill: #0f172a; font-size: 14px; font-weight: 700; } svg .gauge-label.inside { fill: #fff; }
 .panel-title { font-size: 13px; font-weight: 700; margin: 8px 0 0 4px; display: flex; align-items: center; gap: 6px; }
@@ -228,6 +263,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .row { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
 .row > .card { margin: 0 0 16px; }
 tr.bad td { background: #fef2f2; }
+table.events td:nth-child(-n+4) { white-space: nowrap; }
 details summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
 pre { background: #f8fafc; border: 1px solid var(--line); border-radius: 6px; padding: 10px; overflow: auto; max-height: 480px; }
 @media (max-width: 900px) { .figures { grid-template-columns: repeat(2, 1fr); } .row { grid-template-columns: 1fr; } }

@@ -5,11 +5,12 @@
 //! - [`summary`]: the figures both renderers derive from a
 //!   [`DrillReport`] (failover time, failure window, per-second ratios),
 //!   so that Markdown and HTML never disagree.
-//! - [`markdown`]: GitHub-flavoured tables.
+//! - [`markdown`], [`markdown_timeline`]: GitHub-flavoured tables.
 //! - [`html`], [`sections`]: the page, its header and its detail sections.
 //! - [`charts`]: the timeline charts; [`gauges`]: the phase bar and the
 //!   error-budget gauge.
-//! - [`svg`]: scales, axes, shading and markers shared by the charts.
+//! - [`svg`]: the plot frame, scales, axes and lines of every chart;
+//!   [`markers`]: fault windows and numbered controller events on them.
 //! - [`format`]: escaping, number formatting and the region palette.
 //!
 //! Invariant: the HTML references nothing outside itself (no `http`, no
@@ -21,6 +22,8 @@ mod format;
 mod gauges;
 mod html;
 mod markdown;
+mod markdown_timeline;
+mod markers;
 mod sections;
 mod summary;
 mod svg;
@@ -94,8 +97,8 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 fn write_and_rename(temp_path: &Path, path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut file = fs::File::create(temp_path)
-        .with_context(|| format!("creating {}", temp_path.display()))?;
+    let mut file =
+        fs::File::create(temp_path).with_context(|| format!("creating {}", temp_path.display()))?;
     file.write_all(contents)
         .with_context(|| format!("writing {}", temp_path.display()))?;
     file.sync_all()

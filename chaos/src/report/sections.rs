@@ -5,10 +5,13 @@
 use std::fmt::Write;
 
 use super::charts;
-use super::format::{count, escape_html, event_kind_label, percent, seconds, signed_count, Palette, FAILED_COLOUR, UNKNOWN_COLOUR};
+use super::format::{
+    count, escape_html, event_kind_label, percent, seconds, signed_count, signed_seconds, Palette,
+    FAILED_COLOUR, UNKNOWN_COLOUR,
+};
 use super::gauges;
-use super::summary::{phase_colour, Derived};
-use super::svg::fault_label;
+use super::markers::fault_label;
+use super::summary::{milestone_colour, Derived};
 use crate::model::DrillReport;
 
 pub(crate) fn checks(out: &mut String, report: &DrillReport) {
@@ -19,7 +22,11 @@ pub(crate) fn checks(out: &mut String, report: &DrillReport) {
     }
     out.push_str("<table><thead><tr><th>Check</th><th>Expected</th><th>Observed</th><th>Result</th></tr></thead><tbody>");
     for check in &report.checks {
-        let (class, result) = if check.passed { ("pass", "✓ pass") } else { ("fail", "✗ fail") };
+        let (class, result) = if check.passed {
+            ("pass", "✓ pass")
+        } else {
+            ("fail", "✗ fail")
+        };
         let row_class = if check.passed { "" } else { r#" class="bad""# };
         let _ = write!(
             out,
@@ -32,7 +39,12 @@ pub(crate) fn checks(out: &mut String, report: &DrillReport) {
     out.push_str("</tbody></table></section>\n");
 }
 
-pub(crate) fn timeline_charts(out: &mut String, report: &DrillReport, derived: &Derived<'_>, palette: &Palette) {
+pub(crate) fn timeline_charts(
+    out: &mut String,
+    report: &DrillReport,
+    derived: &Derived<'_>,
+    palette: &Palette,
+) {
     out.push_str(r#"<section class="card"><h2>Success ratio per second</h2><p class="note">Requests by intended start second that succeeded (after the one retry). The y axis is stretched above 90% so that small dips stay visible.</p>"#);
     legend(out, report, derived, palette, LegendKind::Clients);
     out.push_str(&charts::success_chart(report, derived, palette));
@@ -67,7 +79,13 @@ enum LegendKind {
     Serving,
 }
 
-fn legend(out: &mut String, report: &DrillReport, derived: &Derived<'_>, palette: &Palette, kind: LegendKind) {
+fn legend(
+    out: &mut String,
+    report: &DrillReport,
+    derived: &Derived<'_>,
+    palette: &Palette,
+    kind: LegendKind,
+) {
     out.push_str(r#"<div class="legend">"#);
     match kind {
         LegendKind::Clients | LegendKind::Latency => {
@@ -112,29 +130,19 @@ fn legend(out: &mut String, report: &DrillReport, derived: &Derived<'_>, palette
 }
 
 pub(crate) fn phases(out: &mut String, derived: &Derived<'_>) {
-    out.push_str(r#"<section class="card"><h2>Failover phases</h2><p class="note">Fault → detect (the controllers' decision) → drain (flag written) → DNS (answers without the region) → recover (every client region healthy for good).</p>"#);
+    out.push_str(r#"<section class="card"><h2>Failover phases</h2><p class="note">Time from the fault to each milestone: the controllers' decision, the drain flag written, DNS answers without the region, and every client region healthy again for good.</p>"#);
     out.push_str(&gauges::phase_bar(derived));
-    if let Some(fault) = derived.milestones.first() {
-        out.push_str(r#"<table><thead><tr><th>Milestone</th><th class="num">At (s)</th><th class="num">Since the fault</th><th>Phase</th><th class="num">Phase length</th></tr></thead><tbody>"#);
-        for (index, milestone) in derived.milestones.iter().enumerate() {
-            let segment = index.checked_sub(1).and_then(|previous| derived.segments.get(previous));
-            let (phase, length) = match segment {
-                Some(segment) => (
-                    format!(
-                        r#"<span class="swatch" style="background:{}"></span> {}"#,
-                        phase_colour(segment.name),
-                        escape_html(segment.name)
-                    ),
-                    seconds(Some(segment.duration_s())),
-                ),
-                None => (String::new(), String::new()),
-            };
+    if !derived.milestones.is_empty() {
+        out.push_str(r#"<table><thead><tr><th>Milestone</th><th class="num">At (s)</th><th class="num">Since the fault</th><th class="num">Since the previous milestone</th></tr></thead><tbody>"#);
+        for row in derived.phase_rows() {
             let _ = write!(
                 out,
-                r#"<tr><td>{label}</td><td class="num">{at:.2}</td><td class="num">{since}</td><td>{phase}</td><td class="num">{length}</td></tr>"#,
-                label = escape_html(milestone.label),
-                at = milestone.at_s,
-                since = seconds(Some(milestone.at_s - fault.at_s)),
+                r#"<tr><td><span class="swatch" style="background:{colour}"></span> {label}</td><td class="num">{at:.2}</td><td class="num">{since}</td><td class="num">{previous}</td></tr>"#,
+                colour = milestone_colour(row.label),
+                label = escape_html(row.label),
+                at = row.at_s,
+                since = seconds(row.since_fault_s),
+                previous = signed_seconds(row.since_previous_s),
             );
         }
         out.push_str("</tbody></table>");
@@ -170,21 +178,61 @@ pub(crate) fn totals(out: &mut String, report: &DrillReport) {
     let requests = [
         ("Requests", count(totals.requests), false),
         ("Succeeded", count(totals.ok), false),
-        ("Failed after the retry", count(totals.failed), totals.failed > 0),
+        (
+            "Failed after the retry",
+            count(totals.failed),
+            totals.failed > 0,
+        ),
         ("Unknown outcome", count(totals.unknown), totals.unknown > 0),
         ("Retried and succeeded", count(totals.retried_ok), false),
     ];
     let balance_changed = totals.total_balance_before != totals.total_balance_after;
     let writes = [
-        ("Writes acknowledged", count(totals.writes_acknowledged), false),
-        ("Lost writes", count(totals.writes_lost), totals.writes_lost > 0),
-        ("Duplicated writes", count(totals.writes_duplicated), totals.writes_duplicated > 0),
-        ("Failed writes present", count(totals.failed_writes_present), totals.failed_writes_present > 0),
-        ("Unknown, resolved committed", count(totals.unknown_resolved_committed), false),
-        ("Unknown, resolved absent", count(totals.unknown_resolved_absent), false),
-        ("Total balance before", signed_count(totals.total_balance_before), false),
-        ("Total balance after", signed_count(totals.total_balance_after), balance_changed),
-        ("Lowest balance after", signed_count(totals.min_balance_after), totals.min_balance_after < 0),
+        (
+            "Writes acknowledged",
+            count(totals.writes_acknowledged),
+            false,
+        ),
+        (
+            "Lost writes",
+            count(totals.writes_lost),
+            totals.writes_lost > 0,
+        ),
+        (
+            "Duplicated writes",
+            count(totals.writes_duplicated),
+            totals.writes_duplicated > 0,
+        ),
+        (
+            "Failed writes present",
+            count(totals.failed_writes_present),
+            totals.failed_writes_present > 0,
+        ),
+        (
+            "Unknown, resolved committed",
+            count(totals.unknown_resolved_committed),
+            false,
+        ),
+        (
+            "Unknown, resolved absent",
+            count(totals.unknown_resolved_absent),
+            false,
+        ),
+        (
+            "Total balance before",
+            signed_count(totals.total_balance_before),
+            false,
+        ),
+        (
+            "Total balance after",
+            signed_count(totals.total_balance_after),
+            balance_changed,
+        ),
+        (
+            "Lowest balance after",
+            signed_count(totals.min_balance_after),
+            totals.min_balance_after < 0,
+        ),
     ];
     out.push_str(r#"<div class="row"><section class="card"><h2>Requests</h2>"#);
     totals_table(out, &requests);
@@ -197,18 +245,41 @@ fn totals_table(out: &mut String, rows: &[(&str, String, bool)]) {
     out.push_str("<table><tbody>");
     for (name, value, bad) in rows {
         let class = if *bad { r#" class="bad""# } else { "" };
-        let _ = write!(out, r#"<tr{class}><td>{name}</td><td class="num">{value}</td></tr>"#);
+        let _ = write!(
+            out,
+            r#"<tr{class}><td>{name}</td><td class="num">{value}</td></tr>"#
+        );
     }
     out.push_str("</tbody></table>");
 }
 
-pub(crate) fn events(out: &mut String, derived: &Derived<'_>) {
-    out.push_str(r#"<section class="card"><h2>Controller events</h2>"#);
+pub(crate) fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
+    out.push_str(r#"<section class="card"><h2>Faults</h2>"#);
+    if report.faults.is_empty() {
+        out.push_str(r#"<p class="note">No fault was injected.</p>"#);
+    } else {
+        out.push_str(r#"<table><thead><tr><th>Fault</th><th>Target</th><th class="num">Start (s)</th><th class="num">End (s)</th></tr></thead><tbody>"#);
+        for fault in &report.faults {
+            let end = fault
+                .end_s
+                .map(|end| format!("{end:.2}"))
+                .unwrap_or_else(|| "end of drill".to_string());
+            let _ = write!(
+                out,
+                r#"<tr><td>{kind}</td><td>{target}</td><td class="num">{start:.2}</td><td class="num">{end}</td></tr>"#,
+                kind = escape_html(&fault.kind),
+                target = escape_html(&fault.target),
+                start = fault.start_s,
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    out.push_str(r#"<h2 class="spaced">Controller events</h2>"#);
     if derived.events.is_empty() {
         out.push_str(r#"<p class="note">The controllers recorded no events.</p></section>"#);
         return;
     }
-    out.push_str(r#"<table><thead><tr><th class="num">#</th><th class="num">At (s)</th><th>Event</th><th>Region</th><th>Detail</th></tr></thead><tbody>"#);
+    out.push_str(r#"<table class="events"><thead><tr><th class="num">#</th><th class="num">At (s)</th><th>Event</th><th>Region</th><th>Detail</th></tr></thead><tbody>"#);
     for (index, event) in derived.events.iter().enumerate() {
         let _ = write!(
             out,
@@ -242,7 +313,8 @@ pub(crate) fn run_details(out: &mut String, report: &DrillReport) {
             escape_html(version)
         );
     }
-    let configuration = serde_json::to_string_pretty(&report.configuration).unwrap_or_else(|error| format!("unprintable configuration: {error}"));
+    let configuration = serde_json::to_string_pretty(&report.configuration)
+        .unwrap_or_else(|error| format!("unprintable configuration: {error}"));
     let _ = write!(
         out,
         r#"</tbody></table><details><summary>Configuration (JSON)</summary><pre>{}</pre></details></section>"#,

@@ -1,5 +1,5 @@
 //! Figures derived from a [`DrillReport`] that both renderers show: the
-//! failover time, the client-visible failure window, the phase segments and
+//! failover time, the client-visible failure window, the milestones and
 //! the per-client time series.
 
 use crate::model::{ControllerEvent, DrillReport, SecondBucket};
@@ -16,8 +16,10 @@ pub(crate) struct Derived<'a> {
     /// One series per client region, in the report's order, then any client
     /// region that only appears in the timeline.
     pub clients: Vec<ClientSeries<'a>>,
+    /// Fault, decision, drain flag, DNS changed, recovered: those that
+    /// happened, in that order (not necessarily in time order: the DNS
+    /// change and the drain flag are written in parallel).
     pub milestones: Vec<Milestone>,
-    pub segments: Vec<PhaseSegment>,
     /// The controller's events in time order; their 1-based positions are
     /// the numbers on the chart markers and in the events table.
     pub events: Vec<ControllerEvent>,
@@ -55,21 +57,6 @@ pub(crate) struct Milestone {
     pub at_s: f64,
 }
 
-/// The time between two consecutive milestones.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PhaseSegment {
-    /// detect, drain, DNS, recover (named after the milestone it ends at).
-    pub name: &'static str,
-    pub from_s: f64,
-    pub to_s: f64,
-}
-
-impl PhaseSegment {
-    pub fn duration_s(&self) -> f64 {
-        self.to_s - self.from_s
-    }
-}
-
 /// ok / requests for one bucket; `None` for a second without requests.
 pub(crate) fn success_ratio(bucket: &SecondBucket) -> Option<f64> {
     if bucket.requests == 0 {
@@ -98,7 +85,6 @@ impl<'a> Derived<'a> {
             None
         };
         let milestones = milestones(report);
-        let segments = segments(&milestones);
         let mut events = report.events.clone();
         events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         Self {
@@ -108,7 +94,6 @@ impl<'a> Derived<'a> {
             overall_success,
             clients,
             milestones,
-            segments,
             events,
         }
     }
@@ -176,28 +161,69 @@ fn milestones(report: &DrillReport) -> Vec<Milestone> {
     .collect()
 }
 
-fn segments(milestones: &[Milestone]) -> Vec<PhaseSegment> {
-    milestones
-        .windows(2)
-        .map(|pair| PhaseSegment {
-            name: match pair[1].label {
-                "decision" => "detect",
-                "drain flag" => "drain",
-                "DNS changed" => "DNS",
-                _ => "recover",
-            },
-            from_s: pair[0].at_s,
-            to_s: pair[1].at_s,
-        })
-        .collect()
+/// One line of the phases table.
+pub(crate) struct PhaseRow {
+    pub label: &'static str,
+    pub at_s: f64,
+    pub since_fault_s: Option<f64>,
+    /// Negative when this milestone came before the previous one (the DNS
+    /// change can land before the drain flag).
+    pub since_previous_s: Option<f64>,
 }
 
-/// The phase colours: one warm ramp, so they never read as regions.
-pub(crate) fn phase_colour(name: &str) -> &'static str {
-    match name {
-        "detect" => "#f59e0b",
-        "drain" => "#ea580c",
-        "DNS" => "#c2410c",
-        _ => "#16a34a",
+impl Derived<'_> {
+    /// The milestones with their offsets from the fault and from the
+    /// previous milestone.
+    pub fn phase_rows(&self) -> Vec<PhaseRow> {
+        let fault_at = self
+            .milestones
+            .iter()
+            .find(|milestone| milestone.label == "fault")
+            .map(|milestone| milestone.at_s);
+        let mut previous: Option<f64> = None;
+        self.milestones
+            .iter()
+            .map(|milestone| {
+                let row = PhaseRow {
+                    label: milestone.label,
+                    at_s: milestone.at_s,
+                    since_fault_s: fault_at.map(|fault| milestone.at_s - fault),
+                    since_previous_s: previous.map(|previous| milestone.at_s - previous),
+                };
+                previous = Some(milestone.at_s);
+                row
+            })
+            .collect()
+    }
+}
+
+/// "fault → DNS changed · decision +0.60 s, drain flag +0.70 s".
+pub(crate) fn failover_detail(report: &DrillReport) -> String {
+    let phases = &report.phases;
+    let Some(fault) = phases.fault_at_s else {
+        return "no fault injected".to_string();
+    };
+    let steps: Vec<String> = [
+        ("decision", phases.detected_at_s),
+        ("drain flag", phases.drained_at_s),
+    ]
+    .into_iter()
+    .filter_map(|(name, at_s)| at_s.map(|at_s| format!("{name} +{:.2} s", at_s - fault)))
+    .collect();
+    if steps.is_empty() {
+        return "fault → DNS changed".to_string();
+    }
+    format!("fault → DNS changed · {}", steps.join(", "))
+}
+
+/// The colour of a milestone's bar: one slate ramp, so that phases never
+/// read as regions.
+pub(crate) fn milestone_colour(label: &str) -> &'static str {
+    match label {
+        "fault" => "#f87171",
+        "decision" => "#1e293b",
+        "drain flag" => "#334155",
+        "DNS changed" => "#475569",
+        _ => "#64748b",
     }
 }

@@ -1,17 +1,13 @@
 //! SVG building blocks shared by the charts: the plot frame and its scales,
-//! axes, fault shading, controller-event markers and gap-aware lines.
+//! axes, the 1-2-5 steps of value axes, gap-aware lines and "no data"
+//! messages.
 
 use std::fmt::Write;
 
-use super::format::{coordinate as c, escape_html, event_kind_label};
-use crate::model::{ControllerEvent, FaultWindow};
+use super::format::{coordinate as c, escape_html};
 
 /// Font size of tick labels, in SVG user units (about pixels at full width).
 pub(crate) const TICK_FONT: f64 = 12.0;
-/// Height of one row of marker badges or fault labels above the plot.
-const MARKER_ROW: f64 = 18.0;
-/// At most this many badge rows; more events simply share the last row.
-const MAX_MARKER_ROWS: usize = 3;
 
 /// A chart's size, margins and x range; maps data to SVG coordinates.
 #[derive(Debug, Clone)]
@@ -29,11 +25,19 @@ pub(crate) struct Frame {
 /// How values map to the vertical axis.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum YScale {
-    Linear { max: f64 },
-    Log { min: f64, max: f64 },
+    Linear {
+        max: f64,
+    },
+    Log {
+        min: f64,
+        max: f64,
+    },
     /// A 0..=1 ratio where everything above `knee` gets `knee_share` of the
     /// height: 0-100% stays visible and a dip from 100% to 98% stays readable.
-    Success { knee: f64, knee_share: f64 },
+    Success {
+        knee: f64,
+        knee_share: f64,
+    },
 }
 
 impl YScale {
@@ -89,7 +93,7 @@ impl Frame {
     /// Grows the top margin by `rows` marker rows and the height with it, so
     /// the plot keeps its size.
     pub fn with_marker_rows(mut self, rows: usize) -> Self {
-        let extra = rows as f64 * MARKER_ROW;
+        let extra = rows as f64 * super::markers::MARKER_ROW;
         self.top += extra;
         self.height += extra;
         self
@@ -112,7 +116,13 @@ pub(crate) fn close(out: &mut String) {
 }
 
 /// Horizontal grid lines with labels on the left, and the y axis title.
-pub(crate) fn y_axis(out: &mut String, frame: &Frame, scale: YScale, ticks: &[(f64, String)], title: &str) {
+pub(crate) fn y_axis(
+    out: &mut String,
+    frame: &Frame,
+    scale: YScale,
+    ticks: &[(f64, String)],
+    title: &str,
+) {
     for (value, label) in ticks {
         let y = frame.y(scale, *value);
         let _ = write!(
@@ -178,127 +188,6 @@ fn tick_step(span: f64) -> f64 {
         .unwrap_or(1800.0)
 }
 
-/// Shades every fault's window over the plot (under the data).
-pub(crate) fn fault_shading(out: &mut String, frame: &Frame, faults: &[FaultWindow]) {
-    for fault in faults {
-        let x1 = frame.x(fault.start_s);
-        let x2 = frame.x(fault.end_s.unwrap_or(frame.x_max));
-        let _ = write!(
-            out,
-            r#"<rect class="fault" x="{x}" y="{y}" width="{w}" height="{h}"><title>{title}</title></rect>"#,
-            x = c(x1),
-            y = c(frame.plot_top()),
-            w = c((x2 - x1).max(1.0)),
-            h = c(frame.plot_height()),
-            title = escape_html(&fault_label(fault)),
-        );
-    }
-}
-
-/// "region-kill us-east-1 (20.0-60.0 s)".
-pub(crate) fn fault_label(fault: &FaultWindow) -> String {
-    let end = fault
-        .end_s
-        .map(|end| format!("{end:.1} s"))
-        .unwrap_or_else(|| "end".to_string());
-    format!("{} {} ({:.1} s to {end})", fault.kind, fault.target, fault.start_s)
-}
-
-/// Rows for labels at `positions` (x, width) so that no two in a row
-/// overlap; greedy, left to right, at most `max_rows` rows.
-pub(crate) fn place_in_rows(positions: &[(f64, f64)], max_rows: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..positions.len()).collect();
-    order.sort_by(|a, b| positions[*a].0.total_cmp(&positions[*b].0));
-    let mut row_ends: Vec<f64> = Vec::new();
-    let mut rows = vec![0; positions.len()];
-    for index in order {
-        let (x, width) = positions[index];
-        let start = x - width / 2.0;
-        let row = row_ends
-            .iter()
-            .position(|end| *end + 3.0 <= start)
-            .unwrap_or(row_ends.len())
-            .min(max_rows.saturating_sub(1));
-        if row == row_ends.len() {
-            row_ends.push(f64::MIN);
-        }
-        row_ends[row] = row_ends[row].max(x + width / 2.0);
-        rows[index] = row;
-    }
-    rows
-}
-
-/// Badge rows the events need on this frame (0 without events).
-pub(crate) fn marker_rows(frame: &Frame, events: &[ControllerEvent]) -> usize {
-    let rows = badge_rows(frame, events);
-    rows.iter().max().map(|row| row + 1).unwrap_or(0)
-}
-
-fn badge_rows(frame: &Frame, events: &[ControllerEvent]) -> Vec<usize> {
-    let positions: Vec<(f64, f64)> = events
-        .iter()
-        .enumerate()
-        .map(|(index, event)| (frame.x(event.at_s), badge_width(index + 1)))
-        .collect();
-    place_in_rows(&positions, MAX_MARKER_ROWS)
-}
-
-fn badge_width(number: usize) -> f64 {
-    if number >= 10 {
-        22.0
-    } else {
-        16.0
-    }
-}
-
-/// Dashed vertical lines for the controller's events, and numbered badges
-/// above the plot (numbers match the events table) when `badges` says so.
-pub(crate) fn event_markers(out: &mut String, frame: &Frame, events: &[ControllerEvent], badges: Badges) {
-    let rows = badge_rows(frame, events);
-    for (index, event) in events.iter().enumerate() {
-        let x = frame.x(event.at_s);
-        let number = index + 1;
-        let title = format!(
-            "{number}. {} at {:.2} s{}",
-            event_kind_label(&event.kind),
-            event.at_s,
-            event.region.as_deref().map(|region| format!(" ({region})")).unwrap_or_default(),
-        );
-        let _ = write!(
-            out,
-            r#"<line class="event" x1="{x}" x2="{x}" y1="{y1}" y2="{y2}"><title>{title}</title></line>"#,
-            x = c(x),
-            y1 = c(frame.plot_top()),
-            y2 = c(frame.plot_bottom()),
-            title = escape_html(&title),
-        );
-        if badges == Badges::Hidden {
-            continue;
-        }
-        let centre_y = frame.plot_top() - 10.0 - rows[index] as f64 * MARKER_ROW;
-        let width = badge_width(number);
-        let _ = write!(
-            out,
-            r#"<g class="badge"><title>{title}</title><line x1="{x}" x2="{x}" y1="{ly1}" y2="{ly2}"/><rect x="{rx}" y="{ry}" width="{w}" height="16" rx="8"/><text x="{x}" y="{ty}" text-anchor="middle">{number}</text></g>"#,
-            x = c(x),
-            ly1 = c(centre_y + 8.0),
-            ly2 = c(frame.plot_top()),
-            rx = c(x - width / 2.0),
-            ry = c(centre_y - 8.0),
-            w = c(width),
-            ty = c(centre_y + 4.0),
-            title = escape_html(&title),
-        );
-    }
-}
-
-/// Whether [`event_markers`] draws the numbered badges or only the lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Badges {
-    Shown,
-    Hidden,
-}
-
 /// A line through `points` (x in seconds, y value or `None` for a gap);
 /// gaps split the line instead of being drawn as zero.
 pub(crate) fn line_with_gaps(
@@ -316,13 +205,22 @@ pub(crate) fn line_with_gaps(
             continue;
         };
         let command = if pen_down { 'L' } else { 'M' };
-        let _ = write!(path, "{command}{} {} ", c(frame.x(*seconds)), c(frame.y(scale, *value)));
+        let _ = write!(
+            path,
+            "{command}{} {} ",
+            c(frame.x(*seconds)),
+            c(frame.y(scale, *value))
+        );
         pen_down = true;
     }
     if path.is_empty() {
         return;
     }
-    let dash = if style.dashed { r#" stroke-dasharray="6 4""# } else { "" };
+    let dash = if style.dashed {
+        r#" stroke-dasharray="6 4""#
+    } else {
+        ""
+    };
     let _ = write!(
         out,
         r#"<path d="{path}" fill="none" stroke="{colour}" stroke-width="{width}" stroke-linejoin="round"{dash}/>"#,
@@ -351,22 +249,84 @@ pub(crate) fn no_data(out: &mut String, frame: &Frame, message: &str) {
     );
 }
 
+/// The 1-2-5 values from 0.1 ms up, the steps of the latency axis.
+pub(crate) fn one_two_five() -> impl Iterator<Item = f64> {
+    (-1..7).flat_map(|exponent| [1.0, 2.0, 5.0].map(|mantissa| mantissa * 10f64.powi(exponent)))
+}
+
+/// The log axis range: the 1-2-5 steps around the data, at least a decade.
+pub(crate) fn latency_range(values: &[f64]) -> Option<(f64, f64)> {
+    let low = values.iter().copied().reduce(f64::min)?;
+    let high = values.iter().copied().reduce(f64::max)?;
+    let min = one_two_five()
+        .filter(|step| *step <= low)
+        .last()
+        .unwrap_or(0.1);
+    let max = one_two_five()
+        .find(|step| *step >= high)
+        .unwrap_or(5_000_000.0);
+    Some((min, max.max(min * 10.0)))
+}
+
+/// Tick values: every 1-2-5 step over up to three decades, only powers of
+/// ten beyond that (so labels never crowd).
+pub(crate) fn latency_ticks(min: f64, max: f64) -> Vec<f64> {
+    let decades = (max / min).log10();
+    one_two_five()
+        .filter(|value| *value >= min * 0.999 && *value <= max * 1.001)
+        .filter(|value| decades <= 3.0 || (value.log10() - value.log10().round()).abs() < 1e-9)
+        .collect()
+}
+
+pub(crate) fn latency_tick_label(value: f64) -> String {
+    if value >= 1000.0 {
+        return format!("{} s", value / 1000.0);
+    }
+    format!("{value} ms")
+}
+
+/// The smallest 1-2-5 step at or above `value` (at least 1).
+pub(crate) fn nice_ceiling(value: f64) -> f64 {
+    one_two_five()
+        .find(|step| *step >= value.max(1.0))
+        .unwrap_or(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn close_labels_go_to_separate_rows() {
-        let rows = place_in_rows(&[(100.0, 16.0), (104.0, 16.0), (140.0, 16.0), (300.0, 16.0)], 3);
-        assert_eq!(rows, vec![0, 1, 0, 0]);
-    }
-
-    #[test]
     fn success_scale_expands_the_top_band() {
-        let scale = YScale::Success { knee: 0.9, knee_share: 0.75 };
+        let scale = YScale::Success {
+            knee: 0.9,
+            knee_share: 0.75,
+        };
         assert_eq!(scale.fraction(0.0), 0.0);
         assert!((scale.fraction(0.9) - 0.25).abs() < 1e-9);
         assert!((scale.fraction(1.0) - 1.0).abs() < 1e-9);
         assert!(scale.fraction(0.99) - scale.fraction(0.98) > 0.05);
+    }
+
+    #[test]
+    fn latency_axis_brackets_the_data_with_readable_ticks() {
+        let (min, max) = latency_range(&[3.2, 48.0, 1400.0]).unwrap();
+        assert_eq!((min, max), (2.0, 2000.0));
+        let ticks = latency_ticks(min, max);
+        assert_eq!(ticks.first(), Some(&2.0));
+        assert_eq!(ticks.last(), Some(&2000.0));
+        assert_eq!(latency_tick_label(2000.0), "2 s");
+        let wide = latency_ticks(0.1, 100_000.0);
+        assert_eq!(
+            wide,
+            vec![0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0]
+        );
+    }
+
+    #[test]
+    fn request_axis_rounds_up_to_a_round_number() {
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(43.0), 50.0);
+        assert_eq!(nice_ceiling(101.0), 200.0);
     }
 }
