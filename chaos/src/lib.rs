@@ -2,13 +2,13 @@
 //! drills that measure availability, failover time and lost writes.
 #![forbid(unsafe_code)]
 
-pub mod model;
-pub mod report;
+pub mod analysis;
 pub mod deployment;
+pub mod drill;
 pub mod load;
+pub mod model;
 pub mod postgres;
 pub mod proxy;
+pub mod report;
 pub mod spec;
-pub mod analysis;
-pub mod drill;
 pub mod verify;

@@ -117,14 +117,22 @@ pub fn resolver(dns_servers: &[SocketAddr], source: IpAddr, cache: bool) -> Toki
     options.attempts = 1;
     options.cache_size = if cache { 32 } else { 0 };
     options.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-    options.server_ordering_strategy = hickory_resolver::config::ServerOrderingStrategy::QueryStatistics;
-    let mut builder = TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+    options.server_ordering_strategy =
+        hickory_resolver::config::ServerOrderingStrategy::QueryStatistics;
+    let mut builder =
+        TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
     *builder.options_mut() = options;
     builder.build()
 }
 
 /// Runs the load to its end (or until `abort` is set) and returns the history.
-pub async fn run(plan: Plan, target: Target, t0: Instant, live: Arc<LiveCounters>, abort: Arc<AtomicBool>) -> Vec<Operation> {
+pub async fn run(
+    plan: Plan,
+    target: Target,
+    t0: Instant,
+    live: Arc<LiveCounters>,
+    abort: Arc<AtomicBool>,
+) -> Vec<Operation> {
     let mut tasks = Vec::new();
     for (offset, client_region) in plan.client_regions.iter().enumerate() {
         let source = target.client_addresses[client_region];
@@ -189,7 +197,11 @@ async fn client_loop(
         }
         let pick = rng.gen::<u64>();
         let request = if write {
-            Request::Transfer { key: Uuid::new_v4().to_string(), from, to }
+            Request::Transfer {
+                key: Uuid::new_v4().to_string(),
+                from,
+                to,
+            }
         } else {
             Request::Read { account: from }
         };
@@ -215,7 +227,9 @@ enum Request {
 
 /// The result of one attempt.
 enum Attempt {
-    Ok { served_by: Option<String> },
+    Ok {
+        served_by: Option<String>,
+    },
     /// Definitely not applied (refused, or an answer that says so).
     Failed(String),
     /// May have been applied.
@@ -223,7 +237,13 @@ enum Attempt {
 }
 
 impl RegionClient {
-    async fn execute(&self, request: Request, intended: Instant, t0: Instant, pick: u64) -> Operation {
+    async fn execute(
+        &self,
+        request: Request,
+        intended: Instant,
+        t0: Instant,
+        pick: u64,
+    ) -> Operation {
         let (kind, key) = match &request {
             Request::Read { .. } => ("read", None),
             Request::Transfer { key, .. } => ("write", Some(key.clone())),
@@ -336,7 +356,9 @@ impl RegionClient {
                     Attempt::Maybe(format!("{address}: {status}"))
                 }
             }
-            Err(error) if error.is_connect() => Attempt::Failed(format!("{address}: connect: {error}")),
+            Err(error) if error.is_connect() => {
+                Attempt::Failed(format!("{address}: connect: {error}"))
+            }
             Err(error) if error.is_timeout() => Attempt::Maybe(format!("{address}: timeout")),
             Err(error) => Attempt::Maybe(format!("{address}: {error}")),
         }

@@ -26,22 +26,44 @@ impl Postgres {
         let dir = std::env::temp_dir().join(format!("chaos-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         run(Command::new("chown").arg("postgres:").arg(&dir))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let server = Self { bin, dir, port };
-        as_postgres(&server.bin.join("initdb"), &[
-            "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "-D",
-            &server.data().display().to_string(),
-        ])?;
+        as_postgres(
+            &server.bin.join("initdb"),
+            &[
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+                &server.data().display().to_string(),
+            ],
+        )?;
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off",
             server.dir.display()
         );
-        as_postgres(&server.bin.join("pg_ctl"), &[
-            "-w", "-t", "60", "-o", &options, "-l",
-            &server.dir.join("server.log").display().to_string(),
-            "-D", &server.data().display().to_string(), "start",
-        ])?;
+        as_postgres(
+            &server.bin.join("pg_ctl"),
+            &[
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "-l",
+                &server.dir.join("server.log").display().to_string(),
+                "-D",
+                &server.data().display().to_string(),
+                "start",
+            ],
+        )?;
         Ok(server)
     }
 
@@ -65,9 +87,17 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"), &[
-            "-m", "immediate", "-w", "stop", "-D", &self.data().display().to_string(),
-        ]);
+        let _ = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+                "-D",
+                &self.data().display().to_string(),
+            ],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -91,13 +121,21 @@ fn install() -> anyhow::Result<()> {
 }
 
 fn as_postgres(program: &Path, args: &[&str]) -> anyhow::Result<()> {
-    run(Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(args))
+    run(Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args))
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
     if !output.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
 }

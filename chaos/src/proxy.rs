@@ -58,7 +58,11 @@ impl Proxy {
             blocked_sources: BTreeSet::new(),
         });
         tokio::spawn(serve(Some(listener), listen, upstream, receiver));
-        Ok(Self { listen, upstream, state })
+        Ok(Self {
+            listen,
+            upstream,
+            state,
+        })
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -152,7 +156,12 @@ async fn flowing(state: &mut watch::Receiver<ProxyState>, source: IpAddr) -> Opt
     }
 }
 
-async fn forward(mut client: TcpStream, source: IpAddr, upstream: SocketAddr, mut state: watch::Receiver<ProxyState>) {
+async fn forward(
+    mut client: TcpStream,
+    source: IpAddr,
+    upstream: SocketAddr,
+    mut state: watch::Receiver<ProxyState>,
+) {
     if flowing(&mut state, source).await.is_none() {
         return;
     }
@@ -229,7 +238,11 @@ mod tests {
     }
 
     async fn free_address() -> SocketAddr {
-        TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -240,7 +253,10 @@ mod tests {
 
         proxy.set_mode(Mode::Hold);
         let held = tokio::time::timeout(Duration::from_millis(300), round_trip(proxy.listen)).await;
-        assert!(held.is_err(), "a held connection times out instead of failing fast");
+        assert!(
+            held.is_err(),
+            "a held connection times out instead of failing fast"
+        );
 
         proxy.set_mode(Mode::Down);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -255,7 +271,8 @@ mod tests {
 
         proxy.heal();
         proxy.block_source("127.0.0.1".parse().unwrap());
-        let partitioned = tokio::time::timeout(Duration::from_millis(300), round_trip(proxy.listen)).await;
+        let partitioned =
+            tokio::time::timeout(Duration::from_millis(300), round_trip(proxy.listen)).await;
         assert!(partitioned.is_err(), "a blocked source is held");
         proxy.heal();
         assert_eq!(round_trip(proxy.listen).await.unwrap(), b"ping");

@@ -13,10 +13,16 @@ use crate::model::Totals;
 
 /// Reads `/v1/ledger/summary` from the first instance that answers.
 pub async fn api_summary(instances: &[SocketAddr]) -> anyhow::Result<serde_json::Value> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     for _ in 0..10 {
         for address in instances {
-            if let Ok(response) = client.get(format!("http://{address}/v1/ledger/summary")).send().await {
+            if let Ok(response) = client
+                .get(format!("http://{address}/v1/ledger/summary"))
+                .send()
+                .await
+            {
                 if response.status().is_success() {
                     return Ok(response.json().await?);
                 }
@@ -29,13 +35,20 @@ pub async fn api_summary(instances: &[SocketAddr]) -> anyhow::Result<serde_json:
 
 /// Checks the history against the database; fills the write and balance
 /// fields of `totals`.
-pub async fn check_writes(database_url: &str, history: &[Operation], totals: &mut Totals) -> anyhow::Result<()> {
+pub async fn check_writes(
+    database_url: &str,
+    history: &[Operation],
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
         .await
         .context("cannot connect to the database for verification")?;
     tokio::spawn(connection);
     let rows = client
-        .query("SELECT idempotency_key, count(*) FROM transfers GROUP BY idempotency_key", &[])
+        .query(
+            "SELECT idempotency_key, count(*) FROM transfers GROUP BY idempotency_key",
+            &[],
+        )
         .await?;
     let present: HashMap<String, i64> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
     for operation in history.iter().filter(|op| op.kind == "write") {
