@@ -32,10 +32,12 @@ async fn main() -> anyhow::Result<()> {
                 .context("service stopped with an error")?;
         }
         Command::Migrate => {
-            let pool = service::db::connect(&settings)
+            let pool = service::db::connect(&settings).context("invalid database settings")?;
+            let mut connection = pool
+                .acquire()
                 .await
                 .context("failed to connect to the database")?;
-            let report = service::db::migrate(&pool, &settings)
+            let report = service::db::migrate(&mut connection, &settings)
                 .await
                 .context("migration failed")?;
             tracing::info!(dialect = ?report.dialect, statements = report.cockroach_statements, "migrations applied");

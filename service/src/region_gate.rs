@@ -10,10 +10,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::db::Dialect;
+use crate::db::{Dialect, Pool};
 use crate::metrics::Metrics;
 
 /// What `/healthz/region` says about this instance's region.
@@ -91,7 +90,7 @@ impl RegionGate {
 #[derive(Debug)]
 pub struct Refresher {
     pub gate: RegionGate,
-    pub pool: PgPool,
+    pub pool: Pool,
     pub region: String,
     pub interval: Duration,
     pub query_timeout: Duration,
@@ -128,16 +127,25 @@ impl Refresher {
     }
 
     async fn read_once(&self) -> Result<Option<(String, String)>, sqlx::Error> {
-        if self.dialect.get().is_none() {
-            let dialect = Dialect::detect(&self.pool).await?;
-            tracing::info!(?dialect, "database dialect detected");
-            let _ = self.dialect.set(dialect);
-        }
-        let row: Option<(bool, String, String)> =
-            sqlx::query_as("SELECT drained, reason, actor FROM region_state WHERE region = $1")
-                .bind(&self.region)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.and_then(|(drained, reason, actor)| drained.then_some((reason, actor))))
+        let dialect = self.dialect.clone();
+        let region = self.region.clone();
+        self.pool
+            .run(move |connection| {
+                Box::pin(async move {
+                    if dialect.get().is_none() {
+                        let detected = Dialect::detect(&mut *connection).await?;
+                        tracing::info!(dialect = ?detected, "database dialect detected");
+                        let _ = dialect.set(detected);
+                    }
+                    let row: Option<(bool, String, String)> = sqlx::query_as(
+                        "SELECT drained, reason, actor FROM region_state WHERE region = $1",
+                    )
+                    .bind(&region)
+                    .fetch_optional(connection)
+                    .await?;
+                    Ok(row.and_then(|(drained, reason, actor)| drained.then_some((reason, actor))))
+                })
+            })
+            .await
     }
 }

@@ -37,11 +37,13 @@ impl Application {
     /// tests) and connects the pool lazily: the service starts, unready,
     /// while the database is unreachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = crate::db::connect(&settings)
-            .await
-            .context("invalid database settings")?;
+        let pool = crate::db::connect(&settings).context("invalid database settings")?;
         if settings.migrate_on_start {
-            crate::db::migrate(&pool, &settings)
+            let mut connection = pool
+                .acquire()
+                .await
+                .context("cannot connect to migrate on start")?;
+            crate::db::migrate(&mut connection, &settings)
                 .await
                 .context("migration on start failed")?;
         }
@@ -181,13 +183,14 @@ fn admin_router(state: AppState) -> Router {
         get(move || {
             let state = state.clone();
             async move {
-                let pool = &state.transactor.pool;
-                let idle = pool.num_idle() as i64;
+                let pool = state.transactor.pool.state();
                 let connections = &state.metrics.db_pool_connections;
-                connections.with_label_values(&["idle"]).set(idle);
+                connections
+                    .with_label_values(&["idle"])
+                    .set(pool.idle as i64);
                 connections
                     .with_label_values(&["active"])
-                    .set(i64::from(pool.size()) - idle);
+                    .set(pool.size.saturating_sub(pool.idle) as i64);
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,

@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, Row};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::cockroach::FOLLOWER_READ_CLAUSE;
 use super::retry::{Transactor, TxError};
-use super::Dialect;
+use super::{Dialect, Pool};
 
 /// An account as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -263,12 +263,14 @@ where
     match attempt().await {
         Err(TxError::CommitOutcomeUnknown(error)) => {
             tracing::warn!(%error, key = %request.key, "commit outcome unknown; resolving through the idempotency key");
-            let mut connection = transactor
+            let owned = request.clone();
+            let lookup = transactor
                 .pool
-                .acquire()
-                .await
-                .map_err(|_| TxError::PoolTimeout)?;
-            match lookup_key(&mut connection, request).await {
+                .run(move |connection| {
+                    Box::pin(async move { lookup_key(connection, &owned).await })
+                })
+                .await;
+            match lookup {
                 Ok(Some(stored)) => Ok(stored.map(|stored| StoredResponse {
                     replayed: false,
                     ..stored
@@ -316,7 +318,7 @@ pub enum Consistency {
 }
 
 pub async fn get_account(
-    pool: &PgPool,
+    pool: &Pool,
     dialect: Dialect,
     id: Uuid,
     consistency: Consistency,
@@ -327,17 +329,31 @@ pub async fn get_account(
         ),
         _ => "SELECT id, owner, balance, home_region, created_at FROM accounts WHERE id = $1".to_owned(),
     };
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
-    row.as_ref().map(account_from_row).transpose()
+    pool.run(move |connection| {
+        Box::pin(async move {
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(connection)
+                .await?;
+            row.as_ref().map(account_from_row).transpose()
+        })
+    })
+    .await
 }
 
-pub async fn get_transfer(pool: &PgPool, id: Uuid) -> Result<Option<Transfer>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, from_account, to_account, amount, served_by_region, created_at FROM transfers WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+pub async fn get_transfer(pool: &Pool, id: Uuid) -> Result<Option<Transfer>, sqlx::Error> {
+    let row = pool
+        .run(move |connection| {
+            Box::pin(
+                sqlx::query(
+                    "SELECT id, from_account, to_account, amount, served_by_region, created_at \
+                     FROM transfers WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(connection),
+            )
+        })
+        .await?;
     row.map(|row| {
         Ok(Transfer {
             id: row.try_get("id")?,
@@ -352,15 +368,20 @@ pub async fn get_transfer(pool: &PgPool, id: Uuid) -> Result<Option<Transfer>, s
 }
 
 /// One statement, hence one snapshot, for every figure.
-pub async fn summary(pool: &PgPool) -> Result<LedgerSummary, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT (SELECT count(*) FROM accounts) AS accounts, \
-                (SELECT count(*) FROM transfers) AS transfers, \
-                (SELECT COALESCE(sum(balance), 0)::TEXT FROM accounts) AS total_balance, \
-                (SELECT COALESCE(min(balance), 0) FROM accounts) AS min_balance",
-    )
-    .fetch_one(pool)
-    .await?;
+pub async fn summary(pool: &Pool) -> Result<LedgerSummary, sqlx::Error> {
+    let row = pool
+        .run(|connection| {
+            Box::pin(
+                sqlx::query(
+                    "SELECT (SELECT count(*) FROM accounts) AS accounts, \
+                            (SELECT count(*) FROM transfers) AS transfers, \
+                            (SELECT COALESCE(sum(balance), 0)::TEXT FROM accounts) AS total_balance, \
+                            (SELECT COALESCE(min(balance), 0) FROM accounts) AS min_balance",
+                )
+                .fetch_one(connection),
+            )
+        })
+        .await?;
     let total: String = row.try_get("total_balance")?;
     Ok(LedgerSummary {
         accounts: row.try_get("accounts")?,

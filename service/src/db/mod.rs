@@ -7,13 +7,16 @@
 
 pub mod cockroach;
 pub mod ledger;
+pub mod pool;
 pub mod retry;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Executor, PgConnection};
+
+pub use pool::Pool;
 
 use crate::config::Settings;
 
@@ -26,9 +29,9 @@ pub enum Dialect {
 
 impl Dialect {
     /// Reads the server's version string.
-    pub async fn detect(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn detect(connection: &mut PgConnection) -> Result<Self, sqlx::Error> {
         let version: String = sqlx::query_scalar("SELECT version()")
-            .fetch_one(pool)
+            .fetch_one(connection)
             .await?;
         Ok(Self::from_version(&version))
     }
@@ -42,33 +45,17 @@ impl Dialect {
     }
 }
 
-/// Builds a lazy pool: the service starts (unready) even while the database
-/// is unreachable, and every connection gets the statement timeout.
-pub async fn connect(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+/// Builds a lazy pool: the service starts (unready) while the database is
+/// unreachable, and every connection gets the statement timeout.
+pub fn connect(settings: &Settings) -> Result<Pool, sqlx::Error> {
     let options = PgConnectOptions::from_str(settings.database_url.expose())?
         .application_name(&format!("ledger-service/{}", settings.region));
-    let statement_timeout = format!(
-        "SET statement_timeout = {}",
-        settings.database_statement_timeout_ms
-    );
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.database_pool_size)
-        .min_connections(0)
-        // A broken connection surfaces as an error on first use and the retry
-        // helper re-runs on a fresh one; pinging before every acquire would
-        // cost a round trip per request.
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms))
-        .idle_timeout(Some(Duration::from_secs(60)))
-        .after_connect(move |conn, _meta| {
-            let statement_timeout = statement_timeout.clone();
-            Box::pin(async move {
-                conn.execute(statement_timeout.as_str()).await?;
-                Ok(())
-            })
-        })
-        .connect_lazy_with(options);
-    Ok(pool)
+    Ok(Pool::new(
+        options,
+        settings.database_pool_size as usize,
+        Duration::from_millis(settings.database_acquire_timeout_ms),
+        settings.database_statement_timeout_ms,
+    ))
 }
 
 /// What `migrate` did.
@@ -81,9 +68,12 @@ pub struct MigrationReport {
 
 /// Applies the schema migrations; on CockroachDB also the multi-region DDL
 /// generated from `database_regions`.
-pub async fn migrate(pool: &PgPool, settings: &Settings) -> anyhow::Result<MigrationReport> {
+pub async fn migrate(
+    connection: &mut PgConnection,
+    settings: &Settings,
+) -> anyhow::Result<MigrationReport> {
     use anyhow::Context;
-    let dialect = Dialect::detect(pool)
+    let dialect = Dialect::detect(connection)
         .await
         .context("cannot read the server version")?;
     let mut migrator = sqlx::migrate!("./migrations");
@@ -95,7 +85,7 @@ pub async fn migrate(pool: &PgPool, settings: &Settings) -> anyhow::Result<Migra
         migrator.set_locking(false);
     }
     migrator
-        .run(pool)
+        .run(&mut *connection)
         .await
         .context("schema migration failed")?;
 
@@ -103,10 +93,11 @@ pub async fn migrate(pool: &PgPool, settings: &Settings) -> anyhow::Result<Migra
     if dialect == Dialect::Cockroach && !settings.database_regions.is_empty() {
         let layout = settings.cockroach_layout()?;
         let database: String = sqlx::query_scalar("SELECT current_database()")
-            .fetch_one(pool)
+            .fetch_one(&mut *connection)
             .await?;
         for statement in cockroach::multi_region_ddl(&layout.for_database(&database)) {
-            pool.execute(statement.as_str())
+            connection
+                .execute(statement.as_str())
                 .await
                 .with_context(|| format!("multi-region statement failed: {statement}"))?;
             cockroach_statements += 1;

@@ -18,9 +18,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use rand::Rng;
-use sqlx::pool::PoolConnection;
-use sqlx::{Executor, PgConnection, PgPool, Postgres};
+use sqlx::{Executor, PgConnection};
 
+use super::pool::{Connection, Pool};
 use crate::metrics::Metrics;
 
 /// A boxed future borrowing the connection for `'c`.
@@ -73,7 +73,7 @@ pub enum TxError {
 /// Runs serializable transactions with the retry policy, counting re-runs.
 #[derive(Debug, Clone)]
 pub struct Transactor {
-    pub pool: PgPool,
+    pub pool: Pool,
     pub policy: RetryPolicy,
     pub metrics: Metrics,
 }
@@ -99,11 +99,15 @@ impl Transactor {
     {
         let mut attempt = 0;
         loop {
-            let mut connection = self.pool.acquire().await.map_err(|error| match error {
+            let connection = self.pool.acquire().await.map_err(|error| match error {
                 sqlx::Error::PoolTimedOut => TxError::PoolTimeout,
                 other => TxError::Database(other),
             })?;
-            match attempt_once(&mut connection, &mut body).await {
+            let mut guard = TransactionGuard {
+                connection: Some(connection),
+                clean: true,
+            };
+            match attempt_once(&mut guard, &mut body).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(AttemptError::Retryable { error, sqlstate }) => {
                     if attempt >= self.policy.max_retries {
@@ -117,12 +121,11 @@ impl Transactor {
                         .with_label_values(&[sqlstate])
                         .inc();
                     tracing::debug!(attempt, sqlstate, %error, "re-running transaction");
-                    drop(connection);
+                    drop(guard);
                     tokio::time::sleep(self.policy.backoff(attempt)).await;
                     attempt += 1;
                 }
                 Err(AttemptError::CommitUnknown(error)) => {
-                    connection.close_on_drop();
                     return Err(TxError::CommitOutcomeUnknown(error));
                 }
                 Err(AttemptError::Fatal(error)) => return Err(TxError::Database(error)),
@@ -131,41 +134,67 @@ impl Transactor {
     }
 }
 
+/// A connection inside `BEGIN` ... `COMMIT`/`ROLLBACK`. Dropped while not
+/// clean (an error left the transaction state unknown, or the request was
+/// cancelled mid-transaction), the connection is taken out of the pool and
+/// closed, so no other request ever inherits an open transaction.
+struct TransactionGuard {
+    connection: Option<Connection>,
+    clean: bool,
+}
+
+impl TransactionGuard {
+    fn connection(&mut self) -> &mut PgConnection {
+        self.connection.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for TransactionGuard {
+    fn drop(&mut self) {
+        if !self.clean {
+            if let Some(connection) = self.connection.take() {
+                drop(deadpool::managed::Object::take(connection));
+            }
+        }
+    }
+}
+
 async fn attempt_once<T, R, F>(
-    connection: &mut PoolConnection<Postgres>,
+    guard: &mut TransactionGuard,
     body: &mut F,
 ) -> Result<Result<T, R>, AttemptError>
 where
     F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<Result<T, R>, sqlx::Error>>,
 {
-    connection
+    guard.clean = false;
+    guard
+        .connection()
         .execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
         .await
-        .map_err(|error| {
-            connection.close_on_drop();
-            classify(error)
-        })?;
-    match body(&mut *connection).await {
-        Ok(Ok(value)) => match connection.execute("COMMIT").await {
-            Ok(_) => Ok(Ok(value)),
-            Err(error) => Err(classify_commit(connection, error)),
+        .map_err(classify)?;
+    match body(guard.connection()).await {
+        Ok(Ok(value)) => match guard.connection().execute("COMMIT").await {
+            Ok(_) => {
+                guard.clean = true;
+                Ok(Ok(value))
+            }
+            Err(error) => Err(classify_commit(error)),
         },
         Ok(Err(rejection)) => {
-            rollback(connection).await;
+            rollback(guard).await;
             Ok(Err(rejection))
         }
         Err(error) => {
-            rollback(connection).await;
+            rollback(guard).await;
             Err(classify(error))
         }
     }
 }
 
-async fn rollback(connection: &mut PoolConnection<Postgres>) {
-    if connection.execute("ROLLBACK").await.is_err() {
-        // A connection in an unknown transaction state must not go back to
-        // the pool.
-        connection.close_on_drop();
+async fn rollback(guard: &mut TransactionGuard) {
+    // A failed ROLLBACK leaves the guard unclean: the connection is closed.
+    if guard.connection().execute("ROLLBACK").await.is_ok() {
+        guard.clean = true;
     }
 }
 
@@ -194,8 +223,9 @@ fn classify(error: sqlx::Error) -> AttemptError {
     }
 }
 
-/// Classifies an error raised by `COMMIT` itself.
-fn classify_commit(connection: &mut PoolConnection<Postgres>, error: sqlx::Error) -> AttemptError {
+/// Classifies an error raised by `COMMIT` itself. The connection stays
+/// unclean whatever the outcome, so it is closed rather than reused.
+fn classify_commit(error: sqlx::Error) -> AttemptError {
     match sqlstate_of(&error) {
         // CockroachDB reports retryable aborts at commit time; nothing committed.
         Some("40001") => AttemptError::Retryable {
@@ -204,10 +234,7 @@ fn classify_commit(connection: &mut PoolConnection<Postgres>, error: sqlx::Error
         },
         Some("40003") => AttemptError::CommitUnknown(error),
         _ if is_connection_error(&error) => AttemptError::CommitUnknown(error),
-        _ => {
-            connection.close_on_drop();
-            AttemptError::Fatal(error)
-        }
+        _ => AttemptError::Fatal(error),
     }
 }
 

@@ -40,7 +40,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             "the instance is shutting down".into(),
         );
     }
-    let check = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.transactor.pool);
+    let pool = &state.transactor.pool;
+    let check = pool
+        .run(|connection| Box::pin(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(connection)));
     match tokio::time::timeout(state.settings.readiness_timeout(), check).await {
         Ok(Ok(_)) => (StatusCode::OK, Json(report(&state, "ok", None))),
         Ok(Err(error)) => unavailable(&state, "database_unreachable", error.to_string()),

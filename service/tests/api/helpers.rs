@@ -83,7 +83,8 @@ impl TestApp {
             .await
             .expect("connect");
         if migrate {
-            service::db::migrate(&pool, &settings)
+            let mut connection = pool.acquire().await.expect("connect");
+            service::db::migrate(&mut connection, &settings)
                 .await
                 .expect("migrate");
         }
