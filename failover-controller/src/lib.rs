@@ -8,6 +8,8 @@
 //! - [`probe`], [`verdict`]: HTTP probes and per-vantage verdicts (K/M).
 //! - [`votes`], [`quorum`]: vote sharing through the database, tally.
 //! - [`region_machine`], [`planner`]: state machines, hold-down, safety rules.
+//! - [`early_leave`]: every replica leaves a down region out of DNS at once,
+//!   within the safety rules, without waiting for the leader.
 //! - [`lease`]: leader election with a fencing epoch.
 //! - [`actions`]: drain flag (fenced) and Route53.
 //! - [`dns`]: the authoritative DNS server.
@@ -23,6 +25,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod dns;
+pub mod early_leave;
 pub mod http;
 pub mod lease;
 pub mod metrics;

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub region_state: IntGaugeVec,
     pub region_votes: IntGaugeVec,
     pub vantage_disagreement: IntGaugeVec,
+    pub dns_serving: IntGaugeVec,
     pub decisions_total: IntCounterVec,
     pub actions_total: IntCounterVec,
     pub action_duration_seconds: HistogramVec,
@@ -86,6 +87,11 @@ impl Metrics {
             vantage_disagreement: gauge_vec(
                 "failover_vantage_disagreement",
                 "1 when the counted vantage points disagree about the region.",
+                &["region"],
+            ),
+            dns_serving: gauge_vec(
+                "failover_dns_serving",
+                "Whether this replica's DNS answers may send clients to the region: 1 serving, 0 out by its drain flag, -1 left out early by the votes (flag still clear).",
                 &["region"],
             ),
             decisions_total: counter(

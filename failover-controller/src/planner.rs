@@ -159,11 +159,7 @@ impl Planner {
     pub fn plan(&mut self, tally: &Tally, overrides: &[ActiveOverride], now: Instant) -> Plan {
         let mut plan = Plan::default();
         self.update_freeze(tally, overrides, now, &mut plan);
-        let manual_freeze = overrides.iter().find(|o| o.kind == OverrideKind::Freeze);
-        plan.frozen = manual_freeze.is_some() || self.auto_freeze.is_some();
-        plan.freeze_reason = manual_freeze
-            .map(|o| format!("manual freeze by {}: {}", o.actor, o.reason))
-            .or_else(|| self.auto_freeze.as_ref().map(|(_, why)| why.clone()));
+        (plan.frozen, plan.freeze_reason) = self.frozen(overrides);
 
         let regions: Vec<String> = self.machines.keys().cloned().collect();
         for region in regions {
@@ -214,6 +210,28 @@ impl Planner {
             }
         }
         plan
+    }
+
+    /// Followers keep the automatic freeze latch from the same shared votes
+    /// (their decisions are the leader's to record), so that their early
+    /// leave from DNS honours a freeze exactly as the leader would.
+    pub fn track_freeze(
+        &mut self,
+        tally: &Tally,
+        overrides: &[ActiveOverride],
+        now: Instant,
+    ) -> (bool, Option<String>) {
+        self.update_freeze(tally, overrides, now, &mut Plan::default());
+        self.frozen(overrides)
+    }
+
+    /// Whether automation is frozen, and why.
+    fn frozen(&self, overrides: &[ActiveOverride]) -> (bool, Option<String>) {
+        let manual_freeze = overrides.iter().find(|o| o.kind == OverrideKind::Freeze);
+        let reason = manual_freeze
+            .map(|o| format!("manual freeze by {}: {}", o.actor, o.reason))
+            .or_else(|| self.auto_freeze.as_ref().map(|(_, why)| why.clone()));
+        (reason.is_some(), reason)
     }
 
     fn plan_drain(

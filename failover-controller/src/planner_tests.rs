@@ -1,12 +1,14 @@
 //! Tests of the planner: the safety rules with paused time, and the
-//! properties of the issue (proptest).
+//! properties of the issue (proptest), which also hold for the DNS view that
+//! every replica derives with the early leave.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::time::Instant;
 
+use crate::early_leave::{DnsServing, EarlyLeave, EarlyLeaveRules, RoundFacts};
 use crate::overrides::{ActiveOverride, OverrideKind};
 use crate::planner::{PlannedAction, Planner, Rules};
 use crate::quorum::{tally, Vote};
@@ -27,13 +29,19 @@ fn rules(min_healthy: usize, max_failures: usize) -> Rules {
     }
 }
 
-/// Vantage points probing regions, the planner deciding, actions succeeding.
+/// Vantage points probing regions, the planner deciding, actions succeeding,
+/// and the DNS view a replica derives from the flags and the tally.
 struct Sim {
     regions: Vec<String>,
     trackers: BTreeMap<(String, String), VerdictTracker>,
     planner: Planner,
+    early: EarlyLeave,
+    dns: DnsServing,
     now: Instant,
     drains: Vec<String>,
+    /// False: no leader acts (it died with its region); flags stay clear and
+    /// only the early leave moves the DNS view.
+    leader_acts: bool,
 }
 
 impl Sim {
@@ -46,12 +54,20 @@ impl Sim {
                 trackers.insert((v.clone(), r.clone()), VerdictTracker::new(2, 3));
             }
         }
+        let early = EarlyLeave::new(EarlyLeaveRules {
+            min_healthy_regions: rules.min_healthy_regions,
+            max_simultaneous_failures: rules.max_simultaneous_failures,
+            return_after: rules.hold_down_base,
+        });
         Self {
             planner: Planner::new(&regions, rules, now),
+            early,
+            dns: DnsServing::default(),
             regions,
             trackers,
             now,
             drains: vec![],
+            leader_acts: true,
         }
     }
 
@@ -86,8 +102,13 @@ impl Sim {
             }
         }
         let t = tally(&self.regions, &votes);
-        let plan = self.planner.plan(&t, overrides, self.now);
-        for action in plan.actions {
+        let mut plan = Default::default();
+        if self.leader_acts {
+            plan = self.planner.plan(&t, overrides, self.now);
+        } else {
+            (plan.frozen, plan.freeze_reason) = self.planner.track_freeze(&t, overrides, self.now);
+        }
+        for action in plan.actions.clone() {
             match action {
                 PlannedAction::Drain { region, .. } => {
                     self.drains.push(region.clone());
@@ -98,6 +119,27 @@ impl Sim {
                 }
             }
         }
+        // Actions succeed at once, so a region's flag is set exactly while
+        // its machine is not healthy.
+        let drained: BTreeSet<String> = self
+            .planner
+            .machines()
+            .iter()
+            .filter(|(_, m)| m.state() != RegionState::Healthy)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let undrained: BTreeSet<String> = overrides
+            .iter()
+            .filter(|o| o.kind == OverrideKind::Undrain)
+            .filter_map(|o| o.region.clone())
+            .collect();
+        let facts = RoundFacts {
+            regions: &self.regions,
+            drained: &drained,
+            undrained_by_operator: &undrained,
+            frozen: plan.frozen,
+        };
+        self.dns = self.early.round(&facts, &t, self.now);
     }
 
     fn state(&self, region: &str) -> RegionState {
@@ -209,20 +251,71 @@ proptest! {
             sim.step(|v, r| results[(v * 5 + r) % 25], |v| heard_mask & (1 << v) != 0, &overrides);
             prop_assert!(sim.planner.serving_count() >= min_healthy,
                 "{} serving, minimum {}", sim.planner.serving_count(), min_healthy);
+            prop_assert!(sim.dns.serving.len() >= min_healthy,
+                "DNS serves {:?}, minimum {}", sim.dns.serving, min_healthy);
         }
     }
 
     /// One cut-off vantage point (it sees every region down) never causes a
-    /// drain, whatever subset of the healthy vantage points is heard from.
+    /// drain, nor removes a region from DNS, whatever subset of the healthy
+    /// vantage points is heard from.
     #[test]
     fn one_cut_off_vantage_never_drains(
-        heard in proptest::collection::vec(0u8..4, 1..80),
+        heard in proptest::collection::vec(0u8..8, 1..80),
         cut_off in 0usize..3,
     ) {
         let mut sim = Sim::new(3, rules(1, 1));
         for mask in heard {
             sim.step(|v, _| v != cut_off, |v| v == cut_off || mask & (1 << v) != 0, &[]);
             prop_assert!(sim.drains.is_empty(), "drained {:?}", sim.drains);
+            prop_assert_eq!(sim.dns.serving.len(), 3, "DNS serves {:?}", &sim.dns.serving);
+        }
+    }
+
+    /// With no leader acting (it died with its region), the replicas' early
+    /// leave alone never serves fewer than min_healthy regions in DNS, and
+    /// one cut-off vantage point never removes a region.
+    #[test]
+    fn leaderless_dns_keeps_the_safety_rules(
+        n in 2usize..=5,
+        min_seed in 0usize..5,
+        max_failures in 0usize..5,
+        cut_off in proptest::option::of(0usize..5),
+        rounds in proptest::collection::vec((proptest::collection::vec(any::<bool>(), 25), any::<u8>()), 1..60),
+    ) {
+        let min_healthy = 1 + min_seed % n;
+        let mut sim = Sim::new(n, rules(min_healthy, max_failures));
+        sim.leader_acts = false;
+        for (results, heard_mask) in rounds {
+            match cut_off.filter(|c| *c < n) {
+                // Healthy everywhere except from the cut-off vantage point.
+                Some(c) => {
+                    sim.step(|v, _| v != c, |v| v == c || heard_mask & (1 << v) != 0, &[]);
+                    prop_assert_eq!(sim.dns.serving.len(), n, "DNS serves {:?}", &sim.dns.serving);
+                }
+                None => {
+                    sim.step(|v, r| results[(v * 5 + r) % 25], |v| heard_mask & (1 << v) != 0, &[]);
+                    prop_assert!(sim.dns.serving.len() >= min_healthy,
+                        "DNS serves {:?}, minimum {}", sim.dns.serving, min_healthy);
+                }
+            }
+        }
+    }
+
+    /// A region seen down by the majority leaves DNS in the same round as
+    /// (or before) the leader drains it, and never returns before its flag
+    /// is cleared, however its probes flap afterwards.
+    #[test]
+    fn dns_returns_only_with_the_flag(flaps in proptest::collection::vec(any::<bool>(), 1..60)) {
+        let mut sim = Sim::new(3, rules(1, 1));
+        while sim.dns.serving.contains("r2") {
+            sim.step(|_, r| r != 1, |_| true, &[]);
+        }
+        for up in flaps {
+            sim.step(|_, r| r != 1 || up, |_| true, &[]);
+            let flag_clear = sim.state("r2") == RegionState::Healthy;
+            prop_assert!(!sim.dns.serving.contains("r2") || flag_clear,
+                "r2 served while {:?}", sim.state("r2"));
         }
     }
 

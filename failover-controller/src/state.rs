@@ -50,6 +50,8 @@ pub struct RegionStatus {
     pub drain_flag_updated_at: Option<DateTime<Utc>>,
     /// Whether this replica's DNS answers send clients there.
     pub dns_serving: bool,
+    /// Left out of DNS by the votes before the leader set the drain flag.
+    pub dns_left_early: bool,
     pub recent_actions: Vec<Event>,
 }
 

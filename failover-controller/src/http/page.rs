@@ -71,7 +71,11 @@ pub fn render(status: &StatusSnapshot) -> String {
             down = r.votes_down,
             dis = if r.disagreement { " &middot; <b>vantage points disagree</b>" } else { "" },
             flag = if r.drain_flag { "drained" } else { "clear" },
-            dns = if r.dns_serving { "serving" } else { "not serving" },
+            dns = match (r.dns_serving, r.dns_left_early) {
+                (true, _) => "serving",
+                (false, true) => "left early by the votes",
+                (false, false) => "not serving",
+            },
             hold = r.hold_down_ms as f64 / 1000.0,
         ));
     }

@@ -1,7 +1,7 @@
 //! One decision round: read votes, overrides, drain flags; plan; act on the
 //! drain flags if leading; publish the status, metrics and DNS view.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::Context;
 use crate::actions::drain_flag::{self, Fence, FlagWrite};
 use crate::audit::AuditKind;
 use crate::db::DbError;
+use crate::early_leave::{DnsServing, EarlyLeave, EarlyLeaveRules, RoundFacts};
 use crate::overrides;
 use crate::planner::{Plan, PlannedAction, Planner, Rules};
 use crate::quorum::{self, Tally};
@@ -35,9 +36,21 @@ pub fn planner_for(ctx: &Context) -> Planner {
     Planner::new(&ctx.settings.region_names(), rules, Instant::now())
 }
 
+/// Builds the early-leave memory from the settings: the planner's safety
+/// rules, and the base hold-down for regions no leader drained.
+pub fn early_leave_for(ctx: &Context) -> EarlyLeave {
+    let d = &ctx.settings.decision;
+    EarlyLeave::new(EarlyLeaveRules {
+        min_healthy_regions: d.min_healthy_regions,
+        max_simultaneous_failures: d.max_simultaneous_failures,
+        return_after: Duration::from_millis(d.hold_down_base_ms),
+    })
+}
+
 /// Runs decision rounds until stopped; an error ends the round, never the loop.
 pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
     let mut planner = planner_for(&ctx);
+    let mut early = early_leave_for(&ctx);
     let mut leading = false;
     let mut ticker =
         tokio::time::interval(Duration::from_millis(ctx.settings.decision.interval_ms));
@@ -47,7 +60,9 @@ pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
             _ = stop.recv() => return,
             _ = ticker.tick() => {}
         }
-        let error = round(&ctx, &mut planner, &mut leading).await.err();
+        let error = round(&ctx, &mut planner, &mut early, &mut leading)
+            .await
+            .err();
         if let Some(error) = &error {
             tracing::warn!(%error, "decision round failed");
         }
@@ -61,6 +76,7 @@ pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
 pub async fn round(
     ctx: &Context,
     planner: &mut Planner,
+    early: &mut EarlyLeave,
     leading: &mut bool,
 ) -> Result<(), DbError> {
     let regions = ctx.settings.region_names();
@@ -95,15 +111,66 @@ pub async fn round(
     } else {
         *leading = false;
         planner.follow(&drained, now);
-        let manual = active
-            .iter()
-            .find(|o| o.kind == overrides::OverrideKind::Freeze);
-        plan.frozen = manual.is_some();
-        plan.freeze_reason = manual.map(|o| format!("manual freeze by {}: {}", o.actor, o.reason));
+        (plan.frozen, plan.freeze_reason) = planner.track_freeze(&tally, &active, now);
     }
-    publish(ctx, planner, &tally, &fresh, &flags, active, &plan);
+    let dns = dns_view(ctx, early, &regions, &tally, &flags, &active, &plan);
+    publish(ctx, planner, &tally, &fresh, &flags, &dns, active, &plan);
     Ok(())
 }
+
+/// The DNS view of the round: the drain flags, minus the regions the tally
+/// sees down that the safety rules let leave early (see `early_leave`).
+fn dns_view(
+    ctx: &Context,
+    early: &mut EarlyLeave,
+    regions: &[String],
+    tally: &Tally,
+    flags: &BTreeMap<String, drain_flag::FlagRow>,
+    active: &[overrides::ActiveOverride],
+    plan: &Plan,
+) -> DnsServing {
+    let drained: BTreeSet<String> = flags
+        .iter()
+        .filter(|(_, f)| f.drained)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let undrained: BTreeSet<String> = active
+        .iter()
+        .filter(|o| o.kind == overrides::OverrideKind::Undrain)
+        .filter_map(|o| o.region.clone())
+        .collect();
+    let facts = RoundFacts {
+        regions,
+        drained: &drained,
+        undrained_by_operator: &undrained,
+        frozen: plan.frozen,
+    };
+    let before = early.left_out();
+    let view = early.round(&facts, tally, Instant::now());
+    for region in view.left_early.difference(&before) {
+        let votes = tally.regions.get(region);
+        let detail = votes
+            .map(|t| format!("{} down, {} up; drain flag still clear", t.down, t.up))
+            .unwrap_or_default();
+        tracing::info!(%region, %detail, "left out of DNS early by the votes");
+        ctx.state.push_event(Event {
+            at: Utc::now(),
+            region: Some(region.clone()),
+            kind: "dns".into(),
+            name: "dns_leave_early".into(),
+            actor: AUTOMATION_ACTOR.into(),
+            outcome: "ok".into(),
+            detail,
+            duration_ms: None,
+        });
+    }
+    for (region, why) in &view.kept {
+        tracing::debug!(%region, ?why, "down by the votes, kept in DNS by a safety rule");
+    }
+    view
+}
+
+const AUTOMATION_ACTOR: &str = "automation";
 
 async fn record_decisions(ctx: &Context, plan: &Plan, tally: &Tally) {
     for decision in &plan.decisions {

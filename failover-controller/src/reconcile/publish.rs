@@ -1,5 +1,6 @@
-//! Publishing one round's view: the DNS view (from the drain flags, so every
-//! replica answers alike), the metrics, and the `/status` snapshot.
+//! Publishing one round's view: the DNS view (the drain flags minus the
+//! regions left out early by the shared votes, so every replica answers
+//! alike), the metrics, and the `/status` snapshot.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 use super::Context;
 use crate::actions::drain_flag::FlagRow;
 use crate::dns::DnsView;
+use crate::early_leave::DnsServing;
 use crate::overrides::ActiveOverride;
 use crate::planner::{Plan, Planner};
 use crate::quorum::{Tally, Vote};
@@ -16,19 +18,22 @@ use crate::region_machine::RegionState;
 use crate::state::{RegionStatus, StatusSnapshot, VoteStatus};
 
 /// Publishes the DNS view, metrics and the status snapshot.
+#[allow(clippy::too_many_arguments)]
 pub fn publish(
     ctx: &Context,
     planner: &Planner,
     tally: &Tally,
     fresh: &[Vote],
     flags: &BTreeMap<String, FlagRow>,
+    dns: &DnsServing,
     active: Vec<ActiveOverride>,
     plan: &Plan,
 ) {
     let regions = ctx.settings.region_names();
+    // Configuration order, as `/status` always listed them.
     let serving: Vec<String> = regions
         .iter()
-        .filter(|r| !flags.get(*r).map(|f| f.drained).unwrap_or(false))
+        .filter(|r| dns.serving.contains(*r))
         .cloned()
         .collect();
     let mut measured: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
@@ -79,6 +84,14 @@ pub fn publish(
             .region_votes
             .with_label_values(&[region, "down"])
             .set(down as i64);
+        let left_early = dns.left_early.contains(region);
+        metrics.dns_serving.with_label_values(&[region]).set(
+            match (dns.serving.contains(region), left_early) {
+                (true, _) => 1,
+                (false, true) => -1,
+                (false, false) => 0,
+            },
+        );
         let disagreement = t.map(|t| t.disagreement).unwrap_or(false);
         metrics
             .vantage_disagreement
@@ -115,6 +128,7 @@ pub fn publish(
             drain_flag: flag.map(|f| f.drained).unwrap_or(false),
             drain_flag_updated_at: flag.map(|f| f.updated_at),
             dns_serving: serving.contains(region),
+            dns_left_early: left_early,
             recent_actions: events
                 .iter()
                 .filter(|e| e.region.as_deref() == Some(region))

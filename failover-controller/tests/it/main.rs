@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod dns;
+mod early_leave;
 mod end_to_end;
 mod fencing;
 mod helpers;

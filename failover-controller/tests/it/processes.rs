@@ -13,10 +13,11 @@ use crate::helpers::{get_json, test_db, wait_for, Health, Regions};
 const TTL_MS: u64 = 2000;
 const RENEW_MS: u64 = 500;
 
-struct Controller {
-    child: Child,
-    http: String,
-    id: String,
+pub struct Controller {
+    pub child: Child,
+    pub http: String,
+    pub dns: std::net::SocketAddr,
+    pub id: String,
 }
 
 impl Drop for Controller {
@@ -37,7 +38,7 @@ fn free_port(ip: &str) -> u16 {
         .port()
 }
 
-fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controller {
+pub fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controller {
     let ip = format!("127.0.{region}.100");
     let http = format!("{ip}:{}", free_port(&ip));
     let dns = format!("{ip}:{}", free_port(&ip));
@@ -58,11 +59,12 @@ fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controller {
     Controller {
         child,
         http: format!("http://{http}"),
+        dns: dns.parse().expect("dns address"),
         id,
     }
 }
 
-async fn leader_of(controllers: &[Option<Controller>]) -> Option<(usize, i64)> {
+pub async fn leader_of(controllers: &[Option<Controller>]) -> Option<(usize, i64)> {
     for (i, c) in controllers.iter().enumerate() {
         let Some(c) = c else { continue };
         let Ok(response) = reqwest::get(format!("{}/status", c.http)).await else {
