@@ -251,7 +251,7 @@ pub fn checks(
     });
     checks.push(HypothesisCheck {
         name: "money conserved, no negative balance".into(),
-        expected: format!("total {} , min >= 0", totals.total_balance_before),
+        expected: format!("total {}, min >= 0", totals.total_balance_before),
         observed: format!(
             "total {}, min {}",
             totals.total_balance_after, totals.min_balance_after
