@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod control;
 pub mod deployment;
 pub mod drill;
+pub mod driver;
 pub mod load;
 pub mod model;
 pub mod postgres;

@@ -1,16 +1,26 @@
 //! The `chaos` binary: `chaos up` runs the local multi-region deployment
-//! until Ctrl-C; `chaos drill <file or name>` runs a drill and writes its
-//! report, exiting non-zero when the hypothesis fails.
+//! and its control API until Ctrl-C; `chaos drill <file or name>` runs a
+//! drill (on its own deployment, or `--attach`ed to a running `chaos up`)
+//! and writes its report, exiting non-zero when the hypothesis fails.
 #![forbid(unsafe_code)]
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use chaos::control::{ControlServer, StateFile, DEFAULT_CONTROL_ADDRESS, STATE_FILE};
 use chaos::deployment::{Deployment, Options};
-use chaos::drill::{self, DrillOptions};
+use chaos::drill::{self, DeploymentSource, DrillOptions};
+use chaos::driver::ControlClient;
 use chaos::model::Verdict;
 use chaos::spec::Drill;
 use clap::{Parser, Subcommand};
+use futures_util::FutureExt;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Mutex as AsyncMutex;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,9 +62,14 @@ enum Command {
         probe_interval_ms: u64,
         #[arg(long, default_value_t = 1)]
         dns_ttl_s: u32,
-        /// Logs and generated configuration (default: a temporary directory).
+        /// Logs, generated configuration and `deployment.json` (default: a
+        /// temporary directory).
         #[arg(long)]
         run_dir: Option<PathBuf>,
+        /// Loopback address of the control API (`chaos drill --attach`);
+        /// port 0 picks a free one.
+        #[arg(long, default_value = DEFAULT_CONTROL_ADDRESS)]
+        control_address: SocketAddr,
     },
     /// Run a drill: a YAML file, or the name of one under drills/.
     Drill {
@@ -62,6 +77,13 @@ enum Command {
         /// Where report.json, report.md, report.html and history.jsonl go.
         #[arg(long, default_value = "reports/latest")]
         report_dir: PathBuf,
+        /// Run on a running `chaos up` instead of bringing a deployment up:
+        /// its run directory, or its control URL (then with the token).
+        #[arg(long, value_name = "RUN_DIR_OR_URL")]
+        attach: Option<String>,
+        /// Token of the control API, when attaching by URL.
+        #[arg(long, env = "CHAOS_CONTROL_TOKEN", hide_env_values = true)]
+        control_token: Option<String>,
     },
     /// Validate a drill file and print it, without running anything.
     Check { drill: String },
@@ -97,18 +119,35 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Drill { drill, report_dir } => {
+        Command::Drill {
+            drill,
+            report_dir,
+            attach,
+            control_token,
+        } => {
             let path = Drill::resolve(&drill);
             if let Err(error) = Drill::load(&path) {
                 eprintln!("chaos: invalid drill: {error}");
                 std::process::exit(2);
             }
-            let report = drill::run(DrillOptions {
-                drill_file: path,
-                report_dir: report_dir.clone(),
-                bin_dir,
-                database_url: cli.database_url,
-            })
+            let deployment = match attach {
+                Some(target) => DeploymentSource::Attach(ControlClient::attach(
+                    &target,
+                    control_token.as_deref(),
+                )?),
+                None => DeploymentSource::Start {
+                    bin_dir,
+                    database_url: cli.database_url,
+                },
+            };
+            let report = drill::run(
+                DrillOptions {
+                    drill_file: path,
+                    report_dir: report_dir.clone(),
+                    deployment,
+                },
+                stop_signal()?,
+            )
             .await?;
             print_summary(&report, &report_dir);
             if report.verdict != Verdict::Passed {
@@ -122,12 +161,13 @@ async fn main() -> anyhow::Result<()> {
             probe_interval_ms,
             dns_ttl_s,
             run_dir,
+            control_address,
         } => {
             let temporary = run_dir.is_none();
             let run_dir = run_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("chaos-up-{}", std::process::id()))
             });
-            let mut deployment = Deployment::start(Options {
+            let options = Options {
                 regions,
                 instances_per_region,
                 probe_interval_ms,
@@ -135,33 +175,105 @@ async fn main() -> anyhow::Result<()> {
                 database_url: cli.database_url,
                 run_dir: run_dir.clone(),
                 bin_dir,
-            })
-            .await?;
-            println!(
-                "chaos: deployment up (logs in {})",
-                run_dir.join("logs").display()
-            );
-            print!("{}", deployment.endpoints());
-            println!("chaos: Ctrl-C stops everything");
-            wait_for_stop().await;
-            eprintln!("chaos: stopping");
-            deployment.shutdown().await;
+            };
+            let result = up(options, control_address).await;
             if temporary {
                 let _ = std::fs::remove_dir_all(&run_dir);
             }
-            eprintln!("chaos: stopped; nothing left running");
-            Ok(())
+            result
         }
     }
 }
 
-async fn wait_for_stop() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// `chaos up`: binds the control API first (a wrong or busy address fails
+/// before anything starts), brings the deployment up, serves until a stop
+/// signal, then stops everything.
+async fn up(options: Options, control_address: SocketAddr) -> anyhow::Result<()> {
+    let stop = stop_signal()?.boxed().shared();
+    let control = ControlServer::bind(control_address)
+        .await
+        .context("cannot start the control API")?;
+    let run_dir = options.run_dir.clone();
+    let deployment = tokio::select! {
+        started = Deployment::start(options) => started?,
+        () = stop.clone() => {
+            eprintln!("chaos: interrupted while starting; stopped what was started");
+            return Ok(());
+        }
+    };
+    let deployment = Arc::new(AsyncMutex::new(deployment));
+    let served = serve_until_stopped(control, &deployment, &run_dir, stop).await;
+    eprintln!("chaos: stopping");
+    let _ = std::fs::remove_file(run_dir.join(STATE_FILE));
+    deployment.lock().await.shutdown().await;
+    eprintln!("chaos: stopped; nothing left running");
+    served
+}
+
+async fn serve_until_stopped(
+    control: ControlServer,
+    deployment: &Arc<AsyncMutex<Deployment>>,
+    run_dir: &std::path::Path,
+    stop: futures_util::future::Shared<futures_util::future::BoxFuture<'static, ()>>,
+) -> anyhow::Result<()> {
+    // Random, and only in the owner-only state file: whoever can read it
+    // may drive the deployment.
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let state_path = run_dir.join(STATE_FILE);
+    StateFile {
+        control_url: control.url(),
+        token: token.clone(),
+        pid: std::process::id(),
+        run_dir: run_dir.to_owned(),
     }
+    .write(&state_path)
+    .with_context(|| format!("cannot write {}", state_path.display()))?;
+    println!(
+        "chaos: deployment up (logs in {})",
+        run_dir.join("logs").display()
+    );
+    print!("{}", deployment.lock().await.endpoints());
+    println!(
+        "control        {} (bearer token in {})",
+        control.url(),
+        state_path.display()
+    );
+    println!(
+        "drill on it    chaos drill region-kill --attach {}",
+        run_dir.display()
+    );
+    println!("chaos: Ctrl-C stops everything");
+    let mut server = tokio::spawn(control.serve(deployment.clone(), token, stop.clone()));
+    let finished = tokio::select! {
+        () = stop => false,
+        served = &mut server => {
+            served.context("control API task")?.context("control API failed")?;
+            true
+        }
+    };
+    // In-flight control calls are short; do not let one hold the stop up.
+    if !finished
+        && tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+    {
+        server.abort();
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed
+/// here, at once, so that a signal arriving before the future is first
+/// polled is not the default "die at once, leave the children running".
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
 fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {

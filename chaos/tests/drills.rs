@@ -2,16 +2,31 @@
 //! and `failover-controller` binaries, real DNS, real PostgreSQL), with
 //! verdicts a broken failover would fail. Drills bind fixed loopback
 //! addresses, so they run one at a time.
+//!
+//! Layout: the shipped drills, bad drill files and `chaos up` here; `up`
+//! runs `chaos up` as a child process; `attach` drives it with `chaos drill
+//! --attach` and interrupts drills with Ctrl-C.
+
+#[path = "drills/attach.rs"]
+mod attach;
+#[path = "drills/up.rs"]
+mod up;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
-use chaos::drill::{self, DrillOptions};
+use chaos::drill::{self, DeploymentSource, DrillOptions};
 use chaos::model::{DrillReport, Verdict};
 
 static ONE_DEPLOYMENT_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Held by every test that brings a deployment up.
+fn lock_deployment() -> MutexGuard<'static, ()> {
+    ONE_DEPLOYMENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
 
 /// `target/<profile>`, where cargo put the workspace binaries.
 fn bin_dir() -> PathBuf {
@@ -28,19 +43,22 @@ fn bin_dir() -> PathBuf {
 }
 
 fn run_drill(name: &str) -> DrillReport {
-    let _guard = ONE_DEPLOYMENT_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _guard = lock_deployment();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let report_dir = root.join("target/drill-tests").join(name);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime
-        .block_on(drill::run(DrillOptions {
-            drill_file: root.join(format!("drills/{name}.yaml")),
-            report_dir: report_dir.clone(),
-            bin_dir: bin_dir(),
-            database_url: std::env::var("TEST_DATABASE_URL").ok(),
-        }))
+        .block_on(drill::run(
+            DrillOptions {
+                drill_file: root.join(format!("drills/{name}.yaml")),
+                report_dir: report_dir.clone(),
+                deployment: DeploymentSource::Start {
+                    bin_dir: bin_dir(),
+                    database_url: std::env::var("TEST_DATABASE_URL").ok(),
+                },
+            },
+            std::future::pending(),
+        ))
         .unwrap_or_else(|e| panic!("drill {name} could not run: {e:#}"));
     for file in ["report.json", "report.md", "report.html", "history.jsonl"] {
         assert!(report_dir.join(file).exists(), "{file} written");
@@ -197,34 +215,10 @@ fn bad_drill_files_get_errors_that_name_the_field() {
 
 #[test]
 fn chaos_up_leaves_nothing_running_after_ctrl_c() {
-    let _guard = ONE_DEPLOYMENT_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _guard = lock_deployment();
     let run_dir = std::env::temp_dir().join(format!("chaos-up-test-{}", std::process::id()));
-    let mut child = Command::new(bin_dir().join("chaos"))
-        .args([
-            "up",
-            "--regions",
-            "us-east-1,eu-west-1,ap-southeast-1",
-            "--run-dir",
-        ])
-        .arg(&run_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let started = Instant::now();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        assert!(read > 0, "chaos up exited before it was up");
-        if line.contains("Ctrl-C stops everything") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-    }
+    // Its own throwaway PostgreSQL, the default for people.
+    let up = up::ChaosUp::start(&run_dir, None);
     let addresses = [
         "127.0.1.11:8080",
         "127.0.2.12:8080",
@@ -237,29 +231,31 @@ fn chaos_up_leaves_nothing_running_after_ctrl_c() {
             "{address} is up"
         );
     }
+    let control = up.state()["control_url"].as_str().unwrap().to_owned();
+    let control = control.trim_start_matches("http://").to_owned();
+    assert!(std::net::TcpStream::connect(&control).is_ok());
     let pids = pids_in(&run_dir);
     assert!(
         pids.len() >= 9,
         "six instances and three controllers run: {pids:?}"
     );
+    assert!(pids.iter().all(|pid| *pid != up.pid()));
 
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
+    let status = up.interrupt();
     assert!(status.success(), "chaos up exits 0 after Ctrl-C: {status}");
-    for address in addresses {
+    for address in addresses.iter().copied().chain([control.as_str()]) {
         assert!(
             std::net::TcpStream::connect(address).is_err(),
             "{address} still answers"
         );
     }
+    assert!(!run_dir.join("deployment.json").exists());
     let left: Vec<u32> = pids
         .into_iter()
         .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
         .collect();
     assert!(left.is_empty(), "processes left running: {left:?}");
+    let _ = std::fs::remove_dir_all(&run_dir);
 }
 
 /// Processes whose environment points into `run_dir` (the controllers'

@@ -1,0 +1,182 @@
+//! Setting the deployment up: the controllers' shared configuration, the
+//! database and its URLs, and the child processes with their logs.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Stdio;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::Deployment;
+
+impl Deployment {
+    /// The controllers' shared configuration file.
+    pub(super) fn controller_toml(&self) -> String {
+        let options = &self.options;
+        let mut toml = format!(
+            "[probe]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\n\n\
+             [decision]\nmin_healthy_regions = 1\nmax_simultaneous_failures = 1\n\n\
+             [lease]\nttl_ms = 2000\nrenew_interval_ms = 500\n\n\
+             [dns]\nzone = \"svc.failover.test.\"\nrecord = \"api\"\nttl_seconds = {ttl}\nclient_subnets = [\n",
+            interval = options.probe_interval_ms,
+            timeout = (options.probe_interval_ms * 4 / 5).max(50),
+            ttl = options.dns_ttl_s,
+        );
+        for region in &self.regions {
+            toml.push_str(&format!(
+                "  {{ cidr = \"127.0.{}.0/24\", region = \"{}\" }},\n",
+                region.index, region.name
+            ));
+        }
+        toml.push_str("]\n\n[dns.latency_ms]\n");
+        // A synthetic latency matrix: regions further apart in the list are
+        // further apart on the map.
+        for from in &self.regions {
+            let row: Vec<String> = self
+                .regions
+                .iter()
+                .map(|to| {
+                    let distance = u32::from(from.index.abs_diff(to.index));
+                    format!("\"{}\" = {}", to.name, 1 + 40 * distance)
+                })
+                .collect();
+            toml.push_str(&format!("\"{}\" = {{ {} }}\n", from.name, row.join(", ")));
+        }
+        for region in &self.regions {
+            let instances: Vec<String> = region
+                .instances
+                .iter()
+                .map(|i| format!("\"{}\"", i.public))
+                .collect();
+            toml.push_str(&format!(
+                "\n[[regions]]\nname = \"{}\"\ninstances = [{}]\naws_region = \"{}\"\nhealth_check_id = \"\"\n",
+                region.name,
+                instances.join(", "),
+                region.name
+            ));
+        }
+        toml
+    }
+}
+
+pub(super) fn spawn_logged(mut command: Command, logs: &Path, name: &str) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C in the terminal reaches only
+        // `chaos`, which rolls the faults back and then stops its children
+        // in order, instead of every child dying at once mid-drill.
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))
+}
+
+pub(super) fn signal_child(child: Option<Child>, signal: Signal) {
+    if let Some(mut child) = child {
+        signal_pid(Some(&child), signal);
+        // Reap in the background so no zombie is left.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+    }
+}
+
+pub(super) fn signal_pid(child: Option<&Child>, signal: Signal) {
+    if let Some(pid) = child.and_then(Child::id) {
+        let _ = kill(Pid::from_raw(pid as i32), signal);
+    }
+}
+
+pub(super) async fn create_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| "cannot connect to the database server".to_string())?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    Ok(())
+}
+
+/// `postgres://u@h:p/db?x` with another database name.
+pub fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut result = format!("{}/{}", &base[..path_start], database);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
+}
+
+/// The same URL pointing at `proxy` instead of the server.
+pub(super) fn replace_host(url: &str, proxy: SocketAddr) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    let user = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    format!(
+        "{}{user}{proxy}{}",
+        &url[..scheme_end],
+        &url[authority_end..]
+    )
+}
+
+pub(super) fn database_socket(url: &str) -> anyhow::Result<SocketAddr> {
+    let config: tokio_postgres::Config = url.parse().context("invalid database URL")?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => bail!("the database URL must name a TCP host"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let ip: IpAddr = if host == "localhost" {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse()?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_rewritten() {
+        let url = "postgres://postgres@127.0.0.1:5555/postgres?sslmode=disable";
+        assert_eq!(
+            replace_database(url, "x"),
+            "postgres://postgres@127.0.0.1:5555/x?sslmode=disable"
+        );
+        let proxy: SocketAddr = "127.0.2.250:5432".parse().unwrap();
+        assert_eq!(
+            replace_host(url, proxy),
+            "postgres://postgres@127.0.2.250:5432/postgres?sslmode=disable"
+        );
+        assert_eq!(
+            database_socket(url).unwrap(),
+            "127.0.0.1:5555".parse().unwrap()
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! After the fault phase: seeding before it, and then verification, the
+//! controllers' audit log, the history and the report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{DeploymentSource, DrillOptions, OPENING_BALANCE};
+use crate::analysis::{self, DnsObservation};
+use crate::deployment::DeploymentInfo;
+use crate::load::Operation;
+use crate::model::{ControllerEvent, DrillReport, FaultWindow, Verdict};
+use crate::spec::{Drill, Rollback};
+
+/// What the fault phase leaves for verification and the report.
+pub(super) struct Observed {
+    pub history: Vec<Operation>,
+    pub dns: Vec<DnsObservation>,
+    pub fault_windows: Vec<FaultWindow>,
+    pub t0_wall: DateTime<Utc>,
+    pub load_seconds: f64,
+    pub abort_reason: Option<String>,
+    pub rollbacks: Vec<Rollback>,
+    pub total_before: i64,
+}
+
+/// Verifies the ledger and every write, reads the controllers' audit log,
+/// judges the hypothesis and writes the history and the report.
+pub(super) async fn conclude(
+    drill: &Drill,
+    options: &DrillOptions,
+    info: &DeploymentInfo,
+    observed: Observed,
+) -> anyhow::Result<DrillReport> {
+    let Observed {
+        history,
+        dns,
+        fault_windows,
+        t0_wall,
+        load_seconds,
+        abort_reason,
+        rollbacks,
+        total_before,
+    } = observed;
+    let database_url = &info.database_url;
+    let all_instances: Vec<_> = info
+        .regions
+        .iter()
+        .flat_map(|r| r.instances.clone())
+        .collect();
+    let summary = crate::verify::api_summary(&all_instances).await?;
+    let mut totals = analysis::totals(&history);
+    totals.total_balance_before = total_before;
+    crate::verify::check_writes(database_url, &history, &mut totals).await?;
+    let api_total = summary["total_balance"].as_i64().unwrap_or(-1);
+    if api_total != totals.total_balance_after {
+        eprintln!(
+            "chaos: API summary total {api_total} differs from SQL total {}",
+            totals.total_balance_after
+        );
+        totals.total_balance_after = api_total;
+    }
+
+    let events = controller_events(database_url, t0_wall, &dns, &fault_windows).await?;
+    let drained_regions: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.kind == "drain_flag")
+        .filter_map(|e| e.region.clone())
+        .collect();
+    let timeline = analysis::timeline(&history, &drill.client_regions(), drill.load.duration_s);
+    let phases = analysis::phases(drill, &fault_windows, &events, &dns, &timeline);
+    let checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
+    let error_budget = analysis::error_budget(&totals, load_seconds);
+    let verdict = if abort_reason.is_some() {
+        Verdict::Aborted
+    } else if checks.iter().all(|c| c.passed) {
+        Verdict::Passed
+    } else {
+        Verdict::Failed
+    };
+
+    let mut versions = BTreeMap::new();
+    versions.insert("chaos".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
+    for binary in ["service", "failover-controller"] {
+        versions.insert(
+            binary.to_owned(),
+            binary_version(&info.bin_dir.join(binary)),
+        );
+    }
+    versions.insert("postgresql".to_owned(), info.postgres_version.clone());
+
+    let report = DrillReport {
+        title: drill.title.clone(),
+        drill_file: options.drill_file.display().to_string(),
+        seed: drill.seed,
+        started_at: t0_wall,
+        duration_s: load_seconds,
+        versions,
+        configuration: serde_json::json!({
+            "topology": drill.topology,
+            "load": drill.load,
+            "hypothesis": drill.hypothesis,
+            "method": drill.method,
+            "rollbacks": rollbacks,
+            "abort": drill.abort,
+            "service_name": info.service_name,
+            "attached": matches!(options.deployment, DeploymentSource::Attach(_)),
+        }),
+        verdict,
+        abort_reason,
+        checks,
+        regions: drill.topology.regions.clone(),
+        client_regions: drill.client_regions(),
+        timeline,
+        faults: fault_windows,
+        events,
+        phases,
+        totals,
+        error_budget,
+    };
+    write_history(&options.report_dir.join("history.jsonl"), &history)?;
+    crate::report::write_all(&report, &options.report_dir)?;
+    Ok(report)
+}
+
+/// Creates the drill's accounts through the API.
+pub(super) async fn seed(
+    instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
+    count: u32,
+) -> anyhow::Result<Vec<Uuid>> {
+    let client = reqwest::Client::new();
+    let addresses: Vec<_> = instances.values().flatten().copied().collect();
+    let mut accounts = Vec::new();
+    for n in 0..count {
+        let address = addresses[n as usize % addresses.len()];
+        let response = client
+            .post(format!("http://{address}/v1/accounts"))
+            .header("Idempotency-Key", format!("seed-{n}-{}", Uuid::new_v4()))
+            .json(&serde_json::json!({"owner": format!("drill-{n}"), "opening_balance": OPENING_BALANCE}))
+            .send()
+            .await
+            .context("seeding accounts")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "seeding account {n}: {}",
+            response.status()
+        );
+        let body: serde_json::Value = response.json().await?;
+        accounts.push(body["id"].as_str().context("account id")?.parse()?);
+    }
+    Ok(accounts)
+}
+
+/// Controller events from the audit log, plus the DNS changes seen by the
+/// watcher, in time order.
+async fn controller_events(
+    database_url: &str,
+    t0_wall: DateTime<Utc>,
+    dns: &[DnsObservation],
+    faults: &[FaultWindow],
+) -> anyhow::Result<Vec<ControllerEvent>> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT extract(epoch FROM at)::FLOAT8, kind, region, name, outcome, detail, controller_id \
+             FROM failover_audit WHERE at >= to_timestamp($1::FLOAT8) ORDER BY at",
+            &[&(t0_wall.timestamp_micros() as f64 / 1e6 - 5.0)],
+        )
+        .await
+        .context("cannot read the controllers' audit log")?;
+    let t0_epoch = t0_wall.timestamp_micros() as f64 / 1e6;
+    let mut events = Vec::new();
+    for row in rows {
+        let at: f64 = row.get(0);
+        let kind: String = row.get(1);
+        let name: String = row.get(3);
+        let outcome: String = row.get(4);
+        let detail: String = row.get(5);
+        let controller: String = row.get(6);
+        let kind = match (kind.as_str(), name.as_str()) {
+            ("action", "drain_flag_set") if outcome == "ok" => "drain_flag",
+            ("action", "drain_flag_clear") if outcome == "ok" => "restore",
+            ("action", n) if n.contains("route53") => "dns_change",
+            ("decision", _) => "decision",
+            ("lease", _) => "leader_change",
+            ("override", _) => "override",
+            _ => "action",
+        };
+        events.push(ControllerEvent {
+            at_s: at - t0_epoch,
+            kind: kind.to_owned(),
+            region: row.get(2),
+            detail: format!("{name} ({outcome}) by {controller}: {detail}"),
+        });
+    }
+    // DNS changes as seen by clients: when the faulted region is gone from
+    // every client region's answers, and when it is back in any.
+    for fault in faults {
+        if let Some(gone) = crate::analysis::dns_gone_at(dns, &fault.target, fault.start_s) {
+            events.push(ControllerEvent {
+                at_s: gone,
+                kind: "dns_change".to_owned(),
+                region: Some(fault.target.clone()),
+                detail: format!(
+                    "{} gone from the DNS answers of every client region",
+                    fault.target
+                ),
+            });
+            if let Some(back) = dns
+                .iter()
+                .find(|o| o.t > gone && o.regions.contains(&fault.target))
+            {
+                events.push(ControllerEvent {
+                    at_s: back.t,
+                    kind: "dns_change".to_owned(),
+                    region: Some(fault.target.clone()),
+                    detail: format!(
+                        "{} back in the DNS answers ({} clients)",
+                        fault.target, back.client
+                    ),
+                });
+            }
+        }
+    }
+    events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    Ok(events)
+}
+
+fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for operation in history {
+        text.push_str(&serde_json::to_string(operation)?);
+        text.push('\n');
+    }
+    let temporary = path.with_extension("jsonl.tmp");
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
+}
+
+fn binary_version(path: &Path) -> String {
+    std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}

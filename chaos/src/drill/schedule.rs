@@ -1,0 +1,211 @@
+//! The drill's clockwork while the load runs: the method's faults at their
+//! offsets, progress and the abort monitor, and the DNS watcher.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::analysis::DnsObservation;
+use crate::deployment::{FaultAction, SERVICE_NAME};
+use crate::driver::FaultDriver;
+use crate::load::{self, LiveCounters, Target};
+use crate::model::FaultWindow;
+use crate::spec::{Drill, Fault, FaultKind};
+
+/// Applies each fault at its offset and undoes it after its duration.
+pub(super) async fn run_method(
+    method: Vec<Fault>,
+    driver: FaultDriver,
+    t0: Instant,
+    windows: Arc<Mutex<Vec<FaultWindow>>>,
+    abort: Arc<AtomicBool>,
+) {
+    // Timeline of (time, fault index, start?).
+    let mut steps: Vec<(f64, usize, bool)> = Vec::new();
+    for (index, fault) in method.iter().enumerate() {
+        steps.push((fault.start_s, index, true));
+        if let Some(duration) = fault.duration_s {
+            steps.push((fault.start_s + duration, index, false));
+        }
+    }
+    steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut leader_targets: BTreeMap<usize, String> = BTreeMap::new();
+    for (at, index, start) in steps {
+        tokio::time::sleep_until((t0 + Duration::from_secs_f64(at)).into()).await;
+        if abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let fault = &method[index];
+        let target = if fault.fault == FaultKind::LeaderKill {
+            match leader_targets.get(&index) {
+                Some(target) => target.clone(),
+                None => match driver.leader().await {
+                    Ok(leader) => leader.unwrap_or_default(),
+                    Err(error) => {
+                        eprintln!("chaos: cannot find the leader: {error:#}");
+                        String::new()
+                    }
+                },
+            }
+        } else {
+            fault.target.clone()
+        };
+        let result = driver.apply(&fault_action(fault, &target, start)).await;
+        let now = t0.elapsed().as_secs_f64();
+        match result {
+            Ok(()) if start => {
+                leader_targets.insert(index, target.clone());
+                eprintln!("chaos: t={now:.1}s {} {target}", fault.fault.as_str());
+                windows.lock().expect("faults lock").push(FaultWindow {
+                    kind: fault.fault.as_str().to_owned(),
+                    target,
+                    start_s: now,
+                    end_s: None,
+                });
+            }
+            Ok(()) => {
+                eprintln!(
+                    "chaos: t={now:.1}s restored {} {target}",
+                    fault.fault.as_str()
+                );
+                if let Some(window) = windows.lock().expect("faults lock").iter_mut().find(|w| {
+                    w.target == target && w.kind == fault.fault.as_str() && w.end_s.is_none()
+                }) {
+                    window.end_s = Some(now);
+                }
+            }
+            Err(error) => eprintln!(
+                "chaos: fault {} on {target} failed: {error:#}",
+                fault.fault.as_str()
+            ),
+        }
+    }
+}
+
+/// The drill file's fault as the driver's action: applied when `start`,
+/// undone otherwise. A leader-kill kills the controller of `target`, the
+/// leader's region found when the fault starts.
+fn fault_action(fault: &Fault, target: &str, start: bool) -> FaultAction {
+    let target = target.to_owned();
+    let on = start;
+    match fault.fault {
+        FaultKind::RegionKill => FaultAction::RegionKill { target, on },
+        FaultKind::RegionBlackhole => FaultAction::RegionBlackhole { target, on },
+        FaultKind::LeaderKill => FaultAction::ControllerKill { target, on },
+        FaultKind::ProberPartition => FaultAction::ProberPartition { target, on },
+        FaultKind::Latency => FaultAction::Latency {
+            target,
+            on,
+            delay_ms: fault.delay_ms,
+        },
+        FaultKind::DbStall => FaultAction::DbStall { target, on },
+    }
+}
+
+/// Prints progress each second and raises the abort flag when the error
+/// budget burn passes the drill's limit.
+pub(super) async fn monitor(
+    drill: &Drill,
+    t0: Instant,
+    duration: Duration,
+    live: &LiveCounters,
+    abort: &AtomicBool,
+    abort_reason: &Mutex<Option<String>>,
+    faults: &Mutex<Vec<FaultWindow>>,
+) {
+    let total_rate = drill.load.rate_per_client_region * drill.client_regions().len() as f64;
+    let budget_requests = 1e-4 * 30.0 * 86_400.0 * total_rate;
+    tokio::time::sleep_until(t0.into()).await;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    while t0.elapsed() < duration + Duration::from_millis(drill.load.request_timeout_ms * 2) {
+        ticker.tick().await;
+        let window = live.take_window();
+        let active: Vec<String> = faults
+            .lock()
+            .expect("faults lock")
+            .iter()
+            .filter(|f| f.end_s.is_none())
+            .map(|f| format!("{} {}", f.kind, f.target))
+            .collect();
+        let phase = if t0.elapsed() > duration {
+            "draining load".to_owned()
+        } else if active.is_empty() {
+            "steady".to_owned()
+        } else {
+            format!("fault: {}", active.join(", "))
+        };
+        let ratios: Vec<String> = window
+            .iter()
+            .map(|(region, (ok, bad))| {
+                let total = ok + bad;
+                let ratio = if total == 0 {
+                    100.0
+                } else {
+                    *ok as f64 * 100.0 / total as f64
+                };
+                format!("{region} {ratio:5.1}%")
+            })
+            .collect();
+        eprintln!(
+            "chaos: t={:5.1}s  {:<40} {}",
+            t0.elapsed().as_secs_f64(),
+            phase,
+            ratios.join("  ")
+        );
+        let burned = live.failed_total.load(Ordering::Relaxed) as f64 / budget_requests;
+        if burned > drill.abort.max_error_budget_share && !abort.load(Ordering::Relaxed) {
+            let reason = format!(
+                "{:.1}% of the 30-day error budget burned, above the abort limit of {:.1}%",
+                burned * 100.0,
+                drill.abort.max_error_budget_share * 100.0
+            );
+            eprintln!("chaos: ABORT: {reason}");
+            *abort_reason.lock().expect("abort lock") = Some(reason);
+            abort.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Polls the controllers' DNS from every client region every 100 ms.
+pub(super) async fn watch_dns(
+    target: Target,
+    clients: Vec<String>,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<DnsObservation> {
+    let resolvers: Vec<_> = clients
+        .iter()
+        .map(|c| {
+            (
+                c.clone(),
+                load::resolver(&target.dns_servers, target.client_addresses[c], false),
+            )
+        })
+        .collect();
+    let mut observations = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        for (client, resolver) in &resolvers {
+            if let Ok(answer) = resolver.lookup_ip(SERVICE_NAME).await {
+                let regions = answer
+                    .iter()
+                    .filter_map(|ip| {
+                        target
+                            .instances
+                            .iter()
+                            .find(|(_, addresses)| addresses.iter().any(|a| a.ip() == ip))
+                            .map(|(region, _)| region.clone())
+                    })
+                    .collect();
+                observations.push(DnsObservation {
+                    t: t0.elapsed().as_secs_f64() - 0.0,
+                    client: client.clone(),
+                    regions,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    observations
+}
