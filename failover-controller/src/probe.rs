@@ -2,9 +2,11 @@
 //! with one reused HTTP client, measures round trips, and keeps a verdict
 //! per region with hysteresis.
 //!
-//! A region passes a round when at least one of its instances answers 200 on
-//! its region-health endpoint: one dead instance is the load balancer's
-//! business, a dead region is ours.
+//! A region passes a round when at least one of its instances (or health
+//! URLs) answers 200 on its region-health endpoint: one dead instance is the
+//! load balancer's business, a dead region is ours. Health URLs may be
+//! https: rustls with the webpki roots, SNI from the URL's host name, and the
+//! probe's source address (`probe.local_address`) applies to them too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,11 +80,7 @@ impl Prober {
             .iter()
             .map(|r| Target {
                 region: r.name.clone(),
-                urls: r
-                    .instances
-                    .iter()
-                    .map(|i| format!("http://{i}{}", settings.probe.path))
-                    .collect(),
+                urls: r.probe_urls(&settings.probe.path),
                 tracker: VerdictTracker::new(
                     settings.probe.failures_to_down,
                     settings.probe.successes_to_up,

@@ -1,6 +1,7 @@
 //! Route53: the latency record sets this controller owns, one per region
 //! (SetIdentifier = region), removed and restored in single atomic change
-//! batches, each followed by a wait for INSYNC.
+//! batches, each followed by a wait for INSYNC. A region's record is either
+//! an alias record (to its load balancer, on AWS) or A records with values.
 //!
 //! Invariants: only records with the configured name, type A and a
 //! SetIdentifier naming a configured region are ever read as ours or
@@ -17,8 +18,8 @@ use aws_sdk_route53::config::http::HttpResponse;
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet,
-    ResourceRecordSetRegion, RrType,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
+    ResourceRecordSet, ResourceRecordSetRegion, RrType,
 };
 use rand::Rng;
 use tokio::sync::Mutex;
@@ -64,7 +65,10 @@ pub enum ChangeOutcome {
 struct OwnedRecord {
     aws_region: String,
     health_check_id: String,
+    /// Used when there is no alias target.
     values: Vec<String>,
+    /// (dns name, hosted zone id, evaluate target health).
+    alias: Option<(String, String, bool)>,
 }
 
 /// The records this controller owns, and the client that edits them.
@@ -118,10 +122,18 @@ impl Route53Records {
                 } else {
                     region.route53_values.clone()
                 };
+                let alias = region.has_alias().then(|| {
+                    (
+                        region.alias_dns_name.clone(),
+                        region.alias_hosted_zone_id.clone(),
+                        region.evaluate_target_health,
+                    )
+                });
                 let record = OwnedRecord {
                     aws_region: region.aws_region.clone(),
                     health_check_id: region.health_check_id.clone(),
                     values,
+                    alias,
                 };
                 (region.name.clone(), record)
             })
@@ -149,11 +161,25 @@ impl Route53Records {
             .name(&self.record_name)
             .r#type(RrType::A)
             .set_identifier(region)
-            .region(ResourceRecordSetRegion::from(owned.aws_region.as_str()))
-            .ttl(self.ttl);
+            .region(ResourceRecordSetRegion::from(owned.aws_region.as_str()));
         if !owned.health_check_id.is_empty() {
             builder = builder.health_check_id(&owned.health_check_id);
         }
+        if let Some((dns_name, zone_id, evaluate)) = &owned.alias {
+            // An alias record has no TTL and no values: Route53 answers with
+            // the target's current addresses.
+            let target = AliasTarget::builder()
+                .dns_name(dns_name)
+                .hosted_zone_id(zone_id)
+                .evaluate_target_health(*evaluate)
+                .build()
+                .map_err(|e| Route53Error::Build(e.to_string()))?;
+            return builder
+                .alias_target(target)
+                .build()
+                .map_err(|e| Route53Error::Build(e.to_string()));
+        }
+        builder = builder.ttl(self.ttl);
         for value in &owned.values {
             builder = builder.resource_records(
                 ResourceRecord::builder()
@@ -407,8 +433,18 @@ fn same_record(a: &ResourceRecordSet, b: &ResourceRecordSet) -> bool {
         v.sort();
         v
     };
+    let alias = |s: &ResourceRecordSet| {
+        s.alias_target().map(|t| {
+            (
+                t.dns_name().trim_end_matches('.').to_ascii_lowercase(),
+                t.hosted_zone_id().to_string(),
+                t.evaluate_target_health(),
+            )
+        })
+    };
     a.ttl() == b.ttl()
         && a.region() == b.region()
         && a.health_check_id().unwrap_or_default() == b.health_check_id().unwrap_or_default()
         && values(a) == values(b)
+        && alias(a) == alias(b)
 }

@@ -192,4 +192,107 @@ mod tests {
         let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
+
+    /// Loads `regions` (TOML) over a minimal file; returns the error text.
+    fn load_regions(regions: &str, extra: &str) -> Result<Settings, String> {
+        let file = tempfile_path::TempToml::new(&format!("{extra}\n{regions}"));
+        let env = vec![("FAILOVER_REGION".to_string(), "a".to_string())];
+        load(Some(&file.0), env, &Overrides::default()).map_err(|e| e.to_string())
+    }
+
+    const AWS_REGION_A: &str = r#"
+[[regions]]
+name = "a"
+aws_region = "us-east-1"
+health_urls = ["https://api-a.example.com/healthz/region"]
+alias_dns_name = "geo-a-api-1.us-east-1.elb.amazonaws.com"
+alias_hosted_zone_id = "Z35SXDOTRQ7X7K"
+evaluate_target_health = true
+"#;
+
+    #[test]
+    fn regions_with_health_urls_and_alias_targets_load() {
+        let route53 = "[route53]\nenabled = true\nhosted_zone_id = \"Z1\"\nrecord_name = \"api.example.com.\"\n";
+        let settings = load_regions(AWS_REGION_A, route53).unwrap();
+        let region = &settings.regions[0];
+        assert!(region.instances.is_empty() && region.has_alias());
+        assert_eq!(
+            region.probe_urls("/healthz/region"),
+            vec!["https://api-a.example.com/healthz/region".to_string()]
+        );
+        // Instances and URLs together: both probed, instances first.
+        let mixed = "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:8080\"]\nhealth_urls = [\"http://localhost:8080/h\"]\n";
+        let settings = load_regions(mixed, "").unwrap();
+        assert_eq!(
+            settings.regions[0].probe_urls("/healthz/region"),
+            vec![
+                "http://127.0.0.1:8080/healthz/region".to_string(),
+                "http://localhost:8080/h".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_endpoint_settings_name_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[[regions]]\nname = \"a\"\n", "", "regions[0].instances"),
+            (
+                "[[regions]]\nname = \"a\"\nhealth_urls = [\"ftp://x/y\"]\n",
+                "",
+                "regions[0].health_urls[0]",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\nhealth_urls = [\"not a url\"]\n",
+                "",
+                "regions[0].health_urls[0]",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\nalias_dns_name = \"lb.example.com\"\n",
+                "",
+                "regions[0].alias_hosted_zone_id",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\nalias_hosted_zone_id = \"Z1\"\n",
+                "",
+                "regions[0].alias_dns_name",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\nalias_dns_name = \"bad name!\"\nalias_hosted_zone_id = \"Z1\"\n",
+                "",
+                "regions[0].alias_dns_name",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\nevaluate_target_health = true\n",
+                "",
+                "regions[0].evaluate_target_health",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\nroute53_values = [\"192.0.2.1\"]\nalias_dns_name = \"lb.example.com\"\nalias_hosted_zone_id = \"Z1\"\n",
+                "",
+                "regions[0].route53_values",
+            ),
+            // Authoritative DNS needs ip instances or an alias to answer with.
+            (
+                "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\n",
+                "",
+                "regions[0].instances: authoritative DNS",
+            ),
+            // Route53 needs a target for the record.
+            (
+                "[[regions]]\nname = \"a\"\naws_region = \"us-east-1\"\nhealth_urls = [\"https://x/h\"]\n",
+                "[dns]\nenabled = false\n[route53]\nenabled = true\nhosted_zone_id = \"Z1\"\nrecord_name = \"api.example.com.\"\n",
+                "regions[0].alias_dns_name",
+            ),
+        ];
+        for (regions, extra, field) in cases {
+            let err = load_regions(regions, extra).unwrap_err();
+            assert!(err.contains(field), "expected {field:?} in: {err}");
+        }
+        // Without authoritative DNS or Route53, health URLs alone are enough.
+        load_regions(
+            "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\n",
+            "[dns]\nenabled = false\n",
+        )
+        .unwrap();
+    }
 }

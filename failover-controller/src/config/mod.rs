@@ -135,20 +135,45 @@ pub struct Route53Settings {
 }
 
 /// One region: where its instances are, and its Route53 record.
+///
+/// Two shapes, which may be mixed: `instances` (ip:port, probed over plain
+/// HTTP at `probe.path`; their IPs are the DNS answers and, by default, the
+/// Route53 record values), as on one machine; or, as on AWS, `health_urls`
+/// (full http/https URLs of the region's load balancer) with an alias target
+/// (`alias_dns_name`, `alias_hosted_zone_id`) for the Route53 record.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionSettings {
     pub name: String,
     /// host:port of each service instance; probed at `probe.path`, and their
     /// IPs are the DNS answers for this region.
+    #[serde(default)]
     pub instances: Vec<String>,
+    /// Full region-health URLs (e.g. the region's load balancer,
+    /// `https://api-us-east-1.example.com/healthz/region`), probed as given,
+    /// beside the instances: TLS with SNI and hostnames resolved each probe.
+    #[serde(default)]
+    pub health_urls: Vec<String>,
+    /// Route53 alias target (e.g. the region's ALB DNS name); when set, the
+    /// latency record is an alias record instead of A records with values.
+    /// In authoritative DNS, a region without ip instances is answered with
+    /// a CNAME to this name.
+    #[serde(default)]
+    pub alias_dns_name: String,
+    /// The canonical hosted zone of the alias target (the ALB's zone id).
+    #[serde(default)]
+    pub alias_hosted_zone_id: String,
+    /// Route53 EvaluateTargetHealth of the alias record.
+    #[serde(default)]
+    pub evaluate_target_health: bool,
     /// The AWS region of the latency record.
     #[serde(default)]
     pub aws_region: String,
     /// The Route53 health check attached to this region's record.
     #[serde(default)]
     pub health_check_id: String,
-    /// Values of the Route53 record; empty means the instances' IPs.
+    /// Values of the Route53 record; empty means the instances' IPs. Not
+    /// with an alias target.
     #[serde(default)]
     pub route53_values: Vec<String>,
 }
@@ -175,6 +200,21 @@ impl Settings {
 }
 
 impl RegionSettings {
+    /// Every URL the prober checks for this region: the instances at
+    /// `probe_path` over plain HTTP, then the health URLs as given.
+    pub fn probe_urls(&self, probe_path: &str) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|i| format!("http://{i}{probe_path}"))
+            .chain(self.health_urls.iter().cloned())
+            .collect()
+    }
+
+    /// Whether the Route53 record is an alias record.
+    pub fn has_alias(&self) -> bool {
+        !self.alias_dns_name.is_empty()
+    }
+
     /// The IP addresses of this region's instances, deduplicated, in order.
     pub fn instance_ips(&self) -> Vec<std::net::IpAddr> {
         let mut ips = Vec::new();

@@ -23,18 +23,7 @@ impl Settings {
                     region.name
                 ));
             }
-            if region.instances.is_empty() {
-                return Err(format!(
-                    "regions[{i}].instances: at least one instance is required"
-                ));
-            }
-            for (j, instance) in region.instances.iter().enumerate() {
-                if instance.parse::<SocketAddr>().is_err() {
-                    return Err(format!(
-                        "regions[{i}].instances[{j}]: {instance:?} is not an ip:port address"
-                    ));
-                }
-            }
+            validate_region_endpoints(i, region)?;
         }
         if self.region.is_empty() {
             return Err("region: this replica's region is required (FAILOVER_REGION)".into());
@@ -103,6 +92,16 @@ impl Settings {
         if !dns.enabled {
             return Ok(());
         }
+        for (i, region) in self.regions.iter().enumerate() {
+            if region.instances.is_empty() && !region.has_alias() {
+                return Err(format!(
+                    "regions[{i}].instances: authoritative DNS (dns.enabled) answers a region with \
+                     its ip instances, or a CNAME to regions[{i}].alias_dns_name; region {:?} has \
+                     neither (set one, or dns.enabled = false)",
+                    region.name
+                ));
+            }
+        }
         if !dns.zone.ends_with('.') || dns.zone.len() < 2 {
             return Err("dns.zone: must be a fully qualified name ending in a dot".into());
         }
@@ -168,7 +167,86 @@ impl Settings {
                     "regions[{i}].aws_region: required when route53.enabled"
                 ));
             }
+            if !region.has_alias()
+                && region.instances.is_empty()
+                && region.route53_values.is_empty()
+            {
+                return Err(format!(
+                    "regions[{i}].alias_dns_name: required when route53.enabled and the region \
+                     has no ip instances or route53_values (the record needs a target)"
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// Checks one region's instances, health URLs and alias target.
+fn validate_region_endpoints(i: usize, region: &super::RegionSettings) -> Result<(), String> {
+    if region.instances.is_empty() && region.health_urls.is_empty() {
+        return Err(format!(
+            "regions[{i}].instances: at least one instance (ip:port) or one entry in \
+             regions[{i}].health_urls is required"
+        ));
+    }
+    for (j, instance) in region.instances.iter().enumerate() {
+        if instance.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "regions[{i}].instances[{j}]: {instance:?} is not an ip:port address"
+            ));
+        }
+    }
+    for (j, url) in region.health_urls.iter().enumerate() {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| format!("regions[{i}].health_urls[{j}]: {url:?} is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(format!(
+                "regions[{i}].health_urls[{j}]: {url:?} must be an http:// or https:// URL with a host"
+            ));
+        }
+    }
+    let alias_name = !region.alias_dns_name.is_empty();
+    let alias_zone = !region.alias_hosted_zone_id.is_empty();
+    if alias_name && !alias_zone {
+        return Err(format!(
+            "regions[{i}].alias_hosted_zone_id: required with regions[{i}].alias_dns_name \
+             (the alias target's canonical hosted zone, e.g. the ALB's zone id)"
+        ));
+    }
+    if alias_zone && !alias_name {
+        return Err(format!(
+            "regions[{i}].alias_dns_name: required with regions[{i}].alias_hosted_zone_id"
+        ));
+    }
+    if alias_name {
+        let name = region.alias_dns_name.trim_end_matches('.');
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if !valid {
+            return Err(format!(
+                "regions[{i}].alias_dns_name: {:?} is not a DNS name",
+                region.alias_dns_name
+            ));
+        }
+        if !region.route53_values.is_empty() {
+            return Err(format!(
+                "regions[{i}].route53_values: not allowed with regions[{i}].alias_dns_name \
+                 (an alias record has no values)"
+            ));
+        }
+    }
+    if region.evaluate_target_health && !alias_name {
+        return Err(format!(
+            "regions[{i}].evaluate_target_health: only applies to an alias record; set \
+             regions[{i}].alias_dns_name"
+        ));
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Authoritative DNS for the service's zone: each client gets the instances
-//! of the nearest serving region.
+//! of the nearest serving region (or a CNAME to that region's alias target
+//! when it has no ip instances).
 //!
 //! Layout:
 //! - this module: the zone's static shape ([`ZoneConfig`]), the changing
@@ -48,6 +49,9 @@ pub struct ZoneConfig {
     pub default_client_region: String,
     /// Regions in configuration order, with their instance addresses.
     pub regions: Vec<(String, Vec<IpAddr>)>,
+    /// Regions without ip instances are answered with a CNAME to their
+    /// alias target (the load balancer's name), which resolvers follow.
+    pub cnames: BTreeMap<String, Name>,
     /// latency_ms[client_region][region].
     pub latency_ms: BTreeMap<String, BTreeMap<String, f64>>,
     pub use_measured_rtt: bool,
@@ -93,6 +97,15 @@ impl ZoneConfig {
                 .iter()
                 .map(|r| (r.name.clone(), r.instance_ips()))
                 .collect(),
+            cnames: settings
+                .regions
+                .iter()
+                .filter(|r| r.instances.is_empty() && r.has_alias())
+                .map(|r| {
+                    let fqdn = format!("{}.", r.alias_dns_name.trim_end_matches('.'));
+                    Ok((r.name.clone(), parse("regions.alias_dns_name", &fqdn)?))
+                })
+                .collect::<Result<_, DnsError>>()?,
             latency_ms: dns.latency_ms.clone(),
             use_measured_rtt: dns.use_measured_rtt,
         })

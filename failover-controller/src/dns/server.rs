@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -79,7 +79,16 @@ impl ZoneHandler {
         if *name != self.service_lower {
             return Some((ResponseCode::NXDomain, vec![], vec![soa]));
         }
-        let (_, addresses) = answer_for(&self.zone, &view, client);
+        let (region, addresses) = answer_for(&self.zone, &view, client);
+        if addresses.is_empty() {
+            if let Some(target) = self.zone.cnames.get(&region) {
+                // A CNAME answers every query type at the name; the resolver
+                // follows it to the load balancer's current addresses.
+                let cname = RData::CNAME(CNAME(target.clone()));
+                let record = Record::from_rdata(owner, self.zone.ttl, cname);
+                return Some((ResponseCode::NoError, vec![record], vec![]));
+            }
+        }
         let answers: Vec<Record> = addresses
             .into_iter()
             .filter_map(|ip| match (ip, query_type) {

@@ -7,6 +7,7 @@ mod bench;
 mod dns;
 mod early_leave;
 mod end_to_end;
+mod endpoints;
 mod fencing;
 mod helpers;
 mod processes;

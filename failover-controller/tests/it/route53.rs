@@ -24,9 +24,9 @@ use serde_json::json;
 use crate::helpers::{settings, test_db, wait_for, Regions};
 
 /// A moto server on a free loopback port, killed on drop.
-struct Moto {
+pub struct Moto {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Moto {
@@ -44,7 +44,7 @@ fn moto_binary() -> String {
     "moto_server".to_string()
 }
 
-async fn start_moto() -> Moto {
+pub async fn start_moto() -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -68,11 +68,11 @@ async fn start_moto() -> Moto {
     Moto { child, url }
 }
 
-fn credentials() -> Credentials {
+pub fn credentials() -> Credentials {
     Credentials::new("testing", "testing", None, None, "static-test")
 }
 
-async fn raw_client(endpoint: &str) -> aws_sdk_route53::Client {
+pub async fn raw_client(endpoint: &str) -> aws_sdk_route53::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
@@ -83,7 +83,7 @@ async fn raw_client(endpoint: &str) -> aws_sdk_route53::Client {
 }
 
 /// Creates the zone and two records the controller does not own.
-async fn zone_with_foreign_records(client: &aws_sdk_route53::Client) -> String {
+pub async fn zone_with_foreign_records(client: &aws_sdk_route53::Client) -> String {
     let zone = client
         .create_hosted_zone()
         .name("svc.example.com.")
@@ -127,7 +127,7 @@ async fn zone_with_foreign_records(client: &aws_sdk_route53::Client) -> String {
     id
 }
 
-async fn upsert(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
+pub async fn upsert(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
     let changes = sets
         .into_iter()
         .map(|s| {
@@ -178,7 +178,7 @@ async fn all_records(
         .collect()
 }
 
-fn route53_toml(endpoint: &str, zone: &str) -> String {
+pub fn route53_toml(endpoint: &str, zone: &str) -> String {
     format!(
         "[route53]\nenabled = true\nhosted_zone_id = \"{zone}\"\nrecord_name = \"api.svc.example.com.\"\n\
          endpoint_url = \"{endpoint}\"\nmax_requests_per_second = 4.0\ndrift_check_interval_ms = 1000\n"
