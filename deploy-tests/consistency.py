@@ -126,6 +126,50 @@ def rust_string_literals(crate):
     return literals
 
 
+def region_setting_fields():
+    """The keys a [[regions]] entry may have: the fields of RegionSettings."""
+    source = (ROOT / "failover-controller" / "src" / "config" / "mod.rs").read_text()
+    body = re.search(r"pub struct RegionSettings \{(.*?)\n\}", source, re.S).group(1)
+    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+
+
+TEST_NETS = ("192.0.2.", "198.51.100.", "203.0.113.")
+
+
+def check_controller_regions(checks, controller_config, topo):
+    """Every region is probed through its own name over HTTPS and steered by
+    an alias record to its ALB, as Terraform builds them; no placeholders."""
+    region_tf = TERRAFORM / "modules" / "region"
+    latency = resources(TERRAFORM / "modules" / "global" / "records.tf", "aws_route53_record")["latency"]
+    evaluate = first(first(latency["alias"])["evaluate_target_health"])
+    outputs = (TERRAFORM / "environments" / "example" / "outputs.tf").read_text()
+    rendered = re.search(r'output "failover_controller_regions_toml" \{(.*?)\n\}', outputs, re.S)
+    checks.true("terraform example outputs failover_controller_regions_toml", rendered is not None)
+    region_outputs = (region_tf / "outputs.tf").read_text()
+    for attribute in ("load_balancer_dns_name", "load_balancer_zone_id", "regional_fqdn"):
+        checks.true(f"region module outputs {attribute}", f'output "{attribute}"' in region_outputs)
+    lb_name = re.search(r'lb_name = "\$\{var.name_prefix\}-\$\{var.short_name\}-api"', (region_tf / "load_balancer.tf").read_text())
+    for entry in controller_config["regions"]:
+        region = entry["name"]
+        settings = topo["regions"][region]
+        where = f"controller config {region}"
+        instances = entry.get("instances", [])
+        checks.equal(f"{where}: no placeholder (TEST-NET) instances", [i for i in instances if i.startswith(TEST_NETS)], [])
+        url = f"https://{settings['regional_fqdn']}{topo['paths']['region_health']}"
+        checks.equal(f"{where}: health_urls = the region's own name + region-health path", entry.get("health_urls"), [url])
+        checks.equal(f"{where}: health URL path = Route53 health check path", topo["health_check"]["resource_path"], topo["paths"]["region_health"])
+        alias = entry.get("alias_dns_name", "")
+        pattern = rf"^(dualstack\.)?{re.escape(topo['prefix'])}-{re.escape(settings['short_name'])}-api-[0-9a-z-]+\.{re.escape(region)}\.elb\.amazonaws\.com\.?$"
+        checks.true(f"{where}: alias_dns_name is the region module's ALB ({topo['prefix']}-{settings['short_name']}-api-*.{region}.elb.amazonaws.com)",
+                    lb_name is not None and re.match(pattern, alias), alias)
+        checks.true(f"{where}: alias_hosted_zone_id set", bool(entry.get("alias_hosted_zone_id")))
+        checks.equal(f"{where}: evaluate_target_health = global module latency record", entry.get("evaluate_target_health", False), evaluate)
+        checks.true(f"{where}: health_check_id set (restore must keep the record's health check)", bool(entry.get("health_check_id")))
+        if rendered is not None:
+            for key in entry:
+                checks.true(f"{where}: {key} comes from terraform output failover_controller_regions_toml", f'"{key} = ' in rendered.group(1))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -258,11 +302,12 @@ def main():
         unknown = keys_of({k: v for k, v in controller_config.items() if k != "regions"}) - keys_of(controller_defaults)
         checks.equal("controller config uses only keys the controller knows", sorted(unknown), [])
         checks.equal("controller default probe.path", controller_defaults["probe"]["path"], topo["health_check"]["resource_path"])
-        example = ROOT / "failover-controller" / "config" / "example-3-regions.toml"
-        if example.exists():
-            known = set().union(*(r.keys() for r in tomllib.loads(example.read_text())["regions"]))
-            used = set().union(*(r.keys() for r in controller_config["regions"]))
-            checks.equal("controller config region keys are known", sorted(used - known), [])
+        known = region_setting_fields()
+        used = set().union(*(r.keys() for r in controller_config["regions"]))
+        checks.equal("controller config region keys are fields of RegionSettings", sorted(used - known), [])
+
+    print("controller regions (health URLs, alias targets)")
+    check_controller_regions(checks, controller_config, topo)
 
     print("migrations")
     job = rendered_objects(rendered_dir / "migrate.yaml")[("Job", "service-migrate")]

@@ -28,6 +28,23 @@ output "health_check_ids" {
   value       = module.global.health_check_ids
 }
 
+output "failover_controller_regions_toml" {
+  description = "The [[regions]] blocks of k8s/base/failover-controller/config.toml (the same file in every region): per region the HTTPS health URL through its own name, its ALB as the Route53 alias target (with evaluate_target_health as in the global module's latency records) and its Route53 health check. `terraform output -raw failover_controller_regions_toml`, see docs/deploy.md."
+  value = join("\n", [
+    for region in module.topology.region_names : join("\n", [
+      "[[regions]]",
+      "name = \"${region}\"",
+      "aws_region = \"${region}\"",
+      "health_urls = [\"https://${module.topology.regions[region].regional_fqdn}${module.topology.paths.region_health}\"]",
+      "alias_dns_name = \"${local.region_modules[region].load_balancer_dns_name}\"",
+      "alias_hosted_zone_id = \"${local.region_modules[region].load_balancer_zone_id}\"",
+      "evaluate_target_health = true",
+      "health_check_id = \"${module.global.health_check_ids[region]}\"",
+      "",
+    ])
+  ])
+}
+
 output "clusters" {
   description = "EKS cluster name per region, for `aws eks update-kubeconfig`."
   value       = { for region, outputs in local.region_modules : region => outputs.cluster_name }
