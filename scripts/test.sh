@@ -25,6 +25,9 @@ cargo build --workspace --locked --bins
 echo "== cargo test (workspace)" >&2
 cargo test --workspace --locked -- --test-threads=4
 
+echo "== API fuzzing against /openapi.json (schemathesis)" >&2
+scripts/fuzz-api.sh
+
 if [ -x scripts/check-deploy.sh ]; then
   echo "== deployment checks (terraform, k8s, alerts)" >&2
   scripts/check-deploy.sh

@@ -28,9 +28,17 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
-    /// Who owns the account (1 to 200 characters).
+    /// Who owns the account: 1 to 200 characters, not only spaces, no
+    /// control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F]*\\S[^\\x00-\\x1F\\x7F]*$"
+    )]
     pub owner: String,
     /// Opening balance in integer minor units, 0 to 10^15.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    #[serde(deserialize_with = "integral")]
     pub opening_balance: i64,
 }
 
@@ -41,11 +49,14 @@ pub struct CreateTransferRequest {
     pub from: Uuid,
     pub to: Uuid,
     /// Amount in integer minor units, 1 to 10^15.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    #[serde(deserialize_with = "integral")]
     pub amount: i64,
 }
 
 /// Query of `GET /v1/accounts/{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadOptions {
     /// `strong` (default) reads the latest committed value. `stale` may be
@@ -58,11 +69,13 @@ pub struct ReadOptions {
 
 #[utoipa::path(
     post, path = "/v1/accounts", tag = "ledger",
-    params(("Idempotency-Key" = String, Header, description = "Unique key; a retry with the same key and body gets the original answer")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255, description = "Unique key of 1 to 255 visible ASCII characters; a retry with the same key and body gets the original answer")),
     request_body = CreateAccountRequest,
     responses(
         (status = 201, description = "Account created (or the replay of its creation)", body = Account),
         (status = 400, description = "Invalid body or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded or database unavailable; retry with the same key", body = Problem, content_type = "application/problem+json"),
     )
@@ -76,6 +89,11 @@ pub async fn create_account(
     if owner.is_empty() || owner.chars().count() > 200 {
         return Err(ApiError::BadRequest(
             "`owner` must be 1 to 200 characters, not only spaces".into(),
+        ));
+    }
+    if owner.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "`owner` must not contain control characters".into(),
         ));
     }
     check_amount("opening_balance", request.opening_balance, 0)?;
@@ -117,11 +135,13 @@ pub async fn get_account(
 
 #[utoipa::path(
     post, path = "/v1/transfers", tag = "ledger",
-    params(("Idempotency-Key" = String, Header, description = "Unique key; a retry with the same key and body gets the original answer")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255, description = "Unique key of 1 to 255 visible ASCII characters; a retry with the same key and body gets the original answer")),
     request_body = CreateTransferRequest,
     responses(
         (status = 201, description = "Transfer committed (or the replay of it)", body = Transfer),
         (status = 400, description = "Invalid body, from == to, amount <= 0, or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "An account does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Insufficient funds; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
@@ -178,6 +198,24 @@ pub async fn ledger_summary(
     State(state): State<AppState>,
 ) -> Result<Json<LedgerSummary>, ApiError> {
     Ok(Json(ledger::summary(&state.transactor.pool).await?))
+}
+
+/// An integer, also when written as a number with a zero fraction (`5.0`):
+/// JSON Schema counts that as an integer, so clients that produce it are
+/// right. Anything else is refused with the usual serde message.
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let value = serde_json::Number::deserialize(deserializer)?;
+    if let Some(integer) = value.as_i64() {
+        return Ok(integer);
+    }
+    match value.as_f64() {
+        Some(float) if float.fract() == 0.0 && float.abs() <= 9_007_199_254_740_992.0 => {
+            Ok(float as i64)
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {value}, expected an integer from -2^53 to 2^53 (minor units)"
+        ))),
+    }
 }
 
 fn check_amount(field: &str, value: i64, minimum: i64) -> Result<(), ApiError> {

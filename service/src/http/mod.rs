@@ -80,7 +80,8 @@ impl AppStateInner {
         title = "Ledger API",
         description = "A regional, active-active ledger. Every response carries X-Served-By-Region and X-Served-By-Instance. Errors are application/problem+json (RFC 9457)."
     ),
-    tags((name = "ledger", description = "Accounts and transfers"), (name = "health", description = "Kubernetes and Route53 probes"))
+    tags((name = "ledger", description = "Accounts and transfers"), (name = "health", description = "Kubernetes and Route53 probes")),
+    components(schemas(crate::db::ledger::Consistency))
 )]
 struct ApiDoc;
 

@@ -213,6 +213,20 @@ async fn bad_inputs_get_clear_4xx_and_change_nothing() {
             "`owner` must be",
         ),
         case(
+            "control character in owner",
+            "/v1/accounts",
+            &json!({"owner": "a\u{0000}b", "opening_balance": 1}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "control characters",
+        ),
+        case(
+            "amount with a fraction",
+            "/v1/transfers",
+            &transfer(json!({"from": a, "to": b, "amount": 2.5})),
+            StatusCode::BAD_REQUEST,
+            "expected an integer",
+        ),
+        case(
             "owner of the wrong type",
             "/v1/accounts",
             &json!({"owner": 12, "opening_balance": 1}).to_string(),

@@ -125,3 +125,21 @@ async fn the_same_key_at_two_regions_at_once_makes_one_transfer() {
     east.stop().await;
     west.stop().await;
 }
+
+#[tokio::test]
+async fn an_integral_number_written_with_a_zero_fraction_is_an_integer() {
+    // JSON Schema counts 5.0 as an integer, so a client that writes it is right.
+    let app = TestApp::spawn().await;
+    let a = app.create_account("a", 10).await;
+    let b = app.create_account("b", 0).await;
+    let response = app
+        .post(
+            "/v1/transfers",
+            Some("float-5"),
+            &serde_json::json!({"from": a, "to": b, "amount": 5.0}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.json::<Value>().await.unwrap()["amount"], 5);
+    app.stop().await;
+}
