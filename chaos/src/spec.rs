@@ -361,7 +361,8 @@ impl Drill {
                 }
             }
         }
-        if !(self.abort.max_error_budget_share > 0.0) {
+        // Written to reject NaN too.
+        if self.abort.max_error_budget_share.is_nan() || self.abort.max_error_budget_share <= 0.0 {
             return bad("abort.max_error_budget_share", "must be positive".into());
         }
         Ok(())
