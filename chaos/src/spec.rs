@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// A fault target meaning "the region whose controller holds the lease when
+/// the fault starts": the worst case, where the failover leader dies with
+/// the region it must drain.
+pub const LEADER: &str = "leader";
+
 /// A declarative drill.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,7 +108,8 @@ pub struct Hypothesis {
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     pub fault: FaultKind,
-    /// Region (or, for leader-kill, ignored: the current leader is killed).
+    /// Region, or `leader` for the region of the current lease holder
+    /// (ignored by leader-kill, which always hits the lease holder).
     #[serde(default)]
     pub target: String,
     /// Seconds after the load starts.
@@ -328,7 +334,10 @@ impl Drill {
         }
         for (index, fault) in self.method.iter().enumerate() {
             let field = |name: &str| format!("method[{index}].{name}");
-            if fault.fault != FaultKind::LeaderKill && !topology.regions.contains(&fault.target) {
+            if fault.fault != FaultKind::LeaderKill
+                && fault.target != LEADER
+                && !topology.regions.contains(&fault.target)
+            {
                 return bad(
                     &field("target"),
                     format!(

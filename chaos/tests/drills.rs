@@ -139,6 +139,29 @@ fn leader_kill_moves_the_lease_and_drains_nothing() {
 }
 
 #[test]
+fn leader_region_kill_leaves_dns_before_the_new_leader_drains() {
+    let report = run_drill("leader-region-kill");
+    assert_eq!(report.totals.writes_lost, 0);
+    let fault = &report.faults[0];
+    assert!(
+        report.regions.contains(&fault.target),
+        "resolved to a region: {}",
+        fault.target
+    );
+    let phases = &report.phases;
+    let dns = phases
+        .dns_s
+        .expect("DNS stopped answering with the dead region");
+    let drain = phases
+        .drain_s
+        .expect("a new leader drained the dead region");
+    // The survivors leave on their own quorum; only the drain flag waits
+    // for the lease of the dead leader to expire.
+    assert!(dns < 2.0, "DNS changed after {dns} s");
+    assert!(drain < 6.0, "drain flag after {drain} s");
+}
+
+#[test]
 fn prober_partition_drains_no_region() {
     let report = run_drill("prober-partition");
     assert!(

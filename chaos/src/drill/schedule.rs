@@ -11,7 +11,7 @@ use crate::deployment::{FaultAction, SERVICE_NAME};
 use crate::driver::FaultDriver;
 use crate::load::{self, LiveCounters, Target};
 use crate::model::FaultWindow;
-use crate::spec::{Drill, Fault, FaultKind};
+use crate::spec::{Drill, Fault, FaultKind, LEADER};
 
 /// Applies each fault at its offset and undoes it after its duration.
 pub(super) async fn run_method(
@@ -37,7 +37,9 @@ pub(super) async fn run_method(
             return;
         }
         let fault = &method[index];
-        let target = if fault.fault == FaultKind::LeaderKill {
+        // `leader-kill`, and any fault whose target is `leader`, hit the
+        // region whose controller holds the lease when the fault starts.
+        let target = if fault.fault == FaultKind::LeaderKill || fault.target == LEADER {
             match leader_targets.get(&index) {
                 Some(target) => target.clone(),
                 None => match driver.leader().await {

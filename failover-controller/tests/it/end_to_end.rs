@@ -70,12 +70,26 @@ async fn a_dead_region_is_drained_and_restored() {
     })
     .await
     .expect("DNS answers for region-3 clients moved to region-2");
-    let flag: (bool, i64) =
+    // Followers leave DNS on their own quorum (early leave), possibly before
+    // the leader's drain-flag write lands: wait for the flag too.
+    let pool = &db.pool;
+    let flag: (bool, i64) = wait_for(Duration::from_secs(5), || async move {
         sqlx::query_as("SELECT drained, fencing_epoch FROM region_state WHERE region = 'region-3'")
-            .fetch_one(&db.pool)
+            .fetch_optional(pool)
             .await
-            .unwrap();
+            .unwrap()
+            .filter(|(drained, _): &(bool, i64)| *drained)
+    })
+    .await
+    .expect("drain flag set");
     assert!(flag.0, "drain flag set");
+    // The leader's status follows the flag within a decision round.
+    wait_for(Duration::from_secs(2), || async {
+        let status = get_json(&format!("{}/status", http[leader])).await;
+        (status["regions"][2]["state"] == "drained").then_some(())
+    })
+    .await
+    .expect("leader reports region-3 drained");
     let leader_status = get_json(&format!("{}/status", http[leader])).await;
     let region = &leader_status["regions"][2];
     assert_eq!(region["state"], "drained");
