@@ -57,7 +57,19 @@ impl Application {
         // A cached gate answer stays valid for one refresh plus one bounded query.
         let validity =
             Duration::from_millis(settings.region_state_refresh_ms + settings.readiness_timeout_ms);
+        let dialect = Arc::new(OnceLock::new());
+        // Few read workers make large batches (one statement for many reads);
+        // two keep a round trip in flight while the other waits. The rest of
+        // the pool stays free for writes.
+        let pool_size = settings.database_pool_size as usize;
+        let read_workers = (pool_size / 8).max(2).min(pool_size);
+        let reads = crate::db::reads::AccountReader::start(
+            pool.clone(),
+            Arc::clone(&dialect),
+            read_workers,
+        );
         let state = AppState::new(AppStateInner {
+            reads,
             transactor: Transactor {
                 pool,
                 policy: RetryPolicy::new(settings.transaction_max_retries),
@@ -65,7 +77,7 @@ impl Application {
             },
             metrics,
             region_gate: RegionGate::new(validity),
-            dialect: Arc::new(OnceLock::new()),
+            dialect,
             shutting_down: Arc::default(),
             settings: Arc::new(settings),
         });

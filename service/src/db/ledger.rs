@@ -8,9 +8,8 @@ use sqlx::{PgConnection, Row};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::cockroach::FOLLOWER_READ_CLAUSE;
 use super::retry::{Transactor, TxError};
-use super::{Dialect, Pool};
+use super::Pool;
 
 /// An account as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -317,30 +316,6 @@ pub enum Consistency {
     Stale,
 }
 
-pub async fn get_account(
-    pool: &Pool,
-    dialect: Dialect,
-    id: Uuid,
-    consistency: Consistency,
-) -> Result<Option<Account>, sqlx::Error> {
-    let sql = match (dialect, consistency) {
-        (Dialect::Cockroach, Consistency::Stale) => format!(
-            "SELECT id, owner, balance, home_region, created_at FROM accounts {FOLLOWER_READ_CLAUSE} WHERE id = $1"
-        ),
-        _ => "SELECT id, owner, balance, home_region, created_at FROM accounts WHERE id = $1".to_owned(),
-    };
-    pool.run(move |connection| {
-        Box::pin(async move {
-            let row = sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(connection)
-                .await?;
-            row.as_ref().map(account_from_row).transpose()
-        })
-    })
-    .await
-}
-
 pub async fn get_transfer(pool: &Pool, id: Uuid) -> Result<Option<Transfer>, sqlx::Error> {
     let row = pool
         .run(move |connection| {
@@ -393,7 +368,7 @@ pub async fn summary(pool: &Pool) -> Result<LedgerSummary, sqlx::Error> {
     })
 }
 
-fn account_from_row(row: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
+pub(super) fn account_from_row(row: &sqlx::postgres::PgRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
         id: row.try_get("id")?,
         owner: row.try_get("owner")?,

@@ -8,6 +8,7 @@
 pub mod cockroach;
 pub mod ledger;
 pub mod pool;
+pub mod reads;
 pub mod retry;
 
 use std::str::FromStr;

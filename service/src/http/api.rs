@@ -122,15 +122,12 @@ pub async fn get_account(
     UuidPath(id): UuidPath,
     ApiQuery(options): ApiQuery<ReadOptions>,
 ) -> Result<Json<Account>, ApiError> {
-    ledger::get_account(
-        &state.transactor.pool,
-        state.dialect(),
-        id,
-        options.consistency,
-    )
-    .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+    state
+        .reads
+        .read(id, options.consistency)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
 }
 
 #[utoipa::path(

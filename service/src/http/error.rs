@@ -167,6 +167,15 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<crate::db::reads::ReadError> for ApiError {
+    fn from(error: crate::db::reads::ReadError) -> Self {
+        match error {
+            crate::db::reads::ReadError::Unavailable(cause) => ApiError::Unavailable(cause),
+            crate::db::reads::ReadError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
 impl From<TxError> for ApiError {
     fn from(error: TxError) -> Self {
         match error {

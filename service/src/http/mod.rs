@@ -50,6 +50,8 @@ impl std::ops::Deref for AppState {
 pub struct AppStateInner {
     pub settings: Arc<Settings>,
     pub transactor: Transactor,
+    /// Account reads, batched under load.
+    pub reads: crate::db::reads::AccountReader,
     pub metrics: Metrics,
     pub region_gate: RegionGate,
     /// Set by the refresher on the first successful connection.

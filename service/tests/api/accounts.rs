@@ -95,3 +95,47 @@ async fn the_summary_counts_and_sums_in_one_snapshot() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reads_are_batched_and_each_gets_its_own_answer() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let mut accounts = Vec::new();
+    for balance in 0..8 {
+        accounts.push((
+            app.create_account(&format!("r{balance}"), balance).await,
+            balance,
+        ));
+    }
+    let unknown = uuid::Uuid::new_v4();
+    let reads = (0..400).map(|n| {
+        let app = app.clone();
+        let target = if n % 9 == 8 {
+            None
+        } else {
+            Some(accounts[n % 8])
+        };
+        async move {
+            let id = target.map_or(unknown, |(id, _)| id);
+            let response = app.get(&format!("/v1/accounts/{id}")).await;
+            (
+                target,
+                response.status(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    });
+    for (target, status, body) in futures_util::future::join_all(reads).await {
+        match target {
+            Some((id, balance)) => {
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(body["id"], id.to_string());
+                assert_eq!(body["balance"], balance);
+            }
+            None => assert_eq!(status, StatusCode::NOT_FOUND, "{body}"),
+        }
+    }
+    std::sync::Arc::into_inner(app)
+        .expect("sole owner")
+        .stop()
+        .await;
+}
