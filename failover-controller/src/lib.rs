@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`config`], [`secret`]: typed, layered, validated settings.
-//! - [`probe`], [`verdict`]: HTTP probes and per-vantage verdicts (K/M).
+//! - [`probe`], [`verdict`]: HTTP probes and per-vantage verdicts (K/M);
+//!   [`ca_bundle`]: private CAs the HTTPS probes trust.
 //! - [`votes`], [`quorum`]: vote sharing through the database, tally.
 //! - [`region_machine`], [`planner`]: state machines, hold-down, safety rules.
 //! - [`early_leave`]: every replica leaves a down region out of DNS at once,
@@ -22,6 +23,7 @@
 pub mod actions;
 pub mod app;
 pub mod audit;
+pub mod ca_bundle;
 pub mod config;
 pub mod db;
 pub mod dns;

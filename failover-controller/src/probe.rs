@@ -5,15 +5,21 @@
 //! A region passes a round when at least one of its instances (or health
 //! URLs) answers 200 on its region-health endpoint: one dead instance is the
 //! load balancer's business, a dead region is ours. Health URLs may be
-//! https: rustls with the webpki roots, SNI from the URL's host name, and the
-//! probe's source address (`probe.local_address`) applies to them too.
+//! https: rustls with the webpki roots plus the private CAs of
+//! `probe.ca_file` (see [`crate::ca_bundle`]), SNI from the URL's host name,
+//! and the probe's source address (`probe.local_address`) applies to them
+//! too. A refused certificate is a failed probe whose `last_error` (in the
+//! vote, so in `failover_votes`) says what rustls refused (unknown issuer,
+//! expired, wrong host name): a TLS mistake is not mistaken for a dead region.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
+use crate::ca_bundle::{self, CaBundleError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::verdict::{ProbeOutcome, VerdictTracker};
@@ -24,6 +30,8 @@ use crate::votes::OwnVote;
 pub enum ProbeError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("probe.ca_file: {0}")]
+    CaBundle(#[from] CaBundleError),
 }
 
 /// The result of probing one instance.
@@ -74,6 +82,12 @@ impl Prober {
             .user_agent("failover-controller-probe");
         if let Ok(ip) = settings.probe.local_address.parse::<std::net::IpAddr>() {
             builder = builder.local_address(ip);
+        }
+        // Added roots go beside the built-in webpki roots, not instead of them.
+        if !settings.probe.ca_file.is_empty() {
+            for der in ca_bundle::read(Path::new(&settings.probe.ca_file))? {
+                builder = builder.add_root_certificate(reqwest::Certificate::from_der(&der)?);
+            }
         }
         let targets = settings
             .regions
@@ -180,11 +194,7 @@ pub async fn probe_one(client: &reqwest::Client, url: &str, timeout: Duration) -
         Err(_) => InstanceResult::Timeout,
         Ok(Err(e)) if e.is_timeout() => InstanceResult::Timeout,
         Ok(Err(e)) => InstanceResult::Fail {
-            reason: if e.is_connect() {
-                "connect error".into()
-            } else {
-                "request error".into()
-            },
+            reason: failure_reason(&e),
         },
         Ok(Ok(status)) if status == reqwest::StatusCode::OK => InstanceResult::Ok {
             rtt: started.elapsed(),
@@ -193,4 +203,35 @@ pub async fn probe_one(client: &reqwest::Client, url: &str, timeout: Duration) -
             reason: format!("status {}", status.as_u16()),
         },
     }
+}
+
+/// Why a request failed, for the vote's `last_error`: what rustls refused
+/// when the TLS handshake failed, "connect error" or "request error" else.
+fn failure_reason(error: &reqwest::Error) -> String {
+    match tls_error(error) {
+        Some(tls @ rustls::Error::InvalidCertificate(_)) => format!("certificate error: {tls}"),
+        Some(tls) => format!("tls error: {tls}"),
+        None if error.is_connect() => "connect error".into(),
+        None => "request error".into(),
+    }
+}
+
+/// The rustls error somewhere in `error`'s source chain. The TLS connector
+/// wraps it in an `io::Error`, whose `source()` skips the wrapped error
+/// itself, so each `io::Error` is looked into with `get_ref()`.
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }

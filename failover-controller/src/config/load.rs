@@ -193,6 +193,36 @@ mod tests {
         assert!(err.to_string().contains("bogus"), "{err}");
     }
 
+    #[test]
+    fn ca_file_is_read_and_checked_at_start_up() {
+        let load_with = |ca_file: &str| {
+            let flags = Overrides(vec![(
+                "probe.ca_file".into(),
+                Value::String(ca_file.into()),
+            )]);
+            let env = vec![("FAILOVER_REGION".to_string(), "region-1".to_string())];
+            load(Some(&example_file().0), env, &flags).map_err(|e| e.to_string())
+        };
+        let missing = std::env::temp_dir().join("fc-no-such-ca.pem");
+        let err = load_with(&missing.display().to_string()).unwrap_err();
+        assert!(err.contains("probe.ca_file: cannot read"), "{err}");
+        let no_certificate = tempfile_path::TempToml::new("just text\n");
+        let err = load_with(&no_certificate.0.display().to_string()).unwrap_err();
+        assert!(
+            err.contains("probe.ca_file:") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let bundle = tempfile_path::TempToml::new(&params.self_signed(&key).unwrap().pem());
+        let settings = load_with(&bundle.0.display().to_string()).unwrap();
+        assert_eq!(settings.probe.ca_file, bundle.0.display().to_string());
+        // Empty (the default): the public roots only, nothing to read.
+        assert!(load_with("").unwrap().probe.ca_file.is_empty());
+    }
+
     /// Loads `regions` (TOML) over a minimal file; returns the error text.
     fn load_regions(regions: &str, extra: &str) -> Result<Settings, String> {
         let file = tempfile_path::TempToml::new(&format!("{extra}\n{regions}"));

@@ -63,6 +63,10 @@ pub struct ProbeSettings {
     pub path: String,
     /// Source address for probes; empty lets the kernel choose.
     pub local_address: String,
+    /// PEM bundle of private CAs trusted for https health URLs beside the
+    /// public web PKI roots (internal load balancers, service meshes);
+    /// empty trusts the public roots only.
+    pub ca_file: String,
 }
 
 /// Decision loop cadence, safety rules and hold-down.

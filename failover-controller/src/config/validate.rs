@@ -56,6 +56,10 @@ impl Settings {
         if !p.local_address.is_empty() && p.local_address.parse::<std::net::IpAddr>().is_err() {
             return Err("probe.local_address: must be an IP address or empty".into());
         }
+        if !p.ca_file.is_empty() {
+            crate::ca_bundle::read(std::path::Path::new(&p.ca_file))
+                .map_err(|e| format!("probe.ca_file: {e}"))?;
+        }
         let d = &self.decision;
         if d.interval_ms < 10 {
             return Err("decision.interval_ms: must be at least 10".into());

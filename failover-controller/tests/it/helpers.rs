@@ -74,26 +74,31 @@ pub struct HealthServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The `/healthz/region` route of a fake instance, answering as `mode` says
+/// (a [`Health`] value), shared by the plain-HTTP and the TLS servers.
+pub fn health_router(mode: Arc<AtomicU8>) -> Router {
+    Router::new().route(
+        "/healthz/region",
+        get(move || {
+            let mode = mode.load(Ordering::SeqCst);
+            async move {
+                match mode {
+                    0 => (StatusCode::OK, r#"{"status":"ok"}"#),
+                    1 => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"drained"}"#),
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        (StatusCode::OK, "late")
+                    }
+                }
+            }
+        }),
+    )
+}
+
 impl HealthServer {
     pub async fn start(ip: &str) -> Self {
         let mode = Arc::new(AtomicU8::new(Health::Ok as u8));
-        let shared = Arc::clone(&mode);
-        let app = Router::new().route(
-            "/healthz/region",
-            get(move || {
-                let mode = shared.load(Ordering::SeqCst);
-                async move {
-                    match mode {
-                        0 => (StatusCode::OK, r#"{"status":"ok"}"#),
-                        1 => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"drained"}"#),
-                        _ => {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                            (StatusCode::OK, "late")
-                        }
-                    }
-                }
-            }),
-        );
+        let app = health_router(Arc::clone(&mode));
         let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
             .await
             .expect("bind health server");

@@ -1,5 +1,5 @@
 //! Integration tests of the failover controller, against the real things:
-//! PostgreSQL, HTTP servers on loopback, the moto Route53 API server, a real
+//! PostgreSQL, HTTP and HTTPS servers on loopback, the moto Route53 API server, a real
 //! DNS client, and the controller binary itself.
 
 mod admin;
@@ -12,3 +12,4 @@ mod fencing;
 mod helpers;
 mod processes;
 mod route53;
+mod tls_probe;
