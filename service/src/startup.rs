@@ -38,6 +38,8 @@ impl Application {
     /// while the database is unreachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = crate::db::connect(&settings).context("invalid database settings")?;
+        let health_pool =
+            crate::db::connect_for_health(&settings).context("invalid database settings")?;
         if settings.migrate_on_start {
             let mut connection = pool
                 .acquire()
@@ -69,6 +71,7 @@ impl Application {
             read_workers,
         );
         let state = AppState::new(AppStateInner {
+            health_pool,
             reads,
             transactor: Transactor {
                 pool,
@@ -114,7 +117,7 @@ impl Application {
 
         let refresher = Refresher {
             gate: state.region_gate.clone(),
-            pool: state.transactor.pool.clone(),
+            pool: state.health_pool.clone(),
             region: settings.region.clone(),
             interval: Duration::from_millis(settings.region_state_refresh_ms),
             query_timeout: settings.readiness_timeout(),
@@ -183,6 +186,7 @@ impl Application {
         let _ = refresher.await;
         let _ = admin.await;
         state.transactor.pool.close().await;
+        state.health_pool.close().await;
         tracing::info!("service stopped");
         Ok(())
     }

@@ -49,14 +49,29 @@ impl Dialect {
 /// Builds a lazy pool: the service starts (unready) while the database is
 /// unreachable, and every connection gets the statement timeout.
 pub fn connect(settings: &Settings) -> Result<Pool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(settings.database_url.expose())?
-        .application_name(&format!("ledger-service/{}", settings.region));
     Ok(Pool::new(
-        options,
+        connect_options(settings)?,
         settings.database_pool_size as usize,
         Duration::from_millis(settings.database_acquire_timeout_ms),
         settings.database_statement_timeout_ms,
     ))
+}
+
+/// A pool of its own for `/readyz` and the region gate: they must say
+/// whether the database answers, not whether the request pool is busy, or
+/// a region under heavy load would fail its health checks and be drained.
+pub fn connect_for_health(settings: &Settings) -> Result<Pool, sqlx::Error> {
+    Ok(Pool::new(
+        connect_options(settings)?,
+        2,
+        Duration::from_millis(settings.readiness_timeout_ms),
+        settings.readiness_timeout_ms,
+    ))
+}
+
+fn connect_options(settings: &Settings) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(PgConnectOptions::from_str(settings.database_url.expose())?
+        .application_name(&format!("ledger-service/{}", settings.region)))
 }
 
 /// What `migrate` did.

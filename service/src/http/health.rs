@@ -40,7 +40,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             "the instance is shutting down".into(),
         );
     }
-    let pool = &state.transactor.pool;
+    let pool = &state.health_pool;
     let check = pool
         .run(|connection| Box::pin(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(connection)));
     match tokio::time::timeout(state.settings.readiness_timeout(), check).await {

@@ -50,6 +50,8 @@ impl std::ops::Deref for AppState {
 pub struct AppStateInner {
     pub settings: Arc<Settings>,
     pub transactor: Transactor,
+    /// Connections for `/readyz` and the region gate only.
+    pub health_pool: crate::db::Pool,
     /// Account reads, batched under load.
     pub reads: crate::db::reads::AccountReader,
     pub metrics: Metrics,

@@ -97,3 +97,47 @@ async fn health_follows_the_database_down_and_back() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn health_stays_green_while_every_request_connection_is_busy() {
+    use sqlx::{Connection, Executor};
+    let url = crate::helpers::create_database(&crate::helpers::server_url()).await;
+    let mut settings = test_settings("us-east-1", &url);
+    settings.database_pool_size = 2;
+    let app = std::sync::Arc::new(TestApp::spawn_on(settings, true).await);
+    let a = app.create_account("a", 100).await;
+    let b = app.create_account("b", 0).await;
+
+    // Hold a row lock so that two transfers take both pool connections and wait.
+    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
+    locker.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(a)
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let blocked: Vec<_> = (0..2)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move { app.transfer(&format!("busy-{n}"), a, b, 1).await.status() })
+        })
+        .collect();
+    // Longer than a gate refresh plus its timeout: the gate has re-read the
+    // drain flag with the request pool exhausted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        blocked.iter().all(|task| !task.is_finished()),
+        "both transfers hold their connections"
+    );
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/healthz/region").await.status(), StatusCode::OK);
+
+    locker.execute("COMMIT").await.unwrap();
+    for task in blocked {
+        assert_eq!(task.await.unwrap(), StatusCode::CREATED);
+    }
+    std::sync::Arc::into_inner(app)
+        .expect("sole owner")
+        .stop()
+        .await;
+}
