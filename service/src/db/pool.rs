@@ -50,7 +50,6 @@ pub type Connection = Object<PgManager>;
 #[derive(Clone)]
 pub struct Pool {
     inner: managed::Pool<PgManager>,
-    acquire_timeout: Duration,
 }
 
 impl std::fmt::Debug for Pool {
@@ -88,10 +87,7 @@ impl Pool {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a runtime and timeouts are set");
-        Self {
-            inner,
-            acquire_timeout,
-        }
+        Self { inner }
     }
 
     /// Runs `work` on a pooled connection. A connection whose state is
@@ -130,10 +126,6 @@ impl Pool {
             size: status.size,
             idle: status.available,
         }
-    }
-
-    pub fn acquire_timeout(&self) -> Duration {
-        self.acquire_timeout
     }
 
     /// Closes idle connections and refuses new acquisitions.

@@ -67,12 +67,6 @@ impl AppStateInner {
         &self.settings.region
     }
 
-    /// PostgreSQL until detection says otherwise; stale reads degrade to
-    /// strong reads, never the reverse.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect.get().copied().unwrap_or(Dialect::Postgres)
-    }
-
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
