@@ -172,14 +172,43 @@ fn prober_partition_drains_no_region() {
 }
 
 #[test]
-fn flapping_region_is_drained_each_time() {
+fn flapping_region_leaves_fast_and_stays_out_between_failures() {
     let report = run_drill("flapping-region");
-    let drains = report
+    let drains: Vec<f64> = report
         .events
         .iter()
         .filter(|e| e.kind == "drain_flag")
-        .count();
-    assert!(drains >= 1, "{:?}", report.events);
+        .map(|e| e.at_s)
+        .collect();
+    // Leave fast: drained within a few seconds of the first kill.
+    let first_kill = report.faults[0].start_s;
+    assert!(
+        drains.first().is_some_and(|at| at - first_kill < 5.0),
+        "{:?}",
+        report.events
+    );
+    // Return slowly: the region is up for 5 s between kills, shorter than
+    // the hold-down, so it is never put back while it flaps.
+    let last_kill_ends = report
+        .faults
+        .iter()
+        .filter_map(|f| f.end_s)
+        .fold(0.0, f64::max);
+    let early_restores: Vec<_> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == "restore" && e.at_s < last_kill_ends)
+        .collect();
+    assert!(
+        early_restores.is_empty(),
+        "restored while flapping: {early_restores:?}"
+    );
+    assert_eq!(
+        drains.len(),
+        1,
+        "drained once and kept out: {:?}",
+        report.events
+    );
 }
 
 #[test]
