@@ -65,6 +65,14 @@ pub struct Target {
     pub preference: BTreeMap<String, Vec<String>>,
 }
 
+/// The region whose instance has address `ip`.
+pub fn region_of(instances: &BTreeMap<String, Vec<SocketAddr>>, ip: IpAddr) -> Option<&str> {
+    instances
+        .iter()
+        .find(|(_, addresses)| addresses.iter().any(|address| address.ip() == ip))
+        .map(|(region, _)| region.as_str())
+}
+
 /// The load's shape.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -263,11 +271,7 @@ impl RegionClient {
             } else {
                 self.fallback(tried_region.as_deref(), pick)
             };
-            tried_region = self
-                .instances
-                .iter()
-                .find(|(_, addresses)| addresses.contains(&address))
-                .map(|(region, _)| region.clone());
+            tried_region = region_of(&self.instances, address.ip()).map(str::to_owned);
             attempts += 1;
             match self.send(&request, address).await {
                 Attempt::Ok { served_by: region } => {

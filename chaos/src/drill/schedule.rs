@@ -192,16 +192,10 @@ pub(super) async fn watch_dns(
             if let Ok(answer) = resolver.lookup_ip(SERVICE_NAME).await {
                 let regions = answer
                     .iter()
-                    .filter_map(|ip| {
-                        target
-                            .instances
-                            .iter()
-                            .find(|(_, addresses)| addresses.iter().any(|a| a.ip() == ip))
-                            .map(|(region, _)| region.clone())
-                    })
+                    .filter_map(|ip| load::region_of(&target.instances, ip).map(str::to_owned))
                     .collect();
                 observations.push(DnsObservation {
-                    t: t0.elapsed().as_secs_f64() - 0.0,
+                    t: t0.elapsed().as_secs_f64(),
                     client: client.clone(),
                     regions,
                 });
