@@ -115,6 +115,14 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_TRANSACTION_MAX_RETRIES", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction_max_retries: Option<u32>,
+    /// Account-read statements in flight at most (reads are batched).
+    #[arg(long, env = "SERVICE_READ_BATCH_MAX_IN_FLIGHT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_batch_max_in_flight: Option<usize>,
+    /// Reads that must be waiting before another statement starts while one is in flight.
+    #[arg(long, env = "SERVICE_READ_BATCH_MIN_FILL", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_batch_min_fill: Option<usize>,
     /// Apply migrations before serving.
     #[arg(long, env = "SERVICE_MIGRATE_ON_START", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +162,8 @@ pub struct Settings {
     pub drain_period_ms: u64,
     pub shutdown_grace_ms: u64,
     pub transaction_max_retries: u32,
+    pub read_batch_max_in_flight: usize,
+    pub read_batch_min_fill: usize,
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
     pub log_filter: String,
@@ -273,6 +283,20 @@ impl Settings {
         }
         if self.max_request_body_bytes < 256 {
             return invalid("max_request_body_bytes", "must be at least 256");
+        }
+        if self.read_batch_max_in_flight == 0
+            || self.read_batch_max_in_flight > self.database_pool_size as usize
+        {
+            return invalid(
+                "read_batch_max_in_flight",
+                "must be between 1 and database_pool_size",
+            );
+        }
+        if !(1..=crate::db::reads::MAX_BATCH).contains(&self.read_batch_min_fill) {
+            return Err(ConfigError::Invalid {
+                field: "read_batch_min_fill",
+                problem: format!("must be between 1 and {}", crate::db::reads::MAX_BATCH),
+            });
         }
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "must be at least 1");
@@ -422,5 +446,32 @@ mod tests {
     fn secret_is_redacted_in_debug() {
         let settings = Settings::from_layers(base(), &valid_overrides()).unwrap();
         assert!(!format!("{settings:?}").contains("postgres://"));
+    }
+
+    #[test]
+    fn read_batching_bounds_name_the_field() {
+        let cases = [
+            (Some(0), None, "read_batch_max_in_flight"),
+            (Some(17), None, "read_batch_max_in_flight"),
+            (None, Some(0), "read_batch_min_fill"),
+            (None, Some(65), "read_batch_min_fill"),
+        ];
+        for (max_in_flight, min_fill, field) in cases {
+            let mut overrides = valid_overrides();
+            overrides.database_pool_size = Some(16);
+            overrides.read_batch_max_in_flight = max_in_flight;
+            overrides.read_batch_min_fill = min_fill;
+            let error = Settings::from_layers(base(), &overrides)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(field),
+                "{max_in_flight:?} {min_fill:?}: {error}"
+            );
+        }
+        let mut overrides = valid_overrides();
+        overrides.read_batch_max_in_flight = Some(16);
+        overrides.read_batch_min_fill = Some(64);
+        Settings::from_layers(base(), &overrides).expect("the bounds themselves are valid");
     }
 }

@@ -2,8 +2,8 @@
 //! applications in one process), served only on the admin port.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the service exports. Names are part of the contract with
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub requests_shed: IntCounter,
     /// Pool connections by state (idle, active), refreshed at scrape time.
     pub db_pool_connections: IntGaugeVec,
+    /// Account reads answered per statement (reads are batched under load).
+    pub db_read_batch_size: Histogram,
     /// Transaction re-runs by SQLSTATE (40001, 40P01, 23505).
     pub db_transaction_retries: IntCounterVec,
     /// 1 while this region's drain flag is set.
@@ -30,7 +32,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(region: &str, instance: &str) -> Self {
+    /// `db_connections_opened` is the request pool's own counter
+    /// ([`crate::db::Pool::opened_counter`]), registered here.
+    pub fn new(region: &str, instance: &str, db_connections_opened: IntCounter) -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
             Opts::new(
@@ -69,6 +73,14 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let db_read_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "service_db_read_batch_size",
+                "Account reads answered by one database statement.",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("valid metric");
         let db_transaction_retries = IntCounterVec::new(
             Opts::new(
                 "service_db_transaction_retries_total",
@@ -105,6 +117,8 @@ impl Metrics {
             Box::new(http_requests_in_flight.clone()),
             Box::new(requests_shed.clone()),
             Box::new(db_pool_connections.clone()),
+            Box::new(db_connections_opened),
+            Box::new(db_read_batch_size.clone()),
             Box::new(db_transaction_retries.clone()),
             Box::new(region_drained.clone()),
             Box::new(shutting_down.clone()),
@@ -121,6 +135,7 @@ impl Metrics {
             http_requests_in_flight,
             requests_shed,
             db_pool_connections,
+            db_read_batch_size,
             db_transaction_retries,
             region_drained,
             shutting_down,

@@ -55,20 +55,24 @@ impl Application {
         let admin_listener = TcpListener::bind(settings.admin_address)
             .await
             .with_context(|| format!("cannot bind admin_address {}", settings.admin_address))?;
-        let metrics = Metrics::new(&settings.region, &settings.instance_id);
+        let metrics = Metrics::new(
+            &settings.region,
+            &settings.instance_id,
+            pool.opened_counter(),
+        );
         // A cached gate answer stays valid for one refresh plus one bounded query.
         let validity =
             Duration::from_millis(settings.region_state_refresh_ms + settings.readiness_timeout_ms);
         let dialect = Arc::new(OnceLock::new());
-        // Few read workers make large batches (one statement for many reads);
-        // two keep a round trip in flight while the other waits. The rest of
-        // the pool stays free for writes.
-        let pool_size = settings.database_pool_size as usize;
-        let read_workers = (pool_size / 8).max(2).min(pool_size);
         let reads = crate::db::reads::AccountReader::start(
             pool.clone(),
             Arc::clone(&dialect),
-            read_workers,
+            crate::db::reads::Batching {
+                max_in_flight: settings.read_batch_max_in_flight,
+                min_fill: settings.read_batch_min_fill,
+                max_size: crate::db::reads::MAX_BATCH,
+            },
+            metrics.db_read_batch_size.clone(),
         );
         let state = AppState::new(AppStateInner {
             health_pool,
@@ -78,6 +82,10 @@ impl Application {
                 policy: RetryPolicy::new(settings.transaction_max_retries),
                 metrics: metrics.clone(),
             },
+            placement: crate::http::middleware::Placement::new(
+                &settings.region,
+                &settings.instance_id,
+            ),
             metrics,
             region_gate: RegionGate::new(validity),
             dialect,

@@ -1,10 +1,14 @@
 //! Account reads, batched under load.
 //!
-//! Each `GET /v1/accounts/{id}` is queued; a few workers each take whatever
-//! is waiting (up to [`MAX_BATCH`]) and answer it with one
-//! `WHERE id = ANY($1)` query. At low load a batch is one request and nothing
-//! waits; under load, one statement serves many requests, which is what
-//! keeps the database's work per read close to a bare `SELECT`.
+//! Each `GET /v1/accounts/{id}` is queued to one dispatcher, which answers
+//! whatever is waiting (up to [`MAX_BATCH`]) with one `WHERE id = ANY($1)`
+//! statement. A read that finds no statement in flight goes at once, alone;
+//! reads arriving while statements are in flight gather into the next one,
+//! which starts when a statement finishes or when `min_fill` reads wait (and
+//! fewer than `max_in_flight` statements run). So at low load nothing waits,
+//! and under load one statement serves many requests, which keeps the
+//! database's work per read below a bare `SELECT`'s. Batch sizes are in the
+//! `service_db_read_batch_size` histogram.
 //!
 //! Consistency is unchanged: a request's statement starts after the request
 //! arrived, so a strong read sees every write committed before it; stale
@@ -13,7 +17,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use prometheus::Histogram;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::cockroach::FOLLOWER_READ_CLAUSE;
@@ -53,14 +58,16 @@ impl std::fmt::Debug for Pending {
 }
 
 impl AccountReader {
-    /// Starts `workers` workers on `pool`; they stop when every handle is
-    /// dropped.
-    pub fn start(pool: Pool, dialect: Arc<std::sync::OnceLock<Dialect>>, workers: usize) -> Self {
-        let (queue, receiver) = mpsc::channel::<Pending>(4 * MAX_BATCH * workers.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..workers.max(1) {
-            tokio::spawn(work(pool.clone(), dialect.clone(), receiver.clone()));
-        }
+    /// Starts the dispatcher on `pool`; it stops when every handle is
+    /// dropped and the statements in flight have answered.
+    pub fn start(
+        pool: Pool,
+        dialect: Arc<std::sync::OnceLock<Dialect>>,
+        batching: Batching,
+        batch_sizes: Histogram,
+    ) -> Self {
+        let (queue, receiver) = mpsc::channel::<Pending>(4 * batching.max_size);
+        tokio::spawn(dispatch(pool, dialect, receiver, batching, batch_sizes));
         Self { queue }
     }
 
@@ -78,44 +85,85 @@ impl AccountReader {
                 reply,
             })
             .await
-            .map_err(|_| ReadError::Unavailable("the read workers have stopped".into()))?;
+            .map_err(|_| ReadError::Unavailable("the read dispatcher has stopped".into()))?;
         answer
             .await
-            .map_err(|_| ReadError::Internal("a read worker dropped the request".into()))?
+            .map_err(|_| ReadError::Internal("the read dispatcher dropped the request".into()))?
     }
 }
 
-async fn work(
+/// How reads are grouped into statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Statements in flight at most.
+    pub max_in_flight: usize,
+    /// While a statement is in flight, another starts only once this many
+    /// reads wait; with none in flight, a single read starts at once.
+    pub min_fill: usize,
+    /// Reads per statement at most.
+    pub max_size: usize,
+}
+
+/// Groups queued reads into statements: the first read of an idle reader
+/// goes at once; reads that arrive while statements are in flight wait for
+/// one to finish, or for `min_fill` of them to gather, whichever is first.
+async fn dispatch(
     pool: Pool,
     dialect: Arc<std::sync::OnceLock<Dialect>>,
-    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    mut receiver: mpsc::Receiver<Pending>,
+    batching: Batching,
+    batch_sizes: Histogram,
 ) {
+    let (finished, mut finished_rx) = mpsc::unbounded_channel::<()>();
+    let mut in_flight = 0usize;
+    let mut open = true;
+    let mut batch: Vec<Pending> = Vec::with_capacity(batching.max_size);
     loop {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
+        while open && batch.len() < batching.max_size {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
         // Requests whose caller went away (timeout, disconnect) need no answer.
         batch.retain(|pending| !pending.reply.is_closed());
-        let dialect = dialect.get().copied().unwrap_or(Dialect::Postgres);
-        let (stale, strong): (Vec<Pending>, Vec<Pending>) =
-            batch.into_iter().partition(|pending| {
-                pending.consistency == Consistency::Stale && dialect == Dialect::Cockroach
+        let may_start = !batch.is_empty()
+            && in_flight < batching.max_in_flight
+            && (in_flight == 0 || batch.len() >= batching.min_fill);
+        if may_start {
+            in_flight += 1;
+            batch_sizes.observe(batch.len() as f64);
+            let group = std::mem::replace(&mut batch, Vec::with_capacity(batching.max_size));
+            let (pool, dialect, finished) = (pool.clone(), dialect.clone(), finished.clone());
+            tokio::spawn(async move {
+                run_batch(&pool, &dialect, group).await;
+                let _ = finished.send(());
             });
-        for (group, follower_read) in [(strong, false), (stale, true)] {
-            if !group.is_empty() {
-                answer(&pool, group, follower_read).await;
-            }
+            continue;
+        }
+        if !open && batch.is_empty() && in_flight == 0 {
+            return;
+        }
+        tokio::select! {
+            biased;
+            Some(()) = finished_rx.recv(), if in_flight > 0 => in_flight -= 1,
+            next = receiver.recv(), if open && batch.len() < batching.max_size => match next {
+                Some(next) => batch.push(next),
+                None => open = false,
+            },
+        }
+    }
+}
+
+async fn run_batch(pool: &Pool, dialect: &std::sync::OnceLock<Dialect>, batch: Vec<Pending>) {
+    let dialect = dialect.get().copied().unwrap_or(Dialect::Postgres);
+    let (stale, strong): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|pending| {
+        pending.consistency == Consistency::Stale && dialect == Dialect::Cockroach
+    });
+    for (group, follower_read) in [(strong, false), (stale, true)] {
+        if !group.is_empty() {
+            answer(pool, group, follower_read).await;
         }
     }
 }

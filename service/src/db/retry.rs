@@ -178,7 +178,21 @@ where
                 guard.clean = true;
                 Ok(Ok(value))
             }
-            Err(error) => Err(classify_commit(error)),
+            Err(error) => {
+                let answered = matches!(error, sqlx::Error::Database(_));
+                let classified = classify_commit(error);
+                // The server answered the COMMIT with an error (a
+                // serialization failure at commit, routine under SERIALIZABLE
+                // on PostgreSQL): the transaction is over and the connection
+                // is fine. The ROLLBACK confirms it (a no-op outside a
+                // transaction); only then does the connection go back to
+                // the pool instead of being replaced, which costs the server
+                // a new backend.
+                if answered && !matches!(classified, AttemptError::CommitUnknown(_)) {
+                    rollback(guard).await;
+                }
+                Err(classified)
+            }
         },
         Ok(Err(rejection)) => {
             rollback(guard).await;
@@ -223,8 +237,8 @@ fn classify(error: sqlx::Error) -> AttemptError {
     }
 }
 
-/// Classifies an error raised by `COMMIT` itself. The connection stays
-/// unclean whatever the outcome, so it is closed rather than reused.
+/// Classifies an error raised by `COMMIT` itself. After an unknown outcome
+/// the connection stays unclean and is closed rather than reused.
 fn classify_commit(error: sqlx::Error) -> AttemptError {
     match sqlstate_of(&error) {
         // CockroachDB reports retryable aborts at commit time; nothing committed.

@@ -55,6 +55,8 @@ pub struct AppStateInner {
     /// Account reads, batched under load.
     pub reads: crate::db::reads::AccountReader,
     pub metrics: Metrics,
+    /// `X-Served-By-Region` and `X-Served-By-Instance`.
+    pub placement: Option<middleware::Placement>,
     pub region_gate: RegionGate,
     /// Set by the refresher on the first successful connection.
     pub dialect: Arc<OnceLock<Dialect>>,
@@ -124,13 +126,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::record_metrics,
+            middleware::observe,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::stamp_placement,
-        ))
-        .layer(middleware::trace_layer())
-        .layer(middleware::request_id_layers())
         .with_state(state)
 }

@@ -87,15 +87,7 @@ async fn concurrent_transfers_among_hot_accounts_conserve_money() {
         "each acknowledged transfer exists exactly once"
     );
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let retries: f64 = metrics
         .lines()
         .filter(|line| line.starts_with("service_db_transaction_retries_total{"))
@@ -105,8 +97,22 @@ async fn concurrent_transfers_among_hot_accounts_conserve_money() {
         retries > 0.0,
         "serialization retries are counted:\n{metrics}"
     );
+    // A serialization failure, at a statement or at COMMIT, rolls back and
+    // keeps the connection: the pool never had to open more than its size.
+    let opened: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("service_db_connections_opened_total ")?
+                .parse()
+                .ok()
+        })
+        .expect("service_db_connections_opened_total is exported");
+    assert!(
+        opened <= 16.0,
+        "{opened} connections opened by a pool of 16 after {retries} re-runs: connections were discarded"
+    );
     println!(
-        "{} acknowledged, {retries} transaction re-runs, {client_retries} client retries after 503",
+        "{} acknowledged, {retries} transaction re-runs, {client_retries} client retries after 503, {opened} connections opened",
         acknowledged.len()
     );
     Arc::into_inner(app).expect("sole owner").stop().await;
