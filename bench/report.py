@@ -4,8 +4,11 @@
   report.py pgbench-log PREFIX          -> percentiles of a pgbench -l log
   report.py report RUNS_DIR OUT.json    -> prints the table, writes the JSON
 
-A run directory holds one `<workload>.<side>` file of `key=value` lines per
-measured run (side: service or pgbench), written by scripts/bench.sh.
+A run directory holds one `<workload>.<side>.<round>` file of `key=value`
+lines per measured run (side: service or pgbench), written by
+scripts/bench.sh. Each side is summarised by its median round (by
+throughput); the ratio is median service / median pgbench, and every round's
+own ratio is listed next to it so the spread shows.
 """
 import glob
 import json
@@ -69,17 +72,41 @@ def read_kv(path):
     return values
 
 
+def rounds_of(runs_dir, workload, side, rate_key):
+    """{round: values} of one side's measured runs."""
+    found = {}
+    for path in glob.glob(f"{runs_dir}/{workload}.{side}.*"):
+        suffix = path.rsplit(".", 1)[1]
+        if suffix.isdigit():
+            values = read_kv(path)
+            if rate_key in values:
+                found[int(suffix)] = values
+    return found
+
+
+def median_round(rounds, rate_key):
+    """The round with the median throughput (the lower middle one of an even count)."""
+    ordered = sorted(rounds.values(), key=lambda values: values[rate_key])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def report(runs_dir, out_path):
     config = read_kv(f"{runs_dir}/config")
     workloads = []
     for name in ("read_account", "transfer"):
-        try:
-            service = read_kv(f"{runs_dir}/{name}.service")
-            pgbench = read_kv(f"{runs_dir}/{name}.pgbench")
-        except FileNotFoundError:
+        service_rounds = rounds_of(runs_dir, name, "service", "rps")
+        pgbench_rounds = rounds_of(runs_dir, name, "pgbench", "tps")
+        if not service_rounds or not pgbench_rounds:
             continue
+        service = median_round(service_rounds, "rps")
+        pgbench = median_round(pgbench_rounds, "tps")
         ratio = service["rps"] / pgbench["tps"] if pgbench.get("tps") else float("nan")
         p99_ratio = service["p99_ms"] / pgbench["p99_ms"] if pgbench.get("p99_ms") else float("nan")
+        paired = {
+            r: service_rounds[r]["rps"] / pgbench_rounds[r]["tps"]
+            for r in sorted(service_rounds)
+            if r in pgbench_rounds and pgbench_rounds[r].get("tps")
+        }
         target = TARGETS[name]
         workloads.append(
             {
@@ -90,6 +117,17 @@ def report(runs_dir, out_path):
                 "p99_ratio": round(p99_ratio, 3),
                 "target_throughput_ratio": target,
                 "verdict": "PASS" if ratio >= target else "BELOW TARGET",
+                "service_errors_all_rounds": sum(v.get("errors", 0) for v in service_rounds.values()),
+                "pgbench_failed_all_rounds": sum(v.get("failed", 0) for v in pgbench_rounds.values()),
+                "rounds": [
+                    {
+                        "round": r,
+                        "service_rps": service_rounds[r]["rps"],
+                        "pgbench_tps": pgbench_rounds[r]["tps"],
+                        "throughput_ratio": round(paired[r], 3),
+                    }
+                    for r in paired
+                ],
             }
         )
 
@@ -101,7 +139,9 @@ def report(runs_dir, out_path):
     print(
         f"{int(config.get('connections', 0))} database connections and {int(config.get('connections', 0))} "
         f"concurrent clients on each side, {config.get('duration_s')} s per run after a "
-        f"{config.get('warmup_s')} s warm-up, {config.get('accounts')} accounts, {config.get('cpus')} CPUs"
+        f"{config.get('warmup_s')} s warm-up, {config.get('accounts')} accounts, "
+        f"{config.get('history')} seeded transfers, {config.get('cpus')} CPUs; "
+        f"median of {config.get('rounds')} rounds per side"
     )
     print(header)
     print("-" * len(header))
@@ -116,13 +156,26 @@ def report(runs_dir, out_path):
     for w in workloads:
         s, p = w["service"], w["pgbench"]
         notes = []
+        if len(w["rounds"]) > 1:
+            notes.append(
+                "ratio per round: "
+                + ", ".join(
+                    f"{r['throughput_ratio']:.2f} ({r['service_rps']:.0f}/{r['pgbench_tps']:.0f})"
+                    for r in w["rounds"]
+                )
+                + " (the figures below are of each side's median round)"
+            )
         if s.get("errors", 0):
             notes.append(
                 f"service run had {s['errors']} ERRORS (non-2xx {s.get('status_errors', 0)}, "
                 f"timeouts {s.get('timeouts', 0)}, socket {s.get('connect_errors', 0) + s.get('read_errors', 0) + s.get('write_errors', 0)})"
             )
+        if w["service_errors_all_rounds"] > s.get("errors", 0):
+            notes.append(f"service runs of all rounds had {w['service_errors_all_rounds']} ERRORS")
         if p.get("failed", 0):
             notes.append(f"pgbench run had {p['failed']} FAILED transactions")
+        if w["pgbench_failed_all_rounds"] > p.get("failed", 0):
+            notes.append(f"pgbench runs of all rounds had {w['pgbench_failed_all_rounds']} FAILED transactions")
         if s.get("retries", 0) or p.get("retried", 0):
             notes.append(
                 f"serialization retries: service {s.get('retries', 0)}, pgbench {p.get('retries_total', 0)} "

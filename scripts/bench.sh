@@ -20,6 +20,11 @@
 #   BENCH_DURATION     seconds per measured run (12)
 #   BENCH_WARMUP       seconds of warm-up before each measured run (3)
 #   BENCH_ACCOUNTS     seeded accounts (10000)
+#   BENCH_HISTORY      transfers (with their idempotency keys) seeded before
+#                      the first run, so that no run starts on empty tables (100000)
+#   BENCH_ROUNDS       rounds; each round runs both sides of both workloads,
+#                      pgbench first in odd rounds, the service first in even
+#                      ones; the report takes each side's median (3)
 #   BENCH_SEED         random seed of both load generators (42)
 #   BENCH_SKIP_BUILD   1: use the existing target/release/service
 #   BENCH_KEEP         1: keep the work directory (logs) in /tmp
@@ -32,6 +37,8 @@ threads=${BENCH_THREADS:-2}
 duration=${BENCH_DURATION:-12}
 warmup=${BENCH_WARMUP:-3}
 accounts=${BENCH_ACCOUNTS:-10000}
+history=${BENCH_HISTORY:-100000}
+rounds=${BENCH_ROUNDS:-3}
 seed=${BENCH_SEED:-42}
 out_dir=$root/target/bench
 service_bin=$root/target/release/service
@@ -95,6 +102,26 @@ psql "$db_url" <<SQL
 INSERT INTO accounts (id, owner, balance, home_region)
 SELECT md5('bench-account-' || n)::uuid, 'bench-owner-' || n, 1000000000000, '$region'
 FROM generate_series(1, $accounts) AS n;
+SQL
+# A ledger with a past: transfers in pairs that cancel out (a->b then b->a),
+# so balances stay as seeded, each with its stored idempotent answer. Without
+# them the first run would insert into empty indexes, where serializable
+# transactions conflict far more often (SIRead locks on the same few pages).
+log "seeding $history transfers"
+psql "$db_url" <<SQL
+INSERT INTO transfers (from_account, to_account, amount, idempotency_key, served_by_region)
+SELECT md5('bench-account-' || (CASE WHEN g % 2 = 0 THEN a ELSE b END))::uuid,
+       md5('bench-account-' || (CASE WHEN g % 2 = 0 THEN b ELSE a END))::uuid,
+       1, 'seed-' || md5(g::text), '$region'
+FROM (SELECT g, 1 + (g / 2) % $accounts AS a, 1 + ((g / 2) * 7919 + 1) % $accounts AS b
+      FROM generate_series(0, $history - 1) AS g) AS pairs
+WHERE a <> b;
+INSERT INTO idempotency_keys (operation, idempotency_key, request_hash, response_status, response_body, served_by_region)
+SELECT 'transfer', idempotency_key, md5(idempotency_key), 201,
+       jsonb_build_object('id', id, 'from', from_account, 'to', to_account, 'amount', amount,
+                          'served_by_region', served_by_region, 'created_at', created_at),
+       served_by_region
+FROM transfers;
 VACUUM ANALYZE;
 SQL
 ids_file=$work/account-ids.txt
@@ -183,39 +210,39 @@ settle() {
 mkdir -p "$out_dir" "$work/runs"
 runs=$work/runs
 
-# run_wrk WORKLOAD LUA
+# run_wrk WORKLOAD LUA ROUND
 run_wrk() {
-  local workload=$1 script=$2 before after t0 t1 r0
+  local workload=$1 script=$2 round=$3 before after t0 t1 r0
   log "$workload: wrk warm-up ${warmup}s"
   wrk -t "$threads" -c "$connections" -d "${warmup}s" --timeout 10s -s "$script" "$base_url" \
-    -- "$ids_file" "$((seed + 1))" warm >"$work/$workload.wrk-warmup.out"
+    -- "$ids_file" "$((seed + 1000 * round + 1))" "warm$round" >"$work/$workload.wrk-warmup.out"
   settle
   log "$workload: wrk ${duration}s, $connections connections, $threads threads"
   r0=$(retries_total)
   before=$(cpu_snapshot); t0=$(now)
   wrk -t "$threads" -c "$connections" -d "${duration}s" --timeout 10s -s "$script" "$base_url" \
-    -- "$ids_file" "$seed" main >"$work/$workload.wrk.out"
+    -- "$ids_file" "$((seed + 1000 * round))" "main$round" >"$work/$workload.wrk.out"
   t1=$(now); after=$(cpu_snapshot)
   cat "$work/$workload.wrk.out" >&2
   {
     grep '^BENCH ' "$work/$workload.wrk.out" | sed 's/^BENCH //'
     echo "retries=$(( $(retries_total) - r0 ))"
     cpu_report "$before" "$after" "$(elapsed "$t0" "$t1")"
-  } >"$runs/$workload.service"
+  } >"$runs/$workload.service.$round"
 }
 
-# run_pgbench WORKLOAD SQL
+# run_pgbench WORKLOAD SQL ROUND
 run_pgbench() {
-  local workload=$1 script=$2 before after t0 t1
+  local workload=$1 script=$2 round=$3 before after t0 t1
   local -a args=(-n -M prepared -c "$connections" -j "$threads" --max-tries=$((max_retries + 1))
     -D "accounts=$accounts" -f "$script")
   log "$workload: pgbench warm-up ${warmup}s"
-  "$PG_BIN/pgbench" "${args[@]}" -T "$warmup" --random-seed=$((seed + 1)) "$db_url" \
+  "$PG_BIN/pgbench" "${args[@]}" -T "$warmup" --random-seed=$((seed + 1000 * round + 1)) "$db_url" \
     >"$work/$workload.pgbench-warmup.out" 2>&1 || { cat "$work/$workload.pgbench-warmup.out" >&2; exit 1; }
   settle
   log "$workload: pgbench ${duration}s, $connections clients, $threads threads"
   before=$(cpu_snapshot); t0=$(now)
-  "$PG_BIN/pgbench" "${args[@]}" -T "$duration" --random-seed="$seed" \
+  "$PG_BIN/pgbench" "${args[@]}" -T "$duration" --random-seed="$((seed + 1000 * round))" \
     -l --log-prefix="$work/$workload.pgbench-log" "$db_url" \
     >"$work/$workload.pgbench.out" 2>&1 || { cat "$work/$workload.pgbench.out" >&2; exit 1; }
   t1=$(now); after=$(cpu_snapshot)
@@ -228,23 +255,33 @@ run_pgbench() {
          /^total number of retries:/ { print "retries_total=" $5 }' "$work/$workload.pgbench.out"
     python3 bench/report.py pgbench-log "$work/$workload.pgbench-log"
     cpu_report "$before" "$after" "$(elapsed "$t0" "$t1")"
-  } >"$runs/$workload.pgbench"
+  } >"$runs/$workload.pgbench.$round"
   rm -f "$work/$workload".pgbench-log.*
 }
 
 {
-  echo "connections=$connections threads=$threads duration_s=$duration warmup_s=$warmup accounts=$accounts seed=$seed"
+  echo "connections=$connections threads=$threads duration_s=$duration warmup_s=$warmup accounts=$accounts history=$history rounds=$rounds seed=$seed"
   echo "cpus=$(nproc) max_tries=$((max_retries + 1))"
   echo "postgres=$("$PG_BIN/postgres" --version | awk '{print $3}') pgbench=$("$PG_BIN/pgbench" --version | awk '{print $3}')"
   echo "wrk=$(wrk --version 2>&1 | awk 'NR == 1 {print $2}') service_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$runs/config"
 
-# pgbench first: whatever the earlier run leaves behind (more rows in
-# transfers and idempotency_keys) then weighs on the service, not on pgbench.
-run_pgbench read_account bench/pgbench_read_account.sql
-run_wrk read_account bench/read_account.lua
-run_pgbench transfer bench/pgbench_transfer.sql
-run_wrk transfer bench/transfer.lua
+# Rounds alternate which side runs first, so that neither always inherits
+# the other's rows (transfers, keys) or a warmer cache.
+for round in $(seq 1 "$rounds"); do
+  log "round $round of $rounds"
+  if [ $((round % 2)) = 1 ]; then
+    run_pgbench read_account bench/pgbench_read_account.sql "$round"
+    run_wrk read_account bench/read_account.lua "$round"
+    run_pgbench transfer bench/pgbench_transfer.sql "$round"
+    run_wrk transfer bench/transfer.lua "$round"
+  else
+    run_wrk read_account bench/read_account.lua "$round"
+    run_pgbench read_account bench/pgbench_read_account.sql "$round"
+    run_wrk transfer bench/transfer.lua "$round"
+    run_pgbench transfer bench/pgbench_transfer.sql "$round"
+  fi
+done
 
 # Money is conserved: a transfer benchmark that broke the ledger is void.
 total=$(psql "$db_url" -At -c "SELECT sum(balance) = 1000000000000::numeric * count(*) FROM accounts")
