@@ -7,7 +7,8 @@ use hdrhistogram::Histogram;
 
 use crate::load::{Operation, Outcome};
 use crate::model::{
-    ControllerEvent, ErrorBudget, FaultWindow, HypothesisCheck, Phases, SecondBucket, Totals,
+    ControllerEvent, ErrorBudget, FaultDns, FaultWindow, HypothesisCheck, Phases, SecondBucket,
+    Totals,
 };
 use crate::spec::Drill;
 
@@ -20,26 +21,121 @@ pub struct DnsObservation {
     pub regions: BTreeSet<String>,
 }
 
-/// The time after `since` from which no client region's answer contains
-/// `region` any more (until it comes back), or `None` if it never left.
-pub fn dns_gone_at(dns: &[DnsObservation], region: &str, since: f64) -> Option<f64> {
+/// Whether `region` is in some client region's DNS answer at `at`: each
+/// client region's latest answer at or before `at`, or its first answer
+/// after `at` if it had none by then. `None` without any observation.
+pub fn dns_answers_include(dns: &[DnsObservation], region: &str, at: f64) -> Option<bool> {
     let clients: BTreeSet<&str> = dns.iter().map(|o| o.client.as_str()).collect();
+    if clients.is_empty() {
+        return None;
+    }
+    Some(clients.into_iter().any(|client| {
+        let answers = || dns.iter().filter(move |o| o.client == client);
+        let answer = answers()
+            .filter(|o| o.t <= at)
+            .max_by(|a, b| a.t.total_cmp(&b.t))
+            .or_else(|| {
+                answers()
+                    .filter(|o| o.t > at)
+                    .min_by(|a, b| a.t.total_cmp(&b.t))
+            });
+        answer.is_some_and(|o| o.regions.contains(region))
+    }))
+}
+
+/// What the clients' DNS answers did about `region` from `since` (a
+/// fault's start) on: it left them (a DNS change), it was already out of
+/// every answer when the fault began (no change: drained by an earlier
+/// fault and not restored), or it stayed. `None` without observations.
+pub fn fault_dns(dns: &[DnsObservation], region: &str, since: f64) -> Option<FaultDns> {
+    if !dns_answers_include(dns, region, since)? {
+        return Some(FaultDns::AlreadyOut);
+    }
+    Some(match gone_from_every_answer(dns, region, since) {
+        Some(at_s) => FaultDns::Left {
+            at_s,
+            after_s: ((at_s - since) * 1000.0).round() / 1000.0,
+        },
+        None => FaultDns::Stayed,
+    })
+}
+
+/// The time after `since` from which no client region's answer contains
+/// `region` any more (until it comes back): the DNS change of a fault that
+/// started at `since`. `None` if it never left, and also if it was already
+/// out of every answer at `since` (nothing changed then).
+pub fn dns_gone_at(dns: &[DnsObservation], region: &str, since: f64) -> Option<f64> {
+    match fault_dns(dns, region, since)? {
+        FaultDns::Left { at_s, .. } => Some(at_s),
+        FaultDns::AlreadyOut | FaultDns::Stayed => None,
+    }
+}
+
+/// The first observation at or after `since` (in the watcher's order, which
+/// is time order) from which no client region's answer contains `region`,
+/// once every client region was heard from since `since`. Callers check
+/// first that `region` was there at `since`: otherwise this is merely the
+/// first full round of answers.
+fn gone_from_every_answer(dns: &[DnsObservation], region: &str, since: f64) -> Option<f64> {
+    let clients: BTreeSet<&str> = dns.iter().map(|o| o.client.as_str()).collect();
+    let mut heard: BTreeSet<&str> = BTreeSet::new();
     let mut still_answered: BTreeSet<&str> = BTreeSet::new();
     for observation in dns.iter().filter(|o| o.t >= since) {
+        let client = observation.client.as_str();
+        heard.insert(client);
         if observation.regions.contains(region) {
-            still_answered.insert(observation.client.as_str());
+            still_answered.insert(client);
         } else {
-            still_answered.remove(observation.client.as_str());
-            let seen_everyone = clients.iter().all(|c| {
-                dns.iter()
-                    .any(|o| o.client == *c && o.t >= since && o.t <= observation.t)
-            });
-            if still_answered.is_empty() && seen_everyone {
+            still_answered.remove(client);
+            if still_answered.is_empty() && heard.len() == clients.len() {
                 return Some(observation.t);
             }
         }
     }
     None
+}
+
+/// The DNS changes as the clients saw them, one per fault window whose
+/// target was in the answers when it began and then left every client
+/// region's answers, each with its return to the answers if it came back.
+/// A window whose target was already out of DNS at its start gets none.
+pub fn dns_events(dns: &[DnsObservation], faults: &[FaultWindow]) -> Vec<ControllerEvent> {
+    let mut events: Vec<ControllerEvent> = Vec::new();
+    for fault in faults {
+        let Some(FaultDns::Left { at_s: gone, .. }) = fault_dns(dns, &fault.target, fault.start_s)
+        else {
+            continue;
+        };
+        // Two faults on one region that start together see one change.
+        let region = Some(fault.target.clone());
+        if events.iter().any(|e| e.at_s == gone && e.region == region) {
+            continue;
+        }
+        events.push(ControllerEvent {
+            at_s: gone,
+            kind: "dns_change".to_owned(),
+            region: region.clone(),
+            detail: format!(
+                "{} gone from the DNS answers of every client region",
+                fault.target
+            ),
+        });
+        if let Some(back) = dns
+            .iter()
+            .find(|o| o.t > gone && o.regions.contains(&fault.target))
+        {
+            events.push(ControllerEvent {
+                at_s: back.t,
+                kind: "dns_change".to_owned(),
+                region,
+                detail: format!(
+                    "{} back in the DNS answers ({} clients)",
+                    fault.target, back.client
+                ),
+            });
+        }
+    }
+    events
 }
 
 /// Per-second buckets per client region.
@@ -284,4 +380,180 @@ pub fn checks(
         });
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENTS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
+    const TARGET: &str = "eu-west-1";
+
+    /// What the DNS watcher records: every client region asked every 100 ms
+    /// from 0 to `until_s`; `answered(t, client index)` says whether the
+    /// answer contained the target (the other regions always answer).
+    fn watch(until_s: f64, answered: impl Fn(f64, usize) -> bool) -> Vec<DnsObservation> {
+        let mut observations = Vec::new();
+        let mut tick = 0u32;
+        while f64::from(tick) / 10.0 <= until_s {
+            let t = f64::from(tick) / 10.0;
+            for (index, client) in CLIENTS.iter().enumerate() {
+                let mut regions: BTreeSet<String> =
+                    ["us-east-1", "ap-southeast-1"].map(String::from).into();
+                if answered(t, index) {
+                    regions.insert(TARGET.to_owned());
+                }
+                observations.push(DnsObservation {
+                    t,
+                    client: client.to_string(),
+                    regions,
+                });
+            }
+            tick += 1;
+        }
+        observations
+    }
+
+    fn kill(start_s: f64, end_s: f64) -> FaultWindow {
+        FaultWindow {
+            kind: "region-kill".to_owned(),
+            target: TARGET.to_owned(),
+            start_s,
+            end_s: Some(end_s),
+            dns: None,
+        }
+    }
+
+    /// The flapping-region drill: killed at 5, 15 and 25 s for 5 s each;
+    /// the clients lose the region 0.6 to 0.8 s after the first kill and it
+    /// is never put back while it flaps.
+    fn flapping() -> (Vec<DnsObservation>, Vec<FaultWindow>) {
+        let dns = watch(35.0, |t, client| t < 5.6 + 0.1 * client as f64);
+        let faults = vec![kill(5.0, 10.0), kill(15.0, 20.0), kill(25.0, 30.0)];
+        (dns, faults)
+    }
+
+    fn region_kill_drill() -> Drill {
+        Drill::parse(include_str!("../../drills/region-kill.yaml")).unwrap()
+    }
+
+    #[test]
+    fn a_region_already_out_of_dns_gets_no_dns_change_when_it_is_killed_again() {
+        let (dns, faults) = flapping();
+        let outcomes: Vec<Option<FaultDns>> = faults
+            .iter()
+            .map(|f| fault_dns(&dns, &f.target, f.start_s))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                Some(FaultDns::Left {
+                    at_s: 5.8,
+                    after_s: 0.8
+                }),
+                Some(FaultDns::AlreadyOut),
+                Some(FaultDns::AlreadyOut),
+            ]
+        );
+        assert_eq!(dns_gone_at(&dns, TARGET, 15.0), None);
+        assert_eq!(dns_gone_at(&dns, TARGET, 25.0), None);
+
+        let events = dns_events(&dns, &faults);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, "dns_change");
+        assert_eq!(events[0].at_s, 5.8);
+        assert_eq!(events[0].region.as_deref(), Some(TARGET));
+
+        // The failover time is the first kill's, never a later window's.
+        let phases = phases(&region_kill_drill(), &faults, &events, &dns, &[]);
+        assert_eq!(phases.dns_changed_at_s, Some(5.8));
+        assert_eq!(phases.dns_s, Some(0.8));
+    }
+
+    #[test]
+    fn a_region_restored_after_flapping_comes_back_once() {
+        let dns = watch(40.0, |t, client| t < 5.6 + 0.1 * client as f64 || t >= 36.0);
+        let faults = vec![kill(5.0, 10.0), kill(15.0, 20.0), kill(25.0, 30.0)];
+        let events = dns_events(&dns, &faults);
+        let times: Vec<f64> = events.iter().map(|e| e.at_s).collect();
+        assert_eq!(times, [5.8, 36.0], "{events:?}");
+        assert!(events[1].detail.contains("back in the DNS answers"));
+    }
+
+    #[test]
+    fn a_region_back_in_dns_between_kills_changes_again() {
+        // Restored at 12 s, so the second kill takes it out again.
+        let dns = watch(30.0, |t, _| t < 5.8 || (12.0..15.7).contains(&t));
+        let faults = vec![kill(5.0, 10.0), kill(15.0, 20.0)];
+        let gone: Vec<f64> = dns_events(&dns, &faults)
+            .iter()
+            .filter(|e| e.detail.contains("gone"))
+            .map(|e| e.at_s)
+            .collect();
+        assert_eq!(gone, [5.8, 15.7]);
+        assert_eq!(
+            fault_dns(&dns, TARGET, 15.0),
+            Some(FaultDns::Left {
+                at_s: 15.7,
+                after_s: 0.7
+            })
+        );
+    }
+
+    #[test]
+    fn a_single_kill_still_yields_its_dns_change_and_failover_time() {
+        let dns = watch(30.0, |t, client| {
+            t < 10.6 + 0.1 * client as f64 || t >= 27.0
+        });
+        let faults = vec![kill(10.0, 25.0)];
+        assert_eq!(
+            fault_dns(&dns, TARGET, 10.0),
+            Some(FaultDns::Left {
+                at_s: 10.8,
+                after_s: 0.8
+            })
+        );
+        let events = dns_events(&dns, &faults);
+        let times: Vec<f64> = events.iter().map(|e| e.at_s).collect();
+        assert_eq!(times, [10.8, 27.0], "{events:?}");
+        assert!(events[0].detail.contains("gone from the DNS answers"));
+        let phases = phases(&region_kill_drill(), &faults, &events, &dns, &[]);
+        assert_eq!(phases.fault_at_s, Some(10.0));
+        assert_eq!(phases.dns_changed_at_s, Some(10.8));
+        assert_eq!(phases.dns_s, Some(0.8));
+    }
+
+    #[test]
+    fn a_first_fault_on_a_region_already_out_of_dns_has_no_failover_time() {
+        // Still drained from an earlier run, e.g. on an attached deployment.
+        let dns = watch(30.0, |_, _| false);
+        let faults = vec![kill(10.0, 25.0)];
+        assert_eq!(fault_dns(&dns, TARGET, 10.0), Some(FaultDns::AlreadyOut));
+        assert!(dns_events(&dns, &faults).is_empty());
+        let phases = phases(&region_kill_drill(), &faults, &[], &dns, &[]);
+        assert_eq!(phases.dns_changed_at_s, None);
+        assert_eq!(phases.dns_s, None);
+    }
+
+    #[test]
+    fn one_client_still_answered_at_the_start_counts_as_in_dns() {
+        // Two client regions lost it before the fault, one still had it.
+        let dns = watch(20.0, |t, client| client == 2 && t < 10.5);
+        assert_eq!(
+            fault_dns(&dns, TARGET, 10.0),
+            Some(FaultDns::Left {
+                at_s: 10.5,
+                after_s: 0.5
+            })
+        );
+    }
+
+    #[test]
+    fn a_region_that_never_leaves_stays_and_no_observation_is_unknown() {
+        let dns = watch(20.0, |_, _| true);
+        assert_eq!(fault_dns(&dns, TARGET, 10.0), Some(FaultDns::Stayed));
+        assert!(dns_events(&dns, &[kill(10.0, 15.0)]).is_empty());
+        assert_eq!(fault_dns(&[], TARGET, 10.0), None);
+        assert_eq!(dns_gone_at(&[], TARGET, 10.0), None);
+    }
 }

@@ -86,6 +86,28 @@ pub struct FaultWindow {
     pub start_s: f64,
     /// When it was rolled back; `None` if it lasted to the end.
     pub end_s: Option<f64>,
+    /// What the clients' DNS answers did about `target` from `start_s` on;
+    /// `None` without DNS observations (and in reports written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<FaultDns>,
+}
+
+/// A fault window's DNS outcome, as the clients saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum FaultDns {
+    /// The target was in some client region's answers at the fault's start
+    /// and was gone from every client region's answers at `at_s`,
+    /// `after_s` seconds after the start: a DNS change, and a failover time.
+    Left { at_s: f64, after_s: f64 },
+    /// The target was in no client region's answers when the fault began
+    /// (drained by an earlier fault and not restored since): no DNS change,
+    /// no failover time.
+    AlreadyOut,
+    /// The target was in the answers at the start and some client region
+    /// kept getting it.
+    Stayed,
 }
 
 /// Something the failover controllers did, read from their audit log.

@@ -38,7 +38,7 @@ pub(super) async fn conclude(
     let Observed {
         history,
         dns,
-        fault_windows,
+        mut fault_windows,
         t0_wall,
         load_seconds,
         abort_reason,
@@ -64,6 +64,9 @@ pub(super) async fn conclude(
         totals.total_balance_after = api_total;
     }
 
+    for window in &mut fault_windows {
+        window.dns = analysis::fault_dns(&dns, &window.target, window.start_s);
+    }
     let events = controller_events(database_url, t0_wall, &dns, &fault_windows).await?;
     let drained_regions: BTreeSet<String> = events
         .iter()
@@ -198,34 +201,9 @@ async fn controller_events(
         });
     }
     // DNS changes as seen by clients: when the faulted region is gone from
-    // every client region's answers, and when it is back in any.
-    for fault in faults {
-        if let Some(gone) = crate::analysis::dns_gone_at(dns, &fault.target, fault.start_s) {
-            events.push(ControllerEvent {
-                at_s: gone,
-                kind: "dns_change".to_owned(),
-                region: Some(fault.target.clone()),
-                detail: format!(
-                    "{} gone from the DNS answers of every client region",
-                    fault.target
-                ),
-            });
-            if let Some(back) = dns
-                .iter()
-                .find(|o| o.t > gone && o.regions.contains(&fault.target))
-            {
-                events.push(ControllerEvent {
-                    at_s: back.t,
-                    kind: "dns_change".to_owned(),
-                    region: Some(fault.target.clone()),
-                    detail: format!(
-                        "{} back in the DNS answers ({} clients)",
-                        fault.target, back.client
-                    ),
-                });
-            }
-        }
-    }
+    // every client region's answers, and when it is back in any; none for a
+    // fault whose region was already out of DNS when it began.
+    events.extend(analysis::dns_events(dns, faults));
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     Ok(events)
 }

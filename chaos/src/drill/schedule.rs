@@ -64,6 +64,7 @@ pub(super) async fn run_method(
                     target,
                     start_s: now,
                     end_s: None,
+                    dns: None,
                 });
             }
             Ok(()) => {

@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use crate::model::{
-    ControllerEvent, DrillReport, ErrorBudget, FaultWindow, HypothesisCheck, Phases, SecondBucket,
-    Totals, Verdict,
+    ControllerEvent, DrillReport, ErrorBudget, FaultDns, FaultWindow, HypothesisCheck, Phases,
+    SecondBucket, Totals, Verdict,
 };
 
 pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -74,6 +74,10 @@ pub(crate) fn region_kill_report() -> DrillReport {
             target: "us-east-1".to_string(),
             start_s: 20.0,
             end_s: Some(45.0),
+            dns: Some(FaultDns::Left {
+                at_s: 21.2,
+                after_s: 1.2,
+            }),
         }],
         events: vec![
             event(
@@ -121,6 +125,7 @@ pub(crate) fn aborted_report() -> DrillReport {
     report.events.truncate(2);
     report.phases.dns_changed_at_s = None;
     report.phases.recovered_at_s = None;
+    report.faults[0].dns = Some(FaultDns::Stayed);
     report.checks[1].passed = false;
     report.checks[1].observed = "never".to_string();
     report

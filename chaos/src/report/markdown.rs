@@ -9,7 +9,7 @@ use super::format::{
 };
 use super::html::verdict_word;
 use super::markdown_timeline;
-use super::summary::{failover_detail, Derived};
+use super::summary::{failover_detail, fault_dns_text, Derived};
 use crate::model::{DrillReport, Verdict};
 
 /// Renders the report as GitHub-flavoured Markdown.
@@ -233,7 +233,7 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
     if report.faults.is_empty() {
         out.push_str("No fault was injected.\n\n");
     } else {
-        out.push_str("| Kind | Target | Start (s) | End (s) |\n|---|---|---:|---:|\n");
+        out.push_str("| Kind | Target | Start (s) | End (s) | DNS |\n|---|---|---:|---:|---|\n");
         for fault in &report.faults {
             let end = fault
                 .end_s
@@ -241,10 +241,11 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
                 .unwrap_or_else(|| "end of drill".to_string());
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {end} |",
+                "| {} | {} | {:.2} | {end} | {} |",
                 cell(&fault.kind),
                 cell(&fault.target),
-                fault.start_s
+                fault.start_s,
+                cell(&fault_dns_text(fault))
             );
         }
         out.push('\n');

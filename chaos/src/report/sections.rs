@@ -11,7 +11,7 @@ use super::format::{
 };
 use super::gauges;
 use super::markers::fault_label;
-use super::summary::{milestone_colour, Derived};
+use super::summary::{fault_dns_text, milestone_colour, Derived};
 use crate::model::DrillReport;
 
 pub(crate) fn checks(out: &mut String, report: &DrillReport) {
@@ -258,7 +258,7 @@ pub(crate) fn faults_and_events(out: &mut String, report: &DrillReport, derived:
     if report.faults.is_empty() {
         out.push_str(r#"<p class="note">No fault was injected.</p>"#);
     } else {
-        out.push_str(r#"<table><thead><tr><th>Fault</th><th>Target</th><th class="num">Start (s)</th><th class="num">End (s)</th></tr></thead><tbody>"#);
+        out.push_str(r#"<table><thead><tr><th>Fault</th><th>Target</th><th class="num">Start (s)</th><th class="num">End (s)</th><th>DNS</th></tr></thead><tbody>"#);
         for fault in &report.faults {
             let end = fault
                 .end_s
@@ -266,10 +266,11 @@ pub(crate) fn faults_and_events(out: &mut String, report: &DrillReport, derived:
                 .unwrap_or_else(|| "end of drill".to_string());
             let _ = write!(
                 out,
-                r#"<tr><td>{kind}</td><td>{target}</td><td class="num">{start:.2}</td><td class="num">{end}</td></tr>"#,
+                r#"<tr><td>{kind}</td><td>{target}</td><td class="num">{start:.2}</td><td class="num">{end}</td><td>{dns}</td></tr>"#,
                 kind = escape_html(&fault.kind),
                 target = escape_html(&fault.target),
                 start = fault.start_s,
+                dns = escape_html(&fault_dns_text(fault)),
             );
         }
         out.push_str("</tbody></table>");

@@ -2,7 +2,7 @@
 //! failover time, the client-visible failure window, the milestones and
 //! the per-client time series.
 
-use crate::model::{ControllerEvent, DrillReport, SecondBucket};
+use crate::model::{ControllerEvent, DrillReport, FaultDns, FaultWindow, SecondBucket};
 
 /// Everything the renderers compute from the report, computed once.
 pub(crate) struct Derived<'a> {
@@ -203,6 +203,18 @@ pub(crate) fn failover_detail(report: &DrillReport) -> String {
     let Some(fault) = phases.fault_at_s else {
         return "no fault injected".to_string();
     };
+    if phases.dns_changed_at_s.is_none() {
+        if let Some(first) = report
+            .faults
+            .first()
+            .filter(|first| first.dns == Some(FaultDns::AlreadyOut))
+        {
+            return format!(
+                "no DNS change: {} was already out of DNS when the fault began",
+                first.target
+            );
+        }
+    }
     let steps: Vec<String> = [
         ("decision", phases.detected_at_s),
         ("drain flag", phases.drained_at_s),
@@ -214,6 +226,20 @@ pub(crate) fn failover_detail(report: &DrillReport) -> String {
         return "fault → DNS changed".to_string();
     }
     format!("fault → DNS changed · {}", steps.join(", "))
+}
+
+/// What a fault window's target did in the clients' DNS answers, for the
+/// faults tables: "changed after 0.82 s (at 10.82 s)", or why there was no
+/// change.
+pub(crate) fn fault_dns_text(fault: &FaultWindow) -> String {
+    match fault.dns {
+        Some(FaultDns::Left { at_s, after_s }) => {
+            format!("changed after {after_s:.2} s (at {at_s:.2} s)")
+        }
+        Some(FaultDns::AlreadyOut) => "no change: already out of DNS when it began".to_string(),
+        Some(FaultDns::Stayed) => "no change: stayed in the answers".to_string(),
+        None => "not observed".to_string(),
+    }
 }
 
 /// The colour of a milestone's bar: one slate ramp, so that phases never

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::fixture::{aborted_report, empty_report, region_kill_report};
 use super::{render_html, render_markdown, write_all};
-use crate::model::DrillReport;
+use crate::model::{DrillReport, FaultDns, FaultWindow};
 
 /// Every opened element of these kinds is closed again.
 fn assert_balanced(html: &str) {
@@ -119,6 +119,20 @@ fn json_round_trips_into_the_model() {
 }
 
 #[test]
+fn a_fault_window_records_its_dns_outcome_and_older_reports_still_read() {
+    let json = serde_json::to_value(&region_kill_report().faults[0]).unwrap();
+    assert_eq!(
+        json["dns"],
+        serde_json::json!({"outcome": "left", "at_s": 21.2, "after_s": 1.2})
+    );
+    let older: FaultWindow = serde_json::from_str(
+        r#"{"kind": "region-kill", "target": "eu-west-1", "start_s": 10.0, "end_s": 30.0}"#,
+    )
+    .unwrap();
+    assert_eq!(older.dns, None);
+}
+
+#[test]
 fn write_all_creates_the_three_files_and_no_temporary_ones() {
     let dir = temp_dir("write").join("nested");
     let report = region_kill_report();
@@ -209,6 +223,64 @@ fn milestones_out_of_order_and_bursts_of_events_stay_readable() {
     assert!(html.contains(r#"text-anchor="middle">3–11</text>"#) || html.contains("–11</text>"));
     let markdown = render_markdown(&report);
     assert!(markdown.contains("| DNS changed | 20.80 | 0.80 s | \u{2212}0.08 s |"));
+}
+
+#[test]
+fn faults_tables_give_each_window_its_dns_outcome() {
+    let markdown = render_markdown(&region_kill_report());
+    assert!(markdown.contains("| Kind | Target | Start (s) | End (s) | DNS |"));
+    assert!(markdown.contains(
+        "| region-kill | us-east-1 | 20.00 | 45.00 | changed after 1.20 s (at 21.20 s) |"
+    ));
+    let html = render_html(&region_kill_report());
+    assert!(html.contains("<td>changed after 1.20 s (at 21.20 s)</td>"));
+}
+
+#[test]
+fn a_flapping_region_has_one_dns_change_and_later_kills_say_it_was_already_out() {
+    let mut report = region_kill_report();
+    let first = report.faults[0].clone();
+    report.faults[0].end_s = Some(25.0);
+    for start_s in [30.0, 40.0] {
+        report.faults.push(FaultWindow {
+            start_s,
+            end_s: Some(start_s + 5.0),
+            dns: Some(FaultDns::AlreadyOut),
+            ..first.clone()
+        });
+    }
+    let markdown = render_markdown(&report);
+    assert!(markdown.contains("| Failover time (fault → DNS changed) | **1.20 s** |"));
+    assert!(markdown.contains(
+        "| region-kill | us-east-1 | 30.00 | 35.00 | no change: already out of DNS when it began |"
+    ));
+    assert_eq!(
+        markdown.matches("already out of DNS when it began").count(),
+        2
+    );
+    assert_eq!(markdown.matches("| DNS change |").count(), 1);
+    let html = render_html(&report);
+    assert_balanced(&html);
+    assert_eq!(
+        html.matches("<td>no change: already out of DNS when it began</td>")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_first_fault_on_a_region_already_out_of_dns_says_so_instead_of_a_failover_time() {
+    let mut report = region_kill_report();
+    report.faults[0].dns = Some(FaultDns::AlreadyOut);
+    report.events.retain(|event| event.kind != "dns_change");
+    report.phases.dns_changed_at_s = None;
+    report.phases.dns_s = None;
+    let markdown = render_markdown(&report);
+    assert!(markdown.contains(
+        "| Failover time (fault → DNS changed) | **n/a** | no DNS change: us-east-1 was already out of DNS when the fault began |"
+    ));
+    let html = render_html(&report);
+    assert!(html.contains("no DNS change: us-east-1 was already out of DNS when the fault began"));
 }
 
 /// Writes the synthetic reports for a person to look at:
