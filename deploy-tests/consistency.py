@@ -6,7 +6,7 @@ Parses terraform/ (HCL, and the topology module's outputs through
 configuration in k8s/, monitoring/, and the binaries' own configuration
 (service/config/default.toml, failover-controller/config/default.toml) and
 sources. Fails when region names, ports, health paths, DNS names, shutdown
-timings or metric names disagree.
+timings, metric names or the mount of the probes' TLS files disagree.
 
 Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml and
 migrate.yaml, as scripts/check-deploy.sh writes them)
@@ -135,6 +135,32 @@ def region_setting_fields():
 
 TEST_NETS = ("192.0.2.", "198.51.100.", "203.0.113.")
 
+# The probes' TLS settings and the keys of the optional Secret that holds
+# their files (the shape of a cert-manager Certificate's Secret).
+PROBE_TLS_SECRET = "failover-controller-probe-tls"
+PROBE_TLS_FILES = {"ca_file": "ca.crt", "client_cert_file": "tls.crt", "client_key_file": "tls.key"}
+
+
+def probe_tls_paths(config_text):
+    """The probe TLS settings of config.toml, set or commented out."""
+    return dict(re.findall(r'^#?\s*(ca_file|client_cert_file|client_key_file)\s*=\s*"([^"]*)"', config_text, re.M))
+
+
+def check_probe_tls_mount(checks, controller, config_text, controller_defaults):
+    """The optional Secret is mounted read-only, and config.toml's probe TLS
+    settings (commented until the Secret exists) name its keys in that mount."""
+    pod = controller["spec"]["template"]["spec"]
+    volume = next((v for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == PROBE_TLS_SECRET), None)
+    checks.true(f"controller pod has a volume of the Secret {PROBE_TLS_SECRET}, optional", volume is not None and volume["secret"].get("optional") is True)
+    mount = next((m for m in container(controller).get("volumeMounts", []) if volume and m["name"] == volume["name"]), None)
+    checks.true(f"{PROBE_TLS_SECRET} is mounted read-only in the controller container", mount is not None and mount.get("readOnly") is True)
+    if mount is None:
+        return
+    expected = {setting: f"{mount['mountPath']}/{key}" for setting, key in PROBE_TLS_FILES.items()}
+    checks.equal("config.toml probe TLS files are the Secret's keys in its mount", probe_tls_paths(config_text), expected)
+    if controller_defaults is not None:
+        checks.equal("probe TLS settings are keys of the controller's [probe]", sorted(set(PROBE_TLS_FILES) - set(controller_defaults["probe"])), [])
+
 
 def check_controller_regions(checks, controller_config, topo):
     """Every region is probed through its own name over HTTPS and steered by
@@ -201,7 +227,8 @@ def main():
     service_defaults = tomllib.loads((ROOT / "service" / "config" / "default.toml").read_text())
     controller_defaults_path = ROOT / "failover-controller" / "config" / "default.toml"
     controller_defaults = tomllib.loads(controller_defaults_path.read_text()) if controller_defaults_path.exists() else None
-    controller_config = tomllib.loads((K8S / "base" / "failover-controller" / "config.toml").read_text())
+    controller_config_text = (K8S / "base" / "failover-controller" / "config.toml").read_text()
+    controller_config = tomllib.loads(controller_config_text)
     checks.equal("controller config: regions", [r["name"] for r in controller_config["regions"]], tf_regions)
     for entry in controller_config["regions"]:
         checks.equal(f"controller config: {entry['name']} aws_region", entry.get("aws_region"), entry["name"])
@@ -261,6 +288,7 @@ def main():
         checks.equal("service ServiceMonitor scrapes admin /metrics", (monitor["port"], monitor["path"]), ("admin", topo["paths"]["metrics"]))
         monitor = objects[("ServiceMonitor", "failover-controller")]["spec"]["endpoints"][0]
         checks.equal("controller ServiceMonitor scrapes http /metrics", (monitor["port"], monitor["path"]), ("http", "/metrics"))
+        check_probe_tls_mount(checks, controller, controller_config_text, controller_defaults)
 
         # Shutdown: the kubelet must not kill a pod that is still draining.
         drain_ms = int(service_config.get("SERVICE_DRAIN_PERIOD_MS", service_defaults["drain_period_ms"]))

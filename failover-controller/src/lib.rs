@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`config`], [`secret`]: typed, layered, validated settings.
 //! - [`probe`], [`verdict`]: HTTP probes and per-vantage verdicts (K/M);
-//!   [`ca_bundle`]: private CAs the HTTPS probes trust.
+//!   [`ca_bundle`]: private CAs the HTTPS probes trust;
+//!   [`client_identity`]: the client certificate they present (mTLS).
 //! - [`votes`], [`quorum`]: vote sharing through the database, tally.
 //! - [`region_machine`], [`planner`]: state machines, hold-down, safety rules.
 //! - [`early_leave`]: every replica leaves a down region out of DNS at once,
@@ -24,6 +25,7 @@ pub mod actions;
 pub mod app;
 pub mod audit;
 pub mod ca_bundle;
+pub mod client_identity;
 pub mod config;
 pub mod db;
 pub mod dns;

@@ -8,9 +8,13 @@
 //! https: rustls with the webpki roots plus the private CAs of
 //! `probe.ca_file` (see [`crate::ca_bundle`]), SNI from the URL's host name,
 //! and the probe's source address (`probe.local_address`) applies to them
-//! too. A refused certificate is a failed probe whose `last_error` (in the
-//! vote, so in `failover_votes`) says what rustls refused (unknown issuer,
-//! expired, wrong host name): a TLS mistake is not mistaken for a dead region.
+//! too. Servers that require mutual TLS get the client certificate of
+//! `probe.client_cert_file` / `probe.client_key_file` (see
+//! [`crate::client_identity`]). A refused certificate is a failed probe
+//! whose `last_error` (in the vote, so in `failover_votes`) says what was
+//! refused: the server's certificate by rustls (unknown issuer, expired,
+//! wrong host name), or ours by the server (its TLS alert: certificate
+//! required, unknown CA): a TLS mistake is not mistaken for a dead region.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +24,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::ca_bundle::{self, CaBundleError};
+use crate::client_identity::{self, ClientIdentityError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::verdict::{ProbeOutcome, VerdictTracker};
@@ -32,6 +37,9 @@ pub enum ProbeError {
     Client(#[from] reqwest::Error),
     #[error("probe.ca_file: {0}")]
     CaBundle(#[from] CaBundleError),
+    /// The message names the field (client_cert_file or client_key_file).
+    #[error(transparent)]
+    ClientIdentity(#[from] ClientIdentityError),
 }
 
 /// The result of probing one instance.
@@ -88,6 +96,13 @@ impl Prober {
             for der in ca_bundle::read(Path::new(&settings.probe.ca_file))? {
                 builder = builder.add_root_certificate(reqwest::Certificate::from_der(&der)?);
             }
+        }
+        // Presented only to servers that ask for a client certificate.
+        if let Some(identity) = client_identity::read(
+            &settings.probe.client_cert_file,
+            &settings.probe.client_key_file,
+        )? {
+            builder = builder.identity(identity.to_reqwest()?);
         }
         let targets = settings
             .regions
@@ -206,14 +221,37 @@ pub async fn probe_one(client: &reqwest::Client, url: &str, timeout: Duration) -
 }
 
 /// Why a request failed, for the vote's `last_error`: what rustls refused
-/// when the TLS handshake failed, "connect error" or "request error" else.
+/// (the server's certificate), what the server refused (our client
+/// certificate, or its absence, told by its TLS alert), another TLS error,
+/// "connect error" or "request error".
 fn failure_reason(error: &reqwest::Error) -> String {
     match tls_error(error) {
         Some(tls @ rustls::Error::InvalidCertificate(_)) => format!("certificate error: {tls}"),
+        Some(tls @ rustls::Error::AlertReceived(alert)) if refuses_client_certificate(*alert) => {
+            format!("client certificate refused: {tls}")
+        }
         Some(tls) => format!("tls error: {tls}"),
         None if error.is_connect() => "connect error".into(),
         None => "request error".into(),
     }
+}
+
+/// Whether a TLS alert from the server is about our client certificate. A
+/// server sends these only about the certificate it verifies, the client's
+/// (ours is refused, missing, or signed by a CA it does not trust); with
+/// TLS 1.3 they arrive after our side of the handshake, with the response.
+fn refuses_client_certificate(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+    )
 }
 
 /// The rustls error somewhere in `error`'s source chain. The TLS connector

@@ -128,6 +128,8 @@ mod tests {
     use super::*;
 
     const THREE: &str = include_str!("../../config/example-3-regions.toml");
+    const CERT: &str = "probe.client_cert_file";
+    const KEY: &str = "probe.client_key_file";
 
     fn example_file() -> tempfile_path::TempToml {
         tempfile_path::TempToml::new(THREE)
@@ -221,6 +223,55 @@ mod tests {
         assert_eq!(settings.probe.ca_file, bundle.0.display().to_string());
         // Empty (the default): the public roots only, nothing to read.
         assert!(load_with("").unwrap().probe.ca_file.is_empty());
+    }
+
+    #[test]
+    fn client_identity_is_both_or_neither_and_checked_at_start_up() {
+        // Through the environment, as FAILOVER_PROBE__CLIENT_CERT_FILE would.
+        let load_with = |cert: &str, key: &str| {
+            let env = [
+                ("FAILOVER_REGION", "region-1"),
+                ("FAILOVER_PROBE__CLIENT_CERT_FILE", cert),
+                ("FAILOVER_PROBE__CLIENT_KEY_FILE", key),
+            ]
+            .map(|(name, value)| (name.to_string(), value.to_string()));
+            load(Some(&example_file().0), env, &Overrides::default()).map_err(|e| e.to_string())
+        };
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["probe.example".to_string()]).unwrap();
+        let cert_file = tempfile_path::TempToml::new(&params.self_signed(&key_pair).unwrap().pem());
+        let key_file = tempfile_path::TempToml::new(&key_pair.serialize_pem());
+        let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let other_key_file = tempfile_path::TempToml::new(&other_key);
+        let path = |file: &tempfile_path::TempToml| file.0.display().to_string();
+        let (cert, key, other_key) = (path(&cert_file), path(&key_file), path(&other_key_file));
+        let missing = std::env::temp_dir().join("fc-no-such-client.pem");
+        let missing = missing.display().to_string();
+
+        // (client_cert_file, client_key_file, the field named, the reason)
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (&cert, "", KEY, "required with probe.client_cert_file"),
+            ("", &key, CERT, "required with probe.client_key_file"),
+            (&missing, &key, CERT, "cannot read"),
+            (&cert, &missing, KEY, "cannot read"),
+            (&key, &key, CERT, "holds no PEM certificate"),
+            (&cert, &cert, KEY, "holds no PEM private key"),
+            (&cert, &other_key, KEY, "does not match the certificate"),
+        ];
+        for (cert, key, field, reason) in cases {
+            let err = load_with(cert, key).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid configuration: {field}: "))
+                    && err.contains(reason),
+                "expected {field} ... {reason} for ({cert:?}, {key:?}): {err}"
+            );
+        }
+
+        let settings = load_with(&cert, &key).unwrap();
+        assert_eq!(settings.probe.client_cert_file, cert);
+        assert_eq!(settings.probe.client_key_file, key);
+        // Neither (the default): no client certificate, nothing to read.
+        assert!(load_with("", "").is_ok());
     }
 
     /// Loads `regions` (TOML) over a minimal file; returns the error text.

@@ -67,6 +67,13 @@ pub struct ProbeSettings {
     /// public web PKI roots (internal load balancers, service meshes);
     /// empty trusts the public roots only.
     pub ca_file: String,
+    /// PEM certificate (chain, leaf first) the probes present to https
+    /// health URLs that require a client certificate (mutual TLS: a mesh in
+    /// STRICT mode, a gateway in MUTUAL mode); set with `client_key_file`,
+    /// or neither. Empty: the probes present no certificate.
+    pub client_cert_file: String,
+    /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: String,
 }
 
 /// Decision loop cadence, safety rules and hold-down.

@@ -60,6 +60,10 @@ impl Settings {
             crate::ca_bundle::read(std::path::Path::new(&p.ca_file))
                 .map_err(|e| format!("probe.ca_file: {e}"))?;
         }
+        // Both or neither, readable, a certificate and the key that is its
+        // own; the error names the field.
+        crate::client_identity::read(&p.client_cert_file, &p.client_key_file)
+            .map_err(|e| e.to_string())?;
         let d = &self.decision;
         if d.interval_ms < 10 {
             return Err("decision.interval_ms: must be at least 10".into());

@@ -1,6 +1,6 @@
 //! Integration tests of the failover controller, against the real things:
-//! PostgreSQL, HTTP and HTTPS servers on loopback, the moto Route53 API server, a real
-//! DNS client, and the controller binary itself.
+//! PostgreSQL, HTTP and HTTPS servers (mutual TLS too) on loopback, the moto
+//! Route53 API server, a real DNS client, and the controller binary itself.
 
 mod admin;
 mod bench;
@@ -10,6 +10,7 @@ mod end_to_end;
 mod endpoints;
 mod fencing;
 mod helpers;
+mod mtls_probe;
 mod processes;
 mod route53;
 mod tls_probe;
