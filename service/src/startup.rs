@@ -82,6 +82,7 @@ impl Application {
                 policy: RetryPolicy::new(settings.transaction_max_retries),
                 metrics: metrics.clone(),
             },
+            admission: crate::http::middleware::Admission::new(settings.max_concurrent_requests),
             placement: crate::http::middleware::Placement::new(
                 &settings.region,
                 &settings.instance_id,

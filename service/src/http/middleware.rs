@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tower::BoxError;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tracing::Instrument;
 
 use super::error::ApiError;
@@ -18,9 +19,6 @@ pub const SERVED_BY_REGION: &str = "x-served-by-region";
 /// Instance that served the response.
 pub const SERVED_BY_INSTANCE: &str = "x-served-by-instance";
 const REQUEST_ID: &str = "x-request-id";
-/// Marks a shed request between the overload guard and [`observe`], which
-/// counts and removes it.
-const SHED: &str = "x-shed";
 
 /// The one layer every request passes through, outermost: sets or keeps the
 /// request id, opens the request's span (with the caller's `traceparent`),
@@ -73,9 +71,6 @@ pub(crate) async fn observe(
         .with_label_values(&[route, method.as_str(), status.as_str()])
         .inc();
     let headers = response.headers_mut();
-    if status == StatusCode::SERVICE_UNAVAILABLE && headers.remove(SHED).is_some() {
-        metrics.requests_shed.inc();
-    }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() {
         tracing::error!(parent: &span, status = status.as_u16(), latency_ms, "request failed");
@@ -107,19 +102,64 @@ impl Placement {
     }
 }
 
-/// Maps the tower guards' errors to problem documents.
-pub(crate) async fn overload_error(error: BoxError) -> Response {
-    if error.is::<tower::load_shed::error::Overloaded>() {
-        let mut response = ApiError::Overloaded.into_response();
-        response
-            .headers_mut()
-            .insert(SHED, HeaderValue::from_static("1"));
-        return response;
+/// The overload guards of the API routes, in one layer: beyond
+/// `max_concurrent_requests` in flight a request is shed at once (503,
+/// `Retry-After`), never queued; an admitted one gets `request_timeout_ms`
+/// for everything, body included, and is then cancelled (503; a cancelled
+/// transaction is rolled back and its connection closed). Health probes are
+/// outside it, so load can never fail them.
+pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(_admitted) = state.admission.try_admit() else {
+        state.metrics.requests_shed.inc();
+        return ApiError::Overloaded.into_response();
+    };
+    match tokio::time::timeout(state.settings.request_timeout(), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
     }
-    if error.is::<tower::timeout::error::Elapsed>() {
-        return ApiError::Timeout.into_response();
+}
+
+/// Requests admitted by [`guard`] and not finished yet, with their bound.
+#[derive(Debug)]
+pub struct Admission {
+    in_flight: AtomicUsize,
+    limit: usize,
+}
+
+impl Admission {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            limit,
+        }
     }
-    ApiError::Internal(error.to_string()).into_response()
+
+    /// A slot until the returned guard drops, or `None` when all are taken.
+    fn try_admit(&self) -> Option<Admitted<'_>> {
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if current >= self.limit {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Admitted(self)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+struct Admitted<'a>(&'a Admission);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -9,13 +9,10 @@ pub mod middleware;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
-use tower::ServiceBuilder;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -55,6 +52,8 @@ pub struct AppStateInner {
     /// Account reads, batched under load.
     pub reads: crate::db::reads::AccountReader,
     pub metrics: Metrics,
+    /// In-flight API requests, bounded by `max_concurrent_requests`.
+    pub admission: middleware::Admission,
     /// `X-Served-By-Region` and `X-Served-By-Instance`.
     pub placement: Option<middleware::Placement>,
     pub region_gate: RegionGate,
@@ -107,13 +106,10 @@ pub fn router(state: AppState) -> Router {
     // under load, or an overloaded region would be failed over.
     let api = api
         .layer(DefaultBodyLimit::max(state.settings.max_request_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(middleware::overload_error))
-                .load_shed()
-                .concurrency_limit(state.settings.max_concurrent_requests)
-                .timeout(Duration::from_millis(state.settings.request_timeout_ms)),
-        );
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::guard,
+        ));
 
     Router::new()
         .merge(api)

@@ -8,5 +8,6 @@ mod concurrency;
 mod health;
 mod helpers;
 mod observability;
+mod overload;
 mod shutdown;
 mod transfers;
