@@ -84,6 +84,48 @@ impl AppStateInner {
 )]
 struct ApiDoc;
 
+/// OpenAPI links from each created resource to where it can be read, so
+/// that clients (and schemathesis' stateful phase in the test command) can
+/// follow an id from a 201 to the GET that takes it. Added to the JSON
+/// because utoipa 5 serialises a link's `operationId` as `operation_id`.
+fn link_operations(document: &mut serde_json::Value) {
+    /// Link name, target operation id, where the target's `id` comes from.
+    type Target = (&'static str, &'static str, &'static str);
+    let links: [(&str, &[Target]); 2] = [
+        (
+            "/v1/accounts",
+            &[("GetAccount", "get_account", "$response.body#/id")],
+        ),
+        (
+            "/v1/transfers",
+            &[
+                ("GetTransfer", "get_transfer", "$response.body#/id"),
+                ("GetSourceAccount", "get_account", "$response.body#/from"),
+                ("GetDestinationAccount", "get_account", "$response.body#/to"),
+            ],
+        ),
+    ];
+    for (path, targets) in links {
+        let response = document
+            .pointer_mut(&format!(
+                "/paths/{}/post/responses/201",
+                path.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(serde_json::Value::as_object_mut)
+            .unwrap_or_else(|| panic!("POST {path} documents no 201 response to link from"));
+        let links = targets
+            .iter()
+            .map(|(name, operation_id, id)| {
+                (
+                    (*name).to_owned(),
+                    serde_json::json!({ "operationId": operation_id, "parameters": { "id": id } }),
+                )
+            })
+            .collect();
+        response.insert("links".to_owned(), serde_json::Value::Object(links));
+    }
+}
+
 /// Builds the public router and the OpenAPI document from the same route
 /// list, so that the document cannot drift from the code.
 pub fn router(state: AppState) -> Router {
@@ -100,7 +142,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::region_health))
         .split_for_parts();
     openapi.merge(health_doc);
-    let openapi = Arc::new(openapi);
+    let mut document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
+    link_operations(&mut document);
+    let openapi = Arc::new(document);
 
     // Overload guards on the API only: health probes must keep answering
     // under load, or an overloaded region would be failed over.

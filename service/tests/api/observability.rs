@@ -115,6 +115,54 @@ async fn the_openapi_document_covers_every_route() {
             );
         }
     }
+    // Links lead from each 201 to operations that exist, and they work:
+    // following them from real answers reads what was just created.
+    let operations: std::collections::HashMap<&str, &str> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .values()
+                .filter_map(move |op| Some((op.get("operationId")?.as_str()?, path.as_str())))
+        })
+        .collect();
+    let mut created = std::collections::HashMap::new();
+    let a = app.create_account("link-a", 50).await;
+    let b = app.create_account("link-b", 0).await;
+    let account: Value = app
+        .get(&format!("/v1/accounts/{a}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    created.insert("/v1/accounts", account);
+    let transfer: Value = app.transfer("link-t", a, b, 5).await.json().await.unwrap();
+    created.insert("/v1/transfers", transfer);
+    let mut followed = 0;
+    for (path, body) in &created {
+        let links = document["paths"][path]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .unwrap_or_else(|| panic!("POST {path} has no links"));
+        for (name, link) in links {
+            let target = operations
+                .get(link["operationId"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("link {name} names an unknown operation"));
+            let pointer = link["parameters"]["id"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("$response.body#")
+                .unwrap();
+            let id = body.pointer(pointer).unwrap().as_str().unwrap();
+            let url = target.replace("{id}", id);
+            assert_eq!(
+                app.get(&url).await.status(),
+                StatusCode::OK,
+                "{name}: {url}"
+            );
+            followed += 1;
+        }
+    }
+    assert_eq!(followed, 4, "links followed");
     let schemas = document["components"]["schemas"].as_object().unwrap();
     for schema in [
         "Account",
