@@ -70,7 +70,6 @@ impl Application {
             crate::db::reads::Batching {
                 max_in_flight: settings.read_batch_max_in_flight,
                 min_fill: settings.read_batch_min_fill,
-                max_size: crate::db::reads::MAX_BATCH,
             },
             metrics.db_read_batch_size.clone(),
         );

@@ -38,10 +38,7 @@ impl managed::Manager for PgManager {
         // mode kept re-planning `id = ANY($1)` (the batched read) on every
         // execution: a third of the database's CPU per read in the benchmark.
         // CockroachDB caches its own plans and is left as it is.
-        let version: String = sqlx::query_scalar("SELECT version()")
-            .fetch_one(&mut connection)
-            .await?;
-        if !version.contains("CockroachDB") {
+        if super::Dialect::detect(&mut connection).await? == super::Dialect::Postgres {
             connection
                 .execute("SET plan_cache_mode = force_generic_plan")
                 .await?;

@@ -66,7 +66,7 @@ impl AccountReader {
         batching: Batching,
         batch_sizes: Histogram,
     ) -> Self {
-        let (queue, receiver) = mpsc::channel::<Pending>(4 * batching.max_size);
+        let (queue, receiver) = mpsc::channel::<Pending>(4 * MAX_BATCH);
         tokio::spawn(dispatch(pool, dialect, receiver, batching, batch_sizes));
         Self { queue }
     }
@@ -100,8 +100,6 @@ pub struct Batching {
     /// While a statement is in flight, another starts only once this many
     /// reads wait; with none in flight, a single read starts at once.
     pub min_fill: usize,
-    /// Reads per statement at most.
-    pub max_size: usize,
 }
 
 /// Groups queued reads into statements: the first read of an idle reader
@@ -117,9 +115,9 @@ async fn dispatch(
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<()>();
     let mut in_flight = 0usize;
     let mut open = true;
-    let mut batch: Vec<Pending> = Vec::with_capacity(batching.max_size);
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     loop {
-        while open && batch.len() < batching.max_size {
+        while open && batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -134,7 +132,7 @@ async fn dispatch(
         if may_start {
             in_flight += 1;
             batch_sizes.observe(batch.len() as f64);
-            let group = std::mem::replace(&mut batch, Vec::with_capacity(batching.max_size));
+            let group = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
             let (pool, dialect, finished) = (pool.clone(), dialect.clone(), finished.clone());
             tokio::spawn(async move {
                 run_batch(&pool, &dialect, group).await;
@@ -148,7 +146,7 @@ async fn dispatch(
         tokio::select! {
             biased;
             Some(()) = finished_rx.recv(), if in_flight > 0 => in_flight -= 1,
-            next = receiver.recv(), if open && batch.len() < batching.max_size => match next {
+            next = receiver.recv(), if open && batch.len() < MAX_BATCH => match next {
                 Some(next) => batch.push(next),
                 None => open = false,
             },
