@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::helpers::{get_json, resolve_a, test_db, wait_for, Health, Regions};
-use crate::processes::{leader_of, spawn, Controller};
+use crate::processes::{leader_of, spawn, write_config, Controller};
 
 const TTL_MS: u64 = 3000;
 const RENEW_MS: u64 = 500;
@@ -20,36 +20,7 @@ const NAME: &str = "api.svc.failover.test.";
 async fn followers_drop_the_dead_leaders_region_before_the_lease_expires() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
-    let config = std::env::temp_dir().join(format!("fc-early-{}.toml", uuid::Uuid::new_v4()));
-    std::fs::write(
-        &config,
-        format!(
-            r#"admin_token = "t"
-[probe]
-interval_ms = 500
-timeout_ms = 300
-[decision]
-interval_ms = 100
-hold_down_base_ms = 3000
-[lease]
-ttl_ms = {TTL_MS}
-renew_interval_ms = {RENEW_MS}
-[dns]
-ttl_seconds = 1
-client_subnets = [
-  {{ cidr = "127.0.1.0/24", region = "region-1" }},
-  {{ cidr = "127.0.2.0/24", region = "region-2" }},
-  {{ cidr = "127.0.3.0/24", region = "region-3" }},
-]
-[dns.latency_ms]
-region-1 = {{ region-2 = 40, region-3 = 90 }}
-region-2 = {{ region-1 = 40, region-3 = 60 }}
-region-3 = {{ region-1 = 90, region-2 = 60 }}
-{}"#,
-            regions.toml()
-        ),
-    )
-    .unwrap();
+    let config = write_config(&regions, TTL_MS, RENEW_MS);
     let mut controllers: Vec<Option<Controller>> =
         (1..=3).map(|r| Some(spawn(r, &db.url, &config))).collect();
     let (leader, _) = wait_for(Duration::from_secs(20), || async {

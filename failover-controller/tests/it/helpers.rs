@@ -160,23 +160,20 @@ impl Regions {
     }
 }
 
-/// Settings for one replica: `extra` TOML goes on top of the test base.
-pub fn settings(region: &str, db_url: &str, regions_toml: &str, extra: &str) -> Settings {
-    let r = region.trim_start_matches("region-");
-    let text = format!(
-        r#"controller_id = "controller-{region}"
-http_listen = "127.0.{r}.100:0"
-dns_listen = "127.0.{r}.100:0"
-admin_token = "test-admin-token"
-[probe]
+/// The tables every test controller shares: 500 ms probes, a 100 ms
+/// decision loop, the lease timing, and DNS for `api.svc.failover.test.`
+/// with client subnets 127.0.R.0/24 for regions 1-3.
+pub fn base_toml(lease_ttl_ms: u64, lease_renew_ms: u64) -> String {
+    format!(
+        r#"[probe]
 interval_ms = 500
 timeout_ms = 300
 [decision]
 interval_ms = 100
 hold_down_base_ms = 3000
 [lease]
-ttl_ms = 3000
-renew_interval_ms = 500
+ttl_ms = {lease_ttl_ms}
+renew_interval_ms = {lease_renew_ms}
 [dns]
 zone = "svc.failover.test."
 record = "api"
@@ -190,8 +187,21 @@ client_subnets = [
 region-1 = {{ region-2 = 40, region-3 = 90 }}
 region-2 = {{ region-1 = 40, region-3 = 60 }}
 region-3 = {{ region-1 = 90, region-2 = 60 }}
-{extra}
-{regions_toml}"#
+"#
+    )
+}
+
+/// Settings for one replica: `extra` TOML goes on top of the test base.
+pub fn settings(region: &str, db_url: &str, regions_toml: &str, extra: &str) -> Settings {
+    let r = region.trim_start_matches("region-");
+    let text = format!(
+        r#"controller_id = "controller-{region}"
+http_listen = "127.0.{r}.100:0"
+dns_listen = "127.0.{r}.100:0"
+admin_token = "test-admin-token"
+{base}{extra}
+{regions_toml}"#,
+        base = base_toml(3000, 500)
     );
     let path = std::env::temp_dir().join(format!("fc-it-{}.toml", uuid::Uuid::new_v4()));
     std::fs::write(&path, text).unwrap();

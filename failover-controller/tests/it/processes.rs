@@ -3,12 +3,13 @@
 //! (SIGSTOP) past its lease changes nothing when it resumes. Also checks the
 //! metrics exposition with promtool when it is on PATH.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::helpers::{get_json, test_db, wait_for, Health, Regions};
+use crate::helpers::{base_toml, get_json, test_db, wait_for, Health, Regions};
 
 const TTL_MS: u64 = 2000;
 const RENEW_MS: u64 = 500;
@@ -36,6 +37,22 @@ fn free_port(ip: &str) -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Writes the configuration file that the controller processes of a test
+/// share (each gets its region, id and addresses from the environment).
+pub fn write_config(regions: &Regions, lease_ttl_ms: u64, lease_renew_ms: u64) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("fc-proc-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &path,
+        format!(
+            "admin_token = \"t\"\n{}{}",
+            base_toml(lease_ttl_ms, lease_renew_ms),
+            regions.toml()
+        ),
+    )
+    .unwrap();
+    path
 }
 
 pub fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controller {
@@ -84,16 +101,7 @@ pub async fn leader_of(controllers: &[Option<Controller>]) -> Option<(usize, i64
 async fn a_dead_leader_is_replaced_and_a_paused_one_changes_nothing() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
-    let config = std::env::temp_dir().join(format!("fc-proc-{}.toml", uuid::Uuid::new_v4()));
-    std::fs::write(
-        &config,
-        format!(
-            "admin_token = \"t\"\n[probe]\ninterval_ms = 500\ntimeout_ms = 300\n[decision]\ninterval_ms = 100\n\
-             [lease]\nttl_ms = {TTL_MS}\nrenew_interval_ms = {RENEW_MS}\n{}",
-            regions.toml()
-        ),
-    )
-    .unwrap();
+    let config = write_config(&regions, TTL_MS, RENEW_MS);
     let mut controllers: Vec<Option<Controller>> =
         (1..=3).map(|r| Some(spawn(r, &db.url, &config))).collect();
     let (first, first_epoch) = wait_for(Duration::from_secs(20), || leader_of(&controllers))

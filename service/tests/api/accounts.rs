@@ -136,14 +136,8 @@ async fn concurrent_reads_are_batched_and_each_gets_its_own_answer() {
     }
     // Batched: fewer statements than reads (every read is in one batch).
     let metrics = app.metrics().await;
-    let metric = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-    };
-    let statements = metric("service_db_read_batch_size_count");
-    let reads = metric("service_db_read_batch_size_sum");
+    let statements = crate::helpers::metric_value(&metrics, "service_db_read_batch_size_count");
+    let reads = crate::helpers::metric_value(&metrics, "service_db_read_batch_size_sum");
     assert_eq!(reads, 400.0, "each read answered by exactly one statement");
     assert!(
         statements < reads,

@@ -99,14 +99,7 @@ async fn concurrent_transfers_among_hot_accounts_conserve_money() {
     );
     // A serialization failure, at a statement or at COMMIT, rolls back and
     // keeps the connection: the pool never had to open more than its size.
-    let opened: f64 = metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("service_db_connections_opened_total ")?
-                .parse()
-                .ok()
-        })
-        .expect("service_db_connections_opened_total is exported");
+    let opened = crate::helpers::metric_value(&metrics, "service_db_connections_opened_total");
     assert!(
         opened <= 16.0,
         "{opened} connections opened by a pool of 16 after {retries} re-runs: connections were discarded"

@@ -100,7 +100,7 @@ async fn health_follows_the_database_down_and_back() {
 
 #[tokio::test]
 async fn health_stays_green_while_every_request_connection_is_busy() {
-    use sqlx::{Connection, Executor};
+    use sqlx::Executor;
     let url = crate::helpers::create_database(&crate::helpers::server_url()).await;
     let mut settings = test_settings("us-east-1", &url);
     settings.database_pool_size = 2;
@@ -109,13 +109,7 @@ async fn health_stays_green_while_every_request_connection_is_busy() {
     let b = app.create_account("b", 0).await;
 
     // Hold a row lock so that two transfers take both pool connections and wait.
-    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
-    locker.execute("BEGIN").await.unwrap();
-    sqlx::query("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
-        .bind(a)
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = crate::helpers::lock_row(&url, a).await;
     let blocked: Vec<_> = (0..2)
         .map(|n| {
             let app = app.clone();

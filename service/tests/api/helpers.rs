@@ -205,6 +205,27 @@ impl TestApp {
     }
 }
 
+/// Holds a row lock on `account` (an open transaction) until the returned
+/// connection commits: requests that touch the row wait for it.
+pub async fn lock_row(database_url: &str, account: Uuid) -> sqlx::PgConnection {
+    let mut locker = sqlx::PgConnection::connect(database_url).await.unwrap();
+    locker.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(account)
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker
+}
+
+/// The value of the unlabelled sample `name` in a metrics exposition.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+}
+
 /// Reads a problem document and checks its media type.
 pub async fn problem(response: Response) -> (StatusCode, Value) {
     let status = response.status();

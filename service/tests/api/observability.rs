@@ -16,15 +16,7 @@ async fn metrics_are_on_the_admin_port_only_and_pass_promtool() {
     let _ = app.get(&format!("/v1/accounts/{a}")).await;
     assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin_address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for name in [
         "service_http_requests_total{method=\"POST\",route=\"/v1/accounts\",status=\"201\"} 1",
         "service_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/accounts/{id}\"",

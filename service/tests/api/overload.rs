@@ -7,29 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sqlx::{Connection, Executor, PgConnection};
-use uuid::Uuid;
+use sqlx::Executor;
 
-use crate::helpers::{create_database, problem, server_url, test_settings, TestApp};
-
-/// Holds a row lock on `account` until the returned connection commits.
-async fn lock_row(url: &str, account: Uuid) -> PgConnection {
-    let mut locker = PgConnection::connect(url).await.unwrap();
-    locker.execute("BEGIN").await.unwrap();
-    sqlx::query("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
-        .bind(account)
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    locker
-}
-
-fn metric(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-}
+use crate::helpers::{
+    create_database, lock_row, metric_value, problem, server_url, test_settings, TestApp,
+};
 
 #[tokio::test]
 async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
@@ -67,7 +49,7 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     assert_eq!(app.get("/healthz/region").await.status(), StatusCode::OK);
     assert_eq!(
-        metric(&app.metrics().await, "service_requests_shed_total"),
+        metric_value(&app.metrics().await, "service_requests_shed_total"),
         1.0
     );
 

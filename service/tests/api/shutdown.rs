@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::{Connection, Executor};
+use sqlx::Executor;
 
 use crate::helpers::{create_database, free_port, server_url, test_settings, TestApp};
 
@@ -56,13 +56,7 @@ async fn sigterm_during_a_slow_request_finishes_it_and_exits_zero() {
     }
 
     // Hold a lock on the source account so that the transfer blocks.
-    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
-    locker.execute("BEGIN").await.unwrap();
-    sqlx::query("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
-        .bind(a)
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = crate::helpers::lock_row(&url, a).await;
     let slow = tokio::spawn({
         let client = client.clone();
         let base = base.clone();
