@@ -25,6 +25,7 @@
 #   BENCH_ROUNDS       rounds; each round runs both sides of both workloads,
 #                      pgbench first in odd rounds, the service first in even
 #                      ones; the report takes each side's median (3)
+#   BENCH_WORKLOADS    which workloads to run: "read_account transfer" (both)
 #   BENCH_SEED         random seed of both load generators (42)
 #   BENCH_SKIP_BUILD   1: use the existing target/release/service
 #   BENCH_KEEP         1: keep the work directory (logs) in /tmp
@@ -40,6 +41,13 @@ accounts=${BENCH_ACCOUNTS:-10000}
 history=${BENCH_HISTORY:-100000}
 rounds=${BENCH_ROUNDS:-3}
 seed=${BENCH_SEED:-42}
+workloads=${BENCH_WORKLOADS:-read_account transfer}
+for workload in $workloads; do
+  case $workload in
+    read_account | transfer) ;;
+    *) echo "bench.sh: BENCH_WORKLOADS: unknown workload '$workload' (known: read_account transfer)" >&2; exit 2 ;;
+  esac
+done
 out_dir=$root/target/bench
 service_bin=$root/target/release/service
 region=us-east-1
@@ -270,17 +278,15 @@ run_pgbench() {
 # the other's rows (transfers, keys) or a warmer cache.
 for round in $(seq 1 "$rounds"); do
   log "round $round of $rounds"
-  if [ $((round % 2)) = 1 ]; then
-    run_pgbench read_account bench/pgbench_read_account.sql "$round"
-    run_wrk read_account bench/read_account.lua "$round"
-    run_pgbench transfer bench/pgbench_transfer.sql "$round"
-    run_wrk transfer bench/transfer.lua "$round"
-  else
-    run_wrk read_account bench/read_account.lua "$round"
-    run_pgbench read_account bench/pgbench_read_account.sql "$round"
-    run_wrk transfer bench/transfer.lua "$round"
-    run_pgbench transfer bench/pgbench_transfer.sql "$round"
-  fi
+  for workload in $workloads; do
+    if [ $((round % 2)) = 1 ]; then
+      run_pgbench "$workload" "bench/pgbench_$workload.sql" "$round"
+      run_wrk "$workload" "bench/$workload.lua" "$round"
+    else
+      run_wrk "$workload" "bench/$workload.lua" "$round"
+      run_pgbench "$workload" "bench/pgbench_$workload.sql" "$round"
+    fi
+  done
 done
 
 # Money is conserved: a transfer benchmark that broke the ledger is void.

@@ -17,6 +17,9 @@ use crate::db::cockroach::CockroachLayout;
 /// The defaults, embedded so that the binary needs no file to start.
 pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
 
+/// Largest accepted `worker_threads`.
+pub const MAX_WORKER_THREADS: usize = 512;
+
 /// Command line of the `service` binary.
 #[derive(Debug, Parser)]
 #[command(name = "service", version, about = "The regional ledger API")]
@@ -123,6 +126,10 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_READ_BATCH_MIN_FILL", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_batch_min_fill: Option<usize>,
+    /// Tokio worker threads: 0 = one per CPU; 1 = a single-threaded runtime.
+    #[arg(long, env = "SERVICE_WORKER_THREADS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
     /// Apply migrations before serving.
     #[arg(long, env = "SERVICE_MIGRATE_ON_START", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +171,7 @@ pub struct Settings {
     pub transaction_max_retries: u32,
     pub read_batch_max_in_flight: usize,
     pub read_batch_min_fill: usize,
+    pub worker_threads: usize,
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
     pub log_filter: String,
@@ -296,6 +304,15 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 field: "read_batch_min_fill",
                 problem: format!("must be between 1 and {}", crate::db::reads::MAX_BATCH),
+            });
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid {
+                field: "worker_threads",
+                problem: format!(
+                    "must be between 0 (one per CPU) and {MAX_WORKER_THREADS}, not {}",
+                    self.worker_threads
+                ),
             });
         }
         if self.max_concurrent_requests == 0 {
@@ -473,5 +490,20 @@ mod tests {
         overrides.read_batch_max_in_flight = Some(16);
         overrides.read_batch_min_fill = Some(64);
         Settings::from_layers(base(), &overrides).expect("the bounds themselves are valid");
+    }
+
+    #[test]
+    fn worker_threads_bound_names_the_field() {
+        let mut overrides = valid_overrides();
+        overrides.worker_threads = Some(MAX_WORKER_THREADS + 1);
+        let error = Settings::from_layers(base(), &overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`worker_threads`"), "{error}");
+        for threads in [0, 1, MAX_WORKER_THREADS] {
+            overrides.worker_threads = Some(threads);
+            let settings = Settings::from_layers(base(), &overrides).expect("within the bounds");
+            assert_eq!(settings.worker_threads, threads);
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use service::config::{Cli, Command};
+use service::config::{Cli, Command, Settings};
 use service::startup::Application;
 
 /// mimalloc: malloc and free were about a tenth of the service's CPU per
@@ -12,8 +12,7 @@ use service::startup::Application;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Validation happens before any port is bound; a bad setting exits 2
     // with a message that names the field.
@@ -25,8 +24,24 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     service::telemetry::init(&settings.log_filter);
+    let runtime = match settings.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+    }
+    .context("failed to start the async runtime")?;
+    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings))
+}
 
-    match cli.command.unwrap_or(Command::Serve) {
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             let application = Application::build(settings)
                 .await

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -146,6 +147,11 @@ impl Application {
 
         // The public server stops accepting only after the drain period.
         let (close_tx, mut close_rx) = watch::channel(false);
+        // TCP_NODELAY: a response is one write; Nagle would hold a write
+        // that follows an unacknowledged one (a pipelined or split answer).
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
         let public = axum::serve(listener, crate::http::router(state.clone()))
             .with_graceful_shutdown(async move {
                 let _ = close_rx.changed().await;

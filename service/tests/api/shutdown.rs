@@ -14,6 +14,17 @@ const BINARY: &str = env!("CARGO_BIN_EXE_service");
 
 #[tokio::test]
 async fn sigterm_during_a_slow_request_finishes_it_and_exits_zero() {
+    sigterm_during_a_slow_request("0").await;
+}
+
+/// The same on the single-threaded runtime (`worker_threads = 1`), whose
+/// signal handling, timers and shutdown run on the one thread.
+#[tokio::test]
+async fn sigterm_on_the_single_threaded_runtime_finishes_the_request_too() {
+    sigterm_during_a_slow_request("1").await;
+}
+
+async fn sigterm_during_a_slow_request(worker_threads: &str) {
     let url = create_database(&server_url()).await;
     // Migrate and seed through an in-process instance, then stop it.
     let seeder = TestApp::spawn_on(test_settings("us-east-1", &url), true).await;
@@ -32,6 +43,7 @@ async fn sigterm_during_a_slow_request_finishes_it_and_exits_zero() {
         )
         .env("SERVICE_DRAIN_PERIOD_MS", "500")
         .env("SERVICE_SHUTDOWN_GRACE_MS", "10000")
+        .env("SERVICE_WORKER_THREADS", worker_threads)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -125,7 +137,7 @@ async fn sigterm_during_a_slow_request_finishes_it_and_exits_zero() {
 #[test]
 fn invalid_configuration_exits_before_binding_and_names_the_field() {
     let port = free_port();
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         (
             &[("SERVICE_DATABASE_URL", "postgres://x@127.0.0.1/db")],
             "`region`",
@@ -146,6 +158,14 @@ fn invalid_configuration_exits_before_binding_and_names_the_field() {
                 ("SERVICE_REGION_STATE_REFRESH_MS", "5000"),
             ],
             "`region_state_refresh_ms`",
+        ),
+        (
+            &[
+                ("SERVICE_REGION", "us-east-1"),
+                ("SERVICE_DATABASE_URL", "postgres://x@127.0.0.1/db"),
+                ("SERVICE_WORKER_THREADS", "100000"),
+            ],
+            "`worker_threads`",
         ),
     ];
     for (env, field) in cases {
