@@ -17,6 +17,9 @@ use crate::db::cockroach::CockroachLayout;
 /// The defaults, embedded so that the binary needs no file to start.
 pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
 
+/// Largest accepted `read_batch_max_wait_us`: one second.
+pub const MAX_READ_BATCH_WAIT_US: u64 = 1_000_000;
+
 /// Largest accepted `worker_threads`.
 pub const MAX_WORKER_THREADS: usize = 512;
 
@@ -118,14 +121,18 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_TRANSACTION_MAX_RETRIES", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction_max_retries: Option<u32>,
-    /// Account-read statements in flight at most (reads are batched).
+    /// Account-read statements in flight at most (reads are batched; never more than the pool).
     #[arg(long, env = "SERVICE_READ_BATCH_MAX_IN_FLIGHT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_batch_max_in_flight: Option<usize>,
-    /// Reads that must be waiting before another statement starts while one is in flight.
+    /// Waiting reads that start another statement while one is in flight.
     #[arg(long, env = "SERVICE_READ_BATCH_MIN_FILL", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_batch_min_fill: Option<usize>,
+    /// Microseconds a read waits for an in-flight statement before another starts for it.
+    #[arg(long, env = "SERVICE_READ_BATCH_MAX_WAIT_US", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_batch_max_wait_us: Option<u64>,
     /// Tokio worker threads: 0 = one per CPU; 1 = a single-threaded runtime.
     #[arg(long, env = "SERVICE_WORKER_THREADS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +178,7 @@ pub struct Settings {
     pub transaction_max_retries: u32,
     pub read_batch_max_in_flight: usize,
     pub read_batch_min_fill: usize,
+    pub read_batch_max_wait_us: u64,
     pub worker_threads: usize,
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
@@ -221,6 +229,19 @@ impl Cli {
 }
 
 impl Settings {
+    /// How account reads are batched: the settings, with statements in
+    /// flight bounded by the pool too.
+    pub fn read_batching(&self) -> crate::db::reads::Batching {
+        crate::db::reads::Batching {
+            max_in_flight: self
+                .read_batch_max_in_flight
+                .min(self.database_pool_size as usize)
+                .max(1),
+            min_fill: self.read_batch_min_fill,
+            max_wait: Duration::from_micros(self.read_batch_max_wait_us),
+        }
+    }
+
     /// Merges `overrides` over `table` and validates the result.
     pub fn from_layers(mut table: toml::Table, overrides: &Overrides) -> Result<Self, ConfigError> {
         let overrides = toml::Table::try_from(overrides).expect("overrides serialise to TOML");
@@ -292,18 +313,27 @@ impl Settings {
         if self.max_request_body_bytes < 256 {
             return invalid("max_request_body_bytes", "must be at least 256");
         }
-        if self.read_batch_max_in_flight == 0
-            || self.read_batch_max_in_flight > self.database_pool_size as usize
-        {
-            return invalid(
-                "read_batch_max_in_flight",
-                "must be between 1 and database_pool_size",
-            );
+        for (field, value) in [
+            ("read_batch_max_in_flight", self.read_batch_max_in_flight),
+            ("read_batch_min_fill", self.read_batch_min_fill),
+        ] {
+            if !(1..=crate::db::reads::MAX_BATCH).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    field,
+                    problem: format!(
+                        "must be between 1 and {}, not {value}",
+                        crate::db::reads::MAX_BATCH
+                    ),
+                });
+            }
         }
-        if !(1..=crate::db::reads::MAX_BATCH).contains(&self.read_batch_min_fill) {
+        if self.read_batch_max_wait_us > MAX_READ_BATCH_WAIT_US {
             return Err(ConfigError::Invalid {
-                field: "read_batch_min_fill",
-                problem: format!("must be between 1 and {}", crate::db::reads::MAX_BATCH),
+                field: "read_batch_max_wait_us",
+                problem: format!(
+                    "must be at most {MAX_READ_BATCH_WAIT_US} (one second), not {}",
+                    self.read_batch_max_wait_us
+                ),
             });
         }
         if self.worker_threads > MAX_WORKER_THREADS {
@@ -468,28 +498,45 @@ mod tests {
     #[test]
     fn read_batching_bounds_name_the_field() {
         let cases = [
-            (Some(0), None, "read_batch_max_in_flight"),
-            (Some(17), None, "read_batch_max_in_flight"),
-            (None, Some(0), "read_batch_min_fill"),
-            (None, Some(65), "read_batch_min_fill"),
+            (Some(0), None, None, "read_batch_max_in_flight"),
+            (Some(65), None, None, "read_batch_max_in_flight"),
+            (None, Some(0), None, "read_batch_min_fill"),
+            (None, Some(65), None, "read_batch_min_fill"),
+            (None, None, Some(1_000_001), "read_batch_max_wait_us"),
         ];
-        for (max_in_flight, min_fill, field) in cases {
+        for (max_in_flight, min_fill, max_wait_us, field) in cases {
             let mut overrides = valid_overrides();
-            overrides.database_pool_size = Some(16);
             overrides.read_batch_max_in_flight = max_in_flight;
             overrides.read_batch_min_fill = min_fill;
+            overrides.read_batch_max_wait_us = max_wait_us;
             let error = Settings::from_layers(base(), &overrides)
                 .unwrap_err()
                 .to_string();
             assert!(
-                error.contains(field),
-                "{max_in_flight:?} {min_fill:?}: {error}"
+                error.contains(&format!("`{field}`")),
+                "{max_in_flight:?} {min_fill:?} {max_wait_us:?}: {error}"
             );
         }
         let mut overrides = valid_overrides();
-        overrides.read_batch_max_in_flight = Some(16);
+        overrides.read_batch_max_in_flight = Some(64);
         overrides.read_batch_min_fill = Some(64);
+        overrides.read_batch_max_wait_us = Some(1_000_000);
         Settings::from_layers(base(), &overrides).expect("the bounds themselves are valid");
+    }
+
+    #[test]
+    fn statements_in_flight_never_exceed_the_pool() {
+        let mut overrides = valid_overrides();
+        overrides.database_pool_size = Some(2);
+        overrides.read_batch_max_in_flight = Some(8);
+        overrides.read_batch_max_wait_us = Some(1500);
+        let settings = Settings::from_layers(base(), &overrides).unwrap();
+        let batching = settings.read_batching();
+        assert_eq!(batching.max_in_flight, 2);
+        assert_eq!(batching.max_wait, Duration::from_micros(1500));
+        overrides.database_pool_size = Some(16);
+        let settings = Settings::from_layers(base(), &overrides).unwrap();
+        assert_eq!(settings.read_batching().max_in_flight, 8);
     }
 
     #[test]

@@ -68,10 +68,7 @@ impl Application {
         let reads = crate::db::reads::AccountReader::start(
             pool.clone(),
             Arc::clone(&dialect),
-            crate::db::reads::Batching {
-                max_in_flight: settings.read_batch_max_in_flight,
-                min_fill: settings.read_batch_min_fill,
-            },
+            settings.read_batching(),
             metrics.db_read_batch_size.clone(),
         );
         let state = AppState::new(AppStateInner {

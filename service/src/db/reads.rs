@@ -2,23 +2,29 @@
 //!
 //! Each `GET /v1/accounts/{id}` is queued to one dispatcher, which answers
 //! whatever is waiting (up to [`MAX_BATCH`]) with one `WHERE id = ANY($1)`
-//! statement. A read that finds no statement in flight goes at once, alone;
-//! reads arriving while statements are in flight gather into the next one,
-//! which starts when a statement finishes or when `min_fill` reads wait (and
-//! fewer than `max_in_flight` statements run). So at low load nothing waits,
-//! and under load one statement serves many requests, which keeps the
-//! database's work per read below a bare `SELECT`'s. Batch sizes are in the
-//! `service_db_read_batch_size` histogram.
+//! statement. A read that finds no statement in flight goes at once, alone.
+//! Reads arriving while statements are in flight gather into the next one,
+//! which starts when a statement finishes, when `min_fill` reads wait, or
+//! when the oldest of them has waited `max_wait`, whichever is first (and
+//! while fewer than `max_in_flight` statements run). So at low load nothing
+//! waits; under load one statement serves many requests, which keeps the
+//! database's work per read below a bare `SELECT`'s; and a slow statement
+//! (a strong read of an account homed in a far region) delays the reads
+//! behind it by at most `max_wait`, not by its whole round trip. Batch sizes
+//! are in the `service_db_read_batch_size` histogram.
 //!
 //! Consistency is unchanged: a request's statement starts after the request
 //! arrived, so a strong read sees every write committed before it; stale
 //! reads are batched separately, with the follower-read clause.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::cockroach::FOLLOWER_READ_CLAUSE;
@@ -42,6 +48,7 @@ type Reply = oneshot::Sender<Result<Option<Account>, ReadError>>;
 struct Pending {
     id: Uuid,
     consistency: Consistency,
+    queued_at: Instant,
     reply: Reply,
 }
 
@@ -66,8 +73,20 @@ impl AccountReader {
         batching: Batching,
         batch_sizes: Histogram,
     ) -> Self {
+        Self::start_with(batching, batch_sizes, move |group| {
+            let (pool, dialect) = (pool.clone(), dialect.clone());
+            async move { run_batch(&pool, &dialect, group).await }
+        })
+    }
+
+    /// Starts the dispatcher with `run` answering each batch.
+    fn start_with<R, F>(batching: Batching, batch_sizes: Histogram, run: R) -> Self
+    where
+        R: Fn(Vec<Pending>) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
         let (queue, receiver) = mpsc::channel::<Pending>(4 * MAX_BATCH);
-        tokio::spawn(dispatch(pool, dialect, receiver, batching, batch_sizes));
+        tokio::spawn(dispatch(receiver, batching, batch_sizes, run));
         Self { queue }
     }
 
@@ -82,6 +101,7 @@ impl AccountReader {
             .send(Pending {
                 id,
                 consistency,
+                queued_at: Instant::now(),
                 reply,
             })
             .await
@@ -97,21 +117,27 @@ impl AccountReader {
 pub struct Batching {
     /// Statements in flight at most.
     pub max_in_flight: usize,
-    /// While a statement is in flight, another starts only once this many
-    /// reads wait; with none in flight, a single read starts at once.
+    /// While a statement is in flight, another starts once this many reads
+    /// wait; with none in flight, a single read starts at once.
     pub min_fill: usize,
+    /// While a statement is in flight, another starts once the oldest
+    /// waiting read has waited this long, however few wait.
+    pub max_wait: Duration,
 }
 
 /// Groups queued reads into statements: the first read of an idle reader
 /// goes at once; reads that arrive while statements are in flight wait for
-/// one to finish, or for `min_fill` of them to gather, whichever is first.
-async fn dispatch(
-    pool: Pool,
-    dialect: Arc<std::sync::OnceLock<Dialect>>,
+/// one to finish, for `min_fill` of them to gather, or for the oldest to
+/// have waited `max_wait`, whichever is first.
+async fn dispatch<R, F>(
     mut receiver: mpsc::Receiver<Pending>,
     batching: Batching,
     batch_sizes: Histogram,
-) {
+    run: R,
+) where
+    R: Fn(Vec<Pending>) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<()>();
     let mut in_flight = 0usize;
     let mut open = true;
@@ -126,16 +152,23 @@ async fn dispatch(
         }
         // Requests whose caller went away (timeout, disconnect) need no answer.
         batch.retain(|pending| !pending.reply.is_closed());
-        let may_start = !batch.is_empty()
-            && in_flight < batching.max_in_flight
-            && (in_flight == 0 || batch.len() >= batching.min_fill);
+        // When the oldest waiting read may no longer wait for a statement to finish.
+        let overdue_at = batch
+            .first()
+            .map(|oldest| oldest.queued_at + batching.max_wait);
+        let slot_free = in_flight < batching.max_in_flight;
+        let may_start = slot_free
+            && !batch.is_empty()
+            && (in_flight == 0
+                || batch.len() >= batching.min_fill
+                || overdue_at.is_some_and(|at| at <= Instant::now()));
         if may_start {
             in_flight += 1;
             batch_sizes.observe(batch.len() as f64);
             let group = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-            let (pool, dialect, finished) = (pool.clone(), dialect.clone(), finished.clone());
+            let (work, finished) = (run(group), finished.clone());
             tokio::spawn(async move {
-                run_batch(&pool, &dialect, group).await;
+                work.await;
                 let _ = finished.send(());
             });
             continue;
@@ -143,6 +176,8 @@ async fn dispatch(
         if !open && batch.is_empty() && in_flight == 0 {
             return;
         }
+        // Only a free slot makes the wait bound worth a timer.
+        let deadline = overdue_at.filter(|_| slot_free);
         tokio::select! {
             biased;
             Some(()) = finished_rx.recv(), if in_flight > 0 => in_flight -= 1,
@@ -150,7 +185,15 @@ async fn dispatch(
                 Some(next) => batch.push(next),
                 None => open = false,
             },
+            () = sleep_until(deadline), if deadline.is_some() => {}
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -214,5 +257,169 @@ fn classify(error: &sqlx::Error) -> ReadError {
         ReadError::Unavailable(error.to_string())
     } else {
         ReadError::Internal(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The batching policy against a fake database whose statements take a
+    //! set time, on tokio's paused clock (so the times are exact).
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use prometheus::HistogramOpts;
+
+    use super::*;
+
+    /// Statements as the fake database saw them.
+    #[derive(Default)]
+    struct Log {
+        /// (start, number of reads) of each statement.
+        starts: Mutex<Vec<(Duration, usize)>>,
+        running: AtomicUsize,
+        most_running: AtomicUsize,
+    }
+
+    fn reader(batching: Batching, statement: Duration) -> (AccountReader, Arc<Log>, Instant) {
+        let log = Arc::new(Log::default());
+        let epoch = Instant::now();
+        let sizes = Histogram::with_opts(HistogramOpts::new("sizes", "batch sizes")).unwrap();
+        let fake = Arc::clone(&log);
+        let reader = AccountReader::start_with(batching, sizes, move |group: Vec<Pending>| {
+            let log = Arc::clone(&fake);
+            async move {
+                log.starts
+                    .lock()
+                    .unwrap()
+                    .push((epoch.elapsed(), group.len()));
+                let now = log.running.fetch_add(1, Ordering::SeqCst) + 1;
+                log.most_running.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(statement).await;
+                log.running.fetch_sub(1, Ordering::SeqCst);
+                for pending in group {
+                    let _ = pending.reply.send(Ok(None));
+                }
+            }
+        });
+        (reader, log, epoch)
+    }
+
+    /// Reads one account at `at` (from the epoch); answers when it finished.
+    fn read_at(
+        reader: &AccountReader,
+        epoch: Instant,
+        at: Duration,
+    ) -> tokio::task::JoinHandle<Duration> {
+        let reader = reader.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(epoch + at).await;
+            let answer = reader.read(Uuid::new_v4(), Consistency::Strong).await;
+            assert!(matches!(answer, Ok(None)), "{answer:?}");
+            epoch.elapsed()
+        })
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_statement_holds_later_reads_back_by_the_wait_bound_only() {
+        let batching = Batching {
+            max_in_flight: 8,
+            min_fill: 64,
+            max_wait: 2 * MS,
+        };
+        let (reader, log, epoch) = reader(batching, 100 * MS);
+        let first = read_at(&reader, epoch, Duration::ZERO);
+        let second = read_at(&reader, epoch, 10 * MS);
+        assert_eq!(first.await.unwrap(), 100 * MS);
+        // Started at 12 ms (10 + the 2 ms bound), not when the first ended.
+        assert_eq!(second.await.unwrap(), 112 * MS);
+        assert_eq!(
+            *log.starts.lock().unwrap(),
+            vec![(Duration::ZERO, 1), (12 * MS, 1)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn near_the_database_one_statement_answers_many_reads() {
+        let batching = Batching {
+            max_in_flight: 8,
+            min_fill: 64,
+            max_wait: 2 * MS,
+        };
+        let (reader, log, epoch) = reader(batching, MS);
+        // 16 clients, each reading again as soon as it has its answer.
+        let clients: Vec<_> = (0..16u32)
+            .map(|client| {
+                let reader = reader.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(u64::from(client) * 37)).await;
+                    for _ in 0..50 {
+                        let answer = reader.read(Uuid::new_v4(), Consistency::Strong).await;
+                        assert!(matches!(answer, Ok(None)), "{answer:?}");
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.unwrap();
+        }
+        let _ = epoch;
+        let starts = log.starts.lock().unwrap();
+        let reads: usize = starts.iter().map(|(_, size)| size).sum();
+        assert_eq!(reads, 16 * 50);
+        // A statement finishes within the wait bound, so one is ever in flight...
+        assert_eq!(log.most_running.load(Ordering::SeqCst), 1);
+        // ...and it answers everything that queued meanwhile.
+        assert!(
+            starts.len() < reads / 8,
+            "{} statements for {reads} reads",
+            starts.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn statements_in_flight_stay_within_the_bound() {
+        let batching = Batching {
+            max_in_flight: 2,
+            min_fill: 64,
+            max_wait: MS,
+        };
+        let (reader, log, epoch) = reader(batching, 100 * MS);
+        let reads: Vec<_> = (0..10u32)
+            .map(|n| read_at(&reader, epoch, n * 5 * MS))
+            .collect();
+        let mut finished = Vec::new();
+        for read in reads {
+            finished.push(read.await.unwrap());
+        }
+        assert_eq!(log.most_running.load(Ordering::SeqCst), 2);
+        let starts = log.starts.lock().unwrap();
+        // The first alone, the second 1 ms after the read at 5 ms, the rest
+        // (8 reads) once the first statement finished.
+        assert_eq!(
+            starts[..3],
+            [(Duration::ZERO, 1), (6 * MS, 1), (100 * MS, 8)]
+        );
+        assert_eq!(finished.iter().max(), Some(&(200 * MS)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn enough_waiting_reads_start_a_statement_before_the_wait_bound() {
+        let batching = Batching {
+            max_in_flight: 8,
+            min_fill: 4,
+            max_wait: Duration::from_secs(1),
+        };
+        let (reader, log, epoch) = reader(batching, 50 * MS);
+        let mut reads = vec![read_at(&reader, epoch, Duration::ZERO)];
+        reads.extend((0..4).map(|_| read_at(&reader, epoch, MS)));
+        for read in reads {
+            read.await.unwrap();
+        }
+        assert_eq!(
+            *log.starts.lock().unwrap(),
+            vec![(Duration::ZERO, 1), (MS, 4)]
+        );
     }
 }
