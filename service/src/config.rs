@@ -318,32 +318,21 @@ impl Settings {
             ("read_batch_min_fill", self.read_batch_min_fill),
         ] {
             if !(1..=crate::db::reads::MAX_BATCH).contains(&value) {
-                return Err(ConfigError::Invalid {
-                    field,
-                    problem: format!(
-                        "must be between 1 and {}, not {value}",
-                        crate::db::reads::MAX_BATCH
-                    ),
-                });
+                let max = crate::db::reads::MAX_BATCH;
+                return invalid(field, &format!("must be between 1 and {max}, not {value}"));
             }
         }
-        if self.read_batch_max_wait_us > MAX_READ_BATCH_WAIT_US {
-            return Err(ConfigError::Invalid {
-                field: "read_batch_max_wait_us",
-                problem: format!(
-                    "must be at most {MAX_READ_BATCH_WAIT_US} (one second), not {}",
-                    self.read_batch_max_wait_us
-                ),
-            });
+        let wait = self.read_batch_max_wait_us;
+        if wait > MAX_READ_BATCH_WAIT_US {
+            let problem =
+                format!("must be at most {MAX_READ_BATCH_WAIT_US} (one second), not {wait}");
+            return invalid("read_batch_max_wait_us", &problem);
         }
-        if self.worker_threads > MAX_WORKER_THREADS {
-            return Err(ConfigError::Invalid {
-                field: "worker_threads",
-                problem: format!(
-                    "must be between 0 (one per CPU) and {MAX_WORKER_THREADS}, not {}",
-                    self.worker_threads
-                ),
-            });
+        let threads = self.worker_threads;
+        if threads > MAX_WORKER_THREADS {
+            let problem =
+                format!("must be between 0 (one per CPU) and {MAX_WORKER_THREADS}, not {threads}");
+            return invalid("worker_threads", &problem);
         }
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "must be at least 1");
