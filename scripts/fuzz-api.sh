@@ -6,6 +6,7 @@
 #
 #   scripts/fuzz-api.sh            # needs DATABASE_URL (scripts/test.sh sets it)
 #
+# scripts/fuzz_hooks.py points most generated transfers at real accounts.
 # `positive_data_acceptance` is left out on purpose: the API's idempotency
 # rules reject a schema-valid request whose Idempotency-Key was already used
 # with another body (422), which a stateless generator cannot know.
@@ -39,6 +40,19 @@ for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 0.1
 done
+
+# Accounts for scripts/fuzz_hooks.py to point generated transfers at: one
+# rich, one poor (insufficient funds), one empty.
+accounts=()
+for balance in 1000000000 100 0; do
+  answer=$(curl -sf -X POST "http://127.0.0.1:$port/v1/accounts" -H 'Content-Type: application/json' \
+    -H "Idempotency-Key: fuzz-seed-$balance" --data "{\"owner\":\"fuzz-$balance\",\"opening_balance\":$balance}") \
+    || { echo "fuzz-api.sh: could not create a seed account" >&2; exit 1; }
+  accounts+=("$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$answer")")
+done
+export FUZZ_ACCOUNT_IDS
+FUZZ_ACCOUNT_IDS=$(IFS=,; echo "${accounts[*]}")
+export SCHEMATHESIS_HOOKS=$root/scripts/fuzz_hooks.py
 
 # Run from a scratch directory so hypothesis' example database stays out of the tree.
 (cd "$work" && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
