@@ -73,6 +73,7 @@ pg_install
 
 # --- cleanup -----------------------------------------------------------------
 work=$(mktemp -d /tmp/ledger-bench.XXXXXX)
+pg_cgroup=
 service_pid=
 cleanup() {
   local status=$?
@@ -81,6 +82,7 @@ cleanup() {
     wait "$service_pid" 2>/dev/null || true
   fi
   pg_stop
+  [ -n "$pg_cgroup" ] && rmdir "$pg_cgroup" 2>/dev/null
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
   exit "$status"
 }
@@ -183,13 +185,47 @@ proc_ticks_children() {
   set -- ${stat##*) }
   echo $(( ${12} + ${13} + ${14} + ${15} ))
 }
-# Prints: service postgres loadgen(reaped children of this shell) machine_busy
-cpu_snapshot() {
-  local pg child busy
+# PostgreSQL's CPU, exactly when the machine lets us: its processes in a
+# cgroup of their own, whose counter includes backends that have exited (a
+# backend exiting between two reads of /proc is otherwise lost, which showed
+# as "other" CPU in the transfer runs). Otherwise, from /proc.
+for base in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/unified /sys/fs/cgroup; do
+  [ -e "$base/cgroup.procs" ] || continue
+  if [ "$base" = /sys/fs/cgroup/cpuacct ]; then counter=cpuacct.usage; else counter=cpu.stat; fi
+  candidate=$base/ledger-bench-$$
+  mkdir "$candidate" 2>/dev/null || continue
+  moved=1
+  for pid in "$pm_pid" $(pgrep -P "$pm_pid" || true); do
+    echo "$pid" >"$candidate/cgroup.procs" 2>/dev/null || moved=0
+  done
+  if [ "$moved" = 1 ] && [ -r "$candidate/$counter" ]; then
+    pg_cgroup=$candidate pg_counter=$counter
+    break
+  fi
+  for pid in $(cat "$candidate/cgroup.procs" 2>/dev/null); do echo "$pid" >"$base/cgroup.procs" 2>/dev/null || true; done
+  rmdir "$candidate" 2>/dev/null || true
+done
+if [ -n "$pg_cgroup" ]; then log "PostgreSQL CPU from cgroup $pg_cgroup"; else log "PostgreSQL CPU from /proc (no writable cgroup)"; fi
+postgres_ticks() {
+  local pg child
+  if [ -n "$pg_cgroup" ]; then
+    if [ "$pg_counter" = cpuacct.usage ]; then
+      awk -v hz="$clk_tck" '{ printf "%d", $1 * hz / 1e9 }' "$pg_cgroup/cpuacct.usage"
+    else
+      awk -v hz="$clk_tck" '$1 == "usage_usec" { printf "%d", $2 * hz / 1e6 }' "$pg_cgroup/cpu.stat"
+    fi
+    return
+  fi
   pg=$(proc_ticks_children "$pm_pid")
   for child in $(pgrep -P "$pm_pid" || true); do
     pg=$((pg + $(proc_ticks "$child")))
   done
+  echo "$pg"
+}
+# Prints: service postgres loadgen(reaped children of this shell) machine_busy
+cpu_snapshot() {
+  local pg busy
+  pg=$(postgres_ticks)
   busy=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat)
   echo "$(proc_ticks "$service_pid") $pg $(proc_ticks_children $$) $busy"
 }
