@@ -82,7 +82,7 @@ cleanup() {
     wait "$service_pid" 2>/dev/null || true
   fi
   pg_stop
-  [ -n "$pg_cgroup" ] && rmdir "$pg_cgroup" 2>/dev/null
+  if [ -n "$pg_cgroup" ]; then rmdir "$pg_cgroup" 2>/dev/null || true; fi
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
   exit "$status"
 }
@@ -207,7 +207,6 @@ for base in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/unified /sys/fs/cgroup; do
 done
 if [ -n "$pg_cgroup" ]; then log "PostgreSQL CPU from cgroup $pg_cgroup"; else log "PostgreSQL CPU from /proc (no writable cgroup)"; fi
 postgres_ticks() {
-  local pg child
   if [ -n "$pg_cgroup" ]; then
     if [ "$pg_counter" = cpuacct.usage ]; then
       awk -v hz="$clk_tck" '{ printf "%d", $1 * hz / 1e9 }' "$pg_cgroup/cpuacct.usage"
@@ -216,6 +215,7 @@ postgres_ticks() {
     fi
     return
   fi
+  local pg child
   pg=$(proc_ticks_children "$pm_pid")
   for child in $(pgrep -P "$pm_pid" || true); do
     pg=$((pg + $(proc_ticks "$child")))

@@ -24,19 +24,17 @@ fn main() -> anyhow::Result<()> {
         }
     };
     service::telemetry::init(&settings.log_filter);
-    let runtime = match settings.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        threads => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build(),
+    let mut runtime = match settings.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if settings.worker_threads > 1 {
+        runtime.worker_threads(settings.worker_threads);
     }
-    .context("failed to start the async runtime")?;
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
     runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings))
 }
 

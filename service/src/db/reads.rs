@@ -347,7 +347,7 @@ mod tests {
             min_fill: 64,
             max_wait: 2 * MS,
         };
-        let (reader, log, epoch) = reader(batching, MS);
+        let (reader, log, _) = reader(batching, MS);
         // 16 clients, each reading again as soon as it has its answer.
         let clients: Vec<_> = (0..16u32)
             .map(|client| {
@@ -364,7 +364,6 @@ mod tests {
         for client in clients {
             client.await.unwrap();
         }
-        let _ = epoch;
         let starts = log.starts.lock().unwrap();
         let reads: usize = starts.iter().map(|(_, size)| size).sum();
         assert_eq!(reads, 16 * 50);

@@ -110,12 +110,7 @@ async fn health_stays_green_while_every_request_connection_is_busy() {
 
     // Hold a row lock so that two transfers take both pool connections and wait.
     let mut locker = crate::helpers::lock_row(&url, a).await;
-    let blocked: Vec<_> = (0..2)
-        .map(|n| {
-            let app = app.clone();
-            tokio::spawn(async move { app.transfer(&format!("busy-{n}"), a, b, 1).await.status() })
-        })
-        .collect();
+    let blocked = crate::helpers::spawn_transfers(&app, "busy", 2, a, b);
     // Longer than a gate refresh plus its timeout: the gate has re-read the
     // drain flag with the request pool exhausted.
     tokio::time::sleep(Duration::from_millis(1500)).await;

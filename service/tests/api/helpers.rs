@@ -218,6 +218,24 @@ pub async fn lock_row(database_url: &str, account: Uuid) -> sqlx::PgConnection {
     locker
 }
 
+/// Starts `count` transfers from `from` to `to` (keys `{prefix}-{n}`), each
+/// answering its status; with `from` locked by [`lock_row`] they wait, each
+/// holding a pool connection and an admission slot.
+pub fn spawn_transfers(
+    app: &std::sync::Arc<TestApp>,
+    prefix: &str,
+    count: usize,
+    from: Uuid,
+    to: Uuid,
+) -> Vec<tokio::task::JoinHandle<StatusCode>> {
+    (0..count)
+        .map(|n| {
+            let (app, key) = (app.clone(), format!("{prefix}-{n}"));
+            tokio::spawn(async move { app.transfer(&key, from, to, 1).await.status() })
+        })
+        .collect()
+}
+
 /// The value of the unlabelled sample `name` in a metrics exposition.
 pub fn metric_value(metrics: &str, name: &str) -> f64 {
     metrics

@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use sqlx::Executor;
 
 use crate::helpers::{
-    create_database, lock_row, metric_value, problem, server_url, test_settings, TestApp,
+    create_database, lock_row, metric_value, problem, server_url, spawn_transfers, test_settings,
+    TestApp,
 };
 
 #[tokio::test]
@@ -24,12 +25,7 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
 
     // Two transfers wait on a row lock and take both slots.
     let mut locker = lock_row(&url, a).await;
-    let blocked: Vec<_> = (0..2)
-        .map(|n| {
-            let app = app.clone();
-            tokio::spawn(async move { app.transfer(&format!("slot-{n}"), a, b, 1).await.status() })
-        })
-        .collect();
+    let blocked = spawn_transfers(&app, "slot", 2, a, b);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(blocked.iter().all(|task| !task.is_finished()));
 
