@@ -26,6 +26,36 @@ pg_install() {
   apt-get install -y -qq postgresql >/dev/null
 }
 
+# A scratch directory for everything the tests and drills write that is thrown
+# away (PostgreSQL data directories, WAL, logs): on /dev/shm when it is a
+# tmpfs with at least 4 GiB free (the machine has 24 GiB of memory and the
+# disk may be nearly full after a cold build), else under /tmp. Exports
+# TMPDIR, which mktemp, Rust's std::env::temp_dir and Python's tempfile use.
+#   scratch_start; ...; scratch_stop
+scratch_start() {
+  local base=/tmp free_kib
+  if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+    free_kib=$(df -Pk /dev/shm | awk 'NR==2 {print $4}')
+    [ "${free_kib:-0}" -ge $((4 * 1024 * 1024)) ] && base=/dev/shm
+  fi
+  SCRATCH_DIR=$(mktemp -d "$base/ledger-scratch.XXXXXX")
+  # The postgres user must reach the directories chowned to it inside.
+  chmod 1777 "$SCRATCH_DIR"
+  export SCRATCH_DIR TMPDIR=$SCRATCH_DIR
+  echo "pg.sh: scratch directory $SCRATCH_DIR" >&2
+}
+
+scratch_stop() {
+  [ -n "${SCRATCH_DIR:-}" ] && [ -d "$SCRATCH_DIR" ] || return 0
+  rm -rf "$SCRATCH_DIR"
+  unset SCRATCH_DIR
+}
+
+# Free space where the build and the scratch files go, for the logs.
+disk_report() {
+  df -h "${1:-.}" "${TMPDIR:-/tmp}" 2>/dev/null | sed 's/^/disk: /' >&2 || true
+}
+
 pg_free_port() {
   python3 - <<'PY'
 import socket
@@ -36,15 +66,16 @@ PY
 pg_start() {
   pg_install
   local bin; bin=$(pg_bindir)
-  PG_DIR=$(mktemp -d /tmp/ledger-pg.XXXXXX)
+  PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ledger-pg.XXXXXX")
   chown postgres: "$PG_DIR"
   PG_PORT=$(pg_free_port)
   runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }
   # Many per-test databases and two service instances at once need headroom;
-  # fsync off because the data is thrown away.
+  # fsync off because the data is thrown away; WAL bounded (every CREATE
+  # DATABASE logs a copy of the template) so that checkpoints recycle it.
   runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB" \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   export PG_DIR PG_PORT PG_BIN="$bin"
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"

@@ -2,7 +2,8 @@
 # The test command of README.md: every test of the repository.
 #
 # Installs what the tests need (PostgreSQL, promtool, Python tools in a
-# virtualenv under target/), starts a throwaway PostgreSQL, runs the Rust
+# virtualenv under target/), starts a throwaway PostgreSQL (its data, and all other
+# scratch files, on tmpfs when there is room: scripts/pg.sh), runs the Rust
 # tests of every crate against it, then the offline deployment checks.
 # Cleans up after itself, also on failure.
 set -euo pipefail
@@ -13,7 +14,10 @@ source scripts/pg.sh
 source scripts/tools.sh
 tools_install
 
-trap pg_stop EXIT
+# On failure the log shows the free space: a full disk fails tests at random.
+trap 'status=$?; [ $status -eq 0 ] || disk_report "$root"; pg_stop; scratch_stop; exit $status' EXIT
+scratch_start
+disk_report "$root"
 pg_start
 
 # Integration tests create one database per test through this URL.
@@ -22,6 +26,7 @@ export PATH="$root/target/py/bin:$PATH"
 
 echo "== cargo build (workspace binaries: the drill tests run them)" >&2
 cargo build --workspace --locked --bins
+disk_report "$root"
 echo "== cargo test (workspace)" >&2
 cargo test --workspace --locked -- --test-threads=4
 

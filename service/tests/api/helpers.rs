@@ -299,7 +299,7 @@ impl DedicatedPostgres {
     /// Starts the server on the same port.
     pub fn resume(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=256MB -c min_wal_size=64MB",
             self.port,
             self.dir.display()
         );
