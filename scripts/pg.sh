@@ -3,6 +3,8 @@
 #
 #   source scripts/pg.sh && pg_start   # exports DATABASE_URL, PG_DIR, PG_PORT
 #   pg_stop                            # stops it and removes its directory
+#   PG_EXTRA_OPTIONS="-c name=value"   # extra server settings (profiling,
+#                                      # e.g. pg_stat_statements)
 #
 # PostgreSQL refuses to run as root, so the server runs as the `postgres` OS
 # user, on a free loopback port, in a temporary directory. The OS package is
@@ -75,7 +77,7 @@ pg_start() {
   # fsync off because the data is thrown away; WAL bounded (every CREATE
   # DATABASE logs a copy of the template) so that checkpoints recycle it.
   runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB" \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB ${PG_EXTRA_OPTIONS:-}" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   export PG_DIR PG_PORT PG_BIN="$bin"
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
