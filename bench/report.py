@@ -92,6 +92,11 @@ def median_round(rounds, rate_key):
 
 def report(runs_dir, out_path):
     config = read_kv(f"{runs_dir}/config")
+    try:
+        with open(f"{runs_dir}/service_env") as f:
+            config["service_env"] = f.read().strip()
+    except FileNotFoundError:
+        config["service_env"] = ""
     workloads = []
     for name in ("read_account", "transfer"):
         service_rounds = rounds_of(runs_dir, name, "service", "rps")
@@ -142,6 +147,10 @@ def report(runs_dir, out_path):
         f"{config.get('warmup_s')} s warm-up, {config.get('accounts')} accounts, "
         f"{config.get('history')} seeded transfers, {config.get('cpus')} CPUs; "
         f"median of {config.get('rounds')} rounds per side"
+    )
+    print(
+        "service settings from the environment: "
+        + (config["service_env"] or "none (the service's defaults)")
     )
     print(header)
     print("-" * len(header))

@@ -29,6 +29,8 @@
 #   BENCH_SEED         random seed of both load generators (42)
 #   BENCH_SKIP_BUILD   1: use the existing target/release/service
 #   BENCH_KEEP         1: keep the work directory (logs) in /tmp
+#   SERVICE_*          service settings (e.g. SERVICE_WORKER_THREADS=1), passed
+#                      on to the service and printed with the results
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -56,6 +58,11 @@ region=us-east-1
 max_retries=8
 
 log() { echo "bench.sh: $*" >&2; }
+
+# Service settings the caller gave through the environment (for instance
+# SERVICE_WORKER_THREADS=1); the report prints them. The script's own
+# (address, pool size, ...) are set below and override these.
+service_env=$(env | grep -E '^SERVICE_[A-Z0-9_]+=' | grep -v '^SERVICE_DATABASE_URL=' | LC_ALL=C sort | tr '\n' ' ' || true)
 
 # --- tools -------------------------------------------------------------------
 need_apt=()
@@ -309,6 +316,7 @@ run_pgbench() {
   echo "postgres=$("$PG_BIN/postgres" --version | awk '{print $3}') pgbench=$("$PG_BIN/pgbench" --version | awk '{print $3}')"
   echo "wrk=$(wrk --version 2>&1 | awk 'NR == 1 {print $2}') service_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$runs/config"
+echo "${service_env% }" >"$runs/service_env"
 
 # Rounds alternate which side runs first, so that neither always inherits
 # the other's rows (transfers, keys) or a warmer cache.
