@@ -92,11 +92,8 @@ def median_round(rounds, rate_key):
 
 def report(runs_dir, out_path):
     config = read_kv(f"{runs_dir}/config")
-    try:
-        with open(f"{runs_dir}/service_env") as f:
-            config["service_env"] = f.read().strip()
-    except FileNotFoundError:
-        config["service_env"] = ""
+    with open(f"{runs_dir}/service_env") as f:
+        config["service_env"] = f.read().strip()
     workloads = []
     for name in ("read_account", "transfer"):
         service_rounds = rounds_of(runs_dir, name, "service", "rps")

@@ -60,9 +60,11 @@ max_retries=8
 log() { echo "bench.sh: $*" >&2; }
 
 # Service settings the caller gave through the environment (for instance
-# SERVICE_WORKER_THREADS=1); the report prints them. The script's own
-# (address, pool size, ...) are set below and override these.
-service_env=$(env | grep -E '^SERVICE_[A-Z0-9_]+=' | grep -v '^SERVICE_DATABASE_URL=' | LC_ALL=C sort | tr '\n' ' ' || true)
+# SERVICE_WORKER_THREADS=1); the report prints them. Those the script sets
+# itself when it starts the service (below) override the caller's and are
+# left out.
+own_settings='REGION|DATABASE_URL|LISTEN_ADDRESS|ADMIN_ADDRESS|DATABASE_POOL_SIZE|MAX_CONCURRENT_REQUESTS|TRANSACTION_MAX_RETRIES|DRAIN_PERIOD_MS|LOG_FILTER'
+service_env=$(env | grep -E '^SERVICE_[A-Z0-9_]+=' | grep -vE "^SERVICE_($own_settings)=" | LC_ALL=C sort | tr '\n' ' ' || true)
 
 # --- tools -------------------------------------------------------------------
 need_apt=()

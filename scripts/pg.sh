@@ -5,6 +5,8 @@
 #   pg_stop                            # stops it and removes its directory
 #   PG_EXTRA_OPTIONS="-c name=value"   # extra server settings (profiling,
 #                                      # e.g. pg_stat_statements)
+#   scratch_start / scratch_stop       # TMPDIR on tmpfs when there is room
+#   disk_report [dir]                  # free space, for the logs
 #
 # PostgreSQL refuses to run as root, so the server runs as the `postgres` OS
 # user, on a free loopback port, in a temporary directory. The OS package is
