@@ -133,7 +133,8 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_READ_BATCH_MAX_WAIT_US", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_batch_max_wait_us: Option<u64>,
-    /// Tokio worker threads: 0 = one per CPU; 1 = a single-threaded runtime.
+    /// Threads serving the public API, each with its own share of the pool:
+    /// 0 = one per CPU (at most database_pool_size).
     #[arg(long, env = "SERVICE_WORKER_THREADS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
@@ -231,15 +232,36 @@ impl Cli {
 impl Settings {
     /// How account reads are batched: the settings, with statements in
     /// flight bounded by the pool too.
-    pub fn read_batching(&self) -> crate::db::reads::Batching {
+    /// How reads are batched on a serving thread whose share of the pool
+    /// is `pool_size` connections: never more statements in flight than it
+    /// has connections.
+    pub fn read_batching(&self, pool_size: usize) -> crate::db::reads::Batching {
         crate::db::reads::Batching {
-            max_in_flight: self
-                .read_batch_max_in_flight
-                .min(self.database_pool_size as usize)
-                .max(1),
+            max_in_flight: self.read_batch_max_in_flight.min(pool_size).max(1),
             min_fill: self.read_batch_min_fill,
             max_wait: Duration::from_micros(self.read_batch_max_wait_us),
         }
+    }
+
+    /// Threads that serve the public API: `worker_threads`, or one per CPU
+    /// (cgroup limits included) when it is 0; never more than
+    /// `database_pool_size`, since each thread has its own connections.
+    pub fn serving_threads(&self) -> usize {
+        let wanted = match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            threads => threads,
+        };
+        wanted.min(self.database_pool_size as usize).max(1)
+    }
+
+    /// Each serving thread's share of `database_pool_size`: equal shares,
+    /// the first threads taking one more when it does not divide evenly.
+    pub fn pool_shares(&self) -> Vec<usize> {
+        let threads = self.serving_threads();
+        let pool = self.database_pool_size as usize;
+        (0..threads)
+            .map(|thread| pool / threads + usize::from(thread < pool % threads))
+            .collect()
     }
 
     /// Merges `overrides` over `table` and validates the result.
@@ -514,18 +536,43 @@ mod tests {
     }
 
     #[test]
-    fn statements_in_flight_never_exceed_the_pool() {
+    fn statements_in_flight_never_exceed_the_threads_share_of_the_pool() {
         let mut overrides = valid_overrides();
-        overrides.database_pool_size = Some(2);
         overrides.read_batch_max_in_flight = Some(8);
         overrides.read_batch_max_wait_us = Some(1500);
         let settings = Settings::from_layers(base(), &overrides).unwrap();
-        let batching = settings.read_batching();
+        let batching = settings.read_batching(2);
         assert_eq!(batching.max_in_flight, 2);
         assert_eq!(batching.max_wait, Duration::from_micros(1500));
-        overrides.database_pool_size = Some(16);
+        assert_eq!(settings.read_batching(16).max_in_flight, 8);
+    }
+
+    #[test]
+    fn the_pool_is_shared_out_among_the_serving_threads() {
+        let mut overrides = valid_overrides();
+        for (threads, pool, shares) in [
+            (1, 16, vec![16]),
+            (2, 16, vec![8, 8]),
+            (3, 16, vec![6, 5, 5]),
+            // Never more threads than connections.
+            (8, 3, vec![1, 1, 1]),
+        ] {
+            overrides.worker_threads = Some(threads);
+            overrides.database_pool_size = Some(pool);
+            let settings = Settings::from_layers(base(), &overrides).unwrap();
+            assert_eq!(settings.serving_threads(), shares.len());
+            assert_eq!(
+                settings.pool_shares(),
+                shares,
+                "{threads} threads, pool {pool}"
+            );
+        }
+        overrides.worker_threads = Some(0);
+        overrides.database_pool_size = Some(512);
         let settings = Settings::from_layers(base(), &overrides).unwrap();
-        assert_eq!(settings.read_batching().max_in_flight, 8);
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(settings.serving_threads(), cpus.min(512));
+        assert_eq!(settings.pool_shares().iter().sum::<usize>(), 512);
     }
 
     #[test]

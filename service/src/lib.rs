@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: typed settings from defaults, a file, the environment and flags.
 //! - [`startup`]: [`startup::Application`] binds the listeners and runs until stopped.
+//! - [`server`]: the serving threads (one per CPU), each with its share of the pool.
 //! - [`http`]: the public router, its extractors, errors and middleware.
 //! - [`db`]: the pool, the dialect, migrations, the one retry helper and the queries.
 //! - [`region_gate`]: the cached drain flag of this region.
@@ -23,5 +24,6 @@ pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod region_gate;
+pub mod server;
 pub mod startup;
 pub mod telemetry;

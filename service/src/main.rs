@@ -24,14 +24,10 @@ fn main() -> anyhow::Result<()> {
         }
     };
     service::telemetry::init(&settings.log_filter);
-    let mut runtime = match settings.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    };
-    if settings.worker_threads > 1 {
-        runtime.worker_threads(settings.worker_threads);
-    }
-    let runtime = runtime
+    // This runtime accepts connections, serves the admin port, refreshes the
+    // region gate and runs the shutdown sequence; requests are served by
+    // the threads that `serve` starts (service::server).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
@@ -50,7 +46,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .context("service stopped with an error")?;
         }
         Command::Migrate => {
-            let pool = service::db::connect(&settings).context("invalid database settings")?;
+            let pool = service::db::connect(&settings, 1, service::db::pool::opened_counter())
+                .context("invalid database settings")?;
             let mut connection = pool
                 .acquire()
                 .await

@@ -1,6 +1,6 @@
 //! Building and running the application: bind both listeners, start the
-//! region-gate refresher, serve until the shutdown future resolves, then
-//! shut down in order.
+//! region-gate refresher and the serving threads ([`crate::server`]), serve
+//! until the shutdown future resolves, then shut down in order.
 //!
 //! Shutdown: unready at once (`/readyz` and `/healthz/region` answer 503),
 //! keep serving for the drain period so that load balancers and DNS move
@@ -14,34 +14,46 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::db::retry::{RetryPolicy, Transactor};
-use crate::http::{AppState, AppStateInner};
+use crate::db::Pool;
+use crate::http::SharedState;
 use crate::metrics::Metrics;
 use crate::region_gate::{Refresher, RegionGate};
+use crate::server::Threads;
 
 /// A bound, not yet running, service.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     admin_listener: TcpListener,
-    state: AppState,
+    shared: SharedState,
+    /// One request pool per serving thread ([`crate::server`]).
+    pools: Vec<Pool>,
 }
 
 impl Application {
     /// Binds the public and admin listeners (port 0 picks a free port, for
-    /// tests) and connects the pool lazily: the service starts, unready,
-    /// while the database is unreachable.
+    /// tests) and makes the pools, which connect lazily: the service
+    /// starts, unready, while the database is unreachable.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = crate::db::connect(&settings).context("invalid database settings")?;
+        let opened = crate::db::pool::opened_counter();
+        let pools = settings
+            .pool_shares()
+            .into_iter()
+            .map(|size| crate::db::connect(&settings, size, opened.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("invalid database settings")?;
         let health_pool =
             crate::db::connect_for_health(&settings).context("invalid database settings")?;
         if settings.migrate_on_start {
+            // A pool of its own, closed at once: the request pools' connections
+            // belong to the serving threads.
+            let pool = crate::db::connect(&settings, 1, crate::db::pool::opened_counter())
+                .context("invalid database settings")?;
             let mut connection = pool
                 .acquire()
                 .await
@@ -49,6 +61,8 @@ impl Application {
             crate::db::migrate(&mut connection, &settings)
                 .await
                 .context("migration on start failed")?;
+            drop(connection);
+            pool.close().await;
         }
         let listener = TcpListener::bind(settings.listen_address)
             .await
@@ -56,44 +70,30 @@ impl Application {
         let admin_listener = TcpListener::bind(settings.admin_address)
             .await
             .with_context(|| format!("cannot bind admin_address {}", settings.admin_address))?;
-        let metrics = Metrics::new(
-            &settings.region,
-            &settings.instance_id,
-            pool.opened_counter(),
-        );
+        let metrics = Metrics::new(&settings.region, &settings.instance_id, opened);
         // A cached gate answer stays valid for one refresh plus one bounded query.
         let validity =
             Duration::from_millis(settings.region_state_refresh_ms + settings.readiness_timeout_ms);
-        let dialect = Arc::new(OnceLock::new());
-        let reads = crate::db::reads::AccountReader::start(
-            pool.clone(),
-            Arc::clone(&dialect),
-            settings.read_batching(),
-            metrics.db_read_batch_size.clone(),
-        );
-        let state = AppState::new(AppStateInner {
+        let shared = SharedState {
             health_pool,
-            reads,
-            transactor: Transactor {
-                pool,
-                policy: RetryPolicy::new(settings.transaction_max_retries),
-                metrics: metrics.clone(),
-            },
-            admission: crate::http::middleware::Admission::new(settings.max_concurrent_requests),
+            admission: Arc::new(crate::http::middleware::Admission::new(
+                settings.max_concurrent_requests,
+            )),
             placement: crate::http::middleware::Placement::new(
                 &settings.region,
                 &settings.instance_id,
             ),
             metrics,
             region_gate: RegionGate::new(validity),
-            dialect,
+            dialect: Arc::new(OnceLock::new()),
             shutting_down: Arc::default(),
             settings: Arc::new(settings),
-        });
+        };
         Ok(Self {
             listener,
             admin_listener,
-            state,
+            shared,
+            pools,
         })
     }
 
@@ -116,23 +116,24 @@ impl Application {
         let Self {
             listener,
             admin_listener,
-            state,
+            shared,
+            pools,
         } = self;
-        let settings = state.settings.clone();
+        let settings = shared.settings.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let refresher = Refresher {
-            gate: state.region_gate.clone(),
-            pool: state.health_pool.clone(),
+            gate: shared.region_gate.clone(),
+            pool: shared.health_pool.clone(),
             region: settings.region.clone(),
             interval: Duration::from_millis(settings.region_state_refresh_ms),
             query_timeout: settings.readiness_timeout(),
-            metrics: state.metrics.clone(),
-            dialect: state.dialect.clone(),
+            metrics: shared.metrics.clone(),
+            dialect: shared.dialect.clone(),
         };
         let refresher = tokio::spawn(refresher.run(stop_rx.clone()));
 
-        let admin = admin_router(state.clone());
+        let admin = admin_router(shared.metrics.clone(), pools.clone());
         let mut admin_stop = stop_rx.clone();
         let admin = tokio::spawn(async move {
             axum::serve(admin_listener, admin)
@@ -142,31 +143,34 @@ impl Application {
                 .await
         });
 
-        // The public server stops accepting only after the drain period.
+        let mut threads = Threads::start(&shared, &pools).await?;
+        // The public listener stops accepting only after the drain period.
         let (close_tx, mut close_rx) = watch::channel(false);
-        // TCP_NODELAY: a response is one write; Nagle would hold a write
-        // that follows an unacknowledged one (a pipelined or split answer).
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        let public = axum::serve(listener, crate::http::router(state.clone()))
-            .with_graceful_shutdown(async move {
+        let mut public = tokio::spawn(async move {
+            let accepted = crate::server::accept(listener, &mut threads, async move {
                 let _ = close_rx.changed().await;
-            });
-        let mut public = tokio::spawn(async move { public.await });
+            })
+            .await;
+            (threads, accepted)
+        });
 
         tracing::info!(
             region = %settings.region,
             instance = %settings.instance_id,
             listen = %settings.listen_address,
             admin = %settings.admin_address,
+            serving_threads = pools.len(),
             "service started"
         );
 
         tokio::select! {
-            result = &mut public => {
+            ended = &mut public => {
+                // The acceptor only ends early when a serving thread died.
                 let _ = stop_tx.send(true);
-                return result.context("public server task failed")?.context("public server failed");
+                let (threads, accepted) = ended.context("public server task failed")?;
+                threads.finish(Duration::ZERO).await;
+                accepted.context("public server failed")?;
+                anyhow::bail!("public server stopped");
             }
             () = shutdown => {}
         }
@@ -175,8 +179,8 @@ impl Application {
             drain_period_ms = settings.drain_period_ms,
             "shutdown signal: unready, draining"
         );
-        state.shutting_down.store(true, Ordering::SeqCst);
-        state.metrics.shutting_down.set(1);
+        shared.shutting_down.store(true, Ordering::SeqCst);
+        shared.metrics.shutting_down.set(1);
         tokio::time::sleep(settings.drain_period()).await;
 
         tracing::info!(
@@ -184,46 +188,45 @@ impl Application {
             "closing the listener; finishing in-flight requests"
         );
         let _ = close_tx.send(true);
-        match tokio::time::timeout(settings.shutdown_grace(), &mut public).await {
-            Ok(result) => result
-                .context("public server task failed")?
-                .context("public server failed")?,
-            Err(_) => {
-                tracing::warn!("in-flight requests exceeded the shutdown grace; abandoning them");
-                public.abort();
-            }
+        let (threads, accepted) = public.await.context("public server task failed")?;
+        if !threads.finish(settings.shutdown_grace()).await {
+            tracing::warn!("in-flight requests exceeded the shutdown grace; abandoning them");
         }
         let _ = stop_tx.send(true);
         let _ = refresher.await;
         let _ = admin.await;
-        state.transactor.pool.close().await;
-        state.health_pool.close().await;
+        shared.health_pool.close().await;
+        accepted.context("public server failed")?;
         tracing::info!("service stopped");
         Ok(())
     }
 }
 
 /// The admin router: metrics only, never on the public port.
-fn admin_router(state: AppState) -> Router {
+fn admin_router(metrics: Metrics, pools: Vec<Pool>) -> Router {
+    let pools: Arc<[Pool]> = pools.into();
     Router::new().route(
         "/metrics",
         get(move || {
-            let state = state.clone();
+            let (metrics, pools) = (metrics.clone(), Arc::clone(&pools));
             async move {
-                let pool = state.transactor.pool.state();
-                let connections = &state.metrics.db_pool_connections;
-                connections
-                    .with_label_values(&["idle"])
-                    .set(pool.idle as i64);
+                let (size, idle) = pools
+                    .iter()
+                    .map(Pool::state)
+                    .fold((0, 0), |(size, idle), state| {
+                        (size + state.size, idle + state.idle)
+                    });
+                let connections = &metrics.db_pool_connections;
+                connections.with_label_values(&["idle"]).set(idle as i64);
                 connections
                     .with_label_values(&["active"])
-                    .set(pool.size.saturating_sub(pool.idle) as i64);
+                    .set(size.saturating_sub(idle) as i64);
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4",
                     )],
-                    state.metrics.render(),
+                    metrics.render(),
                 )
             }
         }),

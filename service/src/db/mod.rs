@@ -46,14 +46,20 @@ impl Dialect {
     }
 }
 
-/// Builds a lazy pool: the service starts (unready) while the database is
-/// unreachable, and every connection gets the statement timeout.
-pub fn connect(settings: &Settings) -> Result<Pool, sqlx::Error> {
+/// Builds a lazy pool of `size` connections: the service starts (unready)
+/// while the database is unreachable, and every connection gets the
+/// statement timeout. Connections it opens count in `opened`.
+pub fn connect(
+    settings: &Settings,
+    size: usize,
+    opened: prometheus::IntCounter,
+) -> Result<Pool, sqlx::Error> {
     Ok(Pool::new(
         connect_options(settings)?,
-        settings.database_pool_size as usize,
+        size,
         Duration::from_millis(settings.database_acquire_timeout_ms),
         settings.database_statement_timeout_ms,
+        opened,
     ))
 }
 
@@ -66,6 +72,8 @@ pub fn connect_for_health(settings: &Settings) -> Result<Pool, sqlx::Error> {
         2,
         Duration::from_millis(settings.readiness_timeout_ms),
         settings.readiness_timeout_ms,
+        // Not the request pools' counter: health checks are not requests.
+        pool::opened_counter(),
     ))
 }
 

@@ -57,6 +57,16 @@ impl managed::Manager for PgManager {
     }
 }
 
+/// The counter of connections opened by the request pools, for
+/// [`Pool::new`] and the metrics registry.
+pub fn opened_counter() -> IntCounter {
+    IntCounter::new(
+        "service_db_connections_opened_total",
+        "Database connections opened by the request pools; a steady rise means connections are being discarded.",
+    )
+    .expect("valid metric")
+}
+
 /// A pooled connection; derefs to `PgConnection`.
 pub type Connection = Object<PgManager>;
 
@@ -77,26 +87,28 @@ impl std::fmt::Debug for Pool {
 /// Connections in the pool and how many are idle.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolState {
+    /// Open connections.
     pub size: usize,
     pub idle: usize,
+    /// The most it opens.
+    pub max_size: usize,
 }
 
 impl Pool {
-    /// A lazy pool: no connection is opened until one is needed.
+    /// A lazy pool: no connection is opened until one is needed. Each
+    /// connection it opens counts in `opened` (see [`opened_counter`]),
+    /// which several pools may share.
     pub fn new(
         options: PgConnectOptions,
         max_size: usize,
         acquire_timeout: Duration,
         statement_timeout_ms: u64,
+        opened: IntCounter,
     ) -> Self {
         let manager = PgManager {
             options,
             statement_timeout: format!("SET statement_timeout = {statement_timeout_ms}"),
-            opened: IntCounter::new(
-                "service_db_connections_opened_total",
-                "Database connections opened by the request pool; a steady rise means connections are being discarded.",
-            )
-            .expect("valid metric"),
+            opened,
         };
         let inner = managed::Pool::builder(manager)
             .max_size(max_size)
@@ -144,12 +156,8 @@ impl Pool {
         PoolState {
             size: status.size,
             idle: status.available,
+            max_size: status.max_size,
         }
-    }
-
-    /// Counts the connections this pool opened (for the metrics registry).
-    pub fn opened_counter(&self) -> IntCounter {
-        self.inner.manager().opened.clone()
     }
 
     /// Closes idle connections and refuses new acquisitions.

@@ -1,13 +1,18 @@
 //! Extractors whose rejections are problem documents that say exactly what
 //! was wrong (axum's defaults answer in plain text).
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use futures_util::StreamExt;
+
 use super::error::ApiError;
+use super::AppState;
 
 /// Header that makes a write safe to retry anywhere.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -16,17 +21,49 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
+/// Bytes of an oversized body that are read and thrown away before the 413
+/// is sent. A server that closes a connection with unread data in it makes
+/// the kernel answer with a reset, which can destroy the 413 before the
+/// client has read it; reading the rest first lets an honest client see why
+/// it was refused. Beyond this, the connection is closed at once.
+const OVERSIZED_BODY_DRAIN_BYTES: u64 = 1 << 20;
+
+impl<T> FromRequest<AppState> for ApiJson<T>
 where
     T: DeserializeOwned,
-    S: Send + Sync,
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.settings.max_request_body_bytes;
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|&length| length > limit as u64) {
+            if length <= OVERSIZED_BODY_DRAIN_BYTES {
+                drain(request.into_body()).await;
+            }
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the request body ({length} bytes) is larger than the limit of this service ({limit} bytes)"
+            )));
+        }
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+/// Reads a body to its end (or its first error), at most
+/// [`OVERSIZED_BODY_DRAIN_BYTES`] of it.
+async fn drain(body: Body) {
+    let mut chunks = body.into_data_stream();
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        read += chunk.len() as u64;
+        if read > OVERSIZED_BODY_DRAIN_BYTES {
+            break;
         }
     }
 }

@@ -42,18 +42,21 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// What the handlers share.
+/// What the handlers of one serving thread share: the parts common to the
+/// whole process, and the thread's own pool and read batcher.
 #[derive(Debug)]
 pub struct AppStateInner {
     pub settings: Arc<Settings>,
+    /// The serving thread's share of the request pool.
     pub transactor: Transactor,
     /// Connections for `/readyz` and the region gate only.
     pub health_pool: crate::db::Pool,
-    /// Account reads, batched under load.
+    /// Account reads, batched under load (on the thread's pool).
     pub reads: crate::db::reads::AccountReader,
     pub metrics: Metrics,
-    /// In-flight API requests, bounded by `max_concurrent_requests`.
-    pub admission: middleware::Admission,
+    /// In-flight API requests of the whole process, bounded by
+    /// `max_concurrent_requests`.
+    pub admission: Arc<middleware::Admission>,
     /// `X-Served-By-Region` and `X-Served-By-Instance`.
     pub placement: Option<middleware::Placement>,
     pub region_gate: RegionGate,
@@ -61,6 +64,42 @@ pub struct AppStateInner {
     pub dialect: Arc<OnceLock<Dialect>>,
     /// Set on the shutdown signal: /readyz and /healthz/region answer 503.
     pub shutting_down: Arc<AtomicBool>,
+}
+
+/// The parts of [`AppStateInner`] that every serving thread shares.
+#[derive(Debug, Clone)]
+pub struct SharedState {
+    pub settings: Arc<Settings>,
+    pub health_pool: crate::db::Pool,
+    pub metrics: Metrics,
+    pub admission: Arc<middleware::Admission>,
+    pub placement: Option<middleware::Placement>,
+    pub region_gate: RegionGate,
+    pub dialect: Arc<OnceLock<Dialect>>,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl SharedState {
+    /// A serving thread's state: the shared parts and the thread's own pool
+    /// and read batcher.
+    pub fn with_pool(
+        self,
+        transactor: Transactor,
+        reads: crate::db::reads::AccountReader,
+    ) -> AppState {
+        AppState::new(AppStateInner {
+            settings: self.settings,
+            transactor,
+            health_pool: self.health_pool,
+            reads,
+            metrics: self.metrics,
+            admission: self.admission,
+            placement: self.placement,
+            region_gate: self.region_gate,
+            dialect: self.dialect,
+            shutting_down: self.shutting_down,
+        })
+    }
 }
 
 impl AppStateInner {
