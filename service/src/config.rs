@@ -138,6 +138,11 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_WORKER_THREADS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
+    /// true: each serving thread runs its own connections, pool share and
+    /// read batcher; false: one work-stealing runtime over all threads.
+    #[arg(long, env = "SERVICE_THREAD_PER_CORE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_per_core: Option<bool>,
     /// Apply migrations before serving.
     #[arg(long, env = "SERVICE_MIGRATE_ON_START", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,6 +186,7 @@ pub struct Settings {
     pub read_batch_min_fill: usize,
     pub read_batch_max_wait_us: u64,
     pub worker_threads: usize,
+    pub thread_per_core: bool,
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
     pub log_filter: String,
@@ -230,8 +236,6 @@ impl Cli {
 }
 
 impl Settings {
-    /// How account reads are batched: the settings, with statements in
-    /// flight bounded by the pool too.
     /// How reads are batched on a serving thread whose share of the pool
     /// is `pool_size` connections: never more statements in flight than it
     /// has connections.
@@ -244,23 +248,40 @@ impl Settings {
     }
 
     /// Threads that serve the public API: `worker_threads`, or one per CPU
-    /// (cgroup limits included) when it is 0; never more than
-    /// `database_pool_size`, since each thread has its own connections.
+    /// (cgroup limits included) when it is 0; with `thread_per_core`, never
+    /// more than `database_pool_size`, since each thread has its own
+    /// connections.
     pub fn serving_threads(&self) -> usize {
         let wanted = match self.worker_threads {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             threads => threads,
         };
-        wanted.min(self.database_pool_size as usize).max(1)
+        if self.thread_per_core {
+            wanted.min(self.database_pool_size as usize).max(1)
+        } else {
+            wanted.max(1)
+        }
     }
 
-    /// Each serving thread's share of `database_pool_size`: equal shares,
-    /// the first threads taking one more when it does not divide evenly.
-    pub fn pool_shares(&self) -> Vec<usize> {
+    /// The serving runtimes ([`crate::server`]) as the worker threads of
+    /// each: one single-threaded runtime per serving thread with
+    /// `thread_per_core`, else one runtime with them all.
+    pub fn serving_runtimes(&self) -> (usize, usize) {
         let threads = self.serving_threads();
+        if self.thread_per_core {
+            (threads, 1)
+        } else {
+            (1, threads)
+        }
+    }
+
+    /// Each serving runtime's share of `database_pool_size`: equal shares,
+    /// the first runtimes taking one more when it does not divide evenly.
+    pub fn pool_shares(&self) -> Vec<usize> {
+        let (runtimes, _) = self.serving_runtimes();
         let pool = self.database_pool_size as usize;
-        (0..threads)
-            .map(|thread| pool / threads + usize::from(thread < pool % threads))
+        (0..runtimes)
+            .map(|runtime| pool / runtimes + usize::from(runtime < pool % runtimes))
             .collect()
     }
 

@@ -1,4 +1,4 @@
-//! Thread-per-core serving of the public API.
+//! Serving the public API: thread per core.
 //!
 //! `worker_threads` threads (one per CPU by default) each run a
 //! single-threaded tokio runtime with their own share of the request pool
@@ -10,6 +10,15 @@
 //! registered with. On the read benchmark that is about a quarter less CPU
 //! per request than tokio's work-stealing runtime, whose wake-ups crossed
 //! threads at every step (request, batcher, database connection).
+//!
+//! The price: a connection waits whenever its thread is off the CPU, where
+//! a work-stealing runtime would run it on another. On a host where the
+//! service competes for the CPUs (the benchmark runs PostgreSQL and the load
+//! generator on the same 2 CPUs), the tail latency of long requests
+//! (transfers) grows. `thread_per_core = false` serves everything from one
+//! work-stealing runtime with `worker_threads` workers and the whole pool,
+//! through the same code below (one "thread" whose runtime has several
+//! workers).
 //!
 //! What stays process-wide: the settings, metrics, the admission limit, the
 //! region gate and the health pool ([`SharedState`]), and the acceptor, the
@@ -114,7 +123,12 @@ impl Threads {
             .expect("at least one serving thread");
         self.next = (chosen + 1) % count;
         let thread = &self.threads[chosen];
-        thread.open.fetch_add(1, Ordering::Relaxed);
+        let open = thread.open.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(
+            thread = chosen,
+            open,
+            "connection handed to a serving thread"
+        );
         thread.connections.send(stream).map_err(|_| {
             thread.open.fetch_sub(1, Ordering::Relaxed);
             ThreadStopped(chosen)
@@ -178,10 +192,17 @@ impl Thread {
         finished: oneshot::Sender<()>,
         abandoned: oneshot::Receiver<()>,
     ) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        let workers = self.shared.settings.serving_runtimes().1;
+        let mut builder = if workers == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder
+                .worker_threads(workers)
+                .thread_name(format!("serve-{}-worker", self.index));
+            builder
+        };
+        let runtime = match builder.enable_all().build() {
             Ok(runtime) => runtime,
             Err(error) => {
                 let _ = ready.send(Err(anyhow::Error::new(error).context(format!(
@@ -215,6 +236,7 @@ impl Thread {
                 metrics: shared.metrics.clone(),
             };
             let router = crate::http::router(shared.with_pool(transactor, reads));
+            tokio::spawn(keep_a_timer_pending(settings.request_timeout()));
             let _ = ready.send(Ok(()));
             tracing::debug!(
                 thread = index,
@@ -230,6 +252,24 @@ impl Thread {
             }
         });
         // Dropping the runtime cancels whatever was abandoned.
+    }
+}
+
+/// Keeps a timer that is always due sooner than any request's deadline.
+///
+/// Every request arms a deadline timer (`request_timeout_ms`). Tokio wakes
+/// its I/O driver, a write to an eventfd and one more pass through
+/// `epoll_wait`, whenever a new timer is due sooner than every timer that
+/// was pending when the driver last parked; on a busy thread with no timer
+/// pending that was more than half of all requests (a syscall each, in the
+/// read benchmark). With this one always due within a fraction of the
+/// request timeout, new deadlines are never the earliest.
+async fn keep_a_timer_pending(request_timeout: Duration) {
+    let period = (request_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
     }
 }
 

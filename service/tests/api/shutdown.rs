@@ -14,17 +14,22 @@ const BINARY: &str = env!("CARGO_BIN_EXE_service");
 
 #[tokio::test]
 async fn sigterm_during_a_slow_request_finishes_it_and_exits_zero() {
-    sigterm_during_a_slow_request("0").await;
+    sigterm_during_a_slow_request("0", "true").await;
 }
 
-/// The same on the single-threaded runtime (`worker_threads = 1`), whose
-/// signal handling, timers and shutdown run on the one thread.
+/// The same with one serving thread (`worker_threads = 1`).
 #[tokio::test]
-async fn sigterm_on_the_single_threaded_runtime_finishes_the_request_too() {
-    sigterm_during_a_slow_request("1").await;
+async fn sigterm_with_one_serving_thread_finishes_the_request_too() {
+    sigterm_during_a_slow_request("1", "true").await;
 }
 
-async fn sigterm_during_a_slow_request(worker_threads: &str) {
+/// The same on one work-stealing runtime (`thread_per_core = false`).
+#[tokio::test]
+async fn sigterm_on_the_work_stealing_runtime_finishes_the_request_too() {
+    sigterm_during_a_slow_request("2", "false").await;
+}
+
+async fn sigterm_during_a_slow_request(worker_threads: &str, thread_per_core: &str) {
     let url = create_database(&server_url()).await;
     // Migrate and seed through an in-process instance, then stop it.
     let seeder = TestApp::spawn_on(test_settings("us-east-1", &url), true).await;
@@ -44,6 +49,7 @@ async fn sigterm_during_a_slow_request(worker_threads: &str) {
         .env("SERVICE_DRAIN_PERIOD_MS", "500")
         .env("SERVICE_SHUTDOWN_GRACE_MS", "10000")
         .env("SERVICE_WORKER_THREADS", worker_threads)
+        .env("SERVICE_THREAD_PER_CORE", thread_per_core)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
