@@ -29,7 +29,7 @@
 #   BENCH_SEED         random seed of both load generators (42)
 #   BENCH_SKIP_BUILD   1: use the existing target/release/service
 #   BENCH_KEEP         1: keep the work directory (logs) in /tmp
-#   SERVICE_*          service settings (e.g. SERVICE_WORKER_THREADS=1), passed
+#   SERVICE_*          service settings (e.g. SERVICE_THREAD_PER_CORE=false), passed
 #                      on to the service and printed with the results
 set -euo pipefail
 cd "$(dirname "$0")/.."
