@@ -43,16 +43,31 @@ impl std::ops::Deref for AppState {
 }
 
 /// What the handlers of one serving thread share: the parts common to the
-/// whole process, and the thread's own pool and read batcher.
+/// whole process (reached through `Deref`), and the thread's own pool and
+/// read batcher.
 #[derive(Debug)]
 pub struct AppStateInner {
-    pub settings: Arc<Settings>,
+    pub shared: SharedState,
     /// The serving thread's share of the request pool.
     pub transactor: Transactor,
-    /// Connections for `/readyz` and the region gate only.
-    pub health_pool: crate::db::Pool,
     /// Account reads, batched under load (on the thread's pool).
     pub reads: crate::db::reads::AccountReader,
+}
+
+impl std::ops::Deref for AppStateInner {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.shared
+    }
+}
+
+/// The parts of the handlers' state that every serving thread shares.
+#[derive(Debug, Clone)]
+pub struct SharedState {
+    pub settings: Arc<Settings>,
+    /// Connections for `/readyz` and the region gate only.
+    pub health_pool: crate::db::Pool,
     pub metrics: Metrics,
     /// In-flight API requests of the whole process, bounded by
     /// `max_concurrent_requests`.
@@ -66,19 +81,6 @@ pub struct AppStateInner {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-/// The parts of [`AppStateInner`] that every serving thread shares.
-#[derive(Debug, Clone)]
-pub struct SharedState {
-    pub settings: Arc<Settings>,
-    pub health_pool: crate::db::Pool,
-    pub metrics: Metrics,
-    pub admission: Arc<middleware::Admission>,
-    pub placement: Option<middleware::Placement>,
-    pub region_gate: RegionGate,
-    pub dialect: Arc<OnceLock<Dialect>>,
-    pub shutting_down: Arc<AtomicBool>,
-}
-
 impl SharedState {
     /// A serving thread's state: the shared parts and the thread's own pool
     /// and read batcher.
@@ -88,21 +90,14 @@ impl SharedState {
         reads: crate::db::reads::AccountReader,
     ) -> AppState {
         AppState::new(AppStateInner {
-            settings: self.settings,
+            shared: self,
             transactor,
-            health_pool: self.health_pool,
             reads,
-            metrics: self.metrics,
-            admission: self.admission,
-            placement: self.placement,
-            region_gate: self.region_gate,
-            dialect: self.dialect,
-            shutting_down: self.shutting_down,
         })
     }
 }
 
-impl AppStateInner {
+impl SharedState {
     pub fn region(&self) -> &str {
         &self.settings.region
     }
