@@ -247,29 +247,19 @@ impl Settings {
         }
     }
 
-    /// Threads that serve the public API: `worker_threads`, or one per CPU
-    /// (cgroup limits included) when it is 0; with `thread_per_core`, never
-    /// more than `database_pool_size`, since each thread has its own
-    /// connections.
-    pub fn serving_threads(&self) -> usize {
-        let wanted = match self.worker_threads {
+    /// The serving runtimes ([`crate::server`]) and the worker threads of
+    /// each. `worker_threads` threads serve the public API, one per CPU
+    /// (cgroup limits included) when it is 0. With `thread_per_core` each
+    /// is a single-threaded runtime of its own, never more of them than
+    /// `database_pool_size` since each has its own connections; else one
+    /// runtime has them all.
+    pub fn serving_runtimes(&self) -> (usize, usize) {
+        let threads = match self.worker_threads {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             threads => threads,
         };
         if self.thread_per_core {
-            wanted.min(self.database_pool_size as usize).max(1)
-        } else {
-            wanted.max(1)
-        }
-    }
-
-    /// The serving runtimes ([`crate::server`]) as the worker threads of
-    /// each: one single-threaded runtime per serving thread with
-    /// `thread_per_core`, else one runtime with them all.
-    pub fn serving_runtimes(&self) -> (usize, usize) {
-        let threads = self.serving_threads();
-        if self.thread_per_core {
-            (threads, 1)
+            (threads.min(self.database_pool_size as usize).max(1), 1)
         } else {
             (1, threads)
         }
@@ -581,18 +571,26 @@ mod tests {
             overrides.worker_threads = Some(threads);
             overrides.database_pool_size = Some(pool);
             let settings = Settings::from_layers(base(), &overrides).unwrap();
-            assert_eq!(settings.serving_threads(), shares.len());
+            assert_eq!(settings.serving_runtimes(), (shares.len(), 1));
             assert_eq!(
                 settings.pool_shares(),
                 shares,
                 "{threads} threads, pool {pool}"
             );
         }
+        // One work-stealing runtime: all the threads, the whole pool.
+        overrides.thread_per_core = Some(false);
+        overrides.worker_threads = Some(8);
+        overrides.database_pool_size = Some(3);
+        let settings = Settings::from_layers(base(), &overrides).unwrap();
+        assert_eq!(settings.serving_runtimes(), (1, 8));
+        assert_eq!(settings.pool_shares(), vec![3]);
+        overrides.thread_per_core = Some(true);
         overrides.worker_threads = Some(0);
         overrides.database_pool_size = Some(512);
         let settings = Settings::from_layers(base(), &overrides).unwrap();
         let cpus = std::thread::available_parallelism().unwrap().get();
-        assert_eq!(settings.serving_threads(), cpus.min(512));
+        assert_eq!(settings.serving_runtimes(), (cpus.min(512), 1));
         assert_eq!(settings.pool_shares().iter().sum::<usize>(), 512);
     }
 

@@ -46,13 +46,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .context("service stopped with an error")?;
         }
         Command::Migrate => {
-            let pool = service::db::connect(&settings, 1, service::db::pool::opened_counter())
-                .context("invalid database settings")?;
-            let mut connection = pool
-                .acquire()
-                .await
-                .context("failed to connect to the database")?;
-            let report = service::db::migrate(&mut connection, &settings)
+            let report = service::db::migrate_database(&settings)
                 .await
                 .context("migration failed")?;
             tracing::info!(dialect = ?report.dialect, statements = report.cockroach_statements, "migrations applied");

@@ -25,10 +25,10 @@
 //! admin port, the region-gate refresher and the shutdown sequence, which
 //! run on the runtime that called [`crate::startup::Application`].
 //!
-//! Shutdown: [`Threads::close`] makes every thread stop taking connections
-//! and ask each of its connections to finish the request in flight and
-//! close (HTTP/1 graceful shutdown); [`Threads::finish`] waits for that
-//! within the grace bound, then abandons what is left.
+//! Shutdown: [`Threads::finish`] makes every thread stop taking
+//! connections and ask each of its connections to finish the request in
+//! flight and close (HTTP/1 graceful shutdown), waits for that within the
+//! grace bound, then abandons what is left.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,9 +63,9 @@ struct ServingThread {
     open: Arc<AtomicUsize>,
     /// Resolves (with an error, the sender being dropped) when the thread's
     /// runtime ends, whether it finished or failed.
-    finished: Option<oneshot::Receiver<()>>,
-    abandon: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<()>>,
+    finished: oneshot::Receiver<()>,
+    abandon: oneshot::Sender<()>,
+    handle: JoinHandle<()>,
 }
 
 /// A serving thread stopped taking connections before shutdown.
@@ -99,9 +99,9 @@ impl Threads {
             threads.push(ServingThread {
                 connections,
                 open,
-                finished: Some(finished),
-                abandon: Some(abandon),
-                handle: Some(handle),
+                finished,
+                abandon,
+                handle,
             });
             is_ready
                 .await
@@ -136,33 +136,26 @@ impl Threads {
     }
 
     /// Every thread stops taking connections and asks each of its
-    /// connections to close once its request in flight is answered.
-    pub(crate) fn close(&self) {
+    /// connections to close once its request in flight is answered; waits
+    /// up to `grace` for them to end and for the threads to close their
+    /// pools, then abandons the rest (their requests are dropped). True
+    /// when all finished in time.
+    pub(crate) async fn finish(self, grace: Duration) -> bool {
         let _ = self.close.send(true);
-    }
-
-    /// Waits up to `grace` for every thread to finish its connections and
-    /// close its pool; then abandons the rest (their requests are dropped).
-    /// True when all finished in time.
-    pub(crate) async fn finish(mut self, grace: Duration) -> bool {
-        self.close();
-        let finished: Vec<_> = self
+        let (finished, rest): (Vec<_>, Vec<_>) = self
             .threads
-            .iter_mut()
-            .filter_map(|thread| thread.finished.take())
-            .collect();
+            .into_iter()
+            .map(|thread| (thread.finished, (thread.abandon, thread.handle)))
+            .unzip();
         let all_finished = tokio::time::timeout(grace, futures_util::future::join_all(finished))
             .await
             .is_ok();
-        for thread in &mut self.threads {
-            if let Some(abandon) = thread.abandon.take() {
+        let handles: Vec<_> = rest
+            .into_iter()
+            .map(|(abandon, handle)| {
                 let _ = abandon.send(());
-            }
-        }
-        let handles: Vec<_> = self
-            .threads
-            .iter_mut()
-            .filter_map(|thread| thread.handle.take())
+                handle
+            })
             .collect();
         // Joining blocks; the threads end promptly once abandoned.
         let _ = tokio::task::spawn_blocking(move || {

@@ -50,19 +50,9 @@ impl Application {
         let health_pool =
             crate::db::connect_for_health(&settings).context("invalid database settings")?;
         if settings.migrate_on_start {
-            // A pool of its own, closed at once: the request pools' connections
-            // belong to the serving threads.
-            let pool = crate::db::connect(&settings, 1, crate::db::pool::opened_counter())
-                .context("invalid database settings")?;
-            let mut connection = pool
-                .acquire()
-                .await
-                .context("cannot connect to migrate on start")?;
-            crate::db::migrate(&mut connection, &settings)
+            crate::db::migrate_database(&settings)
                 .await
                 .context("migration on start failed")?;
-            drop(connection);
-            pool.close().await;
         }
         let listener = TcpListener::bind(settings.listen_address)
             .await
@@ -120,6 +110,9 @@ impl Application {
             pools,
         } = self;
         let settings = shared.settings.clone();
+        // First, so that a failure to start one leaves no refresher or admin
+        // server behind.
+        let mut threads = Threads::start(&shared, &pools).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let refresher = Refresher {
@@ -143,7 +136,6 @@ impl Application {
                 .await
         });
 
-        let mut threads = Threads::start(&shared, &pools).await?;
         // The public listener stops accepting only after the drain period.
         let (close_tx, mut close_rx) = watch::channel(false);
         let mut public = tokio::spawn(async move {

@@ -90,6 +90,22 @@ pub struct MigrationReport {
     pub cockroach_statements: usize,
 }
 
+/// [`migrate`] on a connection of its own, closed afterwards (the request
+/// pools' connections belong to the serving threads): `service migrate`
+/// and `migrate_on_start`.
+pub async fn migrate_database(settings: &Settings) -> anyhow::Result<MigrationReport> {
+    use anyhow::Context;
+    let pool = connect(settings, 1, pool::opened_counter()).context("invalid database settings")?;
+    let mut connection = pool
+        .acquire()
+        .await
+        .context("failed to connect to the database")?;
+    let report = migrate(&mut connection, settings).await;
+    drop(connection);
+    pool.close().await;
+    report
+}
+
 /// Applies the schema migrations; on CockroachDB also the multi-region DDL
 /// generated from `database_regions`.
 pub async fn migrate(

@@ -95,9 +95,7 @@ impl SharedState {
             reads,
         })
     }
-}
 
-impl SharedState {
     pub fn region(&self) -> &str {
         &self.settings.region
     }
