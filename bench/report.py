@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Helpers of scripts/bench.sh (standard library only).
 
-  report.py pgbench-log PREFIX          -> percentiles of a pgbench -l log
+  report.py pgbench-log PREFIX SECONDS CLIENTS
+                                        -> percentiles of a pgbench -l log
   report.py report RUNS_DIR OUT.json    -> prints the table, writes the JSON
 
 A run directory holds one `<workload>.<side>.<round>` file of `key=value`
@@ -27,7 +28,47 @@ def percentile(sorted_values, p):
     return sorted_values[rank - 1]
 
 
-def pgbench_log(prefix):
+def corrected_for_omission(latencies, expected_us):
+    """wrk 4's coordinated-omission correction (`stats_correct` in its
+    `wrk.c`), applied to a pgbench log so that both sides' percentiles are
+    computed the same way. A closed-loop client that waited `v` for one
+    answer did not send the requests it would have sent meanwhile; wrk
+    counts them as if they had been sent every `expected_us` (the mean time
+    between a connection's requests) and waited the rest: for each latency
+    `v >= 2 * expected_us` it adds `v - expected_us`, `v - 2 * expected_us`,
+    ... while above `expected_us`. Returns sorted (latency, count) pairs."""
+    counts = {}
+    for value in latencies:
+        counts[value] = counts.get(value, 0) + 1
+    added = {}
+    if expected_us > 0:
+        for value, count in counts.items():
+            if value < 2 * expected_us:
+                continue
+            m = value - expected_us
+            while m > expected_us:
+                added[m] = added.get(m, 0) + count
+                m -= expected_us
+    for value, count in added.items():
+        counts[value] = counts.get(value, 0) + count
+    return sorted(counts.items())
+
+
+def weighted_percentile(pairs, p):
+    """Nearest-rank percentile of sorted (value, count) pairs."""
+    total = sum(count for _, count in pairs)
+    if not total:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100.0 * total))
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        if seen >= rank:
+            return value
+    return pairs[-1][0]
+
+
+def pgbench_log(prefix, duration_s, clients):
     # pgbench 15 -l line: client_id transaction_no time script_no time_epoch
     # time_us [schedule_lag] [retries]; time is the latency in microseconds,
     # or "failed" / "skipped".
@@ -48,9 +89,16 @@ def pgbench_log(prefix):
                 if len(fields) >= 7:
                     retries += int(fields[-1])
     latencies.sort()
+    # As wrk: the mean time between two requests of one connection, from
+    # all requests (failed ones included) over the run's length.
+    complete = len(latencies) + failed
+    expected_us = int(duration_s * 1e6) // (complete // clients) if complete // clients else 0
+    corrected = corrected_for_omission(latencies, expected_us)
     print(
         f"log_transactions={len(latencies)} log_failed={failed} log_retries={retries} "
-        f"p50_ms={percentile(latencies, 50) / 1000:.3f} p99_ms={percentile(latencies, 99) / 1000:.3f} "
+        f"p50_ms={weighted_percentile(corrected, 50) / 1000:.3f} "
+        f"p99_ms={weighted_percentile(corrected, 99) / 1000:.3f} "
+        f"raw_p99_ms={percentile(latencies, 99) / 1000:.3f} "
         f"max_ms={(latencies[-1] if latencies else float('nan')) / 1000:.3f}"
     )
 
@@ -217,8 +265,8 @@ def report(runs_dir, out_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "pgbench-log":
-        pgbench_log(sys.argv[2])
+    if len(sys.argv) == 5 and sys.argv[1] == "pgbench-log":
+        pgbench_log(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) == 4 and sys.argv[1] == "report":
         report(sys.argv[2], sys.argv[3])
     else:

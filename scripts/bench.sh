@@ -306,7 +306,7 @@ run_pgbench() {
          /^number of failed transactions:/ { print "failed=" $5 }
          /^number of transactions retried:/ { print "retried=" $5 }
          /^total number of retries:/ { print "retries_total=" $5 }' "$work/$workload.pgbench.out"
-    python3 bench/report.py pgbench-log "$work/$workload.pgbench-log"
+    python3 bench/report.py pgbench-log "$work/$workload.pgbench-log" "$(elapsed "$t0" "$t1")" "$connections"
     cpu_report "$before" "$after" "$(elapsed "$t0" "$t1")"
   } >"$runs/$workload.pgbench.$round"
   rm -f "$work/$workload".pgbench-log.*
