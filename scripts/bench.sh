@@ -63,7 +63,7 @@ log() { echo "bench.sh: $*" >&2; }
 # SERVICE_WORKER_THREADS=1); the report prints them. Those the script sets
 # itself when it starts the service (below) override the caller's and are
 # left out.
-own_settings='REGION|DATABASE_URL|LISTEN_ADDRESS|ADMIN_ADDRESS|DATABASE_POOL_SIZE|MAX_CONCURRENT_REQUESTS|TRANSACTION_MAX_RETRIES|DRAIN_PERIOD_MS|LOG_FILTER'
+own_settings='REGION|DATABASE_URL|LISTEN_ADDRESS|ADMIN_ADDRESS|DATABASE_POOL_SIZE|MAX_CONCURRENT_REQUESTS|TRANSACTION_MAX_RETRIES|DRAIN_PERIOD_MS'
 service_env=$(env | grep -E '^SERVICE_[A-Z0-9_]+=' | grep -vE "^SERVICE_($own_settings)=" | LC_ALL=C sort | tr '\n' ' ' || true)
 
 # --- tools -------------------------------------------------------------------
@@ -160,7 +160,6 @@ SERVICE_DATABASE_POOL_SIZE=$connections \
 SERVICE_MAX_CONCURRENT_REQUESTS=$((connections * 16 + 64)) \
 SERVICE_TRANSACTION_MAX_RETRIES=$max_retries \
 SERVICE_DRAIN_PERIOD_MS=0 \
-SERVICE_LOG_FILTER=warn \
   "$service_bin" serve >"$work/service.log" 2>&1 &
 service_pid=$!
 for _ in $(seq 1 150); do
