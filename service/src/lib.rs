@@ -15,7 +15,7 @@
 //! - [`db`]: the pool, the dialect, migrations, the one retry helper and the queries.
 //! - [`region_gate`]: the cached drain flag of this region.
 //! - [`metrics`]: the Prometheus registry served on the admin port.
-//! - [`telemetry`]: JSON logs.
+//! - [`telemetry`]: JSON logs, each line of a request carrying its id and `traceparent`.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
