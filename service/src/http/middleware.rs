@@ -8,13 +8,11 @@ use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
 use std::sync::Arc;
-
-use crate::telemetry::RequestContext;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::telemetry::RequestContext;
 
 /// Region that served the response.
 pub const SERVED_BY_REGION: &str = "x-served-by-region";
@@ -25,8 +23,8 @@ const REQUEST_ID: &str = "x-request-id";
 /// The one layer every request passes through, outermost: takes the
 /// caller's request id or makes one, attaches it with the method, path and
 /// the caller's `traceparent` to every line the request logs
-/// ([`RequestContext`]), records the metrics, and stamps the id and the placement headers on every
-/// response, errors included. One layer instead of five: each tower layer
+/// ([`RequestContext`]), records the metrics, and stamps the id and the
+/// placement headers on every response, errors included. One layer instead of five: each tower layer
 /// and `from_fn` costs an allocation and a clone per request, which showed
 /// in the read benchmark.
 pub(crate) async fn observe(
