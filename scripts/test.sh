@@ -30,6 +30,9 @@ disk_report "$root"
 echo "== cargo test (workspace)" >&2
 cargo test --workspace --locked -- --test-threads=4
 
+echo "== benchmark report helpers (python unittest)" >&2
+python3 -m unittest discover -s bench -p 'test_*.py'
+
 echo "== API fuzzing against /openapi.json (schemathesis)" >&2
 scripts/fuzz-api.sh
 
