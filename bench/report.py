@@ -190,7 +190,8 @@ def report(runs_dir, out_path):
         f"{int(config.get('connections', 0))} database connections and {int(config.get('connections', 0))} "
         f"concurrent clients on each side, {config.get('duration_s')} s per run after a "
         f"{config.get('warmup_s')} s warm-up, {config.get('accounts')} accounts, "
-        f"{config.get('history')} seeded transfers, {config.get('cpus')} CPUs; "
+        f"{config.get('history')} seeded transfers, {config.get('cpus')} CPUs "
+        f"(sched_autogroup_enabled {config.get('sched_autogroup', 'unknown')}); "
         f"median of {config.get('rounds')} rounds per side"
     )
     print(

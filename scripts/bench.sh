@@ -29,6 +29,10 @@
 #   BENCH_SEED         random seed of both load generators (42)
 #   BENCH_SKIP_BUILD   1: use the existing target/release/service
 #   BENCH_KEEP         1: keep the work directory (logs) in /tmp
+#   BENCH_AUTOGROUP    the kernel's sched_autogroup_enabled during the run (0):
+#                      0 schedules PostgreSQL, the service and the load
+#                      generators task by task; "keep" leaves the machine's
+#                      setting (bench/README.md, "Scheduling")
 #   SERVICE_*          service settings (e.g. SERVICE_THREAD_PER_CORE=false), passed
 #                      on to the service and printed with the results
 set -euo pipefail
@@ -80,12 +84,41 @@ fi
 source scripts/pg.sh
 pg_install
 
+# --- scheduling ----------------------------------------------------------------
+# With autogroup (Debian's default), pg_ctl's new session puts every
+# PostgreSQL process into one scheduling group and this script's session
+# (service, wrk, pgbench) into another, and the kernel shares the CPUs
+# between the two groups before it shares them between tasks. On a
+# saturated machine that left runnable backends unscheduled for 15-300 ms
+# (bench/README.md, "Scheduling"). Turned off for the run, so that processes
+# started from here on are scheduled task by task, and restored at exit.
+autogroup=${BENCH_AUTOGROUP:-0}
+autogroup_file=/proc/sys/kernel/sched_autogroup_enabled
+autogroup_restore=
+case $autogroup in
+  0 | 1)
+    if [ -e "$autogroup_file" ]; then
+      previous=$(cat "$autogroup_file")
+      if [ "$previous" != "$autogroup" ]; then
+        echo "$autogroup" >"$autogroup_file" 2>/dev/null \
+          || { log "cannot set $autogroup_file to $autogroup (BENCH_AUTOGROUP=keep leaves it)"; exit 2; }
+        autogroup_restore=$previous
+        log "sched_autogroup_enabled $previous -> $autogroup for the run"
+      fi
+    fi
+    ;;
+  keep) ;;
+  *) log "BENCH_AUTOGROUP: '$autogroup' is not 0, 1 or keep"; exit 2 ;;
+esac
+autogroup_now=$(cat "$autogroup_file" 2>/dev/null || echo absent)
+
 # --- cleanup -----------------------------------------------------------------
 work=$(mktemp -d /tmp/ledger-bench.XXXXXX)
 pg_cgroup=
 service_pid=
 cleanup() {
   local status=$?
+  if [ -n "$autogroup_restore" ]; then echo "$autogroup_restore" >"$autogroup_file" 2>/dev/null || true; fi
   if [ -n "$service_pid" ] && kill -0 "$service_pid" 2>/dev/null; then
     kill -TERM "$service_pid" 2>/dev/null || true
     wait "$service_pid" 2>/dev/null || true
@@ -196,10 +229,19 @@ proc_ticks_children() {
 # PostgreSQL's CPU, exactly when the machine lets us: its processes in a
 # cgroup of their own, whose counter includes backends that have exited (a
 # backend exiting between two reads of /proc is otherwise lost, which showed
-# as "other" CPU in the transfer runs). Otherwise, from /proc.
+# as "other" CPU in the transfer runs). Otherwise, from /proc. Not a cgroup
+# with the cpu controller (v1 cpu,cpuacct mounted together, or v2 with cpu
+# on): that would make PostgreSQL one scheduling group again (see
+# "scheduling" above).
 for base in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/unified /sys/fs/cgroup; do
   [ -e "$base/cgroup.procs" ] || continue
-  if [ "$base" = /sys/fs/cgroup/cpuacct ]; then counter=cpuacct.usage; else counter=cpu.stat; fi
+  if [ "$base" = /sys/fs/cgroup/cpuacct ]; then
+    counter=cpuacct.usage
+    [ -e "$base/cpu.shares" ] && continue
+  else
+    counter=cpu.stat
+    grep -qw cpu "$base/cgroup.subtree_control" 2>/dev/null && continue
+  fi
   candidate=$base/ledger-bench-$$
   mkdir "$candidate" 2>/dev/null || continue
   moved=1
@@ -313,7 +355,7 @@ run_pgbench() {
 
 {
   echo "connections=$connections threads=$threads duration_s=$duration warmup_s=$warmup accounts=$accounts history=$history rounds=$rounds seed=$seed"
-  echo "cpus=$(nproc) max_tries=$((max_retries + 1))"
+  echo "cpus=$(nproc) max_tries=$((max_retries + 1)) sched_autogroup=$autogroup_now"
   echo "postgres=$("$PG_BIN/postgres" --version | awk '{print $3}') pgbench=$("$PG_BIN/pgbench" --version | awk '{print $3}')"
   echo "wrk=$(wrk --version 2>&1 | awk 'NR == 1 {print $2}') service_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$runs/config"

@@ -12,12 +12,7 @@
 //! threads at every step (request, batcher, database connection).
 //!
 //! The price: a connection waits whenever its thread is off the CPU, where
-//! a work-stealing runtime would run it on another. And on a saturated host
-//! (the benchmark runs PostgreSQL and the load generator on the same 2
-//! CPUs) some runs have a stall of 0.2-2 s: PostgreSQL backends preempted
-//! by the kernel are not scheduled again for that long, with statements of
-//! both threads unread, while the threads keep serving other requests. It
-//! was not seen with the work-stealing runtime (bench/README.md).
+//! a work-stealing runtime would run it on another.
 //! `thread_per_core = false` serves everything from one
 //! work-stealing runtime with `worker_threads` workers and the whole pool,
 //! through the same code below (one "thread" whose runtime has several
