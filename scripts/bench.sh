@@ -54,6 +54,10 @@ for workload in $workloads; do
     *) echo "bench.sh: BENCH_WORKLOADS: unknown workload '$workload' (known: read_account transfer)" >&2; exit 2 ;;
   esac
 done
+case ${BENCH_AUTOGROUP:-0} in
+  0 | 1 | keep) ;;
+  *) echo "bench.sh: BENCH_AUTOGROUP: '$BENCH_AUTOGROUP' is not 0, 1 or keep" >&2; exit 2 ;;
+esac
 out_dir=$root/target/bench
 service_bin=$root/target/release/service
 region=us-east-1
@@ -89,7 +93,7 @@ pg_install
 # PostgreSQL process into one scheduling group and this script's session
 # (service, wrk, pgbench) into another, and the kernel shares the CPUs
 # between the two groups before it shares them between tasks. On a
-# saturated machine that left runnable backends unscheduled for 15-300 ms
+# saturated machine that left runnable backends unscheduled for 15 ms to 2 s
 # (bench/README.md, "Scheduling"). Turned off for the run, so that processes
 # started from here on are scheduled task by task, and restored at exit.
 autogroup=${BENCH_AUTOGROUP:-0}
@@ -100,15 +104,17 @@ case $autogroup in
     if [ -e "$autogroup_file" ]; then
       previous=$(cat "$autogroup_file")
       if [ "$previous" != "$autogroup" ]; then
-        echo "$autogroup" >"$autogroup_file" 2>/dev/null \
-          || { log "cannot set $autogroup_file to $autogroup (BENCH_AUTOGROUP=keep leaves it)"; exit 2; }
-        autogroup_restore=$previous
-        log "sched_autogroup_enabled $previous -> $autogroup for the run"
+        if echo "$autogroup" >"$autogroup_file" 2>/dev/null; then
+          autogroup_restore=$previous
+          log "sched_autogroup_enabled $previous -> $autogroup for the run"
+        else
+          log "WARNING: cannot set $autogroup_file to $autogroup (not root, or a read-only /proc/sys);" \
+            "running with $previous, which the results record"
+        fi
       fi
     fi
     ;;
   keep) ;;
-  *) log "BENCH_AUTOGROUP: '$autogroup' is not 0, 1 or keep"; exit 2 ;;
 esac
 autogroup_now=$(cat "$autogroup_file" 2>/dev/null || echo absent)
 
