@@ -11,6 +11,7 @@ scripts/bench.sh. Each side is summarised by its median round (by
 throughput); the ratio is median service / median pgbench, and every round's
 own ratio is listed next to it so the spread shows.
 """
+import collections
 import glob
 import json
 import math
@@ -20,15 +21,12 @@ TARGETS = {"read_account": 0.8, "transfer": 0.7}
 LABELS = {"read_account": "read account", "transfer": "transfer"}
 
 
-def percentile(sorted_values, p):
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
+def counted(values):
+    """Sorted (value, count) pairs of `values`."""
+    return sorted(collections.Counter(values).items())
 
 
-def corrected_for_omission(latencies, expected_us):
+def corrected_for_omission(pairs, expected_us):
     """wrk 4's coordinated-omission correction (`stats_correct` in its
     `wrk.c`), applied to a pgbench log so that both sides' percentiles are
     computed the same way. A closed-loop client that waited `v` for one
@@ -36,21 +34,17 @@ def corrected_for_omission(latencies, expected_us):
     counts them as if they had been sent every `expected_us` (the mean time
     between a connection's requests) and waited the rest: for each latency
     `v >= 2 * expected_us` it adds `v - expected_us`, `v - 2 * expected_us`,
-    ... while above `expected_us`. Returns sorted (latency, count) pairs."""
-    counts = {}
-    for value in latencies:
-        counts[value] = counts.get(value, 0) + 1
-    added = {}
+    ... while above `expected_us`. Takes and returns sorted (latency, count)
+    pairs; an `expected_us` of 0 corrects nothing."""
+    counts = collections.Counter(dict(pairs))
     if expected_us > 0:
-        for value, count in counts.items():
+        for value, count in pairs:
             if value < 2 * expected_us:
                 continue
             m = value - expected_us
             while m > expected_us:
-                added[m] = added.get(m, 0) + count
+                counts[m] += count
                 m -= expected_us
-    for value, count in added.items():
-        counts[value] = counts.get(value, 0) + count
     return sorted(counts.items())
 
 
@@ -88,18 +82,18 @@ def pgbench_log(prefix, duration_s, clients):
                 latencies.append(int(fields[2]))
                 if len(fields) >= 7:
                     retries += int(fields[-1])
-    latencies.sort()
+    raw = counted(latencies)
     # As wrk: the mean time between two requests of one connection, from
     # all requests (failed ones included) over the run's length.
     complete = len(latencies) + failed
     expected_us = int(duration_s * 1e6) // (complete // clients) if complete // clients else 0
-    corrected = corrected_for_omission(latencies, expected_us)
+    corrected = corrected_for_omission(raw, expected_us)
     print(
         f"log_transactions={len(latencies)} log_failed={failed} log_retries={retries} "
         f"p50_ms={weighted_percentile(corrected, 50) / 1000:.3f} "
         f"p99_ms={weighted_percentile(corrected, 99) / 1000:.3f} "
-        f"raw_p99_ms={percentile(latencies, 99) / 1000:.3f} "
-        f"max_ms={(latencies[-1] if latencies else float('nan')) / 1000:.3f}"
+        f"raw_p99_ms={weighted_percentile(raw, 99) / 1000:.3f} "
+        f"max_ms={(raw[-1][0] if raw else float('nan')) / 1000:.3f}"
     )
 
 

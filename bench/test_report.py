@@ -13,7 +13,7 @@ class CoordinatedOmission(unittest.TestCase):
     def test_a_stall_adds_the_requests_it_held_back_as_wrk_does(self):
         # wrk's stats_correct with expected interval 100: a latency of 1000
         # adds 900, 800, ..., 200 (values above the interval only).
-        pairs = report.corrected_for_omission([100] * 99 + [1000], 100)
+        pairs = report.corrected_for_omission(report.counted([100] * 99 + [1000]), 100)
         self.assertEqual(
             pairs,
             [(100, 99)] + [(v, 1) for v in range(200, 1001, 100)],
@@ -22,11 +22,11 @@ class CoordinatedOmission(unittest.TestCase):
 
     def test_latencies_under_twice_the_interval_are_left_alone(self):
         latencies = [50, 120, 199, 150]
-        pairs = report.corrected_for_omission(latencies, 100)
+        pairs = report.corrected_for_omission(report.counted(latencies), 100)
         self.assertEqual(pairs, [(50, 1), (120, 1), (150, 1), (199, 1)])
 
     def test_repeated_values_add_their_count(self):
-        pairs = dict(report.corrected_for_omission([300, 300], 100))
+        pairs = dict(report.corrected_for_omission(report.counted([300, 300]), 100))
         self.assertEqual(pairs, {300: 2, 200: 2})
 
     def test_nearest_rank(self):
