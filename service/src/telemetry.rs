@@ -88,20 +88,27 @@ where
     }
 }
 
+/// The format of every line: `tracing-subscriber`'s JSON with the current
+/// span, plus the request.
+fn line_format() -> WithRequest<subscriber_fmt::format::Format<subscriber_fmt::format::Json>> {
+    WithRequest(
+        subscriber_fmt::format()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false),
+    )
+}
+
 /// Installs the global subscriber. `RUST_LOG` wins over the configured filter
 /// so that an operator can turn up one module without a config change.
 pub fn init(default_filter: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(default_filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = subscriber_fmt::format()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false);
     // try_init: tests build many applications in one process.
     let _ = subscriber_fmt()
         .json()
-        .event_format(WithRequest(format))
+        .event_format(line_format())
         .with_env_filter(filter)
         .try_init();
 }
@@ -116,7 +123,7 @@ mod tests {
         let sink = Arc::clone(&buffer);
         let subscriber = subscriber_fmt()
             .json()
-            .event_format(WithRequest(subscriber_fmt::format().json()))
+            .event_format(line_format())
             .with_writer(move || Sink(Arc::clone(&sink)))
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
