@@ -99,23 +99,16 @@ pg_install
 autogroup=${BENCH_AUTOGROUP:-0}
 autogroup_file=/proc/sys/kernel/sched_autogroup_enabled
 autogroup_restore=
-case $autogroup in
-  0 | 1)
-    if [ -e "$autogroup_file" ]; then
-      previous=$(cat "$autogroup_file")
-      if [ "$previous" != "$autogroup" ]; then
-        if echo "$autogroup" >"$autogroup_file" 2>/dev/null; then
-          autogroup_restore=$previous
-          log "sched_autogroup_enabled $previous -> $autogroup for the run"
-        else
-          log "WARNING: cannot set $autogroup_file to $autogroup (not root, or a read-only /proc/sys);" \
-            "running with $previous, which the results record"
-        fi
-      fi
-    fi
-    ;;
-  keep) ;;
-esac
+previous=$(cat "$autogroup_file" 2>/dev/null || echo absent)
+if [ "$autogroup" != keep ] && [ "$previous" != absent ] && [ "$previous" != "$autogroup" ]; then
+  if echo "$autogroup" >"$autogroup_file" 2>/dev/null; then
+    autogroup_restore=$previous
+    log "sched_autogroup_enabled $previous -> $autogroup for the run"
+  else
+    log "WARNING: cannot set $autogroup_file to $autogroup (not root, or a read-only /proc/sys);" \
+      "running with $previous, which the results record"
+  fi
+fi
 autogroup_now=$(cat "$autogroup_file" 2>/dev/null || echo absent)
 
 # --- cleanup -----------------------------------------------------------------
