@@ -18,6 +18,7 @@ use crate::early_leave::{DnsServing, EarlyLeave, EarlyLeaveRules, RoundFacts};
 use crate::overrides;
 use crate::planner::{Plan, PlannedAction, Planner, Rules};
 use crate::quorum::{self, Tally};
+use crate::safety::HealthRanking;
 use crate::state::Event;
 use crate::votes;
 
@@ -82,6 +83,7 @@ pub async fn round(
     let regions = ctx.settings.region_names();
     let fresh = votes::fresh(&ctx.pool, ctx.settings.probe.vote_freshness_ms).await?;
     let tally = quorum::tally(&regions, &fresh);
+    let ranking = HealthRanking::measure(&regions, &tally, &fresh);
     let active = overrides::active(&ctx.pool).await?;
     let mut flags = drain_flag::read_all(&ctx.pool).await?;
     let now = Instant::now();
@@ -98,7 +100,7 @@ pub async fn round(
             // A new leader checks its Route53 records at once.
             ctx.route53_wake.notify_one();
         }
-        plan = planner.plan(&tally, &active, now);
+        plan = planner.plan(&tally, &ranking, &active, now);
         record_decisions(ctx, &plan, &tally).await;
         let mut changed = false;
         for action in &plan.actions {
@@ -113,18 +115,22 @@ pub async fn round(
         planner.follow(&drained, now);
         (plan.frozen, plan.freeze_reason) = planner.track_freeze(&tally, &active, now);
     }
-    let dns = dns_view(ctx, early, &regions, &tally, &flags, &active, &plan);
+    let dns = dns_view(
+        ctx, early, &regions, &tally, &ranking, &flags, &active, &plan,
+    );
     publish(ctx, planner, &tally, &fresh, &flags, &dns, active, &plan);
     Ok(())
 }
 
 /// The DNS view of the round: the drain flags, minus the regions the tally
 /// sees down that the safety rules let leave early (see `early_leave`).
+#[allow(clippy::too_many_arguments)]
 fn dns_view(
     ctx: &Context,
     early: &mut EarlyLeave,
     regions: &[String],
     tally: &Tally,
+    ranking: &HealthRanking,
     flags: &BTreeMap<String, drain_flag::FlagRow>,
     active: &[overrides::ActiveOverride],
     plan: &Plan,
@@ -144,6 +150,7 @@ fn dns_view(
         drained: &drained,
         undrained_by_operator: &undrained,
         frozen: plan.frozen,
+        ranking,
     };
     let before = early.left_out();
     let view = early.round(&facts, tally, Instant::now());

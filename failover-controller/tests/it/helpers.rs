@@ -269,3 +269,17 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .await
         .expect("JSON")
 }
+
+/// Waits until a controller's last decision round saw every region up: its
+/// admin API judges a drain against the regions seen up, and refuses one
+/// while it has seen none.
+pub async fn wait_all_seen_up(http: &str) {
+    let url = format!("{http}/status");
+    wait_for(Duration::from_secs(15), || async {
+        let status: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+        let regions = status["regions"].as_array()?;
+        (!regions.is_empty() && regions.iter().all(|r| r["verdict"] == "up")).then_some(())
+    })
+    .await
+    .expect("every region seen up");
+}

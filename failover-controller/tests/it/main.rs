@@ -13,4 +13,6 @@ mod helpers;
 mod mtls_probe;
 mod processes;
 mod route53;
+mod route53_fencing;
+mod route53_proxy;
 mod tls_probe;
