@@ -285,7 +285,7 @@ mod tests {
 [[regions]]
 name = "a"
 aws_region = "us-east-1"
-health_urls = ["https://api-a.example.com/healthz/region"]
+health_urls = ["https://api-a.example.com/healthz/instance"]
 alias_dns_name = "geo-a-api-1.us-east-1.elb.amazonaws.com"
 alias_hosted_zone_id = "Z35SXDOTRQ7X7K"
 evaluate_target_health = true
@@ -298,16 +298,16 @@ evaluate_target_health = true
         let region = &settings.regions[0];
         assert!(region.instances.is_empty() && region.has_alias());
         assert_eq!(
-            region.probe_urls("/healthz/region"),
-            vec!["https://api-a.example.com/healthz/region".to_string()]
+            region.probe_urls("/healthz/instance"),
+            vec!["https://api-a.example.com/healthz/instance".to_string()]
         );
         // Instances and URLs together: both probed, instances first.
         let mixed = "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:8080\"]\nhealth_urls = [\"http://localhost:8080/h\"]\n";
         let settings = load_regions(mixed, "").unwrap();
         assert_eq!(
-            settings.regions[0].probe_urls("/healthz/region"),
+            settings.regions[0].probe_urls("/healthz/instance"),
             vec![
-                "http://127.0.0.1:8080/healthz/region".to_string(),
+                "http://127.0.0.1:8080/healthz/instance".to_string(),
                 "http://localhost:8080/h".to_string()
             ]
         );
@@ -357,6 +357,18 @@ evaluate_target_health = true
                 "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\n",
                 "",
                 "regions[0].instances: authoritative DNS",
+            ),
+            // Probing the admission endpoint would keep a drained region out
+            // forever: the probes must read health apart from the drain flag.
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\n",
+                "[probe]\npath = \"/healthz/region\"\n",
+                "probe.path: /healthz/region answers 503 for a region the controller drained",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\nhealth_urls = [\"https://x/healthz/region/\"]\n",
+                "",
+                "regions[0].health_urls[0]: /healthz/region",
             ),
             // Route53 needs a target for the record.
             (

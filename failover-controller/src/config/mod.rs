@@ -161,7 +161,7 @@ pub struct RegionSettings {
     #[serde(default)]
     pub instances: Vec<String>,
     /// Full region-health URLs (e.g. the region's load balancer,
-    /// `https://api-us-east-1.example.com/healthz/region`), probed as given,
+    /// `https://api-us-east-1.example.com/healthz/instance`), probed as given,
     /// beside the instances: TLS with SNI and hostnames resolved each probe.
     #[serde(default)]
     pub health_urls: Vec<String>,

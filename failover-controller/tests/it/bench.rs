@@ -102,7 +102,7 @@ async fn bench_probes_per_second_on_one_core() {
     let client = reqwest::Client::new();
     let urls: Vec<String> = servers
         .iter()
-        .map(|s| format!("http://{}/healthz/region", s.addr))
+        .map(|s| format!("http://{}/healthz/instance", s.addr))
         .collect();
     let started = Instant::now();
     let mut probes = 0u64;

@@ -32,7 +32,7 @@ async fn url_regions() -> (Vec<HealthServer>, String) {
         let server = HealthServer::start("127.0.0.1").await;
         text.push_str(&format!(
             "[[regions]]\nname = \"region-{n}\"\naws_region = \"{}\"\n\
-             health_urls = [\"http://localhost:{}/healthz/region\"]\n\
+             health_urls = [\"http://localhost:{}/healthz/instance\"]\n\
              alias_dns_name = \"{}\"\nalias_hosted_zone_id = \"{ALB_ZONE}\"\n\
              evaluate_target_health = true\n\n",
             ["us-east-1", "eu-west-1", "ap-southeast-1"][n - 1],

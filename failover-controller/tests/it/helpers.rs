@@ -67,18 +67,18 @@ pub enum Health {
     Hang = 2,
 }
 
-/// A tiny `/healthz/region` server on a loopback address.
+/// A tiny `/healthz/instance` server on a loopback address.
 pub struct HealthServer {
     pub addr: SocketAddr,
     mode: Arc<AtomicU8>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The `/healthz/region` route of a fake instance, answering as `mode` says
+/// The `/healthz/instance` route of a fake instance, answering as `mode` says
 /// (a [`Health`] value), shared by the plain-HTTP and the TLS servers.
 pub fn health_router(mode: Arc<AtomicU8>) -> Router {
     Router::new().route(
-        "/healthz/region",
+        "/healthz/instance",
         get(move || {
             let mode = mode.load(Ordering::SeqCst);
             async move {

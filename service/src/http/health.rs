@@ -1,5 +1,17 @@
-//! Health endpoints: `/livez` and `/readyz` for Kubernetes, `/healthz/region`
-//! for the Route53 health check of this region's latency record.
+//! Health endpoints: `/livez` and `/readyz` for Kubernetes; two region
+//! signals that differ only in the drain flag:
+//!
+//! - `/healthz/region` is **admission**: should this region take new
+//!   traffic? 503 when it is drained, cannot reach the database, or is
+//!   shutting down. The Route53 health check of the region's latency record
+//!   probes it, so a drained region stays out of DNS even when the
+//!   controller or the Route53 API is down.
+//! - `/healthz/instance` is **health**: could this instance serve? 200 while
+//!   it reaches the database and is not shutting down, drained or not (the
+//!   body says `drained`). The failover controllers probe it, so a region
+//!   the controller drained can still prove it is well and come back after
+//!   the hold-down; probing admission instead would read the controller's
+//!   own drain as a failure and keep the region out forever.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,6 +31,10 @@ pub struct HealthReport {
     pub instance: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On `/healthz/instance` only: whether the controller has drained this
+    /// region (the instance is healthy either way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/livez", tag = "health",
@@ -86,12 +102,45 @@ pub async fn region_health(State(state): State<AppState>) -> (StatusCode, Json<H
     }
 }
 
+#[utoipa::path(get, path = "/healthz/instance", tag = "health",
+    responses(
+        (status = 200, description = "This instance could serve: the database is reachable and no shutdown is under way, whether or not its region is drained (see `drained`)", body = HealthReport),
+        (status = 503, description = "This instance cannot serve: database unreachable, or shutting down", body = HealthReport),
+    ))]
+pub async fn instance_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let verdict = if state.is_shutting_down() {
+        RegionVerdict::ShuttingDown
+    } else {
+        state.region_gate.verdict()
+    };
+    let (drained, reason) = match verdict {
+        RegionVerdict::Serving => (false, None),
+        RegionVerdict::Drained { reason, actor } => {
+            (true, Some(format!("region drained by {actor}: {reason}")))
+        }
+        RegionVerdict::DatabaseUnreachable { error } => {
+            return unavailable(&state, "database_unreachable", error)
+        }
+        RegionVerdict::ShuttingDown => {
+            return unavailable(
+                &state,
+                "shutting_down",
+                "the instance is shutting down".into(),
+            )
+        }
+    };
+    let mut body = report(&state, "ok", reason);
+    body.drained = Some(drained);
+    (StatusCode::OK, Json(body))
+}
+
 fn report(state: &AppState, status: &str, reason: Option<String>) -> HealthReport {
     HealthReport {
         status: status.to_owned(),
         region: state.region().to_owned(),
         instance: state.settings.instance_id.clone(),
         reason,
+        drained: None,
     }
 }
 
