@@ -21,8 +21,10 @@ pub fn fault_failback(
 ) -> Option<Failback> {
     let fault = &faults[index];
     let ended = fault.end_s?;
-    let left = matches!(fault.dns, Some(FaultDns::Left { .. } | FaultDns::AlreadyOut))
-        || dns_answers_include(dns, &fault.target, ended) == Some(false);
+    let left = matches!(
+        fault.dns,
+        Some(FaultDns::Left { .. } | FaultDns::AlreadyOut)
+    ) || dns_answers_include(dns, &fault.target, ended) == Some(false);
     if !left {
         return None;
     }

@@ -340,7 +340,7 @@ impl Drill {
         if h.max_p99_ms <= 0.0 {
             return bad("hypothesis.max_p99_ms", "must be positive".into());
         }
-        if h.max_failback_s.is_some_and(|s| !(s > 0.0)) {
+        if h.max_failback_s.is_some_and(|s| s.is_nan() || s <= 0.0) {
             return bad("hypothesis.max_failback_s", "must be positive".into());
         }
         // A region can only come back from a fault that ends.

@@ -130,15 +130,25 @@ fn region_kill_fails_over_without_losing_writes() {
     // and serves its clients again, not before the controller restores it.
     let failback = phases.failback_s.expect("eu-west-1 back in DNS");
     let served = phases.served_again_s.expect("eu-west-1 served again");
-    println!("region-kill: failover {:?} s, failback {failback} s, served again {served} s", phases.dns_s);
-    assert!(failback >= 10.0, "back in DNS {failback} s after the restart: before the hold-down");
+    println!(
+        "region-kill: failover {:?} s, failback {failback} s, served again {served} s",
+        phases.dns_s
+    );
+    assert!(
+        failback >= 10.0,
+        "back in DNS {failback} s after the restart: before the hold-down"
+    );
     let restored = report
         .events
         .iter()
         .find(|e| e.kind == "restore" && e.at_s > ended)
         .expect("a restore event after the fault ended");
     let back = phases.back_in_dns_at_s.unwrap();
-    assert!(restored.at_s <= back + 0.5, "DNS back at {back} s before the restore at {}", restored.at_s);
+    assert!(
+        restored.at_s <= back + 0.5,
+        "DNS back at {back} s before the restore at {}",
+        restored.at_s
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use crate::model::{
-    ControllerEvent, DrillReport, ErrorBudget, Failback, FaultDns, FaultWindow, HypothesisCheck, Phases,
-    SecondBucket, Totals, Verdict,
+    ControllerEvent, DrillReport, ErrorBudget, Failback, FaultDns, FaultWindow, HypothesisCheck,
+    Phases, SecondBucket, Totals, Verdict,
 };
 
 pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];

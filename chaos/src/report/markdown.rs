@@ -9,7 +9,9 @@ use super::format::{
 };
 use super::html::verdict_word;
 use super::markdown_timeline;
-use super::summary::{failback_detail, failover_detail, fault_dns_text, fault_failback_text, Derived};
+use super::summary::{
+    failback_detail, failover_detail, fault_dns_text, fault_failback_text, Derived,
+};
 use crate::model::{DrillReport, Verdict};
 
 /// Renders the report as GitHub-flavoured Markdown.

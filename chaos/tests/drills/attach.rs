@@ -220,7 +220,12 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
     // (10 s): /healthz/region, the admission endpoint, 200 everywhere.
     assert!(up.is_running(), "the drill shut chaos up down");
     wait_until_answering(&runtime, &instances, "/livez", Duration::from_secs(15));
-    wait_until_answering(&runtime, &instances, "/healthz/region", Duration::from_secs(30));
+    wait_until_answering(
+        &runtime,
+        &instances,
+        "/healthz/region",
+        Duration::from_secs(30),
+    );
     wait_until_answering(&runtime, &controllers, "/healthz", Duration::from_secs(15));
     assert!(
         pids_in(&run_dir).len() >= 9,

@@ -67,7 +67,7 @@ impl Failback {
         let mut harness = Self {
             db,
             services,
-            moto: moto,
+            moto,
             route53,
             zone,
             http: Vec::new(),
@@ -78,7 +78,12 @@ impl Failback {
         for r in 1..=3 {
             let extra = route53_toml(&harness.moto.url, &harness.zone);
             let app = Application::build_with(
-                settings(&format!("region-{r}"), &harness.db.url, &regions_toml, &extra),
+                settings(
+                    &format!("region-{r}"),
+                    &harness.db.url,
+                    &regions_toml,
+                    &extra,
+                ),
                 Some(credentials()),
             )
             .await
@@ -87,9 +92,11 @@ impl Failback {
             harness.dns.push(app.dns_addr().unwrap());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             harness.stops.push(stop);
-            harness.runs.push(tokio::spawn(app.run_until_stopped(async move {
-                let _ = stopped.await;
-            })));
+            harness
+                .runs
+                .push(tokio::spawn(app.run_until_stopped(async move {
+                    let _ = stopped.await;
+                })));
         }
         harness.wait_settled().await;
         harness
@@ -260,8 +267,14 @@ fn assert_returned(times: DnsTimes, earliest: Duration, latest: Duration) {
         ("authoritative DNS", times.authoritative, latest),
         ("Route53", times.route53, latest + ROUTE53_EXTRA),
     ] {
-        assert!(took >= earliest, "{path}: back after {took:?}, before {earliest:?}");
-        assert!(took <= limit, "{path}: back after {took:?}, later than {limit:?}");
+        assert!(
+            took >= earliest,
+            "{path}: back after {took:?}, before {earliest:?}"
+        );
+        assert!(
+            took <= limit,
+            "{path}: back after {took:?}, later than {limit:?}"
+        );
     }
 }
 
@@ -272,7 +285,9 @@ async fn a_killed_region_is_drained_and_returns_after_the_hold_down() {
 
     let killed = Instant::now();
     harness.services.kill_region(2);
-    let left = harness.wait_dns(2, false, killed, Duration::from_secs(10)).await;
+    let left = harness
+        .wait_dns(2, false, killed, Duration::from_secs(10))
+        .await;
     assert!(harness.drain_flag("region-3").await, "drain flag set");
 
     // Back: healthy at once, but admitted only when the controller decides.
@@ -281,13 +296,20 @@ async fn a_killed_region_is_drained_and_returns_after_the_hold_down() {
     let (status, body) = harness.services.answer(2, "/healthz/instance").await;
     assert_eq!((status, &body["drained"]), (200, &json!(true)), "{body}");
     let (status, body) = harness.services.answer(2, "/healthz/region").await;
-    assert_eq!((status, &body["status"]), (503, &json!("drained")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("drained")),
+        "{body}"
+    );
 
     let returned = harness
         .wait_dns(2, true, healthy, Duration::from_secs(30))
         .await;
     assert!(!harness.drain_flag("region-3").await, "drain flag cleared");
-    harness.services.wait_region(2, "/healthz/region", 200).await;
+    harness
+        .services
+        .wait_region(2, "/healthz/region", 200)
+        .await;
     println!(
         "failback with the real service: out of DNS {left:?} after the kill, back {returned:?} after the instances were healthy (hold-down {HOLD_DOWN:?})"
     );
@@ -317,7 +339,10 @@ async fn a_flapping_region_stays_out_and_its_hold_down_grows() {
         (status["state"] == "drained").then_some(())
     })
     .await;
-    assert!(relapsed.is_some(), "a relapse while recovering drains again");
+    assert!(
+        relapsed.is_some(),
+        "a relapse while recovering drains again"
+    );
     assert!(!harness.dns_serves_own_region(2).await);
     assert!(!harness.route53_regions().await.contains("region-3"));
 
@@ -356,8 +381,10 @@ async fn a_region_returns_when_its_manual_drain_expires() {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/admin/overrides", harness.http[0]))
         .bearer_auth("test-admin-token")
-        .json(&json!({"kind": "drain", "region": "region-2", "reason": "maintenance",
-                      "actor": "alice", "ttl_seconds": ttl.as_secs()}))
+        .json(
+            &json!({"kind": "drain", "region": "region-2", "reason": "maintenance",
+                      "actor": "alice", "ttl_seconds": ttl.as_secs()}),
+        )
         .send()
         .await
         .unwrap();
@@ -366,7 +393,10 @@ async fn a_region_returns_when_its_manual_drain_expires() {
     harness
         .wait_dns(1, false, created, Duration::from_secs(5))
         .await;
-    harness.services.wait_region(1, "/healthz/region", 503).await;
+    harness
+        .services
+        .wait_region(1, "/healthz/region", 503)
+        .await;
     let (status, body) = harness.services.answer(1, "/healthz/instance").await;
     assert_eq!((status, &body["drained"]), (200, &json!(true)), "{body}");
 
@@ -375,7 +405,14 @@ async fn a_region_returns_when_its_manual_drain_expires() {
         .await;
     println!("manual drain of {ttl:?} expired: back {returned:?} after it was made (hold-down {HOLD_DOWN:?})");
     // The votes were up all along: the hold-down starts when it expires.
-    assert_returned(returned, ttl + HOLD_DOWN, ttl + HOLD_DOWN + PROBE_INTERVAL * 4);
-    harness.services.wait_region(1, "/healthz/region", 200).await;
+    assert_returned(
+        returned,
+        ttl + HOLD_DOWN,
+        ttl + HOLD_DOWN + PROBE_INTERVAL * 4,
+    );
+    harness
+        .services
+        .wait_region(1, "/healthz/region", 200)
+        .await;
     harness.stop().await;
 }

@@ -116,7 +116,9 @@ impl ServiceRegions {
 
     /// SIGKILLs every instance of the region.
     pub fn kill_region(&mut self, index: usize) {
-        self.regions[index].iter_mut().for_each(ServiceInstance::kill);
+        self.regions[index]
+            .iter_mut()
+            .for_each(ServiceInstance::kill);
     }
 
     /// Starts the region's instances again on the same addresses and waits

@@ -52,7 +52,10 @@ async fn the_drain_flag_turns_region_health_503_within_a_second() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["drained"], true);
-    assert!(body["reason"].as_str().unwrap().contains("region-kill drill"));
+    assert!(body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("region-kill drill"));
 
     sqlx::query("UPDATE region_state SET drained = false WHERE region = 'us-east-1'")
         .execute(&app.pool)
