@@ -106,7 +106,8 @@ pub struct Failback {
     pub dns_back_at_s: Option<f64>,
     /// `dns_back_at_s` minus the fault's end: the failback time.
     pub dns_back_after_s: Option<f64>,
-    /// The first request the region served after the fault's end.
+    /// The first request that DNS sent to the region (a first attempt, not
+    /// a retry) and it served, after the fault's end.
     pub served_again_at_s: Option<f64>,
     pub served_again_after_s: Option<f64>,
 }
