@@ -79,26 +79,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         (status = 503, description = "Take this region out of DNS: drained, database unreachable, or shutting down", body = HealthReport),
     ))]
 pub async fn region_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
-    let verdict = if state.is_shutting_down() {
-        RegionVerdict::ShuttingDown
-    } else {
-        state.region_gate.verdict()
-    };
-    match verdict {
+    match verdict(&state) {
         RegionVerdict::Serving => (StatusCode::OK, Json(report(&state, "ok", None))),
-        RegionVerdict::Drained { reason, actor } => unavailable(
-            &state,
-            "drained",
-            format!("region drained by {actor}: {reason}"),
-        ),
-        RegionVerdict::DatabaseUnreachable { error } => {
-            unavailable(&state, "database_unreachable", error)
+        RegionVerdict::Drained { reason, actor } => {
+            unavailable(&state, "drained", drain_reason(&actor, &reason))
         }
-        RegionVerdict::ShuttingDown => unavailable(
-            &state,
-            "shutting_down",
-            "the instance is shutting down".into(),
-        ),
+        cannot_serve => cannot_serve_answer(&state, cannot_serve),
     }
 }
 
@@ -108,30 +94,43 @@ pub async fn region_health(State(state): State<AppState>) -> (StatusCode, Json<H
         (status = 503, description = "This instance cannot serve: database unreachable, or shutting down", body = HealthReport),
     ))]
 pub async fn instance_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
-    let verdict = if state.is_shutting_down() {
-        RegionVerdict::ShuttingDown
-    } else {
-        state.region_gate.verdict()
-    };
-    let (drained, reason) = match verdict {
+    let (drained, reason) = match verdict(&state) {
         RegionVerdict::Serving => (false, None),
-        RegionVerdict::Drained { reason, actor } => {
-            (true, Some(format!("region drained by {actor}: {reason}")))
-        }
-        RegionVerdict::DatabaseUnreachable { error } => {
-            return unavailable(&state, "database_unreachable", error)
-        }
-        RegionVerdict::ShuttingDown => {
-            return unavailable(
-                &state,
-                "shutting_down",
-                "the instance is shutting down".into(),
-            )
-        }
+        RegionVerdict::Drained { reason, actor } => (true, Some(drain_reason(&actor, &reason))),
+        cannot_serve => return cannot_serve_answer(&state, cannot_serve),
     };
     let mut body = report(&state, "ok", reason);
     body.drained = Some(drained);
     (StatusCode::OK, Json(body))
+}
+
+/// The region gate's verdict, or shutting down.
+fn verdict(state: &AppState) -> RegionVerdict {
+    if state.is_shutting_down() {
+        return RegionVerdict::ShuttingDown;
+    }
+    state.region_gate.verdict()
+}
+
+fn drain_reason(actor: &str, reason: &str) -> String {
+    format!("region drained by {actor}: {reason}")
+}
+
+/// The 503 of both region signals when the instance cannot serve at all.
+fn cannot_serve_answer(
+    state: &AppState,
+    verdict: RegionVerdict,
+) -> (StatusCode, Json<HealthReport>) {
+    match verdict {
+        RegionVerdict::DatabaseUnreachable { error } => {
+            unavailable(state, "database_unreachable", error)
+        }
+        _ => unavailable(
+            state,
+            "shutting_down",
+            "the instance is shutting down".into(),
+        ),
+    }
 }
 
 fn report(state: &AppState, status: &str, reason: Option<String>) -> HealthReport {
