@@ -4,12 +4,17 @@
 //!
 //! Layout:
 //! - this module: the zone's static shape ([`ZoneConfig`]), the changing
-//!   part ([`DnsView`]: which regions serve), and the pure answer logic;
+//!   part ([`DnsView`]: which regions serve), and which region answers whom;
+//! - [`lookup`]: the records (or NODATA, NXDOMAIN, REFUSED) for a question;
+//! - [`edns`]: EDNS(0) negotiation and whether a reply fits the client's
+//!   UDP payload;
 //! - [`server`]: the hickory-server request handler on UDP and TCP.
 //!
 //! Every replica builds its view from the drain flags in the database, so
 //! every replica answers alike.
 
+pub mod edns;
+pub mod lookup;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,107 +1,51 @@
-//! The hickory-server request handler and the UDP/TCP listeners.
+//! The hickory-server request handler and the UDP/TCP listeners: the
+//! protocol around [`ZoneLookup`]'s answer (opcode, EDNS, size, sending).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
-use hickory_server::authority::MessageResponseBuilder;
+use hickory_proto::rr::Record;
+use hickory_server::authority::{MessageResponse, MessageResponseBuilder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::{answer_for, DnsError, DnsView, ZoneConfig};
+use super::edns::Negotiated;
+use super::lookup::{Reply, ZoneLookup};
+use super::{DnsError, DnsView, ZoneConfig};
 
 /// Shared, swappable view: the reconcile loop replaces it, queries read it.
 pub type SharedView = Arc<RwLock<Arc<DnsView>>>;
 
 /// Answers queries for one zone from the current view.
 pub struct ZoneHandler {
-    zone: Arc<ZoneConfig>,
-    zone_lower: LowerName,
-    service_lower: LowerName,
+    lookup: ZoneLookup,
     view: SharedView,
 }
 
 impl ZoneHandler {
     pub fn new(zone: Arc<ZoneConfig>, view: SharedView) -> Self {
         Self {
-            zone_lower: LowerName::from(zone.zone.clone()),
-            service_lower: LowerName::from(zone.service_name.clone()),
-            zone,
+            lookup: ZoneLookup::new(zone),
             view,
         }
     }
 
-    fn soa(&self, serial: u32) -> Record {
-        let soa = SOA::new(
-            self.zone.nameservers[0].clone(),
-            self.zone.hostmaster.clone(),
-            serial,
-            3600,
-            600,
-            86400,
-            self.zone.ttl,
-        );
-        Record::from_rdata(self.zone.zone.clone(), self.zone.ttl, RData::SOA(soa))
-    }
-
-    fn ns_records(&self) -> Vec<Record> {
-        self.zone
-            .nameservers
-            .iter()
-            .map(|ns| Record::from_rdata(self.zone.zone.clone(), 3600, RData::NS(NS(ns.clone()))))
-            .collect()
-    }
-
-    /// Computes (response code, answers, authority) for a query.
-    fn resolve(
-        &self,
-        name: &LowerName,
-        query_type: RecordType,
-        client: IpAddr,
-    ) -> Option<(ResponseCode, Vec<Record>, Vec<Record>)> {
-        if !self.zone_lower.zone_of(name) {
-            return None;
+    /// The sections of the response to `request`, checks first.
+    fn reply(&self, request: &Request, negotiated: &Negotiated) -> Reply {
+        if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
+            return Reply::error(ResponseCode::NotImp);
         }
+        if negotiated.bad_version {
+            return Reply::error(ResponseCode::BADVERS);
+        }
+        let Ok(info) = request.request_info() else {
+            return Reply::error(ResponseCode::FormErr);
+        };
         let view = self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default();
-        let soa = self.soa(view.serial);
-        let owner: Name = name.clone().into();
-        if *name == self.zone_lower {
-            return Some(match query_type {
-                RecordType::SOA => (ResponseCode::NoError, vec![soa], vec![]),
-                RecordType::NS => (ResponseCode::NoError, self.ns_records(), vec![]),
-                _ => (ResponseCode::NoError, vec![], vec![soa]),
-            });
-        }
-        if *name != self.service_lower {
-            return Some((ResponseCode::NXDomain, vec![], vec![soa]));
-        }
-        let (region, addresses) = answer_for(&self.zone, &view, client);
-        if addresses.is_empty() {
-            if let Some(target) = self.zone.cnames.get(&region) {
-                // A CNAME answers every query type at the name; the resolver
-                // follows it to the load balancer's current addresses.
-                let cname = RData::CNAME(CNAME(target.clone()));
-                let record = Record::from_rdata(owner, self.zone.ttl, cname);
-                return Some((ResponseCode::NoError, vec![record], vec![]));
-            }
-        }
-        let answers: Vec<Record> = addresses
-            .into_iter()
-            .filter_map(|ip| match (ip, query_type) {
-                (IpAddr::V4(v4), RecordType::A) => Some(RData::A(A(v4))),
-                (IpAddr::V6(v6), RecordType::AAAA) => Some(RData::AAAA(AAAA(v6))),
-                _ => None,
-            })
-            .map(|rdata| Record::from_rdata(owner.clone(), self.zone.ttl, rdata))
-            .collect();
-        if answers.is_empty() {
-            return Some((ResponseCode::NoError, vec![], vec![soa]));
-        }
-        Some((ResponseCode::NoError, answers, vec![]))
+        self.lookup.lookup(&view, info.query, request.src().ip())
     }
 }
 
@@ -112,41 +56,36 @@ impl RequestHandler for ZoneHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let builder = MessageResponseBuilder::from_message_request(request);
+        let negotiated = Negotiated::new(request.edns(), request.protocol());
+        let reply = self.reply(request, &negotiated);
         let mut header = Header::response_from_request(request.header());
-        if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
-            let response = builder.error_msg(request.header(), ResponseCode::NotImp);
-            return send(&mut response_handle, response).await;
+        header.set_response_code(reply.code);
+        header.set_authoritative(reply.authoritative);
+        // An answer that does not fit the client's UDP payload goes out
+        // without records and with TC set, so that the client asks again
+        // over TCP (RFC 2181 9); never a partial RRset.
+        let fits = match request.queries().first() {
+            Some(query) => negotiated.fits(query.original(), &reply.answers, &reply.authority),
+            None => true,
+        };
+        header.set_truncated(!fits);
+        let (answers, authority) = if fits {
+            (&reply.answers[..], &reply.authority[..])
+        } else {
+            (&[][..], &[][..])
+        };
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = negotiated.response_edns {
+            builder.edns(edns);
         }
-        let Ok(info) = request.request_info() else {
-            let response = builder.error_msg(request.header(), ResponseCode::FormErr);
-            return send(&mut response_handle, response).await;
-        };
-        let Some((code, answers, authority)) = self.resolve(
-            info.query.name(),
-            info.query.query_type(),
-            request.src().ip(),
-        ) else {
-            let response = builder.error_msg(request.header(), ResponseCode::Refused);
-            return send(&mut response_handle, response).await;
-        };
-        header.set_authoritative(true);
-        header.set_recursion_available(false);
-        header.set_response_code(code);
-        let response = builder.build(
-            header,
-            answers.iter(),
-            [].iter(),
-            authority.iter(),
-            [].iter(),
-        );
+        let response = builder.build(header, answers, &[], authority, &[]);
         send(&mut response_handle, response).await
     }
 }
 
 async fn send<'a, R: ResponseHandler>(
     handle: &mut R,
-    response: hickory_server::authority::MessageResponse<
+    response: MessageResponse<
         '_,
         'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
