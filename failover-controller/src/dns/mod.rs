@@ -8,7 +8,8 @@
 //! - [`lookup`]: the records (or NODATA, NXDOMAIN, REFUSED) for a question;
 //! - [`edns`]: EDNS(0) negotiation and whether a reply fits the client's
 //!   UDP payload;
-//! - [`server`]: the hickory-server request handler on UDP and TCP.
+//! - [`server`]: the hickory-server request handler, on TCP through
+//!   hickory-server and on UDP through [`udp`] (a socket and a task per CPU).
 //!
 //! Every replica builds its view from the drain flags in the database, so
 //! every replica answers alike.
@@ -16,6 +17,7 @@
 pub mod edns;
 pub mod lookup;
 pub mod server;
+pub mod udp;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

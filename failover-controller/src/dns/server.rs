@@ -1,5 +1,5 @@
-//! The hickory-server request handler and the UDP/TCP listeners: the
-//! protocol around [`ZoneLookup`]'s answer (opcode, EDNS, size, sending).
+//! The hickory-server request handler and the listeners: the protocol
+//! around [`ZoneLookup`]'s answer (opcode, EDNS, size, sending).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -10,25 +10,29 @@ use hickory_proto::rr::Record;
 use hickory_server::authority::{MessageResponse, MessageResponseBuilder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::edns::Negotiated;
 use super::lookup::{Reply, ZoneLookup};
-use super::{DnsError, DnsView, ZoneConfig};
+use super::{udp, DnsError, DnsView, ZoneConfig};
 
 /// Shared, swappable view: the reconcile loop replaces it, queries read it.
 pub type SharedView = Arc<RwLock<Arc<DnsView>>>;
 
-/// Answers queries for one zone from the current view.
+/// Answers queries for one zone from the current view (cloned for each
+/// UDP socket and for TCP; the clones share everything).
+#[derive(Clone)]
 pub struct ZoneHandler {
-    lookup: ZoneLookup,
+    lookup: Arc<ZoneLookup>,
     view: SharedView,
 }
 
 impl ZoneHandler {
     pub fn new(zone: Arc<ZoneConfig>, view: SharedView) -> Self {
         Self {
-            lookup: ZoneLookup::new(zone),
+            lookup: Arc::new(ZoneLookup::new(zone)),
             view,
         }
     }
@@ -105,9 +109,12 @@ async fn send<'a, R: ResponseHandler>(
     }
 }
 
-/// A running DNS server.
+/// A running DNS server: TCP through hickory-server, UDP through
+/// [`udp`](super::udp), one socket and task per CPU.
 pub struct DnsServer {
-    server: ServerFuture<ZoneHandler>,
+    tcp: ServerFuture<ZoneHandler>,
+    udp: JoinSet<()>,
+    stop_udp: watch::Sender<bool>,
     local_addr: SocketAddr,
 }
 
@@ -116,13 +123,23 @@ impl DnsServer {
     pub async fn bind(addr: SocketAddr, handler: ZoneHandler) -> Result<Self, DnsError> {
         let bind_err = |source| DnsError::Bind { addr, source };
         // With port 0, take the TCP port first and bind UDP to the same one.
-        let tcp = TcpListener::bind(addr).await.map_err(bind_err)?;
-        let local_addr = tcp.local_addr().map_err(bind_err)?;
-        let udp = UdpSocket::bind(local_addr).await.map_err(bind_err)?;
-        let mut server = ServerFuture::new(handler);
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5));
-        Ok(Self { server, local_addr })
+        let tcp_listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let local_addr = tcp_listener.local_addr().map_err(bind_err)?;
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let sockets = udp::bind(local_addr, cpus).map_err(bind_err)?;
+        let (stop_udp, stopped) = watch::channel(false);
+        let mut udp = JoinSet::new();
+        for socket in sockets {
+            udp.spawn(udp::serve(socket, handler.clone(), stopped.clone()));
+        }
+        let mut tcp = ServerFuture::new(handler);
+        tcp.register_listener(tcp_listener, Duration::from_secs(5));
+        Ok(Self {
+            tcp,
+            udp,
+            stop_udp,
+            local_addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -132,7 +149,9 @@ impl DnsServer {
     /// Serves until `shutdown` resolves.
     pub async fn run_until(mut self, shutdown: impl std::future::Future<Output = ()>) {
         shutdown.await;
-        if let Err(error) = self.server.shutdown_gracefully().await {
+        let _ = self.stop_udp.send(true);
+        while self.udp.join_next().await.is_some() {}
+        if let Err(error) = self.tcp.shutdown_gracefully().await {
             tracing::warn!(%error, "DNS server stopped with an error");
         }
     }

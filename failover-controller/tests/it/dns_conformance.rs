@@ -297,3 +297,39 @@ fn collect_findings(value: &serde_json::Value, path: &str, found: &mut Vec<Strin
         _ => {}
     }
 }
+
+#[test]
+fn a_malformed_query_gets_formerr_and_a_response_gets_nothing() {
+    let dns = shared_dns();
+    let socket = std::net::UdpSocket::bind((CLIENT_REGION_1, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    // A header that announces one question, then a name cut short.
+    let id = [0x12, 0x34];
+    let malformed = [
+        &id[..],
+        &[0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'p'],
+    ]
+    .concat();
+    socket.send_to(&malformed, dns).unwrap();
+    let mut buffer = [0u8; 512];
+    let (len, _) = socket
+        .recv_from(&mut buffer)
+        .expect("an answer to a malformed query");
+    assert!(len >= 12);
+    assert_eq!(buffer[..2], id, "same id");
+    assert_eq!(buffer[2] & 0x80, 0x80, "QR set");
+    assert_eq!(buffer[3] & 0x0f, 1, "RCODE FORMERR");
+    // The same bytes with QR set are a response: never answered (no reflection).
+    let response = [
+        &id[..],
+        &[0x80, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'p'],
+    ]
+    .concat();
+    socket.send_to(&response, dns).unwrap();
+    assert!(
+        socket.recv_from(&mut buffer).is_err(),
+        "a response was answered"
+    );
+}
