@@ -1,12 +1,13 @@
 //! The hickory-server request handler and the listeners: the protocol
 //! around [`ZoneLookup`]'s answer (opcode, EDNS, size, sending).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::authority::{MessageResponse, MessageResponseBuilder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::edns::Negotiated;
+use super::fast_answer::{self, Question};
 use super::lookup::{Reply, ZoneLookup};
 use super::{udp, DnsError, DnsView, ZoneConfig};
 
@@ -25,16 +27,45 @@ pub type SharedView = Arc<RwLock<Arc<DnsView>>>;
 /// UDP socket and for TCP; the clones share everything).
 #[derive(Clone)]
 pub struct ZoneHandler {
+    zone: Arc<ZoneConfig>,
     lookup: Arc<ZoneLookup>,
+    /// The service name in wire form, for the UDP fast path.
+    service_wire: Arc<[u8]>,
     view: SharedView,
 }
 
 impl ZoneHandler {
     pub fn new(zone: Arc<ZoneConfig>, view: SharedView) -> Self {
         Self {
-            lookup: Arc::new(ZoneLookup::new(zone)),
+            lookup: Arc::new(ZoneLookup::new(Arc::clone(&zone))),
+            service_wire: fast_answer::wire_name(&zone).into(),
+            zone,
             view,
         }
+    }
+
+    /// The view every answer comes from, on every path.
+    fn current_view(&self) -> Arc<DnsView> {
+        self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default()
+    }
+
+    /// Writes the answer to `question` into `buffer` through the UDP fast
+    /// path, or returns false when the general path must answer.
+    pub fn encode_fast(
+        &self,
+        question: &Question<'_>,
+        client: IpAddr,
+        buffer: &mut Vec<u8>,
+    ) -> bool {
+        let view = self.current_view();
+        fast_answer::encode(
+            &self.zone,
+            &self.service_wire,
+            &view,
+            question,
+            client,
+            buffer,
+        )
     }
 
     /// The sections of the response to `request`, checks first.
@@ -48,8 +79,35 @@ impl ZoneHandler {
         let Ok(info) = request.request_info() else {
             return Reply::error(ResponseCode::FormErr);
         };
-        let view = self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default();
-        self.lookup.lookup(&view, info.query, request.src().ip())
+        self.lookup
+            .lookup(&self.current_view(), info.query, request.src().ip())
+    }
+}
+
+/// The sections of a response as hickory-server's `MessageResponse` takes them.
+type Section<'a> = std::slice::Iter<'a, Record>;
+type Response<'q, 'a> = MessageResponse<'q, 'a, Section<'a>, Section<'a>, Section<'a>, Section<'a>>;
+
+impl ZoneHandler {
+    /// Encodes the response to a UDP `request` into `buffer`, for the
+    /// caller to send: no response handler, no task, no allocation of its
+    /// own ([`udp`] serves with it).
+    pub fn encode_udp_response(&self, request: &Request, buffer: &mut Vec<u8>) -> ResponseInfo {
+        let negotiated = Negotiated::new(request.edns(), request.protocol());
+        let reply = self.reply(request, &negotiated);
+        let mut encoder = BinEncoder::new(buffer);
+        encoder.set_max_size(u16::try_from(negotiated.max_response_len).unwrap_or(u16::MAX));
+        match response(request, negotiated, &reply).destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a DNS response");
+                buffer.clear();
+                let mut header = Header::response_from_request(request.header());
+                header.set_response_code(ResponseCode::ServFail);
+                let _ = header.emit(&mut BinEncoder::new(buffer));
+                header.into()
+            }
+        }
     }
 }
 
@@ -62,29 +120,43 @@ impl RequestHandler for ZoneHandler {
     ) -> ResponseInfo {
         let negotiated = Negotiated::new(request.edns(), request.protocol());
         let reply = self.reply(request, &negotiated);
-        let mut header = Header::response_from_request(request.header());
-        header.set_response_code(reply.code);
-        header.set_authoritative(reply.authoritative);
-        // An answer that does not fit the client's UDP payload goes out
-        // without records and with TC set, so that the client asks again
-        // over TCP (RFC 2181 9); never a partial RRset.
-        let fits = match request.queries().first() {
-            Some(query) => negotiated.fits(query.original(), &reply.answers, &reply.authority),
-            None => true,
-        };
-        header.set_truncated(!fits);
-        let (answers, authority) = if fits {
-            (&reply.answers[..], &reply.authority[..])
-        } else {
-            (&[][..], &[][..])
-        };
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = negotiated.response_edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(header, answers, &[], authority, &[]);
-        send(&mut response_handle, response).await
+        send(&mut response_handle, response(request, negotiated, &reply)).await
     }
+}
+
+/// The response message: header, the reply's sections and the OPT. An
+/// answer that does not fit the client's UDP payload goes out without
+/// records and with TC set, so that the client asks again over TCP
+/// (RFC 2181 9); never a partial RRset.
+fn response<'q, 'a>(
+    request: &'q Request,
+    negotiated: Negotiated,
+    reply: &'a Reply,
+) -> Response<'q, 'a> {
+    let mut header = Header::response_from_request(request.header());
+    header.set_response_code(reply.code);
+    header.set_authoritative(reply.authoritative);
+    let fits = match request.queries().first() {
+        Some(query) => negotiated.fits(query.original(), &reply.answers, &reply.authority),
+        None => true,
+    };
+    header.set_truncated(!fits);
+    let (answers, authority): (&[Record], &[Record]) = if fits {
+        (&reply.answers, &reply.authority)
+    } else {
+        (&[], &[])
+    };
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(edns) = negotiated.response_edns {
+        builder.edns(edns);
+    }
+    builder.build(
+        header,
+        answers.iter(),
+        [].iter(),
+        authority.iter(),
+        [].iter(),
+    )
 }
 
 async fn send<'a, R: ResponseHandler>(
