@@ -27,6 +27,9 @@ use super::server::ZoneHandler;
 /// The largest query accepted (EDNS clients rarely send more than 512).
 const MAX_QUERY_LEN: usize = 4096;
 
+/// The receive buffer asked for each socket.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// At most this many queries are answered before their answers are sent:
 /// answers sent back to back wake a waiting client once rather than once
 /// each (on loopback, the waking was a large part of a send's cost).
@@ -38,6 +41,10 @@ pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
         .map(|_| {
             let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
             socket.set_reuse_port(true)?;
+            // Room for a burst of queries while the task answers the last
+            // one (the kernel's default, about 200 KiB, dropped a few under
+            // the benchmark's load); the kernel caps it at net.core.rmem_max.
+            socket.set_recv_buffer_size(RECEIVE_BUFFER)?;
             socket.set_nonblocking(true)?;
             socket.bind(&addr.into())?;
             UdpSocket::from_std(socket.into())
