@@ -4,13 +4,22 @@
 //!
 //! Layout:
 //! - this module: the zone's static shape ([`ZoneConfig`]), the changing
-//!   part ([`DnsView`]: which regions serve), and the pure answer logic;
-//! - [`server`]: the hickory-server request handler on UDP and TCP.
+//!   part ([`DnsView`]: which regions serve), and which region answers whom;
+//! - [`lookup`]: the records (or NODATA, NXDOMAIN, REFUSED) for a question;
+//! - [`edns`]: EDNS(0) negotiation and whether a reply fits the client's
+//!   UDP payload;
+//! - [`server`]: the hickory-server request handler, on TCP through
+//!   hickory-server and on UDP through [`udp`] (a socket and a task per CPU),
+//!   where [`fast_answer`] answers the service name's A and AAAA queries.
 //!
 //! Every replica builds its view from the drain flags in the database, so
 //! every replica answers alike.
 
+pub mod edns;
+pub mod fast_answer;
+pub mod lookup;
 pub mod server;
+pub mod udp;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -192,7 +201,7 @@ pub fn answer_for(zone: &ZoneConfig, view: &DnsView, client: IpAddr) -> (String,
 mod tests {
     use super::*;
 
-    fn zone() -> ZoneConfig {
+    pub(crate) fn zone() -> ZoneConfig {
         let text = include_str!("../../config/example-3-regions.toml");
         let path = std::env::temp_dir().join(format!("fc-dns-{}.toml", uuid::Uuid::new_v4()));
         std::fs::write(&path, text).unwrap();

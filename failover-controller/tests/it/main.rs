@@ -1,10 +1,13 @@
 //! Integration tests of the failover controller, against the real things:
 //! PostgreSQL, HTTP and HTTPS servers (mutual TLS too) on loopback, the moto
-//! Route53 API server, a real DNS client, and the controller binary itself.
+//! Route53 API server, a real DNS client (and dig, drill and dnsviz), and the
+//! controller binary itself.
 
 mod admin;
 mod bench;
 mod dns;
+mod dns_conformance;
+mod dns_tools;
 mod early_leave;
 mod end_to_end;
 mod endpoints;
