@@ -21,22 +21,26 @@ pub fn fault_failback(
 ) -> Option<Failback> {
     let fault = &faults[index];
     let ended = fault.end_s?;
-    let left = matches!(
-        fault.dns,
-        Some(FaultDns::Left { .. } | FaultDns::AlreadyOut)
-    ) || dns_answers_include(dns, &fault.target, ended) == Some(false);
-    if !left {
-        return None;
-    }
     // The window of the way back: until the next fault on this region.
     let until = faults
         .iter()
         .filter(|other| other.target == fault.target && other.start_s >= ended)
         .map(|other| other.start_s)
         .fold(f64::INFINITY, f64::min);
+    // The way back starts once the region is out of DNS, which may be after
+    // the fault ended (a short fault still drains the region).
+    let out_from = match fault.dns {
+        Some(FaultDns::Left { at_s, .. }) => at_s.max(ended),
+        Some(FaultDns::AlreadyOut) => ended,
+        _ if dns_answers_include(dns, &fault.target, ended) == Some(false) => ended,
+        _ => return None,
+    };
+    if out_from >= until {
+        return None;
+    }
     let dns_back_at_s = dns
         .iter()
-        .filter(|o| o.t >= ended && o.t < until)
+        .filter(|o| o.t >= out_from && o.t < until)
         .find(|o| o.regions.contains(&fault.target))
         .map(|o| o.t);
     // First attempts only: a retry goes to the next region of the client's
@@ -47,7 +51,7 @@ pub fn fault_failback(
         .filter(|op| op.attempts == 1)
         .filter(|op| op.outcome == Outcome::Ok && op.served_by.as_deref() == Some(&fault.target))
         .map(|op| op.intended_s)
-        .filter(|&t| t >= ended && t < until)
+        .filter(|&t| t >= out_from && t < until)
         .fold(None, |first: Option<f64>, t| {
             Some(first.map_or(t, |f| f.min(t)))
         });
@@ -166,6 +170,18 @@ mod tests {
         assert_eq!(failback.dns_back_at_s, Some(32.4));
         assert_eq!(failback.dns_back_after_s, Some(12.4));
         assert_eq!(failback.served_again_after_s, Some(12.5));
+    }
+
+    #[test]
+    fn a_short_fault_that_drains_after_it_ended_measures_from_its_end_to_the_return() {
+        // Killed 10-12 s, out of DNS from 13.5 s, back at 25 s: the return
+        // is 13 s after the end, not the 12.1 s answer still holding it.
+        let dns = watch(40.0, |t| !(13.5..25.0).contains(&t));
+        let history: Vec<Operation> = [12.1, 26.0].into_iter().map(served).collect();
+        let faults = vec![kill(10.0, 12.0, &dns)];
+        let failback = fault_failback(&dns, &history, &faults, 0).unwrap();
+        assert_eq!(failback.dns_back_after_s, Some(13.0));
+        assert_eq!(failback.served_again_after_s, Some(14.0));
     }
 
     #[test]

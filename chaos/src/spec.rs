@@ -343,6 +343,12 @@ impl Drill {
         if h.max_failback_s.is_some_and(|s| s.is_nan() || s <= 0.0) {
             return bad("hypothesis.max_failback_s", "must be positive".into());
         }
+        if h.max_failback_s.is_some() && h.must_return.is_empty() {
+            return bad(
+                "hypothesis.max_failback_s",
+                "applies to the regions of hypothesis.must_return, which is empty".into(),
+            );
+        }
         // A region can only come back from a fault that ends.
         for region in &h.must_return {
             let ends = self

@@ -6,9 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-
-use crate::helpers::wait_for;
 
 /// `target/<profile>/service`, built beside this test binary.
 fn service_binary() -> PathBuf {
@@ -26,12 +25,19 @@ fn service_binary() -> PathBuf {
     path
 }
 
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind(format!("{ip}:0"))
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
+/// Each harness gets addresses of its own, `127.B.R.i`, so that tests
+/// running at once never share an address: a port another test took while
+/// a region was down cannot be mistaken for the region coming back.
+fn address_block() -> u8 {
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+    120 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+}
+
+/// Two distinct free ports on `ip` (both bound before either is released).
+fn two_free_ports(ip: &str) -> (SocketAddr, SocketAddr) {
+    let bind = || std::net::TcpListener::bind(format!("{ip}:0")).expect("bind a free port");
+    let (first, second) = (bind(), bind());
+    (first.local_addr().unwrap(), second.local_addr().unwrap())
 }
 
 /// One instance: where it listens, and its process while it runs.
@@ -41,11 +47,18 @@ pub struct ServiceInstance {
     pub addr: SocketAddr,
     admin: SocketAddr,
     database_url: String,
+    /// Where its stdout and stderr go, shown when it does not answer.
+    log: PathBuf,
     child: Option<Child>,
 }
 
 impl ServiceInstance {
     fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the instance's log");
         let child = Command::new(service_binary())
             .env("SERVICE_REGION", &self.region)
             .env("SERVICE_INSTANCE_ID", &self.id)
@@ -58,11 +71,24 @@ impl ServiceInstance {
             .env("SERVICE_DRAIN_PERIOD_MS", "0")
             .env("SERVICE_LOG_FILTER", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
             .spawn()
             .expect("start the service binary");
         self.child = Some(child);
+    }
+
+    /// Why it cannot answer, if its process has ended: the exit status
+    /// and the end of its log.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        Some(format!(
+            "{} exited ({status}); its log ends:\n{}",
+            self.id,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
     }
 
     /// SIGKILL, as a region dies.
@@ -89,16 +115,22 @@ impl ServiceRegions {
     /// Starts `count` regions of two instances and waits until every one
     /// answers its health endpoint.
     pub async fn start(database_url: &str, count: usize) -> Self {
+        let block = address_block();
+        let logs = std::env::temp_dir().join(format!("fc-services-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&logs).expect("log directory");
         let mut regions = Vec::new();
         for r in 1..=count {
             let mut instances = Vec::new();
             for i in 1..=2 {
-                let ip = format!("127.0.{r}.{i}");
+                let ip = format!("127.{block}.{r}.{i}");
+                let (addr, admin) = two_free_ports(&ip);
+                let id = format!("region-{r}-{i}");
                 let mut instance = ServiceInstance {
                     region: format!("region-{r}"),
-                    id: format!("region-{r}-{i}"),
-                    addr: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
-                    admin: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
+                    log: logs.join(format!("{id}.log")),
+                    id,
+                    addr,
+                    admin,
                     database_url: database_url.to_owned(),
                     child: None,
                 };
@@ -107,7 +139,7 @@ impl ServiceRegions {
             }
             regions.push(instances);
         }
-        let started = Self { regions };
+        let mut started = Self { regions };
         for index in 0..count {
             started.wait_region(index, "/healthz/instance", 200).await;
         }
@@ -130,31 +162,37 @@ impl ServiceRegions {
         self.wait_region(index, "/healthz/instance", 200).await;
     }
 
-    /// Waits until every instance of the region answers `path` with `status`.
-    pub async fn wait_region(&self, index: usize, path: &str, status: u16) {
+    /// Waits until every instance of the region answers `path` with
+    /// `status`; fails at once, with its log, if an instance has exited.
+    pub async fn wait_region(&mut self, index: usize, path: &str, status: u16) {
         let client = reqwest::Client::new();
         let urls: Vec<String> = self.regions[index]
             .iter()
             .map(|i| format!("http://{}{path}", i.addr))
             .collect();
-        let reached = wait_for(Duration::from_secs(20), || {
-            let (client, urls) = (client.clone(), urls.clone());
-            async move {
-                for url in &urls {
-                    let answered = client.get(url).send().await.ok()?.status().as_u16();
-                    if answered != status {
-                        return None;
-                    }
-                }
-                Some(())
+        let started = tokio::time::Instant::now();
+        'waiting: loop {
+            if let Some(why) = self.regions[index]
+                .iter_mut()
+                .find_map(ServiceInstance::exited)
+            {
+                panic!("region-{} cannot answer {path}: {why}", index + 1);
             }
-        })
-        .await;
-        assert!(
-            reached.is_some(),
-            "region-{} did not answer {path} with {status}",
-            index + 1
-        );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "region-{} did not answer {path} with {status} (logs in {})",
+                index + 1,
+                self.regions[index][0].log.parent().unwrap().display()
+            );
+            for url in &urls {
+                let answered = client.get(url).send().await.map(|r| r.status().as_u16());
+                if answered.ok() != Some(status) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'waiting;
+                }
+            }
+            return;
+        }
     }
 
     /// What the region's first instance answers on `path`: status and body.
