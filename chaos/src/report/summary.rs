@@ -270,8 +270,14 @@ pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
 /// "fault ended → back in DNS · served again +0.50 s".
 pub(crate) fn failback_detail(report: &DrillReport) -> String {
     let phases = &report.phases;
+    let never_left = report
+        .faults
+        .first()
+        .and_then(|first| crate::failback::last_fault_on(&report.faults, &first.target))
+        .is_some_and(|last| last.end_s.is_some() && last.failback.is_none());
     match (phases.fault_ended_at_s, phases.back_in_dns_at_s) {
         (None, _) => "the fault lasted to the end: no way back measured".to_string(),
+        (Some(_), None) if never_left => "never left DNS: nothing to come back from".to_string(),
         (Some(_), None) => "not back in DNS before the end of the drill".to_string(),
         (Some(_), Some(back)) => match phases.served_again_at_s {
             Some(served) => format!(

@@ -192,7 +192,6 @@ impl Settings {
     }
 }
 
-/// Checks one region's instances, health URLs and alias target.
 /// The service's admission endpoint: what the Route53 health checks probe.
 const ADMISSION_PATH: &str = "/healthz/region";
 
@@ -205,6 +204,7 @@ fn admission_probe_message() -> String {
     )
 }
 
+/// Checks one region's instances, health URLs and alias target.
 fn validate_region_endpoints(i: usize, region: &super::RegionSettings) -> Result<(), String> {
     if region.instances.is_empty() && region.health_urls.is_empty() {
         return Err(format!(

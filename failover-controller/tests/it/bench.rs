@@ -179,6 +179,11 @@ async fn bench_probes_per_second_on_one_core() {
                 .push(format!("\"{addr}\""));
         }
     }
+    assert_eq!(
+        instances.values().map(Vec::len).sum::<usize>(),
+        BENCH_REGIONS * BENCH_INSTANCES,
+        "the target server process printed every address before it was ready"
+    );
     let mut regions_toml = String::new();
     for (region, addrs) in &instances {
         regions_toml.push_str(&format!(

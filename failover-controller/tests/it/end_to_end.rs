@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::helpers::{get_json, resolve_a, settings, test_db, wait_for, Health, Regions};
 
 #[tokio::test]
-async fn a_dead_region_is_drained_and_restored() {
+async fn a_dead_region_is_drained_by_the_majority() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
     let mut stops = Vec::new();

@@ -112,6 +112,7 @@ fn verdict(state: &AppState) -> RegionVerdict {
     state.region_gate.verdict()
 }
 
+/// The `reason` of a drained region, on both signals.
 fn drain_reason(actor: &str, reason: &str) -> String {
     format!("region drained by {actor}: {reason}")
 }
@@ -125,11 +126,14 @@ fn cannot_serve_answer(
         RegionVerdict::DatabaseUnreachable { error } => {
             unavailable(state, "database_unreachable", error)
         }
-        _ => unavailable(
+        RegionVerdict::ShuttingDown => unavailable(
             state,
             "shutting_down",
             "the instance is shutting down".into(),
         ),
+        RegionVerdict::Serving | RegionVerdict::Drained { .. } => {
+            unreachable!("both handlers answer a serving or drained region themselves")
+        }
     }
 }
 

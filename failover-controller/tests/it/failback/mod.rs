@@ -109,6 +109,7 @@ async fn a_flapping_region_stays_out_and_its_hold_down_grows() {
     harness.services.restart_region(2).await;
     let healthy = Instant::now();
     let first = harness.wait_dns(2, true, Duration::from_secs(30)).await;
+    let first_healthy = healthy;
     assert_returned(
         first,
         restarting,
