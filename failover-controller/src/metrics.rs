@@ -14,6 +14,7 @@ pub struct Metrics {
     pub region_state: IntGaugeVec,
     pub region_votes: IntGaugeVec,
     pub vantage_disagreement: IntGaugeVec,
+    pub votes_ignored_total: IntCounterVec,
     pub dns_serving: IntGaugeVec,
     pub decisions_total: IntCounterVec,
     pub actions_total: IntCounterVec,
@@ -88,6 +89,11 @@ impl Metrics {
                 "failover_vantage_disagreement",
                 "1 when the counted vantage points disagree about the region.",
                 &["region"],
+            ),
+            votes_ignored_total: counter(
+                "failover_votes_ignored_total",
+                "Votes read in a decision round but not counted, by reason: unknown_vantage (cast by a vantage point that is not a configured region), unknown_region (cast on a region that is not configured). Counted every round the vote is read.",
+                &["reason"],
             ),
             dns_serving: gauge_vec(
                 "failover_dns_serving",

@@ -83,6 +83,8 @@ pub struct StatusSnapshot {
     pub freeze_reason: Option<String>,
     pub counted_vantages: Vec<String>,
     pub discarded_vantages: Vec<String>,
+    /// Vantage points that voted but are not configured regions: ignored.
+    pub ignored_vantages: Vec<String>,
     pub serving_regions: Vec<String>,
     pub regions: Vec<RegionStatus>,
     pub overrides: Vec<ActiveOverride>,

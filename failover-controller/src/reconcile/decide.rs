@@ -82,6 +82,7 @@ pub async fn round(
     let regions = ctx.settings.region_names();
     let fresh = votes::fresh(&ctx.pool, ctx.settings.probe.vote_freshness_ms).await?;
     let tally = quorum::tally(&regions, &fresh);
+    count_ignored(ctx, &tally);
     let active = overrides::active(&ctx.pool).await?;
     let mut flags = drain_flag::read_all(&ctx.pool).await?;
     let now = Instant::now();
@@ -171,6 +172,20 @@ fn dns_view(
 }
 
 const AUTOMATION_ACTOR: &str = "automation";
+
+/// Counts the votes the tally ignored (they never change a verdict).
+fn count_ignored(ctx: &Context, tally: &Tally) {
+    let ignored = &ctx.state.metrics.votes_ignored_total;
+    let counts = [
+        ("unknown_vantage", tally.ignored_votes.unknown_vantage),
+        ("unknown_region", tally.ignored_votes.unknown_region),
+    ];
+    for (reason, count) in counts {
+        if count > 0 {
+            ignored.with_label_values(&[reason]).inc_by(count as u64);
+        }
+    }
+}
 
 async fn record_decisions(ctx: &Context, plan: &Plan, tally: &Tally) {
     for decision in &plan.decisions {

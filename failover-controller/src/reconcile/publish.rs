@@ -99,7 +99,7 @@ pub fn publish(
             .set(i64::from(disagreement));
         let votes = fresh
             .iter()
-            .filter(|v| v.region == *region)
+            .filter(|v| v.region == *region && regions.contains(&v.vantage))
             .map(|v| {
                 let status = VoteStatus {
                     verdict: v.verdict,
@@ -138,6 +138,13 @@ pub fn publish(
         });
     }
     let previous = ctx.state.status();
+    if tally.ignored_vantages != previous.ignored_vantages && !tally.ignored_vantages.is_empty() {
+        tracing::warn!(
+            ignored = ?tally.ignored_vantages,
+            configured = ?regions,
+            "votes from vantage points that are not configured regions are ignored"
+        );
+    }
     ctx.state.set_status(StatusSnapshot {
         controller_id: ctx.controller_id.clone(),
         region: ctx.settings.region.clone(),
@@ -149,6 +156,7 @@ pub fn publish(
         freeze_reason: plan.freeze_reason.clone(),
         counted_vantages: tally.counted_vantages.clone(),
         discarded_vantages: tally.discarded_vantages.clone(),
+        ignored_vantages: tally.ignored_vantages.clone(),
         serving_regions: serving,
         regions: region_status,
         overrides: active,
