@@ -12,5 +12,6 @@ mod fencing;
 mod helpers;
 mod mtls_probe;
 mod processes;
+mod quorum;
 mod route53;
 mod tls_probe;
