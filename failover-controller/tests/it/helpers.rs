@@ -260,6 +260,27 @@ where
     None
 }
 
+/// A controller running in-process until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn start(app: failover_controller::app::Application) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, run }
+    }
+
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.run.await.unwrap().unwrap();
+    }
+}
+
 /// GETs JSON from a controller.
 pub async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url)

@@ -19,7 +19,9 @@ fn intruders(pool: sqlx::PgPool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             for vantage in ["intruder-a", "intruder-b"] {
-                for (region, verdict) in [("region-1", "up"), ("region-2", "down"), ("region-3", "up")] {
+                for (region, verdict) in
+                    [("region-1", "up"), ("region-2", "down"), ("region-3", "up")]
+                {
                     sqlx::query(
                         "INSERT INTO failover_votes (vantage, region, verdict, consecutive, rtt_ms, last_error, observed_at) \
                          VALUES ($1, $2, $3, 5, NULL, '', now()) \
@@ -81,7 +83,10 @@ async fn one_vantage_and_unknown_ones_never_drain_two_configured_ones_do() {
     regions.set_region(1, Health::Unavailable);
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(4) {
-        assert!(!drained(&db.pool, "region-2").await, "drained by one vantage point");
+        assert!(
+            !drained(&db.pool, "region-2").await,
+            "drained by one vantage point"
+        );
         let (_, ips) = resolve_a(dns1, client2, NAME).await;
         assert_eq!(ips, region2, "left out of DNS by one vantage point");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,7 +121,10 @@ async fn one_vantage_and_unknown_ones_never_drain_two_configured_ones_do() {
     })
     .await
     .expect("drained by two of three configured vantage points");
-    println!("two of three configured vantage points drained region-2 {:?} after the second started", majority_at.elapsed());
+    println!(
+        "two of three configured vantage points drained region-2 {:?} after the second started",
+        majority_at.elapsed()
+    );
 
     // The way back: healthy again, restored after the hold-down (3 s).
     regions.set_region(1, Health::Ok);
