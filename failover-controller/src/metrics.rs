@@ -2,7 +2,8 @@
 //! them.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric of the controller, registered in its own registry.
@@ -23,6 +24,8 @@ pub struct Metrics {
     pub lease_held: IntGauge,
     pub lease_epoch: IntGauge,
     pub frozen: IntGauge,
+    pub view_age_seconds: Gauge,
+    pub view_stale: IntGauge,
 }
 
 impl Metrics {
@@ -124,6 +127,21 @@ impl Metrics {
             lease_held: gauge("failover_lease_held", "1 while this replica holds the leader lease."),
             lease_epoch: gauge("failover_lease_epoch", "The lease epoch this replica last saw."),
             frozen: gauge("failover_frozen", "1 while automation is frozen."),
+            view_age_seconds: {
+                let g = Gauge::new(
+                    "failover_view_age_seconds",
+                    "Seconds since this replica's last successful decision round read votes, overrides and drain flags from the database (since start while none has).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            view_stale: gauge(
+                "failover_view_stale",
+                "1 while this replica's view is older than decision.max_view_age_ms (or it never had one): its DNS answers SERVFAIL for the zone and /readyz fails.",
+            ),
             registry,
         }
     }

@@ -67,6 +67,11 @@ impl ZoneHandler {
             return None;
         }
         let view = self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default();
+        // Not from a view the database no longer refreshes: SERVFAIL sends
+        // resolvers to another name server (ARCHITECTURE.md, staleness).
+        if !view.is_fresh(tokio::time::Instant::now()) {
+            return Some((ResponseCode::ServFail, vec![], vec![]));
+        }
         let soa = self.soa(view.serial);
         let owner: Name = name.clone().into();
         if *name == self.zone_lower {
@@ -130,7 +135,7 @@ impl RequestHandler for ZoneHandler {
             let response = builder.error_msg(request.header(), ResponseCode::Refused);
             return send(&mut response_handle, response).await;
         };
-        header.set_authoritative(true);
+        header.set_authoritative(code != ResponseCode::ServFail);
         header.set_recursion_available(false);
         header.set_response_code(code);
         let response = builder.build(

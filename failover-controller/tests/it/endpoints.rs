@@ -13,7 +13,7 @@ use hickory_client::proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::udp::UdpClientStream;
 
-use crate::helpers::{settings, test_db, wait_for, Health, HealthServer};
+use crate::helpers::{settings, test_db, wait_for, wait_ready, Health, HealthServer};
 use crate::route53::{
     credentials, raw_client, route53_toml, start_moto, upsert, zone_with_foreign_records,
 };
@@ -135,6 +135,7 @@ async fn alias_records_follow_health_urls_and_dns_answers_with_a_cname() {
     })
     .await
     .expect("three alias latency records");
+    wait_ready(&http[0]).await;
     let client2: IpAddr = "127.0.2.9".parse().unwrap();
     assert_eq!(cname_for(dns, client2).await, Some(alb(2)));
 

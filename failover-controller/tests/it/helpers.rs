@@ -281,6 +281,18 @@ impl Running {
     }
 }
 
+/// Waits until a controller's `/readyz` answers 200: it has read its view
+/// from the database (before that its DNS answers SERVFAIL).
+pub async fn wait_ready(http: &str) {
+    let url = format!("{http}/readyz");
+    wait_for(Duration::from_secs(15), || async {
+        let response = reqwest::get(&url).await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await
+    .expect("the controller becomes ready");
+}
+
 /// GETs JSON from a controller.
 pub async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url)

@@ -4,6 +4,8 @@
 
 mod admin;
 mod bench;
+mod db_outage;
+mod db_proxy;
 mod dns;
 mod early_leave;
 mod end_to_end;
