@@ -193,6 +193,19 @@ mod tests {
         ];
         let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+
+        let env = vec![
+            ("FAILOVER_REGION".to_string(), "region-1".to_string()),
+            (
+                "FAILOVER_DECISION__MAX_VIEW_AGE_MS".to_string(),
+                "500".to_string(),
+            ),
+        ];
+        let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("decision.max_view_age_ms"),
+            "{err}"
+        );
     }
 
     #[test]

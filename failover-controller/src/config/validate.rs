@@ -94,6 +94,13 @@ impl Settings {
                 "lease.renew_interval_ms: must be positive and at most half of lease.ttl_ms".into(),
             );
         }
+        if d.max_view_age_ms < l.ttl_ms || d.max_view_age_ms < d.interval_ms * 4 {
+            return Err(
+                "decision.max_view_age_ms: must be at least lease.ttl_ms and at least four \
+                 decision.interval_ms (a healthy replica refreshes its view every round)"
+                    .into(),
+            );
+        }
         self.validate_dns(&names)?;
         self.validate_route53()
     }

@@ -58,6 +58,10 @@ impl ZoneHandler {
         buffer: &mut Vec<u8>,
     ) -> bool {
         let view = self.current_view();
+        // A stale view goes to the general path, which answers SERVFAIL.
+        if !view.is_fresh(tokio::time::Instant::now()) {
+            return false;
+        }
         fast_answer::encode(
             &self.zone,
             &self.service_wire,
@@ -76,11 +80,16 @@ impl ZoneHandler {
         if negotiated.bad_version {
             return Reply::error(ResponseCode::BADVERS);
         }
+        let view = self.current_view();
+        // Not from a view the database no longer refreshes: SERVFAIL sends
+        // resolvers to another name server (ARCHITECTURE.md, staleness).
+        if !view.is_fresh(tokio::time::Instant::now()) {
+            return Reply::error(ResponseCode::ServFail);
+        }
         let Ok(info) = request.request_info() else {
             return Reply::error(ResponseCode::FormErr);
         };
-        self.lookup
-            .lookup(&self.current_view(), info.query, request.src().ip())
+        self.lookup.lookup(&view, info.query, request.src().ip())
     }
 }
 

@@ -260,6 +260,39 @@ where
     None
 }
 
+/// A controller running in-process until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn start(app: failover_controller::app::Application) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, run }
+    }
+
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.run.await.unwrap().unwrap();
+    }
+}
+
+/// Waits until a controller's `/readyz` answers 200: it has read its view
+/// from the database (before that its DNS answers SERVFAIL).
+pub async fn wait_ready(http: &str) {
+    let url = format!("{http}/readyz");
+    wait_for(Duration::from_secs(15), || async {
+        let response = reqwest::get(&url).await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await
+    .expect("the controller becomes ready");
+}
+
 /// GETs JSON from a controller.
 pub async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url)

@@ -5,6 +5,8 @@
 
 mod admin;
 mod bench;
+mod db_outage;
+mod db_proxy;
 mod dns;
 mod dns_conformance;
 mod dns_tools;
@@ -16,6 +18,7 @@ mod fencing;
 mod helpers;
 mod mtls_probe;
 mod processes;
+mod quorum;
 mod route53;
 mod services;
 mod tls_probe;
