@@ -214,10 +214,33 @@ mod tests {
     use super::*;
     use crate::dns::server::ZoneHandler;
 
+    /// A handler whose view was just read from the database.
     fn handler() -> ZoneHandler {
         let zone = crate::dns::tests::zone();
-        let view = Arc::new(RwLock::new(Arc::new(DnsView::all_serving(&zone))));
+        let mut view = DnsView::all_serving(&zone);
+        view.refreshed_at = Some(tokio::time::Instant::now());
+        view.max_age = std::time::Duration::from_secs(3600);
+        let view = Arc::new(RwLock::new(Arc::new(view)));
         ZoneHandler::new(Arc::new(zone), view)
+    }
+
+    #[test]
+    fn a_stale_view_gets_servfail_on_both_paths() {
+        let zone = crate::dns::tests::zone();
+        let never_read = Arc::new(RwLock::new(Arc::new(DnsView::all_serving(&zone))));
+        let handler = ZoneHandler::new(Arc::new(zone), never_read);
+        let src: SocketAddr = "127.0.1.9:5000".parse().unwrap();
+        let datagram = query("api.svc.failover.test.", RecordType::A, None);
+        assert!(
+            fast(&handler, &datagram, src).is_none(),
+            "the fast path declines"
+        );
+        let answer = Message::from_vec(&general(&handler, &datagram, src)).unwrap();
+        assert_eq!(
+            answer.response_code(),
+            hickory_proto::op::ResponseCode::ServFail
+        );
+        assert!(!answer.authoritative());
     }
 
     /// A query as a resolver sends it: RD and CD set, EDNS with `payload`
