@@ -71,6 +71,11 @@ impl ZoneLookup {
         if query.query_class() != DNSClass::IN || !self.apex.zone_of(name) {
             return Reply::error(ResponseCode::Refused);
         }
+        // Not from a view the database no longer refreshes: SERVFAIL sends
+        // resolvers to another name server (ARCHITECTURE.md, staleness).
+        if !view.is_fresh(tokio::time::Instant::now()) {
+            return Reply::error(ResponseCode::ServFail);
+        }
         // The client's spelling of the question, and of the apex within it.
         let owner = query.original().name();
         let apex = owner.trim_to(self.apex_labels);

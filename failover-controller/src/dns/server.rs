@@ -81,11 +81,6 @@ impl ZoneHandler {
             return Reply::error(ResponseCode::BADVERS);
         }
         let view = self.current_view();
-        // Not from a view the database no longer refreshes: SERVFAIL sends
-        // resolvers to another name server (ARCHITECTURE.md, staleness).
-        if !view.is_fresh(tokio::time::Instant::now()) {
-            return Reply::error(ResponseCode::ServFail);
-        }
         let Ok(info) = request.request_info() else {
             return Reply::error(ResponseCode::FormErr);
         };
