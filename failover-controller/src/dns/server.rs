@@ -68,7 +68,8 @@ impl ZoneHandler {
         }
         let view = self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default();
         // Not from a view the database no longer refreshes: SERVFAIL sends
-        // resolvers to another name server (ARCHITECTURE.md, staleness).
+        // resolvers to another name server (ARCHITECTURE.md, "When the
+        // database fails").
         if !view.is_fresh(tokio::time::Instant::now()) {
             return Some((ResponseCode::ServFail, vec![], vec![]));
         }
