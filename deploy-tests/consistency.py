@@ -181,9 +181,11 @@ def check_controller_regions(checks, controller_config, topo):
         where = f"controller config {region}"
         instances = entry.get("instances", [])
         checks.equal(f"{where}: no placeholder (TEST-NET) instances", [i for i in instances if i.startswith(TEST_NETS)], [])
-        url = f"https://{settings['regional_fqdn']}{topo['paths']['region_health']}"
-        checks.equal(f"{where}: health_urls = the region's own name + region-health path", entry.get("health_urls"), [url])
-        checks.equal(f"{where}: health URL path = Route53 health check path", topo["health_check"]["resource_path"], topo["paths"]["region_health"])
+        # The controllers probe health apart from the drain flag; the Route53
+        # health check probes admission. Probing admission would keep a
+        # region the controller drained out forever.
+        url = f"https://{settings['regional_fqdn']}{topo['paths']['instance_health']}"
+        checks.equal(f"{where}: health_urls = the region's own name + instance-health path", entry.get("health_urls"), [url])
         alias = entry.get("alias_dns_name", "")
         pattern = rf"^(dualstack\.)?{re.escape(topo['prefix'])}-{re.escape(settings['short_name'])}-api-[0-9a-z-]+\.{re.escape(region)}\.elb\.amazonaws\.com\.?$"
         checks.true(f"{where}: alias_dns_name is the region module's ALB ({topo['prefix']}-{settings['short_name']}-api-*.{region}.elb.amazonaws.com)",
@@ -311,6 +313,7 @@ def main():
         if "pods" in name:
             checks.equal(f"security group rule {name} port", first(rule["from_port"]), port_of(service_defaults["listen_address"]))
     checks.equal("Route53 health check path", topo["health_check"]["resource_path"], "/healthz/region")
+    checks.equal("unrouted instance health check path", topo["health_check"]["instance_resource_path"], "/healthz/instance")
     checks.equal("Route53 health check port", topo["health_check"]["port"], 443)
     iam = (region_tf / "iam.tf").read_text()
     checks.true("IRSA subject names the failover-controller ServiceAccount", ':failover-controller"' in iam)
@@ -321,7 +324,8 @@ def main():
     checks.equal("dns.zone = authoritative zone", controller_config["dns"]["zone"], topo["authoritative_zone"] + ".")
     checks.equal("dns.nameservers = the regions' name servers", controller_config["dns"]["nameservers"], [topo["regions"][r]["name_server_fqdn"] + "." for r in tf_regions])
     checks.equal("dns.ttl_seconds = terraform record_ttl_seconds", controller_config["dns"]["ttl_seconds"], topo["ttl"])
-    checks.equal("probe.path = Route53 health check path", controller_config["probe"]["path"], topo["health_check"]["resource_path"])
+    checks.equal("probe.path = instance-health path", controller_config["probe"]["path"], topo["paths"]["instance_health"])
+    checks.true("probe.path is not the Route53 (admission) health check path", controller_config["probe"]["path"] != topo["health_check"]["resource_path"])
     zone_ids = {params["HOSTED_ZONE_ID"] for params in params_by_region.values()}
     checks.equal("params.env HOSTED_ZONE_ID = route53.hosted_zone_id", zone_ids, {controller_config["route53"]["hosted_zone_id"]})
     if controller_defaults is None:
@@ -329,7 +333,7 @@ def main():
     else:
         unknown = keys_of({k: v for k, v in controller_config.items() if k != "regions"}) - keys_of(controller_defaults)
         checks.equal("controller config uses only keys the controller knows", sorted(unknown), [])
-        checks.equal("controller default probe.path", controller_defaults["probe"]["path"], topo["health_check"]["resource_path"])
+        checks.equal("controller default probe.path = instance-health path", controller_defaults["probe"]["path"], topo["paths"]["instance_health"])
         known = region_setting_fields()
         used = set().union(*(r.keys() for r in controller_config["regions"]))
         checks.equal("controller config region keys are fields of RegionSettings", sorted(used - known), [])
@@ -344,7 +348,7 @@ def main():
     checks.equal("migration Job runs `service migrate`", container(job)["args"], ["migrate"])
 
     print("binaries' sources")
-    for crate, paths in (("service", [topo["paths"]["liveness"], topo["paths"]["readiness"], topo["paths"]["region_health"], topo["paths"]["metrics"]]),
+    for crate, paths in (("service", [topo["paths"]["liveness"], topo["paths"]["readiness"], topo["paths"]["region_health"], topo["paths"]["instance_health"], topo["paths"]["metrics"]]),
                          ("failover-controller", ["/healthz", "/readyz", "/metrics"])):
         literals = rust_string_literals(crate)
         if not literals:

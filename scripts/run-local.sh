@@ -26,7 +26,7 @@ target/release/service migrate
 cat >&2 <<MSG
 run-local.sh: the service of region $region is starting.
   API         http://$SERVICE_LISTEN_ADDRESS/v1/...   (OpenAPI: /openapi.json)
-  health      http://$SERVICE_LISTEN_ADDRESS/healthz/region  /readyz  /livez
+  health      http://$SERVICE_LISTEN_ADDRESS/healthz/region (admission)  /healthz/instance  /readyz  /livez
   metrics     http://$SERVICE_ADMIN_ADDRESS/metrics
   database    $DATABASE_URL
 Try:

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Installs the tools that tests and checks need, idempotently:
-# - Debian packages: postgresql (via pg.sh), prometheus (promtool);
+# - Debian packages: postgresql (via pg.sh), prometheus (promtool), and the
+#   DNS tools of the controller's conformance tests: bind9-dnsutils (dig),
+#   ldnsutils (drill), dnsviz;
 # - Python packages listed in scripts/requirements-test.txt, in a virtualenv
 #   at target/py (so nothing is installed into the system Python).
 set -euo pipefail
 
 tools_install() {
   local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  if ! command -v promtool >/dev/null 2>&1; then
-    echo "tools.sh: installing promtool (Debian package prometheus)" >&2
+  # command -> Debian package; only the missing ones are installed.
+  local wanted=(promtool:prometheus dig:bind9-dnsutils drill:ldnsutils dnsviz:dnsviz)
+  local missing=() pair
+  for pair in "${wanted[@]}"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "tools.sh: installing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   local req="$root/scripts/requirements-test.txt"
   local venv="$root/target/py"

@@ -259,6 +259,14 @@ pub fn phases(
         .flatten()
         .fold(fault.start_s, f64::max);
     phases.recovered_at_s = Some(recovered);
+    // The way back: from the end of the last fault on the target.
+    if let Some(last) = crate::failback::last_fault_on(faults, target) {
+        phases.fault_ended_at_s = last.end_s;
+        phases.back_in_dns_at_s = last.failback.and_then(|f| f.dns_back_at_s);
+        phases.served_again_at_s = last.failback.and_then(|f| f.served_again_at_s);
+        phases.failback_s = last.failback.and_then(|f| f.dns_back_after_s);
+        phases.served_again_s = last.failback.and_then(|f| f.served_again_after_s);
+    }
     let since = |at: Option<f64>| at.map(|at| ((at - fault.start_s) * 1000.0).round() / 1000.0);
     phases.detect_s = since(phases.detected_at_s);
     phases.drain_s = since(phases.drained_at_s);
@@ -421,6 +429,7 @@ mod tests {
             start_s,
             end_s: Some(end_s),
             dns: None,
+            failback: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod control;
 pub mod deployment;
 pub mod drill;
 pub mod driver;
+pub mod failback;
 pub mod load;
 pub mod model;
 pub mod postgres;

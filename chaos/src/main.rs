@@ -297,6 +297,13 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
         show(phases.dns_s),
         show(phases.recover_s)
     );
+    if phases.fault_ended_at_s.is_some() {
+        println!(
+            "  way back (from the fault's end): back in DNS {}  served again {}",
+            show(phases.failback_s),
+            show(phases.served_again_s)
+        );
+    }
     let totals = &report.totals;
     println!(
         "  requests {}  ok {}  failed {}  unknown {}  ok after retry {}  lost writes {}",

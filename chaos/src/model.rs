@@ -91,6 +91,25 @@ pub struct FaultWindow {
     /// was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<FaultDns>,
+    /// The way back after the fault ended: `None` for a fault still active
+    /// at the end, or whose target never left DNS (nothing to come back
+    /// from), and in reports written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<Failback>,
+}
+
+/// When a fault's target came back after the fault ended (`end_s`), before
+/// the next fault on the same region began (or the drill ended).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Failback {
+    /// Back in some client region's DNS answers (`None`: not back in time).
+    pub dns_back_at_s: Option<f64>,
+    /// `dns_back_at_s` minus the fault's end: the failback time.
+    pub dns_back_after_s: Option<f64>,
+    /// The first request that DNS sent to the region (a first attempt, not
+    /// a retry) and it served, after the fault's end.
+    pub served_again_at_s: Option<f64>,
+    pub served_again_after_s: Option<f64>,
 }
 
 /// A fault window's DNS outcome, as the clients saw it.
@@ -132,10 +151,26 @@ pub struct Phases {
     pub dns_changed_at_s: Option<f64>,
     /// Every client region back above the success threshold for good.
     pub recovered_at_s: Option<f64>,
+    /// The end of the last fault on the first fault's target: where the
+    /// way back starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_ended_at_s: Option<f64>,
+    /// The target back in the clients' DNS answers after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_in_dns_at_s: Option<f64>,
+    /// The first request served by the target after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_again_at_s: Option<f64>,
     pub detect_s: Option<f64>,
     pub drain_s: Option<f64>,
     pub dns_s: Option<f64>,
     pub recover_s: Option<f64>,
+    /// Failback time: fault's end to back in DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_s: Option<f64>,
+    /// Fault's end to the first request served by the region again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_again_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

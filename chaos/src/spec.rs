@@ -101,6 +101,13 @@ pub struct Hypothesis {
     /// Regions that must have been drained by the end.
     #[serde(default)]
     pub must_drain: Vec<String>,
+    /// Regions that must be back in DNS after their last fault ended (the
+    /// way back is half of every failover).
+    #[serde(default)]
+    pub must_return: Vec<String>,
+    /// ...within this many seconds of that fault's end.
+    #[serde(default)]
+    pub max_failback_s: Option<f64>,
 }
 
 /// One fault of the method.
@@ -305,6 +312,7 @@ impl Drill {
             ("load.client_regions", &load.client_regions),
             ("hypothesis.never_drained", &self.hypothesis.never_drained),
             ("hypothesis.must_drain", &self.hypothesis.must_drain),
+            ("hypothesis.must_return", &self.hypothesis.must_return),
         ] {
             if let Some(unknown) = regions.iter().find(|r| !topology.regions.contains(r)) {
                 return bad(
@@ -331,6 +339,32 @@ impl Drill {
         }
         if h.max_p99_ms <= 0.0 {
             return bad("hypothesis.max_p99_ms", "must be positive".into());
+        }
+        if h.max_failback_s.is_some_and(|s| s.is_nan() || s <= 0.0) {
+            return bad("hypothesis.max_failback_s", "must be positive".into());
+        }
+        if h.max_failback_s.is_some() && h.must_return.is_empty() {
+            return bad(
+                "hypothesis.max_failback_s",
+                "applies to the regions of hypothesis.must_return, which is empty".into(),
+            );
+        }
+        // A region can only come back from a fault that ends.
+        for region in &h.must_return {
+            let ends = self
+                .method
+                .iter()
+                .filter(|f| &f.target == region)
+                .all(|f| f.duration_s.is_some());
+            let faulted = self.method.iter().any(|f| &f.target == region);
+            if !faulted || !ends {
+                return bad(
+                    "hypothesis.must_return",
+                    format!(
+                        "{region:?} must be the target of faults that all end (give each a duration_s)"
+                    ),
+                );
+            }
         }
         for (index, fault) in self.method.iter().enumerate() {
             let field = |name: &str| format!("method[{index}].{name}");

@@ -112,17 +112,42 @@ fn region_kill_fails_over_without_losing_writes() {
             .count();
         assert!(bad <= 3, "{client}: {bad} bad seconds after the drain");
     }
-    // Traffic moved: nothing is served by the dead region after DNS changed.
+    // Traffic moved: nothing is served by the dead region after DNS changed
+    // and before it was restarted.
     let changed = phases.dns_changed_at_s.unwrap();
+    let ended = phases.fault_ended_at_s.expect("the kill ended");
     let late: u64 = report
         .timeline
         .iter()
-        .filter(|b| f64::from(b.second) > changed + 1.0)
+        .filter(|b| f64::from(b.second) > changed + 1.0 && f64::from(b.second) + 1.0 < ended)
         .map(|b| b.served_by.get("eu-west-1").copied().unwrap_or(0))
         .sum();
     assert_eq!(
         late, 0,
         "requests served by the dead region after the DNS change"
+    );
+    // The way back: the restarted region returns after the hold-down (10 s)
+    // and serves its clients again, not before the controller restores it.
+    let failback = phases.failback_s.expect("eu-west-1 back in DNS");
+    let served = phases.served_again_s.expect("eu-west-1 served again");
+    println!(
+        "region-kill: failover {:?} s, failback {failback} s, served again {served} s",
+        phases.dns_s
+    );
+    assert!(
+        failback >= 10.0,
+        "back in DNS {failback} s after the restart: before the hold-down"
+    );
+    let restored = report
+        .events
+        .iter()
+        .find(|e| e.kind == "restore" && e.at_s > ended)
+        .expect("a restore event after the fault ended");
+    let back = phases.back_in_dns_at_s.unwrap();
+    assert!(
+        restored.at_s <= back + 0.5,
+        "DNS back at {back} s before the restore at {}",
+        restored.at_s
     );
 }
 
@@ -142,6 +167,11 @@ fn leader_kill_moves_the_lease_and_drains_nothing() {
 fn leader_region_kill_leaves_dns_before_the_new_leader_drains() {
     let report = run_drill("leader-region-kill");
     assert_eq!(report.totals.writes_lost, 0);
+    assert!(
+        report.phases.failback_s.is_some(),
+        "the old leader's region came back under the new leader: {:?}",
+        report.phases
+    );
     let fault = &report.faults[0];
     assert!(
         report.regions.contains(&fault.target),
@@ -209,6 +239,13 @@ fn flapping_region_leaves_fast_and_stays_out_between_failures() {
         "drained once and kept out: {:?}",
         report.events
     );
+    // And back once, after the last kill and a hold-down that grew with
+    // each relapse (10 s base, doubled twice: about 40 s).
+    let back = report.phases.back_in_dns_at_s.expect("back in DNS");
+    assert!(
+        back >= last_kill_ends + 35.0,
+        "back at {back} s: the hold-down did not grow"
+    );
 }
 
 #[test]
@@ -231,6 +268,15 @@ fn bad_drill_files_get_errors_that_name_the_field() {
         (
             good.replace("must_drain: [eu-west-1]", "must_drain: [moon-1]"),
             "hypothesis.must_drain",
+        ),
+        // A region cannot come back from a fault that never ends.
+        (
+            good.replace("    duration_s: 10\n", ""),
+            "hypothesis.must_return",
+        ),
+        (
+            good.replace("max_failback_s: 16", "max_failback_s: -1"),
+            "hypothesis.max_failback_s",
         ),
         (
             "title: x\nload: {rate_per_client_region: 10\n".to_owned(),

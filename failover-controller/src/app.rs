@@ -31,7 +31,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates nothing (see `migrate`), binds HTTP and DNS.
+    /// Binds HTTP and DNS; connects to the database only when running (a
+    /// database that is down does not stop the start), migrates nothing
+    /// (see `migrate`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with(settings, None).await
     }
@@ -42,9 +44,11 @@ impl Application {
         route53_credentials: Option<aws_sdk_route53::config::Credentials>,
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
-        let pool = db::connect(settings.database_url.expose(), 8)
-            .await
-            .context("cannot connect to the database")?;
+        // Half a lease TTL: a round (bounded by the TTL) then reports the
+        // database unreachable rather than merely slow.
+        let acquire_timeout = Duration::from_millis(settings.lease.ttl_ms / 2);
+        let pool = db::connect_lazy(settings.database_url.expose(), 8, acquire_timeout)
+            .context("database_url: not a usable PostgreSQL URL")?;
         let metrics = Metrics::new();
         let zone = Arc::new(ZoneConfig::from_settings(&settings)?);
         let state = State::new(metrics.clone(), DnsView::all_serving(&zone));
@@ -118,21 +122,6 @@ impl Application {
             ..
         } = self;
         let (stop_tx, _) = broadcast::channel::<()>(1);
-        let mut tasks = JoinSet::new();
-        tasks.spawn(reconcile::probe_loop(
-            Arc::clone(&ctx),
-            prober,
-            stop_tx.subscribe(),
-        ));
-        tasks.spawn(reconcile::lease_loop(Arc::clone(&ctx), stop_tx.subscribe()));
-        tasks.spawn(decide::decide_loop(Arc::clone(&ctx), stop_tx.subscribe()));
-        if let Some(records) = ctx.route53.clone() {
-            tasks.spawn(route53_sync::route53_loop(
-                Arc::clone(&ctx),
-                records,
-                stop_tx.subscribe(),
-            ));
-        }
         let router = http::router(http::HttpContext {
             state: Arc::clone(&ctx.state),
             pool: ctx.pool.clone(),
@@ -156,21 +145,53 @@ impl Application {
                 let _ = dns_stop.recv().await;
             }))
         });
+        // The loops start once the database answers; until then /healthz
+        // answers, /readyz says why not, and DNS answers SERVFAIL.
+        let loops = tokio::spawn(run_loops(Arc::clone(&ctx), prober, &stop_tx));
         ctx.state.set_ready(true);
         shutdown.await;
         tracing::info!("shutting down");
         ctx.state.set_ready(false);
         tokio::time::sleep(Duration::from_secs(ctx.settings.shutdown_drain_seconds)).await;
         let _ = stop_tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), loops).await;
         let _ = servers_stop.send(());
         if let Some(task) = dns_task {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
         Ok(())
+    }
+}
+
+/// Waits for the database, then runs the probe, lease, decision and Route53
+/// loops until stopped. The receivers are taken before the wait, so that a
+/// stop during it is not missed.
+fn run_loops(
+    ctx: Arc<Context>,
+    prober: Prober,
+    stop_tx: &broadcast::Sender<()>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut wait_stop = stop_tx.subscribe();
+    let probe_stop = stop_tx.subscribe();
+    let lease_stop = stop_tx.subscribe();
+    let decide_stop = stop_tx.subscribe();
+    let route53_stop = stop_tx.subscribe();
+    async move {
+        if !reconcile::wait_for_database(&ctx, &mut wait_stop).await {
+            return;
+        }
+        let mut loops = JoinSet::new();
+        loops.spawn(reconcile::probe_loop(Arc::clone(&ctx), prober, probe_stop));
+        loops.spawn(reconcile::lease_loop(Arc::clone(&ctx), lease_stop));
+        loops.spawn(decide::decide_loop(Arc::clone(&ctx), decide_stop));
+        if let Some(records) = ctx.route53.clone() {
+            loops.spawn(route53_sync::route53_loop(
+                Arc::clone(&ctx),
+                records,
+                route53_stop,
+            ));
+        }
+        while loops.join_next().await.is_some() {}
     }
 }

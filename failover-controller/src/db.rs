@@ -1,6 +1,8 @@
-//! The database boundary: pool, migrations, and the one retry helper for
-//! serialization failures (SERIALIZABLE on PostgreSQL, as on CockroachDB).
+//! The database boundary: pool, migrations (and the start-up check that
+//! they are applied), and the one retry helper for serialization failures
+//! (SERIALIZABLE on PostgreSQL, as on CockroachDB).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -15,6 +17,31 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("controller migrations {missing:?} not applied (run `failover-controller migrate`)")]
+    MigrationsPending { missing: Vec<i64> },
+}
+
+impl DbError {
+    /// What the failure means for this replica, in a few words that are
+    /// safe to show on `/readyz` (the error itself goes to the log).
+    pub fn problem(&self) -> &'static str {
+        match self {
+            DbError::Sqlx(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_),
+            ) => "database unreachable",
+            DbError::Sqlx(sqlx::Error::Database(_)) => "database query failed",
+            DbError::Sqlx(_) => "database error",
+            DbError::Migrate(_) => "database migrations failed",
+            DbError::MigrationsPending { .. } => {
+                "database reachable, controller migrations not applied"
+            }
+        }
+    }
 }
 
 /// An open transaction handed to a retried closure.
@@ -25,23 +52,74 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Opens a small pool; every connection runs SERIALIZABLE transactions.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     let options: PgConnectOptions = url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    let pool = pool_options(max_connections)
         .connect_with(options.application_name("failover-controller"))
         .await?;
     Ok(pool)
+}
+
+/// A pool that connects on first use, so that the controller starts (binds,
+/// serves `/healthz`, reports not ready) while the database is down. Only a
+/// malformed URL fails here. `acquire_timeout` bounds the wait for a
+/// connection, including the driver's own retries while the server refuses
+/// connections, so that the caller learns "unreachable" within its round.
+pub fn connect_lazy(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, DbError> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(pool_options(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options.application_name("failover-controller")))
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+}
+
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.set_locking(false);
+    migrator
 }
 
 /// Applies the controller's migrations. They share `_sqlx_migrations` with
 /// the service's, hence `ignore_missing`; locking is off because
 /// CockroachDB has no advisory locks.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.set_ignore_missing(true);
-    migrator.set_locking(false);
-    migrator.run(pool).await?;
+    migrator().run(pool).await?;
     Ok(())
+}
+
+/// Checks that the database answers and that every migration of the
+/// controller is applied (they run as their own job, before the replicas);
+/// changes nothing.
+pub async fn check_schema(pool: &PgPool) -> Result<(), DbError> {
+    let applied: Vec<(i64,)> =
+        match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(rows) => rows,
+            // undefined_table: no migration ever ran here.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => vec![],
+            Err(e) => return Err(e.into()),
+        };
+    let applied: BTreeSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+    let missing: Vec<i64> = migrator()
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DbError::MigrationsPending { missing })
+    }
 }
 
 /// Whether an error is a serialization failure or deadlock worth a re-run.

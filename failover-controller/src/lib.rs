@@ -40,6 +40,8 @@ pub mod planner;
 mod planner_tests;
 pub mod probe;
 pub mod quorum;
+#[cfg(test)]
+mod quorum_tests;
 pub mod reconcile;
 pub mod region_machine;
 pub mod safety;

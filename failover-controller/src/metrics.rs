@@ -2,7 +2,8 @@
 //! them.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric of the controller, registered in its own registry.
@@ -14,6 +15,7 @@ pub struct Metrics {
     pub region_state: IntGaugeVec,
     pub region_votes: IntGaugeVec,
     pub vantage_disagreement: IntGaugeVec,
+    pub votes_ignored_total: IntCounterVec,
     pub dns_serving: IntGaugeVec,
     pub decisions_total: IntCounterVec,
     pub actions_total: IntCounterVec,
@@ -22,6 +24,8 @@ pub struct Metrics {
     pub lease_held: IntGauge,
     pub lease_epoch: IntGauge,
     pub frozen: IntGauge,
+    pub view_age_seconds: Gauge,
+    pub view_stale: IntGauge,
 }
 
 impl Metrics {
@@ -89,6 +93,11 @@ impl Metrics {
                 "1 when the counted vantage points disagree about the region.",
                 &["region"],
             ),
+            votes_ignored_total: counter(
+                "failover_votes_ignored_total",
+                "Votes read in a decision round but not counted, by reason: unknown_vantage (cast by a vantage point that is not a configured region), unknown_region (cast on a region that is not configured). Counted every round the vote is read.",
+                &["reason"],
+            ),
             dns_serving: gauge_vec(
                 "failover_dns_serving",
                 "Whether this replica's DNS answers may send clients to the region: 1 serving, 0 out by its drain flag, -1 left out early by the votes (flag still clear).",
@@ -118,6 +127,21 @@ impl Metrics {
             lease_held: gauge("failover_lease_held", "1 while this replica holds the leader lease."),
             lease_epoch: gauge("failover_lease_epoch", "The lease epoch this replica last saw."),
             frozen: gauge("failover_frozen", "1 while automation is frozen."),
+            view_age_seconds: {
+                let g = Gauge::new(
+                    "failover_view_age_seconds",
+                    "Seconds since this replica's last successful decision round read votes, overrides and drain flags from the database (since start while none has).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            view_stale: gauge(
+                "failover_view_stale",
+                "1 while this replica's view is older than decision.max_view_age_ms (or it never had one): its DNS answers SERVFAIL for the zone and /readyz fails.",
+            ),
             registry,
         }
     }

@@ -358,6 +358,26 @@ proptest! {
         }
     }
 
+    /// One vantage point heard alone (the others silent, stale or dead)
+    /// never drains a region nor takes it out of DNS, whatever it sees: a
+    /// majority is of the configured vantage points.
+    #[test]
+    fn one_vantage_heard_alone_never_drains(
+        n in 2usize..=5,
+        alone in 0usize..5,
+        leader_acts in any::<bool>(),
+        rounds in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 25), 1..60),
+    ) {
+        let alone = alone % n;
+        let mut sim = Sim::new(n, rules(1, n));
+        sim.leader_acts = leader_acts;
+        for results in rounds {
+            sim.step(|v, r| results[(v * 5 + r) % 25], |v| v == alone, &[]);
+            prop_assert!(sim.drains.is_empty(), "drained {:?}", sim.drains);
+            prop_assert_eq!(sim.dns.serving.len(), n, "DNS serves {:?}", &sim.dns.serving);
+        }
+    }
+
     /// With no leader acting (it died with its region), the replicas' early
     /// leave alone never serves fewer than min_healthy regions in DNS, and
     /// one cut-off vantage point never removes a region.

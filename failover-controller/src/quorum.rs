@@ -1,9 +1,19 @@
 //! Tallying the vantage points' votes into one verdict per region.
 //!
-//! The rules: only vantage points heard from recently count (the caller
-//! filters by freshness); a vantage point that sees every region down is
-//! discarded, because it is the one that is cut off; a region is down when a
-//! strict majority of the remaining vantage points that voted on it say so.
+//! The rules (ARCHITECTURE.md, "Tally rules"):
+//! - The vantage points are the configured regions: one replica runs in
+//!   each. A vote from any other vantage point (a replica with a stale or
+//!   foreign configuration, a leftover row) is ignored and reported.
+//! - Only votes heard recently count (the caller filters by freshness).
+//! - A vantage point that votes every configured region down is discarded,
+//!   because it is the one that is cut off.
+//! - A region is down when more than half of the *configured* vantage
+//!   points vote it down, and up when more than half vote it up. Silent,
+//!   stale and discarded vantage points still count in the "half": they can
+//!   never help make a majority, so one vantage point alone never decides
+//!   anything when two or more are configured, and with three configured two
+//!   must agree. Neither majority is "no quorum", which keeps the current
+//!   state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +39,8 @@ pub struct Vote {
 pub enum QuorumVerdict {
     Up,
     Down,
-    /// No counted vantage point voted on the region: keep the current state.
+    /// No majority of the configured vantage points either way: keep the
+    /// current state.
     NoQuorum,
 }
 
@@ -41,17 +52,32 @@ pub struct RegionTally {
     pub verdict: QuorumVerdict,
     /// Counted vantage points disagree (some up, some down).
     pub disagreement: bool,
-    /// Each vantage point's vote, including discarded ones.
+    /// Each configured vantage point's vote, including discarded ones.
     pub votes: BTreeMap<String, Verdict>,
+}
+
+/// Votes the tally did not look at, by why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IgnoredVotes {
+    /// Cast by a vantage point that is not a configured region.
+    pub unknown_vantage: usize,
+    /// Cast on a region that is not configured.
+    pub unknown_region: usize,
 }
 
 /// The whole tally.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Tally {
     pub regions: BTreeMap<String, RegionTally>,
+    /// How many agreeing vantage points make a verdict: more than half of
+    /// the configured ones.
+    pub majority: usize,
     /// Vantage points that saw every region down and were not counted.
     pub discarded_vantages: Vec<String>,
     pub counted_vantages: Vec<String>,
+    /// Vantage points that voted but are not configured: not counted.
+    pub ignored_vantages: Vec<String>,
+    pub ignored_votes: IgnoredVotes,
 }
 
 impl Tally {
@@ -73,16 +99,27 @@ impl Tally {
     }
 }
 
-/// Tallies fresh votes for the configured regions.
+/// Tallies fresh votes for the configured regions, which are also the
+/// configured vantage points.
 pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
+    let configured: BTreeSet<&str> = regions.iter().map(String::as_str).collect();
+    let mut ignored_vantages = BTreeSet::new();
+    let mut ignored_votes = IgnoredVotes::default();
     let mut by_vantage: BTreeMap<&str, BTreeMap<&str, Verdict>> = BTreeMap::new();
     for vote in votes {
-        if regions.contains(&vote.region) {
-            by_vantage
-                .entry(vote.vantage.as_str())
-                .or_default()
-                .insert(vote.region.as_str(), vote.verdict);
+        if !configured.contains(vote.vantage.as_str()) {
+            ignored_vantages.insert(vote.vantage.clone());
+            ignored_votes.unknown_vantage += 1;
+            continue;
         }
+        if !configured.contains(vote.region.as_str()) {
+            ignored_votes.unknown_region += 1;
+            continue;
+        }
+        by_vantage
+            .entry(vote.vantage.as_str())
+            .or_default()
+            .insert(vote.region.as_str(), vote.verdict);
     }
     // The cut-off rule needs at least two regions: with one, "every region
     // down" is exactly what a real outage looks like.
@@ -95,13 +132,17 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
             }
         }
     }
+    let majority = regions.len() / 2 + 1;
     let mut result = Tally {
+        majority,
         discarded_vantages: discarded.iter().map(|v| v.to_string()).collect(),
         counted_vantages: by_vantage
             .keys()
             .filter(|v| !discarded.contains(*v))
             .map(|v| v.to_string())
             .collect(),
+        ignored_vantages: ignored_vantages.into_iter().collect(),
+        ignored_votes,
         ..Tally::default()
     };
     for region in regions {
@@ -125,13 +166,14 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
                 Verdict::Down => region_tally.down += 1,
             }
         }
-        let counted = region_tally.up + region_tally.down;
-        region_tally.verdict = if counted == 0 {
-            QuorumVerdict::NoQuorum
-        } else if region_tally.down * 2 > counted {
+        // Of the configured vantage points, not of those heard from: a
+        // majority of the survivors is not enough when they are few.
+        region_tally.verdict = if region_tally.down >= majority {
             QuorumVerdict::Down
-        } else {
+        } else if region_tally.up >= majority {
             QuorumVerdict::Up
+        } else {
+            QuorumVerdict::NoQuorum
         };
         region_tally.disagreement = region_tally.up > 0 && region_tally.down > 0;
         result.regions.insert(region.clone(), region_tally);
@@ -186,16 +228,57 @@ mod tests {
             votes.push(vote("a", r, Down));
         }
         votes.push(vote("b", "a", Up));
+        votes.push(vote("c", "a", Up));
+        votes.push(vote("b", "b", Down));
         let t = tally(&regions(), &votes);
         assert_eq!(t.discarded_vantages, vec!["a".to_string()]);
         assert_eq!(t.verdict("a"), QuorumVerdict::Up);
+        // "a" still counts in the majority: "b" alone is not two of three.
         assert_eq!(t.verdict("b"), QuorumVerdict::NoQuorum);
+        assert_eq!(t.verdict("c"), QuorumVerdict::NoQuorum);
     }
 
     #[test]
     fn a_tie_is_not_a_majority() {
         use Verdict::*;
         let votes = vec![vote("a", "b", Down), vote("b", "b", Up)];
-        assert_eq!(tally(&regions(), &votes).verdict("b"), QuorumVerdict::Up);
+        assert_eq!(
+            tally(&regions(), &votes).verdict("b"),
+            QuorumVerdict::NoQuorum
+        );
+    }
+
+    #[test]
+    fn the_majority_is_of_the_configured_vantage_points() {
+        use Verdict::*;
+        // Only "a" heard from: it sees "b" down, which the old rule (a
+        // majority of those heard from) took for a verdict.
+        let votes = vec![vote("a", "a", Up), vote("a", "b", Down)];
+        let t = tally(&regions(), &votes);
+        assert_eq!(t.majority, 2);
+        assert_eq!(t.verdict("b"), QuorumVerdict::NoQuorum);
+        assert_eq!(t.verdict("a"), QuorumVerdict::NoQuorum);
+    }
+
+    #[test]
+    fn unknown_vantages_are_ignored_and_counted() {
+        use Verdict::*;
+        let votes = vec![
+            vote("a", "b", Down),
+            vote("intruder", "b", Down),
+            vote("other", "b", Down),
+            vote("a", "zz", Down),
+        ];
+        let t = tally(&regions(), &votes);
+        assert_eq!(t.verdict("b"), QuorumVerdict::NoQuorum);
+        assert_eq!(t.ignored_vantages, vec!["intruder", "other"]);
+        assert_eq!(
+            t.ignored_votes,
+            IgnoredVotes {
+                unknown_vantage: 2,
+                unknown_region: 1
+            }
+        );
+        assert!(!t.regions["b"].votes.contains_key("intruder"));
     }
 }

@@ -4,7 +4,8 @@
 //! The machine only says what it wants ([`Intent`]); the planner applies the
 //! safety rules and overrides, and tells the machine what was started and
 //! what finished. The hold-down before a region returns grows exponentially
-//! with flapping and decays with a half-life.
+//! with flapping (every drain, and every relapse while it recovers) and
+//! decays with a half-life.
 
 use std::time::Duration;
 
@@ -166,6 +167,10 @@ impl RegionMachine {
                 self.recovering_intent(now)
             }
             (RegionState::Recovering, QuorumVerdict::Down) => {
+                // A relapse before the hold-down passed is a flap: it
+                // lengthens the next hold-down as a drain after a restore
+                // does, so a region that keeps failing waits longer each time.
+                self.hold_down.record_drain(now);
                 self.recover_at = None;
                 self.enter(RegionState::Drained, now);
                 Intent::Stay
@@ -283,5 +288,17 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(m.observe(QuorumVerdict::Down, Instant::now()), Intent::Stay);
         assert_eq!(m.state(), RegionState::Drained);
+        // The relapse is a flap: the next recovery waits about twice as long
+        // (the first drain's count decayed a little in the 5 s between).
+        let grown = m.hold_down(Instant::now());
+        assert!(grown > Duration::from_millis(19_900), "{grown:?}");
+        m.observe(QuorumVerdict::Up, Instant::now());
+        tokio::time::advance(grown - Duration::from_secs(1)).await;
+        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Instant::now()),
+            Intent::Restore
+        );
     }
 }

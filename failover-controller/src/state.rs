@@ -1,12 +1,15 @@
 //! The state shared between the loops and the HTTP server: the status
-//! snapshot, recent events, readiness, metrics and the DNS view.
+//! snapshot, recent events, readiness (serving, and a view the database
+//! still refreshes), metrics and the DNS view.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::dns::server::SharedView;
 use crate::dns::DnsView;
@@ -83,6 +86,8 @@ pub struct StatusSnapshot {
     pub freeze_reason: Option<String>,
     pub counted_vantages: Vec<String>,
     pub discarded_vantages: Vec<String>,
+    /// Vantage points that voted but are not configured regions: ignored.
+    pub ignored_vantages: Vec<String>,
     pub serving_regions: Vec<String>,
     pub regions: Vec<RegionStatus>,
     pub overrides: Vec<ActiveOverride>,
@@ -91,14 +96,47 @@ pub struct StatusSnapshot {
     pub last_error: Option<String>,
 }
 
+/// Where this replica's view stands: whether DNS may answer from it and
+/// the replica is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewHealth {
+    /// Read from the database `age` ago, within `decision.max_view_age_ms`.
+    Fresh { age: Duration },
+    /// Read `age` ago, longer than `max_age`: SERVFAIL, not ready.
+    Stale { age: Duration, max_age: Duration },
+    /// No decision round has succeeded since the start, `age` ago.
+    NoView { age: Duration },
+}
+
+impl ViewHealth {
+    /// Since the last successful round (or the start, without one).
+    pub fn age(self) -> Duration {
+        match self {
+            ViewHealth::Fresh { age }
+            | ViewHealth::Stale { age, .. }
+            | ViewHealth::NoView { age } => age,
+        }
+    }
+
+    pub fn is_fresh(self) -> bool {
+        matches!(self, ViewHealth::Fresh { .. })
+    }
+}
+
 /// Shared by the loops and the HTTP handlers.
 pub struct State {
     pub metrics: Metrics,
     pub dns_view: SharedView,
     status: RwLock<StatusSnapshot>,
     events: Mutex<VecDeque<Event>>,
+    /// Serving: set when the loops start, cleared at shutdown.
     ready: AtomicBool,
     lease: RwLock<LeaseView>,
+    /// When the replica started, for the age of a view it never had.
+    started: Instant,
+    /// Why the database failed the last time it was asked, in a few words
+    /// (`DbError::problem`); None once it answers again.
+    database_problem: RwLock<Option<String>>,
 }
 
 impl State {
@@ -110,7 +148,67 @@ impl State {
             events: Mutex::new(VecDeque::new()),
             ready: AtomicBool::new(false),
             lease: RwLock::new(LeaseView::default()),
+            started: Instant::now(),
+            database_problem: RwLock::new(None),
         })
+    }
+
+    /// Where the view stands at `now`; updates `failover_view_age_seconds`
+    /// and `failover_view_stale` to match.
+    pub fn view_health(&self, now: Instant) -> ViewHealth {
+        let view = self.dns_view();
+        let health = match view.refreshed_at {
+            None => ViewHealth::NoView {
+                age: now.saturating_duration_since(self.started),
+            },
+            Some(at) if view.is_fresh(now) => ViewHealth::Fresh {
+                age: now.saturating_duration_since(at),
+            },
+            Some(at) => ViewHealth::Stale {
+                age: now.saturating_duration_since(at),
+                max_age: view.max_age,
+            },
+        };
+        self.metrics
+            .view_age_seconds
+            .set(health.age().as_secs_f64());
+        self.metrics.view_stale.set(i64::from(!health.is_fresh()));
+        health
+    }
+
+    pub fn set_database_problem(&self, problem: Option<String>) {
+        if let Ok(mut p) = self.database_problem.write() {
+            *p = problem;
+        }
+    }
+
+    pub fn database_problem(&self) -> Option<String> {
+        self.database_problem.read().ok().and_then(|p| p.clone())
+    }
+
+    /// Ok when ready; otherwise why not, in words for `/readyz` (causes in
+    /// a few words only; the errors themselves are logged).
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.is_ready() {
+            return Err("not ready: not serving (starting or shutting down)".into());
+        }
+        let problem = self.database_problem();
+        match self.view_health(Instant::now()) {
+            ViewHealth::Fresh { .. } => Ok(()),
+            ViewHealth::NoView { age } => Err(format!(
+                "not ready: no view from the database yet ({}, {:.1} s since start); \
+                 DNS answers SERVFAIL",
+                problem.unwrap_or_else(|| "waiting for the database".into()),
+                age.as_secs_f64()
+            )),
+            ViewHealth::Stale { age, max_age } => Err(format!(
+                "not ready: view read from the database {:.1} s ago, longer than \
+                 decision.max_view_age_ms ({} ms): {}; DNS answers SERVFAIL",
+                age.as_secs_f64(),
+                max_age.as_millis(),
+                problem.unwrap_or_else(|| "no decision round has succeeded since".into())
+            )),
+        }
     }
 
     pub fn status(&self) -> StatusSnapshot {

@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use crate::db::{Dialect, Pool};
 use crate::metrics::Metrics;
 
-/// What `/healthz/region` says about this instance's region.
+/// What the region signals say about this instance's region:
+/// `/healthz/region` (admission) and `/healthz/instance` (health, where
+/// `Drained` still counts as well).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RegionVerdict {

@@ -2,7 +2,8 @@
 //! region-gate refresher and the serving threads ([`crate::server`]), serve
 //! until the shutdown future resolves, then shut down in order.
 //!
-//! Shutdown: unready at once (`/readyz` and `/healthz/region` answer 503),
+//! Shutdown: unready at once (`/readyz`, `/healthz/region` and
+//! `/healthz/instance` answer 503),
 //! keep serving for the drain period so that load balancers and DNS move
 //! traffic away, stop accepting, let in-flight requests finish within the
 //! grace bound, exit.

@@ -67,6 +67,10 @@ pub(super) async fn conclude(
     for window in &mut fault_windows {
         window.dns = analysis::fault_dns(&dns, &window.target, window.start_s);
     }
+    for index in 0..fault_windows.len() {
+        fault_windows[index].failback =
+            crate::failback::fault_failback(&dns, &history, &fault_windows, index);
+    }
     let events = controller_events(database_url, t0_wall, &dns, &fault_windows).await?;
     let drained_regions: BTreeSet<String> = events
         .iter()
@@ -75,7 +79,8 @@ pub(super) async fn conclude(
         .collect();
     let timeline = analysis::timeline(&history, &drill.client_regions(), drill.load.duration_s);
     let phases = analysis::phases(drill, &fault_windows, &events, &dns, &timeline);
-    let checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
+    let mut checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
+    checks.extend(crate::failback::checks(drill, &fault_windows));
     let error_budget = analysis::error_budget(&totals, load_seconds);
     let verdict = if abort_reason.is_some() {
         Verdict::Aborted

@@ -65,6 +65,7 @@ pub(super) async fn run_method(
                     start_s: now,
                     end_s: None,
                     dns: None,
+                    failback: None,
                 });
             }
             Ok(()) => {

@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use crate::model::{
-    ControllerEvent, DrillReport, ErrorBudget, FaultDns, FaultWindow, HypothesisCheck, Phases,
-    SecondBucket, Totals, Verdict,
+    ControllerEvent, DrillReport, ErrorBudget, Failback, FaultDns, FaultWindow, HypothesisCheck,
+    Phases, SecondBucket, Totals, Verdict,
 };
 
 pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -78,6 +78,12 @@ pub(crate) fn region_kill_report() -> DrillReport {
                 at_s: 21.2,
                 after_s: 1.2,
             }),
+            failback: Some(Failback {
+                dns_back_at_s: Some(48.4),
+                dns_back_after_s: Some(3.4),
+                served_again_at_s: Some(48.9),
+                served_again_after_s: Some(3.9),
+            }),
         }],
         events: vec![
             event(
@@ -107,6 +113,11 @@ pub(crate) fn region_kill_report() -> DrillReport {
             drain_s: Some(0.7),
             dns_s: Some(1.2),
             recover_s: Some(3.0),
+            fault_ended_at_s: Some(45.0),
+            back_in_dns_at_s: Some(48.4),
+            served_again_at_s: Some(48.9),
+            failback_s: Some(3.4),
+            served_again_s: Some(3.9),
         },
         error_budget: ErrorBudget::compute(0.9999, 30.0, rate, totals.failed),
         totals,

@@ -23,7 +23,7 @@ pub(crate) fn phase_bar(derived: &Derived<'_>) -> String {
         return message_svg("no fault was injected, so there are no failover phases");
     };
     let later: Vec<&PhaseRow> = rows.iter().filter(|row| row.label != "fault").collect();
-    if later.is_empty() {
+    if !later.iter().any(|row| !is_return_milestone(row.label)) {
         return message_svg(&format!(
             "fault at {:.2} s; the controllers never decided to drain",
             fault.at_s
@@ -183,6 +183,11 @@ pub(crate) fn budget_gauge(budget: &ErrorBudget) -> String {
     );
     svg::close(&mut out);
     out
+}
+
+/// The milestones of the way back, which follow the failover ones.
+pub(crate) fn is_return_milestone(label: &str) -> bool {
+    matches!(label, "fault ended" | "back in DNS" | "served again")
 }
 
 fn message_svg(message: &str) -> String {

@@ -98,6 +98,14 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
         Tone::Neutral,
     );
 
+    figure(
+        out,
+        "Failback time",
+        &seconds(derived.failback_s),
+        &super::summary::failback_detail(report),
+        Tone::Neutral,
+    );
+
     let (window_value, window_detail, window_tone) = match &derived.failure_window {
         Some(window) => (
             format!("{} s", window.length_s()),

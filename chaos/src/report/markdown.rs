@@ -9,7 +9,9 @@ use super::format::{
 };
 use super::html::verdict_word;
 use super::markdown_timeline;
-use super::summary::{failover_detail, fault_dns_text, Derived};
+use super::summary::{
+    failback_detail, failover_detail, fault_dns_text, fault_failback_text, Derived,
+};
 use crate::model::{DrillReport, Verdict};
 
 /// Renders the report as GitHub-flavoured Markdown.
@@ -88,6 +90,11 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
             seconds(derived.failover_s),
             failover_detail(report),
         ),
+        (
+            "Failback time (fault ended → back in DNS)",
+            seconds(derived.failback_s),
+            failback_detail(report),
+        ),
         ("Client-visible failure window", window.0, window.1),
         (
             "Lost writes",
@@ -154,7 +161,7 @@ fn checks(out: &mut String, report: &DrillReport) {
 }
 
 fn phases(out: &mut String, derived: &Derived<'_>) {
-    out.push_str("## Failover phases\n\n");
+    out.push_str("## Failover and failback phases\n\n");
     if derived.milestones.is_empty() {
         out.push_str("No fault was injected, so there are no failover phases.\n\n");
         return;
@@ -170,7 +177,11 @@ fn phases(out: &mut String, derived: &Derived<'_>) {
             signed_seconds(row.since_previous_s)
         );
     }
-    if derived.milestones.len() < 2 {
+    let decided = derived
+        .milestones
+        .iter()
+        .any(|m| m.label != "fault" && !super::gauges::is_return_milestone(m.label));
+    if !decided {
         out.push_str("\nThe controllers never decided to drain.\n");
     }
     out.push('\n');
@@ -233,7 +244,7 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
     if report.faults.is_empty() {
         out.push_str("No fault was injected.\n\n");
     } else {
-        out.push_str("| Kind | Target | Start (s) | End (s) | DNS |\n|---|---|---:|---:|---|\n");
+        out.push_str("| Kind | Target | Start (s) | End (s) | DNS | Way back |\n|---|---|---:|---:|---|---|\n");
         for fault in &report.faults {
             let end = fault
                 .end_s
@@ -241,11 +252,12 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
                 .unwrap_or_else(|| "end of drill".to_string());
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {end} | {} |",
+                "| {} | {} | {:.2} | {end} | {} | {} |",
                 cell(&fault.kind),
                 cell(&fault.target),
                 fault.start_s,
-                cell(&fault_dns_text(fault))
+                cell(&fault_dns_text(fault)),
+                cell(&fault_failback_text(fault))
             );
         }
         out.push('\n');

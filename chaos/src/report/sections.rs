@@ -11,7 +11,7 @@ use super::format::{
 };
 use super::gauges;
 use super::markers::fault_label;
-use super::summary::{fault_dns_text, milestone_colour, Derived};
+use super::summary::{fault_dns_text, fault_failback_text, milestone_colour, Derived};
 use crate::model::DrillReport;
 
 pub(crate) fn checks(out: &mut String, report: &DrillReport) {
@@ -130,7 +130,7 @@ fn legend(
 }
 
 pub(crate) fn phases(out: &mut String, derived: &Derived<'_>) {
-    out.push_str(r#"<section class="card"><h2>Failover phases</h2><p class="note">Time from the fault to each milestone: the controllers' decision, the drain flag written, DNS answers without the region, and every client region healthy again for good.</p>"#);
+    out.push_str(r#"<section class="card"><h2>Failover and failback phases</h2><p class="note">Time from the fault to each milestone: the controllers' decision, the drain flag written, DNS answers without the region, every client region healthy again for good; then the way back: the fault's end, the region back in the clients' DNS answers (after the controllers' hold-down) and the first request it served again.</p>"#);
     out.push_str(&gauges::phase_bar(derived));
     if !derived.milestones.is_empty() {
         out.push_str(r#"<table><thead><tr><th>Milestone</th><th class="num">At (s)</th><th class="num">Since the fault</th><th class="num">Since the previous milestone</th></tr></thead><tbody>"#);
@@ -258,7 +258,7 @@ pub(crate) fn faults_and_events(out: &mut String, report: &DrillReport, derived:
     if report.faults.is_empty() {
         out.push_str(r#"<p class="note">No fault was injected.</p>"#);
     } else {
-        out.push_str(r#"<table><thead><tr><th>Fault</th><th>Target</th><th class="num">Start (s)</th><th class="num">End (s)</th><th>DNS</th></tr></thead><tbody>"#);
+        out.push_str(r#"<table><thead><tr><th>Fault</th><th>Target</th><th class="num">Start (s)</th><th class="num">End (s)</th><th>DNS</th><th>Way back</th></tr></thead><tbody>"#);
         for fault in &report.faults {
             let end = fault
                 .end_s
@@ -266,11 +266,12 @@ pub(crate) fn faults_and_events(out: &mut String, report: &DrillReport, derived:
                 .unwrap_or_else(|| "end of drill".to_string());
             let _ = write!(
                 out,
-                r#"<tr><td>{kind}</td><td>{target}</td><td class="num">{start:.2}</td><td class="num">{end}</td><td>{dns}</td></tr>"#,
+                r#"<tr><td>{kind}</td><td>{target}</td><td class="num">{start:.2}</td><td class="num">{end}</td><td>{dns}</td><td>{back}</td></tr>"#,
                 kind = escape_html(&fault.kind),
                 target = escape_html(&fault.target),
                 start = fault.start_s,
                 dns = escape_html(&fault_dns_text(fault)),
+                back = escape_html(&fault_failback_text(fault)),
             );
         }
         out.push_str("</tbody></table>");

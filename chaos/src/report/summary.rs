@@ -10,6 +10,8 @@ pub(crate) struct Derived<'a> {
     pub span_s: f64,
     /// Fault to "DNS answers no longer contain the region".
     pub failover_s: Option<f64>,
+    /// The end of the last fault on the target to "back in DNS".
+    pub failback_s: Option<f64>,
     pub failure_window: Option<FailureWindow>,
     /// ok / requests over the whole drill.
     pub overall_success: Option<f64>,
@@ -90,6 +92,7 @@ impl<'a> Derived<'a> {
         Self {
             span_s,
             failover_s,
+            failback_s: phases.failback_s,
             failure_window: failure_window(report),
             overall_success,
             clients,
@@ -155,6 +158,9 @@ fn milestones(report: &DrillReport) -> Vec<Milestone> {
         ("drain flag", phases.drained_at_s),
         ("DNS changed", phases.dns_changed_at_s),
         ("recovered", phases.recovered_at_s),
+        ("fault ended", phases.fault_ended_at_s),
+        ("back in DNS", phases.back_in_dns_at_s),
+        ("served again", phases.served_again_at_s),
     ]
     .into_iter()
     .filter_map(|(label, at_s)| at_s.map(|at_s| Milestone { label, at_s }))
@@ -242,6 +248,47 @@ pub(crate) fn fault_dns_text(fault: &FaultWindow) -> String {
     }
 }
 
+/// How a fault window's target came back, for the faults tables: "back in
+/// DNS after 12.40 s, served again after 12.50 s", or why there is nothing
+/// to say.
+pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
+    let Some(failback) = fault.failback else {
+        return match fault.end_s {
+            None => "still faulted at the end".to_string(),
+            Some(_) => "never left DNS".to_string(),
+        };
+    };
+    match (failback.dns_back_after_s, failback.served_again_after_s) {
+        (Some(back), Some(served)) => {
+            format!("back in DNS after {back:.2} s, served again after {served:.2} s")
+        }
+        (Some(back), None) => format!("back in DNS after {back:.2} s, served nothing after"),
+        (None, _) => "not back before its next fault or the end".to_string(),
+    }
+}
+
+/// "fault ended → back in DNS · served again +0.50 s".
+pub(crate) fn failback_detail(report: &DrillReport) -> String {
+    let phases = &report.phases;
+    let never_left = report
+        .faults
+        .first()
+        .and_then(|first| crate::failback::last_fault_on(&report.faults, &first.target))
+        .is_some_and(|last| last.end_s.is_some() && last.failback.is_none());
+    match (phases.fault_ended_at_s, phases.back_in_dns_at_s) {
+        (None, _) => "the fault lasted to the end: no way back measured".to_string(),
+        (Some(_), None) if never_left => "never left DNS: nothing to come back from".to_string(),
+        (Some(_), None) => "not back in DNS before the end of the drill".to_string(),
+        (Some(_), Some(back)) => match phases.served_again_at_s {
+            Some(served) => format!(
+                "fault ended → back in DNS · served again +{:.2} s",
+                served - back
+            ),
+            None => "fault ended → back in DNS · served nothing after".to_string(),
+        },
+    }
+}
+
 /// The colour of a milestone's bar: one slate ramp, so that phases never
 /// read as regions.
 pub(crate) fn milestone_colour(label: &str) -> &'static str {
@@ -250,6 +297,9 @@ pub(crate) fn milestone_colour(label: &str) -> &'static str {
         "decision" => "#1e293b",
         "drain flag" => "#334155",
         "DNS changed" => "#475569",
+        "fault ended" => "#fca5a5",
+        "back in DNS" => "#047857",
+        "served again" => "#10b981",
         _ => "#64748b",
     }
 }

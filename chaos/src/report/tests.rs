@@ -295,3 +295,33 @@ fn preview() {
     write_all(&aborted_report(), &dir.join("aborted")).unwrap();
     write_all(&empty_report(), &dir.join("empty")).unwrap();
 }
+
+#[test]
+fn the_way_back_is_shown_in_key_figures_phases_and_faults() {
+    let report = region_kill_report();
+    let markdown = render_markdown(&report);
+    assert!(
+        markdown.contains("| Failback time (fault ended → back in DNS) | **3.40 s** |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("back in DNS after 3.40 s, served again after 3.90 s"));
+    assert!(markdown.contains("| back in DNS | 48.40 |"));
+    let html = render_html(&report);
+    assert!(html.contains("Failback time"));
+    assert!(html.contains("back in DNS after 3.40 s, served again after 3.90 s"));
+
+    // A region that never came back says so instead of a time.
+    let mut stuck = report.clone();
+    stuck.faults[0].failback = Some(crate::model::Failback {
+        dns_back_at_s: None,
+        dns_back_after_s: None,
+        served_again_at_s: None,
+        served_again_after_s: None,
+    });
+    stuck.phases.back_in_dns_at_s = None;
+    stuck.phases.served_again_at_s = None;
+    stuck.phases.failback_s = None;
+    let markdown = render_markdown(&stuck);
+    assert!(markdown.contains("not back in DNS before the end of the drill"));
+    assert!(markdown.contains("not back before its next fault or the end"));
+}

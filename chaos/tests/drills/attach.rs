@@ -14,15 +14,18 @@ use nix::unistd::Pid;
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment, pids_in};
 
-/// The shipped region-kill drill, shortened: 12 s of load, the kill at 4 s.
+/// The shipped region-kill drill, shortened: 12 s of load, the kill at 4 s
+/// lasting to the end (the rollback restarts the region, which then
+/// returns by itself after the drill).
 fn short_region_kill(directory: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/region-kill.yaml"),
     )
     .unwrap();
     let short = shipped
-        .replace("duration_s: 30", "duration_s: 12")
-        .replace("start_s: 10", "start_s: 4");
+        .replace("duration_s: 45", "duration_s: 12")
+        .replace("start_s: 10\n    duration_s: 10", "start_s: 4")
+        .replace("  must_return: [eu-west-1]\n  max_failback_s: 16\n", "");
     assert_ne!(short, shipped, "the shipped drill changed shape");
     let path = directory.join(format!(
         "region-kill-{}.yaml",
@@ -212,10 +215,17 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
     assert!(report.phases.drain_s.is_some(), "eu-west-1 was drained");
     assert_eq!(report.configuration["attached"], true);
 
-    // Left running and healthy: every process back (a drained region's
-    // /healthz/region waits for the controller's hold-down, /livez does not).
+    // Left running and healthy: every process back, and the drained region
+    // admitted again by the controllers on their own after the hold-down
+    // (10 s): /healthz/region, the admission endpoint, 200 everywhere.
     assert!(up.is_running(), "the drill shut chaos up down");
     wait_until_answering(&runtime, &instances, "/livez", Duration::from_secs(15));
+    wait_until_answering(
+        &runtime,
+        &instances,
+        "/healthz/region",
+        Duration::from_secs(30),
+    );
     wait_until_answering(&runtime, &controllers, "/healthz", Duration::from_secs(15));
     assert!(
         pids_in(&run_dir).len() >= 9,

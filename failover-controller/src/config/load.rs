@@ -193,6 +193,19 @@ mod tests {
         ];
         let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+
+        let env = vec![
+            ("FAILOVER_REGION".to_string(), "region-1".to_string()),
+            (
+                "FAILOVER_DECISION__MAX_VIEW_AGE_MS".to_string(),
+                "500".to_string(),
+            ),
+        ];
+        let err = load(Some(&file.0), env, &Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("decision.max_view_age_ms"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -285,7 +298,7 @@ mod tests {
 [[regions]]
 name = "a"
 aws_region = "us-east-1"
-health_urls = ["https://api-a.example.com/healthz/region"]
+health_urls = ["https://api-a.example.com/healthz/instance"]
 alias_dns_name = "geo-a-api-1.us-east-1.elb.amazonaws.com"
 alias_hosted_zone_id = "Z35SXDOTRQ7X7K"
 evaluate_target_health = true
@@ -299,16 +312,16 @@ health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab"
         let region = &settings.regions[0];
         assert!(region.instances.is_empty() && region.has_alias());
         assert_eq!(
-            region.probe_urls("/healthz/region"),
-            vec!["https://api-a.example.com/healthz/region".to_string()]
+            region.probe_urls("/healthz/instance"),
+            vec!["https://api-a.example.com/healthz/instance".to_string()]
         );
         // Instances and URLs together: both probed, instances first.
         let mixed = "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:8080\"]\nhealth_urls = [\"http://localhost:8080/h\"]\n";
         let settings = load_regions(mixed, "").unwrap();
         assert_eq!(
-            settings.regions[0].probe_urls("/healthz/region"),
+            settings.regions[0].probe_urls("/healthz/instance"),
             vec![
-                "http://127.0.0.1:8080/healthz/region".to_string(),
+                "http://127.0.0.1:8080/healthz/instance".to_string(),
                 "http://localhost:8080/h".to_string()
             ]
         );
@@ -358,6 +371,18 @@ health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab"
                 "[[regions]]\nname = \"a\"\nhealth_urls = [\"https://x/h\"]\n",
                 "",
                 "regions[0].instances: authoritative DNS",
+            ),
+            // Probing the admission endpoint would keep a drained region out
+            // forever: the probes must read health apart from the drain flag.
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\n",
+                "[probe]\npath = \"/healthz/region\"\n",
+                "probe.path: /healthz/region answers 503 for a region the controller drained",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\nhealth_urls = [\"https://x/healthz/region/\"]\n",
+                "",
+                "regions[0].health_urls[0]: /healthz/region",
             ),
             // Route53 needs a target for the record.
             (

@@ -91,6 +91,14 @@ pub struct DecisionSettings {
     pub hold_down_half_life_ms: u64,
     /// An automatic freeze lifts after the failures have cleared this long.
     pub auto_unfreeze_after_ms: u64,
+    /// How old this replica's view (votes, overrides and drain flags, read
+    /// from the database by the last decision round that succeeded) may grow
+    /// before the replica stops answering DNS for the zone (SERVFAIL, so that
+    /// resolvers ask another name server) and reports not ready. A replica
+    /// cut off from the database must not steer clients from a view it can
+    /// no longer refresh; a short database stall must not take every name
+    /// server down at once, hence a few lease TTLs.
+    pub max_view_age_ms: u64,
 }
 
 /// The leader lease in the database.
@@ -170,7 +178,7 @@ pub struct RegionSettings {
     #[serde(default)]
     pub instances: Vec<String>,
     /// Full region-health URLs (e.g. the region's load balancer,
-    /// `https://api-us-east-1.example.com/healthz/region`), probed as given,
+    /// `https://api-us-east-1.example.com/healthz/instance`), probed as given,
     /// beside the instances: TLS with SNI and hostnames resolved each probe.
     #[serde(default)]
     pub health_urls: Vec<String>,

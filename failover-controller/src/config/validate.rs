@@ -53,6 +53,9 @@ impl Settings {
         if !p.path.starts_with('/') {
             return Err("probe.path: must start with /".into());
         }
+        if p.path.trim_end_matches('/') == ADMISSION_PATH {
+            return Err(format!("probe.path: {}", admission_probe_message()));
+        }
         if !p.local_address.is_empty() && p.local_address.parse::<std::net::IpAddr>().is_err() {
             return Err("probe.local_address: must be an IP address or empty".into());
         }
@@ -89,6 +92,13 @@ impl Settings {
         if l.renew_interval_ms == 0 || l.renew_interval_ms * 2 > l.ttl_ms {
             return Err(
                 "lease.renew_interval_ms: must be positive and at most half of lease.ttl_ms".into(),
+            );
+        }
+        if d.max_view_age_ms < l.ttl_ms || d.max_view_age_ms < d.interval_ms * 4 {
+            return Err(
+                "decision.max_view_age_ms: must be at least lease.ttl_ms and at least four \
+                 decision.interval_ms (a healthy replica refreshes its view every round)"
+                    .into(),
             );
         }
         self.validate_dns(&names)?;
@@ -197,6 +207,18 @@ impl Settings {
     }
 }
 
+/// The service's admission endpoint: what the Route53 health checks probe.
+const ADMISSION_PATH: &str = "/healthz/region";
+
+/// Why the controllers must not probe the admission endpoint.
+fn admission_probe_message() -> String {
+    format!(
+        "{ADMISSION_PATH} answers 503 for a region the controller drained, so probing it would \
+         read our own drain as a failure and the region could never return; probe the \
+         service's health endpoint /healthz/instance instead"
+    )
+}
+
 /// Checks one region's instances, health URLs and alias target.
 fn validate_region_endpoints(i: usize, region: &super::RegionSettings) -> Result<(), String> {
     if region.instances.is_empty() && region.health_urls.is_empty() {
@@ -218,6 +240,12 @@ fn validate_region_endpoints(i: usize, region: &super::RegionSettings) -> Result
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(format!(
                 "regions[{i}].health_urls[{j}]: {url:?} must be an http:// or https:// URL with a host"
+            ));
+        }
+        if parsed.path().trim_end_matches('/') == ADMISSION_PATH {
+            return Err(format!(
+                "regions[{i}].health_urls[{j}]: {}",
+                admission_probe_message()
             ));
         }
     }

@@ -4,19 +4,31 @@
 //!
 //! Layout:
 //! - this module: the zone's static shape ([`ZoneConfig`]), the changing
-//!   part ([`DnsView`]: which regions serve), and the pure answer logic;
-//! - [`server`]: the hickory-server request handler on UDP and TCP.
+//!   part ([`DnsView`]: which regions serve), and which region answers whom;
+//! - [`lookup`]: the records (or NODATA, NXDOMAIN, REFUSED) for a question;
+//! - [`edns`]: EDNS(0) negotiation and whether a reply fits the client's
+//!   UDP payload;
+//! - [`server`]: the hickory-server request handler, on TCP through
+//!   hickory-server and on UDP through [`udp`] (a socket and a task per CPU),
+//!   where [`fast_answer`] answers the service name's A and AAAA queries.
 //!
 //! Every replica builds its view from the drain flags in the database, so
-//! every replica answers alike.
+//! every replica answers alike; a view the database has not refreshed for
+//! `decision.max_view_age_ms` is not answered from (SERVFAIL).
 
+pub mod edns;
+pub mod fast_answer;
+pub mod lookup;
 pub mod server;
+pub mod udp;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
+use tokio::time::Instant;
 
 use crate::config::Settings;
 
@@ -127,16 +139,31 @@ pub struct DnsView {
     pub serial: u32,
     /// measured_rtt_ms[vantage_region][region], from the shared votes.
     pub measured_rtt_ms: BTreeMap<String, BTreeMap<String, f64>>,
+    /// When the decision round that built this view started reading the
+    /// database; None until a round has succeeded.
+    pub refreshed_at: Option<Instant>,
+    /// How long after `refreshed_at` the view may still be answered from
+    /// (`decision.max_view_age_ms`).
+    pub max_age: Duration,
 }
 
 impl DnsView {
-    /// A view in which every region serves.
+    /// A view in which every region serves, never refreshed: it is not
+    /// answered from until a decision round replaces it.
     pub fn all_serving(zone: &ZoneConfig) -> Self {
         Self {
             serving: zone.regions.iter().map(|(r, _)| r.clone()).collect(),
             serial: 1,
-            measured_rtt_ms: BTreeMap::new(),
+            ..Self::default()
         }
+    }
+
+    /// Whether answers may come from this view at `now`: it was read from
+    /// the database no longer than `max_age` ago. A replica cut off from the
+    /// database does not know which regions the others have drained since.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        self.refreshed_at
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.max_age)
     }
 }
 
@@ -188,7 +215,7 @@ pub fn answer_for(zone: &ZoneConfig, view: &DnsView, client: IpAddr) -> (String,
 mod tests {
     use super::*;
 
-    fn zone() -> ZoneConfig {
+    pub(crate) fn zone() -> ZoneConfig {
         let text = include_str!("../../config/example-3-regions.toml");
         let path = std::env::temp_dir().join(format!("fc-dns-{}.toml", uuid::Uuid::new_v4()));
         std::fs::write(&path, text).unwrap();
@@ -210,6 +237,17 @@ mod tests {
         assert_eq!(answer_for(&zone, &view, client3).0, "region-3");
         let unknown: IpAddr = "127.9.9.9".parse().unwrap();
         assert_eq!(answer_for(&zone, &view, unknown).0, "region-1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_view_is_fresh_for_its_max_age_only() {
+        let mut view = DnsView::all_serving(&zone());
+        let now = Instant::now();
+        assert!(!view.is_fresh(now), "never refreshed");
+        view.refreshed_at = Some(now);
+        view.max_age = Duration::from_secs(12);
+        assert!(view.is_fresh(now + Duration::from_secs(12)));
+        assert!(!view.is_fresh(now + Duration::from_millis(12_001)));
     }
 
     #[test]

@@ -1,107 +1,117 @@
-//! The hickory-server request handler and the UDP/TCP listeners.
+//! The hickory-server request handler and the listeners: the protocol
+//! around [`ZoneLookup`]'s answer (opcode, EDNS, size, sending).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
-use hickory_server::authority::MessageResponseBuilder;
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_server::authority::{MessageResponse, MessageResponseBuilder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use super::{answer_for, DnsError, DnsView, ZoneConfig};
+use super::edns::Negotiated;
+use super::fast_answer::{self, Question};
+use super::lookup::{Reply, ZoneLookup};
+use super::{udp, DnsError, DnsView, ZoneConfig};
 
 /// Shared, swappable view: the reconcile loop replaces it, queries read it.
 pub type SharedView = Arc<RwLock<Arc<DnsView>>>;
 
-/// Answers queries for one zone from the current view.
+/// Answers queries for one zone from the current view (cloned for each
+/// UDP socket and for TCP; the clones share everything).
+#[derive(Clone)]
 pub struct ZoneHandler {
     zone: Arc<ZoneConfig>,
-    zone_lower: LowerName,
-    service_lower: LowerName,
+    lookup: Arc<ZoneLookup>,
+    /// The service name in wire form, for the UDP fast path.
+    service_wire: Arc<[u8]>,
     view: SharedView,
 }
 
 impl ZoneHandler {
     pub fn new(zone: Arc<ZoneConfig>, view: SharedView) -> Self {
         Self {
-            zone_lower: LowerName::from(zone.zone.clone()),
-            service_lower: LowerName::from(zone.service_name.clone()),
+            lookup: Arc::new(ZoneLookup::new(Arc::clone(&zone))),
+            service_wire: fast_answer::wire_name(&zone).into(),
             zone,
             view,
         }
     }
 
-    fn soa(&self, serial: u32) -> Record {
-        let soa = SOA::new(
-            self.zone.nameservers[0].clone(),
-            self.zone.hostmaster.clone(),
-            serial,
-            3600,
-            600,
-            86400,
-            self.zone.ttl,
-        );
-        Record::from_rdata(self.zone.zone.clone(), self.zone.ttl, RData::SOA(soa))
+    /// The view every answer comes from, on every path.
+    fn current_view(&self) -> Arc<DnsView> {
+        self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default()
     }
 
-    fn ns_records(&self) -> Vec<Record> {
-        self.zone
-            .nameservers
-            .iter()
-            .map(|ns| Record::from_rdata(self.zone.zone.clone(), 3600, RData::NS(NS(ns.clone()))))
-            .collect()
-    }
-
-    /// Computes (response code, answers, authority) for a query.
-    fn resolve(
+    /// Writes the answer to `question` into `buffer` through the UDP fast
+    /// path, or returns false when the general path must answer.
+    pub fn encode_fast(
         &self,
-        name: &LowerName,
-        query_type: RecordType,
+        question: &Question<'_>,
         client: IpAddr,
-    ) -> Option<(ResponseCode, Vec<Record>, Vec<Record>)> {
-        if !self.zone_lower.zone_of(name) {
-            return None;
+        buffer: &mut Vec<u8>,
+    ) -> bool {
+        let view = self.current_view();
+        // A stale view goes to the general path, which answers SERVFAIL.
+        if !view.is_fresh(tokio::time::Instant::now()) {
+            return false;
         }
-        let view = self.view.read().map(|v| Arc::clone(&v)).unwrap_or_default();
-        let soa = self.soa(view.serial);
-        let owner: Name = name.clone().into();
-        if *name == self.zone_lower {
-            return Some(match query_type {
-                RecordType::SOA => (ResponseCode::NoError, vec![soa], vec![]),
-                RecordType::NS => (ResponseCode::NoError, self.ns_records(), vec![]),
-                _ => (ResponseCode::NoError, vec![], vec![soa]),
-            });
+        fast_answer::encode(
+            &self.zone,
+            &self.service_wire,
+            &view,
+            question,
+            client,
+            buffer,
+        )
+    }
+
+    /// The sections of the response to `request`, checks first.
+    fn reply(&self, request: &Request, negotiated: &Negotiated) -> Reply {
+        if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
+            return Reply::error(ResponseCode::NotImp);
         }
-        if *name != self.service_lower {
-            return Some((ResponseCode::NXDomain, vec![], vec![soa]));
+        if negotiated.bad_version {
+            return Reply::error(ResponseCode::BADVERS);
         }
-        let (region, addresses) = answer_for(&self.zone, &view, client);
-        if addresses.is_empty() {
-            if let Some(target) = self.zone.cnames.get(&region) {
-                // A CNAME answers every query type at the name; the resolver
-                // follows it to the load balancer's current addresses.
-                let cname = RData::CNAME(CNAME(target.clone()));
-                let record = Record::from_rdata(owner, self.zone.ttl, cname);
-                return Some((ResponseCode::NoError, vec![record], vec![]));
+        let view = self.current_view();
+        let Ok(info) = request.request_info() else {
+            return Reply::error(ResponseCode::FormErr);
+        };
+        self.lookup.lookup(&view, info.query, request.src().ip())
+    }
+}
+
+/// The sections of a response as hickory-server's `MessageResponse` takes them.
+type Section<'a> = std::slice::Iter<'a, Record>;
+type Response<'q, 'a> = MessageResponse<'q, 'a, Section<'a>, Section<'a>, Section<'a>, Section<'a>>;
+
+impl ZoneHandler {
+    /// Encodes the response to a UDP `request` into `buffer`, for the
+    /// caller to send: no response handler, no task, no allocation of its
+    /// own ([`udp`] serves with it).
+    pub fn encode_udp_response(&self, request: &Request, buffer: &mut Vec<u8>) -> ResponseInfo {
+        let negotiated = Negotiated::new(request.edns(), request.protocol());
+        let reply = self.reply(request, &negotiated);
+        let mut encoder = BinEncoder::new(buffer);
+        encoder.set_max_size(u16::try_from(negotiated.max_response_len).unwrap_or(u16::MAX));
+        match response(request, negotiated, &reply).destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a DNS response");
+                buffer.clear();
+                let mut header = Header::response_from_request(request.header());
+                header.set_response_code(ResponseCode::ServFail);
+                let _ = header.emit(&mut BinEncoder::new(buffer));
+                header.into()
             }
         }
-        let answers: Vec<Record> = addresses
-            .into_iter()
-            .filter_map(|ip| match (ip, query_type) {
-                (IpAddr::V4(v4), RecordType::A) => Some(RData::A(A(v4))),
-                (IpAddr::V6(v6), RecordType::AAAA) => Some(RData::AAAA(AAAA(v6))),
-                _ => None,
-            })
-            .map(|rdata| Record::from_rdata(owner.clone(), self.zone.ttl, rdata))
-            .collect();
-        if answers.is_empty() {
-            return Some((ResponseCode::NoError, vec![], vec![soa]));
-        }
-        Some((ResponseCode::NoError, answers, vec![]))
     }
 }
 
@@ -112,41 +122,50 @@ impl RequestHandler for ZoneHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let builder = MessageResponseBuilder::from_message_request(request);
-        let mut header = Header::response_from_request(request.header());
-        if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
-            let response = builder.error_msg(request.header(), ResponseCode::NotImp);
-            return send(&mut response_handle, response).await;
-        }
-        let Ok(info) = request.request_info() else {
-            let response = builder.error_msg(request.header(), ResponseCode::FormErr);
-            return send(&mut response_handle, response).await;
-        };
-        let Some((code, answers, authority)) = self.resolve(
-            info.query.name(),
-            info.query.query_type(),
-            request.src().ip(),
-        ) else {
-            let response = builder.error_msg(request.header(), ResponseCode::Refused);
-            return send(&mut response_handle, response).await;
-        };
-        header.set_authoritative(true);
-        header.set_recursion_available(false);
-        header.set_response_code(code);
-        let response = builder.build(
-            header,
-            answers.iter(),
-            [].iter(),
-            authority.iter(),
-            [].iter(),
-        );
-        send(&mut response_handle, response).await
+        let negotiated = Negotiated::new(request.edns(), request.protocol());
+        let reply = self.reply(request, &negotiated);
+        send(&mut response_handle, response(request, negotiated, &reply)).await
     }
+}
+
+/// The response message: header, the reply's sections and the OPT. An
+/// answer that does not fit the client's UDP payload goes out without
+/// records and with TC set, so that the client asks again over TCP
+/// (RFC 2181 9); never a partial RRset.
+fn response<'q, 'a>(
+    request: &'q Request,
+    negotiated: Negotiated,
+    reply: &'a Reply,
+) -> Response<'q, 'a> {
+    let mut header = Header::response_from_request(request.header());
+    header.set_response_code(reply.code);
+    header.set_authoritative(reply.authoritative);
+    let fits = match request.queries().first() {
+        Some(query) => negotiated.fits(query.original(), &reply.answers, &reply.authority),
+        None => true,
+    };
+    header.set_truncated(!fits);
+    let (answers, authority): (&[Record], &[Record]) = if fits {
+        (&reply.answers, &reply.authority)
+    } else {
+        (&[], &[])
+    };
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(edns) = negotiated.response_edns {
+        builder.edns(edns);
+    }
+    builder.build(
+        header,
+        answers.iter(),
+        [].iter(),
+        authority.iter(),
+        [].iter(),
+    )
 }
 
 async fn send<'a, R: ResponseHandler>(
     handle: &mut R,
-    response: hickory_server::authority::MessageResponse<
+    response: MessageResponse<
         '_,
         'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
@@ -166,9 +185,12 @@ async fn send<'a, R: ResponseHandler>(
     }
 }
 
-/// A running DNS server.
+/// A running DNS server: TCP through hickory-server, UDP through
+/// [`udp`](super::udp), one socket and task per CPU.
 pub struct DnsServer {
-    server: ServerFuture<ZoneHandler>,
+    tcp: ServerFuture<ZoneHandler>,
+    udp: JoinSet<()>,
+    stop_udp: watch::Sender<bool>,
     local_addr: SocketAddr,
 }
 
@@ -177,13 +199,23 @@ impl DnsServer {
     pub async fn bind(addr: SocketAddr, handler: ZoneHandler) -> Result<Self, DnsError> {
         let bind_err = |source| DnsError::Bind { addr, source };
         // With port 0, take the TCP port first and bind UDP to the same one.
-        let tcp = TcpListener::bind(addr).await.map_err(bind_err)?;
-        let local_addr = tcp.local_addr().map_err(bind_err)?;
-        let udp = UdpSocket::bind(local_addr).await.map_err(bind_err)?;
-        let mut server = ServerFuture::new(handler);
-        server.register_socket(udp);
-        server.register_listener(tcp, Duration::from_secs(5));
-        Ok(Self { server, local_addr })
+        let tcp_listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let local_addr = tcp_listener.local_addr().map_err(bind_err)?;
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let sockets = udp::bind(local_addr, cpus).map_err(bind_err)?;
+        let (stop_udp, stopped) = watch::channel(false);
+        let mut udp = JoinSet::new();
+        for socket in sockets {
+            udp.spawn(udp::serve(socket, handler.clone(), stopped.clone()));
+        }
+        let mut tcp = ServerFuture::new(handler);
+        tcp.register_listener(tcp_listener, Duration::from_secs(5));
+        Ok(Self {
+            tcp,
+            udp,
+            stop_udp,
+            local_addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -193,7 +225,9 @@ impl DnsServer {
     /// Serves until `shutdown` resolves.
     pub async fn run_until(mut self, shutdown: impl std::future::Future<Output = ()>) {
         shutdown.await;
-        if let Err(error) = self.server.shutdown_gracefully().await {
+        let _ = self.stop_udp.send(true);
+        while self.udp.join_next().await.is_some() {}
+        if let Err(error) = self.tcp.shutdown_gracefully().await {
             tracing::warn!(%error, "DNS server stopped with an error");
         }
     }

@@ -54,6 +54,9 @@ async fn status_page(AxumState(ctx): AxumState<HttpContext>) -> Html<String> {
 }
 
 async fn metrics(AxumState(ctx): AxumState<HttpContext>) -> Response {
+    // The view's age as of this scrape, even while the loop is stuck on the
+    // database.
+    ctx.state.view_health(tokio::time::Instant::now());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.state.metrics.render(),
@@ -61,10 +64,12 @@ async fn metrics(AxumState(ctx): AxumState<HttpContext>) -> Response {
         .into_response()
 }
 
+/// Ready while serving with a view the database still refreshes; the 503
+/// body says why not (Kubernetes then takes the replica out of the Service,
+/// and `/healthz` keeps it from being restarted for it).
 async fn readyz(AxumState(ctx): AxumState<HttpContext>) -> Response {
-    if ctx.state.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    match ctx.state.readiness() {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }

@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::publish::publish;
+use super::publish::{publish, report_view, Round};
 use super::Context;
 use crate::actions::drain_flag::{self, Fence, FlagWrite};
 use crate::audit::AuditKind;
@@ -48,11 +48,18 @@ pub fn early_leave_for(ctx: &Context) -> EarlyLeave {
     })
 }
 
-/// Runs decision rounds until stopped; an error ends the round, never the loop.
+/// Runs decision rounds until stopped; an error ends the round, never the
+/// loop. A round is abandoned after `lease.ttl_ms` (a database that holds
+/// connections without answering must not stop the loop), and every tick
+/// reports whether the view has grown older than `decision.max_view_age_ms`.
 pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
     let mut planner = planner_for(&ctx);
     let mut early = early_leave_for(&ctx);
     let mut leading = false;
+    let round_timeout = Duration::from_millis(ctx.settings.lease.ttl_ms);
+    let mut failures: u32 = 0;
+    let mut next_warning: u32 = 1;
+    let mut stale_reported = false;
     let mut ticker =
         tokio::time::interval(Duration::from_millis(ctx.settings.decision.interval_ms));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -61,15 +68,45 @@ pub async fn decide_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
             _ = stop.recv() => return,
             _ = ticker.tick() => {}
         }
-        let error = round(&ctx, &mut planner, &mut early, &mut leading)
-            .await
-            .err();
-        if let Some(error) = &error {
-            tracing::warn!(%error, "decision round failed");
+        let outcome = tokio::time::timeout(
+            round_timeout,
+            round(&ctx, &mut planner, &mut early, &mut leading),
+        )
+        .await;
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some((error.problem().to_string(), error.to_string())),
+            Err(_) => Some((
+                format!(
+                    "database did not answer within {} ms",
+                    round_timeout.as_millis()
+                ),
+                "decision round timed out".to_string(),
+            )),
+        };
+        match &error {
+            None => {
+                if failures > 0 {
+                    tracing::info!(failures, "decision rounds succeed again");
+                }
+                failures = 0;
+                next_warning = 1;
+                ctx.state.set_database_problem(None);
+            }
+            Some((problem, error)) => {
+                failures += 1;
+                // The first failure, then one line every 20 rounds.
+                if failures >= next_warning {
+                    next_warning = failures + 20;
+                    tracing::warn!(%error, %problem, consecutive_failures = failures, "decision round failed");
+                }
+                ctx.state.set_database_problem(Some(problem.clone()));
+            }
         }
         let mut status = ctx.state.status();
-        status.last_error = error.map(|e| e.to_string());
+        status.last_error = error.map(|(_, e)| e);
         ctx.state.set_status(status);
+        report_view(&ctx, &mut stale_reported);
     }
 }
 
@@ -80,10 +117,13 @@ pub async fn round(
     early: &mut EarlyLeave,
     leading: &mut bool,
 ) -> Result<(), DbError> {
+    // The view this round publishes is as old as its first read.
+    let read_at = Instant::now();
     let regions = ctx.settings.region_names();
     let fresh = votes::fresh(&ctx.pool, ctx.settings.probe.vote_freshness_ms).await?;
     let tally = quorum::tally(&regions, &fresh);
     let ranking = HealthRanking::measure(&regions, &tally, &fresh);
+    count_ignored(ctx, &tally);
     let active = overrides::active(&ctx.pool).await?;
     let mut flags = drain_flag::read_all(&ctx.pool).await?;
     let now = Instant::now();
@@ -118,7 +158,15 @@ pub async fn round(
     let dns = dns_view(
         ctx, early, &regions, &tally, &ranking, &flags, &active, &plan,
     );
-    publish(ctx, planner, &tally, &fresh, &flags, &dns, active, &plan);
+    let round = Round {
+        read_at,
+        tally: &tally,
+        fresh: &fresh,
+        flags: &flags,
+        dns: &dns,
+        plan: &plan,
+    };
+    publish(ctx, planner, &round, active);
     Ok(())
 }
 
@@ -177,7 +225,21 @@ fn dns_view(
     view
 }
 
-const AUTOMATION_ACTOR: &str = "automation";
+pub(super) const AUTOMATION_ACTOR: &str = "automation";
+
+/// Counts the votes the tally ignored (they never change a verdict).
+fn count_ignored(ctx: &Context, tally: &Tally) {
+    let ignored = &ctx.state.metrics.votes_ignored_total;
+    let counts = [
+        ("unknown_vantage", tally.ignored_votes.unknown_vantage),
+        ("unknown_region", tally.ignored_votes.unknown_region),
+    ];
+    for (reason, count) in counts {
+        if count > 0 {
+            ignored.with_label_values(&[reason]).inc_by(count as u64);
+        }
+    }
+}
 
 async fn record_decisions(ctx: &Context, plan: &Plan, tally: &Tally) {
     for decision in &plan.decisions {

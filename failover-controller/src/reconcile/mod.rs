@@ -3,7 +3,8 @@
 //! acts if this replica leads, and publishes what it saw into [`State`].
 //!
 //! Layout:
-//! - this module: the [`Context`], the probe loop and the lease loop;
+//! - this module: the [`Context`], the wait for the database at start, the
+//!   probe loop and the lease loop;
 //! - [`decide`]: one decision round and the drain-flag actions;
 //! - `publish`: the DNS view, metrics and status snapshot of a round;
 //! - [`route53_sync`]: converges the Route53 records to the drain flags.
@@ -15,6 +16,7 @@ pub mod route53_sync;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::Rng;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -25,7 +27,7 @@ use crate::config::Settings;
 use crate::lease::{Lease, LeaseView};
 use crate::probe::Prober;
 use crate::state::State;
-use crate::votes;
+use crate::{db, votes};
 
 /// Everything a loop needs, shared.
 pub struct Context {
@@ -83,6 +85,55 @@ impl Context {
     }
 }
 
+/// The first wait for the database, doubled after every failed attempt up
+/// to [`DATABASE_RETRY_MAX`], with jitter.
+const DATABASE_RETRY_FIRST: Duration = Duration::from_millis(250);
+const DATABASE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Waits until the database answers and the controller's migrations are
+/// applied, retrying with jittered exponential backoff, so that a replica
+/// started during a database incident waits (serving `/healthz`, not
+/// ready, DNS SERVFAIL) instead of exiting into a crash loop. Returns false
+/// when stopped first.
+pub async fn wait_for_database(ctx: &Context, stop: &mut broadcast::Receiver<()>) -> bool {
+    let attempt_timeout = Duration::from_millis(ctx.settings.lease.ttl_ms);
+    let mut delay = DATABASE_RETRY_FIRST;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let checked = tokio::select! {
+            _ = stop.recv() => return false,
+            checked = tokio::time::timeout(attempt_timeout, db::check_schema(&ctx.pool)) => checked,
+        };
+        let (problem, error) = match checked {
+            Ok(Ok(())) => {
+                ctx.state.set_database_problem(None);
+                tracing::info!(attempts = attempt, "database ready: starting the loops");
+                return true;
+            }
+            Ok(Err(error)) => (error.problem().to_string(), error.to_string()),
+            Err(_) => (
+                format!(
+                    "database did not answer within {} ms",
+                    attempt_timeout.as_millis()
+                ),
+                "database check timed out".to_string(),
+            ),
+        };
+        let wait = delay.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        tracing::warn!(%error, %problem, attempt, retry_in_ms = wait.as_millis() as u64, "waiting for the database (not ready, DNS answers SERVFAIL)");
+        ctx.state.set_database_problem(Some(problem));
+        let mut status = ctx.state.status();
+        status.last_error = Some(error);
+        ctx.state.set_status(status);
+        tokio::select! {
+            _ = stop.recv() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        delay = (delay * 2).min(DATABASE_RETRY_MAX);
+    }
+}
+
 /// Probes on the interval and publishes this vantage point's votes.
 pub async fn probe_loop(ctx: Arc<Context>, mut prober: Prober, mut stop: broadcast::Receiver<()>) {
     let mut ticker = tokio::time::interval(ctx.settings.probe_interval());
@@ -93,8 +144,17 @@ pub async fn probe_loop(ctx: Arc<Context>, mut prober: Prober, mut stop: broadca
             _ = ticker.tick() => {}
         }
         let own = prober.round().await;
-        if let Err(error) = votes::publish(&ctx.pool, &ctx.settings.region, &own).await {
-            tracing::warn!(%error, "cannot publish votes");
+        // Bounded, so that a database that stops answering does not stop
+        // the probes (their hysteresis keeps counting).
+        let published = tokio::time::timeout(
+            ctx.settings.probe_interval() * 2,
+            votes::publish(&ctx.pool, &ctx.settings.region, &own),
+        )
+        .await;
+        match published {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot publish votes"),
+            Err(_) => tracing::warn!("cannot publish votes: the database did not answer"),
         }
     }
 }
@@ -112,11 +172,16 @@ pub async fn lease_loop(ctx: Arc<Context>, mut stop: broadcast::Receiver<()>) {
         }
         let attempt_started = Instant::now();
         let before = ctx.state.lease();
-        let view = match ctx.lease.try_acquire().await {
-            Ok(view) => view,
-            Err(error) => {
+        // Keep the old view on failure; `may_act` stops trusting it at the
+        // deadline. Bounded by the TTL: past it the lease is lost anyway.
+        let view = match tokio::time::timeout(ttl, ctx.lease.try_acquire()).await {
+            Ok(Ok(view)) => view,
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot renew the lease");
-                // Keep the old view; `may_act` stops trusting it at the deadline.
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("cannot renew the lease: the database did not answer");
                 continue;
             }
         };

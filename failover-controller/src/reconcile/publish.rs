@@ -1,12 +1,16 @@
 //! Publishing one round's view: the DNS view (the drain flags minus the
 //! regions left out early by the shared votes, so every replica answers
-//! alike), the metrics, and the `/status` snapshot.
+//! alike, stamped with when it was read so that it is not answered from
+//! once it is too old), the metrics, and the `/status` snapshot; and
+//! reporting when the view grows too old, and when it is fresh again.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Instant;
 
+use super::decide::AUTOMATION_ACTOR;
 use super::Context;
 use crate::actions::drain_flag::FlagRow;
 use crate::dns::DnsView;
@@ -15,20 +19,30 @@ use crate::overrides::ActiveOverride;
 use crate::planner::{Plan, Planner};
 use crate::quorum::{Tally, Vote};
 use crate::region_machine::RegionState;
-use crate::state::{RegionStatus, StatusSnapshot, VoteStatus};
+use crate::state::{Event, RegionStatus, StatusSnapshot, ViewHealth, VoteStatus};
+
+/// What one decision round read and decided.
+#[derive(Clone, Copy)]
+pub struct Round<'a> {
+    /// When the round began reading the database.
+    pub read_at: Instant,
+    pub tally: &'a Tally,
+    pub fresh: &'a [Vote],
+    pub flags: &'a BTreeMap<String, FlagRow>,
+    pub dns: &'a DnsServing,
+    pub plan: &'a Plan,
+}
 
 /// Publishes the DNS view, metrics and the status snapshot.
-#[allow(clippy::too_many_arguments)]
-pub fn publish(
-    ctx: &Context,
-    planner: &Planner,
-    tally: &Tally,
-    fresh: &[Vote],
-    flags: &BTreeMap<String, FlagRow>,
-    dns: &DnsServing,
-    active: Vec<ActiveOverride>,
-    plan: &Plan,
-) {
+pub fn publish(ctx: &Context, planner: &Planner, round: &Round<'_>, active: Vec<ActiveOverride>) {
+    let Round {
+        read_at,
+        tally,
+        fresh,
+        flags,
+        dns,
+        plan,
+    } = *round;
     let regions = ctx.settings.region_names();
     // Configuration order, as `/status` always listed them.
     let serving: Vec<String> = regions
@@ -55,6 +69,8 @@ pub fn publish(
         serving: serving.iter().cloned().collect(),
         serial,
         measured_rtt_ms: measured,
+        refreshed_at: Some(read_at),
+        max_age: Duration::from_millis(ctx.settings.decision.max_view_age_ms),
     });
     let metrics = &ctx.state.metrics;
     metrics.frozen.set(i64::from(plan.frozen));
@@ -99,7 +115,7 @@ pub fn publish(
             .set(i64::from(disagreement));
         let votes = fresh
             .iter()
-            .filter(|v| v.region == *region)
+            .filter(|v| v.region == *region && regions.contains(&v.vantage))
             .map(|v| {
                 let status = VoteStatus {
                     verdict: v.verdict,
@@ -138,6 +154,13 @@ pub fn publish(
         });
     }
     let previous = ctx.state.status();
+    if tally.ignored_vantages != previous.ignored_vantages && !tally.ignored_vantages.is_empty() {
+        tracing::warn!(
+            ignored = ?tally.ignored_vantages,
+            configured = ?regions,
+            "votes from vantage points that are not configured regions are ignored"
+        );
+    }
     ctx.state.set_status(StatusSnapshot {
         controller_id: ctx.controller_id.clone(),
         region: ctx.settings.region.clone(),
@@ -149,10 +172,46 @@ pub fn publish(
         freeze_reason: plan.freeze_reason.clone(),
         counted_vantages: tally.counted_vantages.clone(),
         discarded_vantages: tally.discarded_vantages.clone(),
+        ignored_vantages: tally.ignored_vantages.clone(),
         serving_regions: serving,
         regions: region_status,
         overrides: active,
         recent_events: events.into_iter().take(50).collect(),
         last_error: previous.last_error,
+    });
+}
+
+/// Logs (and records as an event) the moment the view grows older than
+/// `decision.max_view_age_ms`, and the moment it is fresh again.
+pub fn report_view(ctx: &Context, stale_reported: &mut bool) {
+    let health = ctx.state.view_health(Instant::now());
+    let (name, detail) = match (health, *stale_reported) {
+        (ViewHealth::Fresh { .. }, true) => {
+            tracing::info!("view read from the database again: answering DNS, ready");
+            ("view_fresh", "answering DNS, ready".to_string())
+        }
+        (ViewHealth::Stale { age, max_age }, false) => {
+            let problem = ctx.state.database_problem().unwrap_or_default();
+            let detail = format!(
+                "view {:.1} s old, longer than decision.max_view_age_ms ({} ms): {problem}; \
+                 DNS answers SERVFAIL for the zone, /readyz fails",
+                age.as_secs_f64(),
+                max_age.as_millis()
+            );
+            tracing::warn!(age_ms = age.as_millis() as u64, max_age_ms = max_age.as_millis() as u64, %problem, "{detail}");
+            ("view_stale", detail)
+        }
+        _ => return,
+    };
+    *stale_reported = name == "view_stale";
+    ctx.state.push_event(Event {
+        at: Utc::now(),
+        region: None,
+        kind: "dns".into(),
+        name: name.into(),
+        actor: AUTOMATION_ACTOR.into(),
+        outcome: "ok".into(),
+        detail,
+        duration_ms: None,
     });
 }

@@ -12,7 +12,7 @@ use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::tcp::TcpClientStream;
 use serde_json::json;
 
-use crate::helpers::{resolve_a, settings, test_db, wait_all_seen_up, wait_for, Regions};
+use crate::helpers::{resolve_a, settings, test_db, wait_all_seen_up, wait_for, wait_ready, Regions};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -35,6 +35,7 @@ async fn clients_get_their_nearest_serving_region() {
     let run = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
+    wait_ready(&base).await;
     let name = "api.svc.failover.test.";
     for (client, region) in [("127.0.1.9", 0), ("127.0.2.9", 1), ("127.0.3.9", 2)] {
         let (code, ips) = resolve_a(dns, ip(client), name).await;

@@ -1,6 +1,8 @@
 //! End to end on one machine: three regions with two instances each, three
 //! controllers; a region dies and is drained (flag and DNS) within the
-//! target, then comes back after the hold-down.
+//! target. The way back is tested with the real service binary and its
+//! drain flag in `failback.rs`: these instances are health servers that
+//! know nothing of the drain flag.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use tokio::time::Instant;
 use crate::helpers::{get_json, resolve_a, settings, test_db, wait_for, Health, Regions};
 
 #[tokio::test]
-async fn a_dead_region_is_drained_and_restored() {
+async fn a_dead_region_is_drained_by_the_majority() {
     let db = test_db().await;
     let regions = Regions::start(3).await;
     let mut stops = Vec::new();
@@ -118,20 +120,6 @@ async fn a_dead_region_is_drained_and_restored() {
         serde_json::json!(["region-1", "region-2"])
     );
 
-    // Bring it back: restored after the hold-down (3 s here), not before.
-    let revived = Instant::now();
-    regions.set_region(2, Health::Ok);
-    let restored = wait_for(Duration::from_secs(20), || async {
-        let (_, ips) = resolve_a(follower_dns, client3, name).await;
-        (ips == region3).then(|| revived.elapsed())
-    })
-    .await
-    .expect("region-3 restored");
-    assert!(
-        restored >= Duration::from_secs(3),
-        "restored before the hold-down: {restored:?}"
-    );
-    println!("restored {restored:?} after the instances came back (hold-down 3 s)");
     for stop in stops {
         stop.send(()).unwrap();
     }
@@ -145,7 +133,7 @@ async fn probes_tell_ok_503_hang_and_refused_apart() {
     use failover_controller::probe::{probe_one, InstanceResult};
     let server = crate::helpers::HealthServer::start("127.0.4.1").await;
     let client = reqwest::Client::new();
-    let url = format!("http://{}/healthz/region", server.addr);
+    let url = format!("http://{}/healthz/instance", server.addr);
     let timeout = Duration::from_millis(300);
     assert!(matches!(
         probe_one(&client, &url, timeout).await,
@@ -170,7 +158,7 @@ async fn probes_tell_ok_503_hang_and_refused_apart() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let refused = probe_one(
         &reqwest::Client::new(),
-        &format!("http://{addr}/healthz/region"),
+        &format!("http://{addr}/healthz/instance"),
         timeout,
     )
     .await;

@@ -13,7 +13,7 @@ use hickory_client::proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::udp::UdpClientStream;
 
-use crate::helpers::{settings, test_db, wait_for, Health, HealthServer};
+use crate::helpers::{settings, test_db, wait_for, wait_ready, Health, HealthServer};
 use crate::route53::{
     credentials, health_checks, raw_client, route53_toml, start_moto, upsert, with_health_checks,
     zone_with_foreign_records,
@@ -33,7 +33,7 @@ async fn url_regions() -> (Vec<HealthServer>, String) {
         let server = HealthServer::start("127.0.0.1").await;
         text.push_str(&format!(
             "[[regions]]\nname = \"region-{n}\"\naws_region = \"{}\"\n\
-             health_urls = [\"http://localhost:{}/healthz/region\"]\n\
+             health_urls = [\"http://localhost:{}/healthz/instance\"]\n\
              alias_dns_name = \"{}\"\nalias_hosted_zone_id = \"{ALB_ZONE}\"\n\
              evaluate_target_health = true\n\n",
             ["us-east-1", "eu-west-1", "ap-southeast-1"][n - 1],
@@ -108,17 +108,27 @@ async fn alias_records_follow_health_urls_and_dns_answers_with_a_cname() {
     let (servers, regions_toml) = url_regions().await;
     let regions_toml = with_health_checks(&regions_toml, &health_checks(&raw, 3).await);
     let extra = route53_toml(&moto.url, &zone);
-    let app = Application::build_with(
-        settings("region-1", &db.url, &regions_toml, &extra),
-        Some(credentials()),
-    )
-    .await
-    .unwrap();
-    let dns = app.dns_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    // Three replicas: a drain by the votes needs two of the three
+    // configured vantage points; the lease holder edits the records.
+    let mut runs = Vec::new();
+    let mut dns_addrs = Vec::new();
+    let mut http = Vec::new();
+    for n in 1..=3 {
+        let app = Application::build_with(
+            settings(&format!("region-{n}"), &db.url, &regions_toml, &extra),
+            Some(credentials()),
+        )
+        .await
+        .unwrap();
+        dns_addrs.push(app.dns_addr().unwrap());
+        http.push(format!("http://{}", app.http_addr()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        runs.push((stop, run));
+    }
+    let dns = dns_addrs[0];
     let all: Vec<(String, String, String, bool)> = (1..=3)
         .map(|n| (format!("region-{n}"), alb(n), ALB_ZONE.to_string(), true))
         .collect();
@@ -127,6 +137,7 @@ async fn alias_records_follow_health_urls_and_dns_answers_with_a_cname() {
     })
     .await
     .expect("three alias latency records");
+    wait_ready(&http[0]).await;
     let client2: IpAddr = "127.0.2.9".parse().unwrap();
     assert_eq!(cname_for(dns, client2).await, Some(alb(2)));
 
@@ -172,6 +183,8 @@ async fn alias_records_follow_health_urls_and_dns_answers_with_a_cname() {
     .await
     .expect("region-2's alias record restored");
     assert_eq!(cname_for(dns, client2).await, Some(alb(2)));
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    for (stop, run) in runs {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
 }

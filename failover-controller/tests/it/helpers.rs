@@ -67,18 +67,18 @@ pub enum Health {
     Hang = 2,
 }
 
-/// A tiny `/healthz/region` server on a loopback address.
+/// A tiny `/healthz/instance` server on a loopback address.
 pub struct HealthServer {
     pub addr: SocketAddr,
     mode: Arc<AtomicU8>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The `/healthz/region` route of a fake instance, answering as `mode` says
+/// The `/healthz/instance` route of a fake instance, answering as `mode` says
 /// (a [`Health`] value), shared by the plain-HTTP and the TLS servers.
 pub fn health_router(mode: Arc<AtomicU8>) -> Router {
     Router::new().route(
-        "/healthz/region",
+        "/healthz/instance",
         get(move || {
             let mode = mode.load(Ordering::SeqCst);
             async move {
@@ -258,6 +258,39 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// A controller running in-process until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn start(app: failover_controller::app::Application) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, run }
+    }
+
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.run.await.unwrap().unwrap();
+    }
+}
+
+/// Waits until a controller's `/readyz` answers 200: it has read its view
+/// from the database (before that its DNS answers SERVFAIL).
+pub async fn wait_ready(http: &str) {
+    let url = format!("{http}/readyz");
+    wait_for(Duration::from_secs(15), || async {
+        let response = reqwest::get(&url).await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await
+    .expect("the controller becomes ready");
 }
 
 /// GETs JSON from a controller.

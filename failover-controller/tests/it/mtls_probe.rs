@@ -113,7 +113,7 @@ async fn https_probes_present_the_client_certificate_that_mutual_tls_requires() 
 #[test]
 fn the_binary_refuses_half_a_client_identity_before_binding_a_port() {
     let identity = IdentityFiles::signed_by(&TestCa::new());
-    let regions = [("a", "https://localhost:1/healthz/region".to_string())];
+    let regions = [("a", "https://localhost:1/healthz/instance".to_string())];
     let tls = ProbeTlsFiles {
         client_cert_file: Some(&identity.certificate),
         ..Default::default()

@@ -23,7 +23,7 @@ use failover_controller::app::Application;
 use failover_controller::metrics::Metrics;
 use serde_json::json;
 
-use crate::helpers::{settings, test_db, wait_for, Regions};
+use crate::helpers::{settings, test_db, wait_for, Regions, Running};
 
 /// A moto server on a free loopback port, killed on drop.
 pub struct Moto {
@@ -337,6 +337,14 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     let run = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
+    // The other two replicas: a region returns only when a majority of the
+    // three configured vantage points sees it up (whichever leads syncs).
+    let mut others = Vec::new();
+    for region in ["region-2", "region-3"] {
+        let settings = settings(region, &db.url, &regions.toml(), &extra);
+        let app = Application::build_with(settings, Some(credentials())).await;
+        others.push(Running::start(app.unwrap()));
+    }
     let owned = |records: &[(String, Option<String>, Vec<String>)]| -> Vec<String> {
         let mut ids: Vec<String> = records
             .iter()
@@ -508,6 +516,9 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
         audit.iter().any(|(n, _)| n.ends_with("drift_repair")),
         "{audit:?}"
     );
+    for other in others {
+        other.stop().await;
+    }
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }

@@ -1,6 +1,6 @@
 //! HTTPS probes against real TLS servers on loopback: a throwaway private CA
 //! signs the servers' certificates, and the real prober (reqwest + rustls)
-//! probes them as `https://localhost:<port>/healthz/region`. Trusted through
+//! probes them as `https://localhost:<port>/healthz/instance`. Trusted through
 //! `probe.ca_file`, a region is up while it answers 200 and down on 503;
 //! without the CA, or with an expired or wrong-host certificate, the probe
 //! fails and the vote's `last_error` says which certificate check refused.
@@ -125,7 +125,7 @@ impl TestCa {
     }
 }
 
-/// A `/healthz/region` server over TLS on 127.0.0.1 (axum behind
+/// A `/healthz/instance` server over TLS on 127.0.0.1 (axum behind
 /// tokio-rustls and hyper), presenting one certificate and, with
 /// [`ClientAuth::Required`], accepting only clients that present one.
 pub struct TlsHealthServer {
@@ -192,7 +192,7 @@ impl TlsHealthServer {
     }
 
     pub fn url(&self) -> String {
-        format!("https://localhost:{}/healthz/region", self.addr.port())
+        format!("https://localhost:{}/healthz/instance", self.addr.port())
     }
 }
 

@@ -1,5 +1,17 @@
-//! Health endpoints: `/livez` and `/readyz` for Kubernetes, `/healthz/region`
-//! for the Route53 health check of this region's latency record.
+//! Health endpoints: `/livez` and `/readyz` for Kubernetes; two region
+//! signals that differ only in the drain flag:
+//!
+//! - `/healthz/region` is **admission**: should this region take new
+//!   traffic? 503 when it is drained, cannot reach the database, or is
+//!   shutting down. The Route53 health check of the region's latency record
+//!   probes it, so a drained region stays out of DNS even when the
+//!   controller or the Route53 API is down.
+//! - `/healthz/instance` is **health**: could this instance serve? 200 while
+//!   it reaches the database and is not shutting down, drained or not (the
+//!   body says `drained`). The failover controllers probe it, so a region
+//!   the controller drained can still prove it is well and come back after
+//!   the hold-down; probing admission instead would read the controller's
+//!   own drain as a failure and keep the region out forever.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,6 +31,10 @@ pub struct HealthReport {
     pub instance: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On `/healthz/instance` only: whether the controller has drained this
+    /// region (the instance is healthy either way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/livez", tag = "health",
@@ -63,26 +79,61 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         (status = 503, description = "Take this region out of DNS: drained, database unreachable, or shutting down", body = HealthReport),
     ))]
 pub async fn region_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
-    let verdict = if state.is_shutting_down() {
-        RegionVerdict::ShuttingDown
-    } else {
-        state.region_gate.verdict()
-    };
-    match verdict {
+    match verdict(&state) {
         RegionVerdict::Serving => (StatusCode::OK, Json(report(&state, "ok", None))),
-        RegionVerdict::Drained { reason, actor } => unavailable(
-            &state,
-            "drained",
-            format!("region drained by {actor}: {reason}"),
-        ),
+        RegionVerdict::Drained { reason, actor } => {
+            unavailable(&state, "drained", drain_reason(&actor, &reason))
+        }
+        cannot_serve => cannot_serve_answer(&state, cannot_serve),
+    }
+}
+
+#[utoipa::path(get, path = "/healthz/instance", tag = "health",
+    responses(
+        (status = 200, description = "This instance could serve: the database is reachable and no shutdown is under way, whether or not its region is drained (see `drained`)", body = HealthReport),
+        (status = 503, description = "This instance cannot serve: database unreachable, or shutting down", body = HealthReport),
+    ))]
+pub async fn instance_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let (drained, reason) = match verdict(&state) {
+        RegionVerdict::Serving => (false, None),
+        RegionVerdict::Drained { reason, actor } => (true, Some(drain_reason(&actor, &reason))),
+        cannot_serve => return cannot_serve_answer(&state, cannot_serve),
+    };
+    let mut body = report(&state, "ok", reason);
+    body.drained = Some(drained);
+    (StatusCode::OK, Json(body))
+}
+
+/// The region gate's verdict, or shutting down.
+fn verdict(state: &AppState) -> RegionVerdict {
+    if state.is_shutting_down() {
+        return RegionVerdict::ShuttingDown;
+    }
+    state.region_gate.verdict()
+}
+
+/// The `reason` of a drained region, on both signals.
+fn drain_reason(actor: &str, reason: &str) -> String {
+    format!("region drained by {actor}: {reason}")
+}
+
+/// The 503 of both region signals when the instance cannot serve at all.
+fn cannot_serve_answer(
+    state: &AppState,
+    verdict: RegionVerdict,
+) -> (StatusCode, Json<HealthReport>) {
+    match verdict {
         RegionVerdict::DatabaseUnreachable { error } => {
-            unavailable(&state, "database_unreachable", error)
+            unavailable(state, "database_unreachable", error)
         }
         RegionVerdict::ShuttingDown => unavailable(
-            &state,
+            state,
             "shutting_down",
             "the instance is shutting down".into(),
         ),
+        RegionVerdict::Serving | RegionVerdict::Drained { .. } => {
+            unreachable!("both handlers answer a serving or drained region themselves")
+        }
     }
 }
 
@@ -92,6 +143,7 @@ fn report(state: &AppState, status: &str, reason: Option<String>) -> HealthRepor
         region: state.region().to_owned(),
         instance: state.settings.instance_id.clone(),
         reason,
+        drained: None,
     }
 }
 

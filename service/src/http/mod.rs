@@ -77,7 +77,8 @@ pub struct SharedState {
     pub region_gate: RegionGate,
     /// Set by the refresher on the first successful connection.
     pub dialect: Arc<OnceLock<Dialect>>,
-    /// Set on the shutdown signal: /readyz and /healthz/region answer 503.
+    /// Set on the shutdown signal: /readyz, /healthz/region and
+    /// /healthz/instance answer 503.
     pub shutting_down: Arc<AtomicBool>,
 }
 
@@ -172,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::livez))
         .routes(routes!(health::readyz))
         .routes(routes!(health::region_health))
+        .routes(routes!(health::instance_health))
         .split_for_parts();
     openapi.merge(health_doc);
     let mut document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");

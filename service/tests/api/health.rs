@@ -11,7 +11,7 @@ use crate::helpers::{create_database, eventually, test_settings, DedicatedPostgr
 #[tokio::test]
 async fn a_healthy_instance_is_live_ready_and_serving() {
     let app = TestApp::spawn().await;
-    for path in ["/livez", "/readyz", "/healthz/region"] {
+    for path in ["/livez", "/readyz", "/healthz/region", "/healthz/instance"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let body: Value = response.json().await.unwrap();
@@ -45,6 +45,17 @@ async fn the_drain_flag_turns_region_health_503_within_a_second() {
     // Draining is not a readiness failure: the instance still serves anyone
     // who reaches it, while DNS moves users away.
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    // Nor a health failure: the controllers probe /healthz/instance, so a
+    // drained region can prove it is well and return after the hold-down.
+    let response = app.get("/healthz/instance").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["drained"], true);
+    assert!(body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("region-kill drill"));
 
     sqlx::query("UPDATE region_state SET drained = false WHERE region = 'us-east-1'")
         .execute(&app.pool)
@@ -55,6 +66,8 @@ async fn the_drain_flag_turns_region_health_503_within_a_second() {
     })
     .await
     .expect("region health back to 200 within one second");
+    let body: Value = app.get("/healthz/instance").await.json().await.unwrap();
+    assert_eq!(body["drained"], false);
     println!("drain visible after {took:?}");
     app.stop().await;
 }
@@ -68,7 +81,7 @@ async fn health_follows_the_database_down_and_back() {
     assert_eq!(app.get("/healthz/region").await.status(), StatusCode::OK);
 
     server.halt();
-    for path in ["/readyz", "/healthz/region"] {
+    for path in ["/readyz", "/healthz/region", "/healthz/instance"] {
         eventually(Duration::from_secs(5), || async {
             app.get(path).await.status() == StatusCode::SERVICE_UNAVAILABLE
         })
@@ -88,7 +101,7 @@ async fn health_follows_the_database_down_and_back() {
     );
 
     server.resume();
-    for path in ["/readyz", "/healthz/region"] {
+    for path in ["/readyz", "/healthz/region", "/healthz/instance"] {
         eventually(Duration::from_secs(10), || async {
             app.get(path).await.status() == StatusCode::OK
         })

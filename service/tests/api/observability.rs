@@ -84,6 +84,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/livez", "get"),
         ("/readyz", "get"),
         ("/healthz/region", "get"),
+        ("/healthz/instance", "get"),
     ];
     for (path, method) in expected {
         assert!(
@@ -93,7 +94,7 @@ async fn the_openapi_document_covers_every_route() {
     }
     assert_eq!(
         paths.len(),
-        8,
+        9,
         "documented paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

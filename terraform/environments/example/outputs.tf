@@ -29,13 +29,13 @@ output "health_check_ids" {
 }
 
 output "failover_controller_regions_toml" {
-  description = "The [[regions]] blocks of k8s/base/failover-controller/config.toml (the same file in every region): per region the HTTPS health URL through its own name, its ALB as the Route53 alias target (with evaluate_target_health as in the global module's latency records) and its Route53 health check. `terraform output -raw failover_controller_regions_toml`, see docs/deploy.md."
+  description = "The [[regions]] blocks of k8s/base/failover-controller/config.toml (the same file in every region): per region the HTTPS health URL through its own name (the service's /healthz/instance: health apart from the drain flag, so a drained region can return), its ALB as the Route53 alias target (with evaluate_target_health as in the global module's latency records) and its Route53 health check. `terraform output -raw failover_controller_regions_toml`, see docs/deploy.md."
   value = join("\n", [
     for region in module.topology.region_names : join("\n", [
       "[[regions]]",
       "name = \"${region}\"",
       "aws_region = \"${region}\"",
-      "health_urls = [\"https://${module.topology.regions[region].regional_fqdn}${module.topology.paths.region_health}\"]",
+      "health_urls = [\"https://${module.topology.regions[region].regional_fqdn}${module.topology.paths.instance_health}\"]",
       "alias_dns_name = \"${local.region_modules[region].load_balancer_dns_name}\"",
       "alias_hosted_zone_id = \"${local.region_modules[region].load_balancer_zone_id}\"",
       "evaluate_target_health = true",

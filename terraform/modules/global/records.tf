@@ -1,8 +1,16 @@
-# One HTTPS health check per region on the service's /healthz/region through
-# the region's own name, and one latency record per region carrying it. This
-# is the data-plane gate of DESIGN.md: a region whose instances answer 503
-# (drained, or database unreachable) leaves DNS answers even when the
-# failover controller or the Route53 API is down.
+# One HTTPS health check per region on the service's /healthz/region
+# (admission) through the region's own name, and one latency record per
+# region carrying it. This is the data-plane gate of DESIGN.md: a region
+# whose instances answer 503 (drained, or database unreachable) leaves DNS
+# answers even when the failover controller or the Route53 API is down.
+# When the controller restores a region it clears the drain flag first, so
+# this check turns healthy again (after failure_threshold checks) as the
+# record comes back: the controller decides when a region returns.
+#
+# A second health check per region probes /healthz/instance (health apart
+# from the drain flag, the path the controllers probe), attached to no
+# record: it tells an operator, in the console and CloudWatch, whether a
+# drained region is well enough to come back.
 #
 # The failover controller also removes and restores these records (same
 # name, SetIdentifier, alias target and health check). A `terraform apply`
@@ -22,6 +30,19 @@ resource "aws_route53_health_check" "region" {
   measure_latency   = true
 
   tags = merge(var.tags, { Name = "${each.key} region health", "geo:region" = each.key })
+}
+
+resource "aws_route53_health_check" "instance" {
+  for_each          = var.regions
+  type              = var.health_check.type
+  fqdn              = each.value.regional_fqdn
+  port              = var.health_check.port
+  resource_path     = var.health_check.instance_resource_path
+  request_interval  = var.health_check.request_interval
+  failure_threshold = var.health_check.failure_threshold
+  enable_sni        = true
+
+  tags = merge(var.tags, { Name = "${each.key} instance health (not routed)", "geo:region" = each.key })
 }
 
 resource "aws_route53_record" "latency" {

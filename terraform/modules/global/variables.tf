@@ -40,11 +40,13 @@ variable "regions" {
 variable "health_check" {
   description = "Route53 health-check settings (topology output health_check)."
   type = object({
-    type              = string
-    port              = number
-    resource_path     = string
-    request_interval  = number
-    failure_threshold = number
+    type          = string
+    port          = number
+    resource_path = string
+    # Health apart from the drain flag, for the unrouted second check.
+    instance_resource_path = string
+    request_interval       = number
+    failure_threshold      = number
   })
 
   validation {

@@ -33,10 +33,15 @@ locals {
     load_balancer_https = 443
   }
   paths = {
-    liveness      = "/livez"
-    readiness     = "/readyz"
+    liveness  = "/livez"
+    readiness = "/readyz"
+    # Admission: 503 while the region is drained (or cannot serve). The
+    # Route53 health checks on the latency records probe it.
     region_health = "/healthz/region"
-    metrics       = "/metrics"
+    # Health apart from the drain flag: what the failover controllers probe,
+    # so that a drained region can prove it is well and come back.
+    instance_health = "/healthz/instance"
+    metrics         = "/metrics"
   }
 
   service_fqdn       = "${var.service_label}.${var.zone_name}"
@@ -71,11 +76,13 @@ locals {
   zone_count_mismatches = [for region, zones in var.availability_zone_overrides : region if length(zones) != var.availability_zone_count]
 
   health_check = {
-    type              = "HTTPS"
-    port              = local.ports.load_balancer_https
-    resource_path     = local.paths.region_health
-    request_interval  = var.health_check_interval_seconds
-    failure_threshold = var.health_check_failure_threshold
+    type          = "HTTPS"
+    port          = local.ports.load_balancer_https
+    resource_path = local.paths.region_health
+    # The unrouted check on health apart from the drain flag.
+    instance_resource_path = local.paths.instance_health
+    request_interval       = var.health_check_interval_seconds
+    failure_threshold      = var.health_check_failure_threshold
     # Worst case from a region failing to its record leaving DNS answers.
     detection_seconds = var.health_check_interval_seconds * var.health_check_failure_threshold
   }

@@ -54,7 +54,7 @@ output "ports" {
 }
 
 output "paths" {
-  description = "HTTP paths of the contract with the service: liveness, readiness, region_health, metrics."
+  description = "HTTP paths of the contract with the service: liveness, readiness, region_health (admission, Route53 health checks), instance_health (the controllers' probes), metrics."
   value       = local.paths
 }
 

@@ -56,6 +56,11 @@ run "three_regions_produce_names_and_address_plan" {
   }
 
   assert {
+    condition     = output.health_check.instance_resource_path == "/healthz/instance" && output.paths.instance_health == "/healthz/instance"
+    error_message = "The controllers (and the unrouted second health check) must probe /healthz/instance, which reads health apart from the drain flag."
+  }
+
+  assert {
     condition     = output.health_check.detection_seconds == 20
     error_message = "Default detection must be 10 s x 2 failures = 20 s."
   }
