@@ -4,7 +4,9 @@
 use failover_controller::app::Application;
 use serde_json::json;
 
-use crate::helpers::{get_json, settings, test_db, wait_all_seen_up, wait_for, Regions};
+use crate::helpers::{
+    get_json, settings, start_peers, test_db, wait_all_seen_up, wait_for, Regions,
+};
 
 #[tokio::test]
 async fn unauthenticated_calls_get_401_and_change_nothing() {
@@ -49,6 +51,7 @@ async fn unauthenticated_calls_get_401_and_change_nothing() {
     assert_eq!(count.0, 0, "an unauthenticated call changed something");
 
     // With the token: validation, then creation, listing, clearing.
+    let peers = start_peers(&db.url, &regions.toml(), |_| {}).await;
     wait_all_seen_up(&base).await;
     let bad = json!({"kind": "drain", "region": "nowhere", "reason": "x", "actor": "alice", "ttl_seconds": 60});
     let response = client
@@ -103,6 +106,9 @@ async fn unauthenticated_calls_get_401_and_change_nothing() {
             .await
             .unwrap();
     assert_eq!(audit.0, 2);
+    for peer in peers {
+        peer.stop().await;
+    }
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }
@@ -128,6 +134,10 @@ async fn a_drain_that_min_healthy_regions_blocks_is_refused_with_409() {
             .json(&body)
             .send()
     };
+    let peers = start_peers(&db.url, &regions.toml(), |s| {
+        s.decision.min_healthy_regions = 2;
+    })
+    .await;
     wait_all_seen_up(&base).await;
     let response = drain("region-2").await.unwrap();
     assert_eq!(response.status(), 201);
@@ -182,6 +192,9 @@ async fn a_drain_that_min_healthy_regions_blocks_is_refused_with_409() {
     .await
     .expect("region-2 restored");
     assert_eq!(drain("region-3").await.unwrap().status(), 201);
+    for peer in peers {
+        peer.stop().await;
+    }
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }

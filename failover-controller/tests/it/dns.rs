@@ -12,7 +12,9 @@ use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::tcp::TcpClientStream;
 use serde_json::json;
 
-use crate::helpers::{resolve_a, settings, test_db, wait_all_seen_up, wait_for, wait_ready, Regions};
+use crate::helpers::{
+    resolve_a, settings, start_peers, test_db, wait_all_seen_up, wait_for, wait_ready, Regions,
+};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -48,6 +50,7 @@ async fn clients_get_their_nearest_serving_region() {
     assert_eq!(code, ResponseCode::Refused);
 
     // Drain region-2: its clients move to region-1 (40 ms) rather than region-3 (60 ms).
+    let peers = start_peers(&db.url, &regions.toml(), |_| {}).await;
     wait_all_seen_up(&base).await;
     let body = json!({"kind": "drain", "region": "region-2", "reason": "dns test", "actor": "tester", "ttl_seconds": 60});
     let response = reqwest::Client::new()
@@ -108,6 +111,9 @@ async fn clients_get_their_nearest_serving_region() {
     assert_eq!(a.answers().len(), 2, "A over TCP");
     bg.abort();
     let _: SocketAddr = dns;
+    for peer in peers {
+        peer.stop().await;
+    }
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }

@@ -341,7 +341,7 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     // three configured vantage points sees it up (whichever leads syncs).
     let mut others = Vec::new();
     for region in ["region-2", "region-3"] {
-        let settings = settings(region, &db.url, &regions.toml(), &extra);
+        let settings = settings(region, &db.url, &regions_toml, &extra);
         let app = Application::build_with(settings, Some(credentials())).await;
         others.push(Running::start(app.unwrap()));
     }

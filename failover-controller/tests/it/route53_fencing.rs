@@ -158,10 +158,31 @@ async fn a_leader_paused_in_a_throttled_change_never_lands_it_after_the_new_lead
     .await
     .expect("B restored region-3's record");
 
-    // A wakes up: it must not send its stale change, now or later.
+    // A wakes up: it must not send its stale change, now or later. It may
+    // still sleep out the backoff it began before the pause (up to about
+    // 10 s): wait until it has tried again and found the lease gone.
     signal(&a, "-CONT");
     let resumed_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fenced = wait_for(Duration::from_secs(20), || async {
+        let fenced: (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM failover_audit WHERE controller_id = 'proc-region-1' \
+             AND name LIKE 'route53_%' AND outcome = 'fenced'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .ok()?;
+        (fenced.0 >= 1).then_some(())
+    })
+    .await;
+    assert!(
+        fenced.is_some(),
+        "A's stopped change is not in the audit log"
+    );
+    println!(
+        "A gave its change up {:?} after it woke",
+        resumed_at.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let late: Vec<_> = proxy_a
         .seen()
         .into_iter()
@@ -178,14 +199,6 @@ async fn a_leader_paused_in_a_throttled_change_never_lands_it_after_the_new_lead
         "Route53 does not hold the new leader's records"
     );
     assert!(!leads(&a).await, "the resumed replica believes it leads");
-    let fenced: (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM failover_audit WHERE controller_id = 'proc-region-1' \
-         AND name LIKE 'route53_%' AND outcome = 'fenced'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert!(fenced.0 >= 1, "A's stopped change is not in the audit log");
 
     // The way back: B dies, A leads again and acts through its own proxy.
     drop(b.take());
