@@ -128,6 +128,7 @@ impl Application {
             admin_token: ctx.settings.admin_token.clone(),
             regions: ctx.settings.region_names(),
             controller_id: ctx.controller_id.clone(),
+            min_healthy_regions: ctx.settings.decision.min_healthy_regions,
         });
         let (servers_stop, _) = broadcast::channel::<()>(1);
         let mut http_stop = servers_stop.subscribe();

@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::quorum::{QuorumVerdict, Tally};
+use crate::safety::{self, HealthRanking};
 
 /// The safety rules that bound an early leave (the planner's own numbers).
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct RoundFacts<'a> {
     pub undrained_by_operator: &'a BTreeSet<String>,
     /// Automation is frozen (manual freeze or the automatic freeze latch).
     pub frozen: bool,
+    /// The regions by measured health, worst first: the order in which they
+    /// leave when `min_healthy_regions` lets only some go.
+    pub ranking: &'a HealthRanking,
 }
 
 /// Why a region that the tally sees down is still served.
@@ -90,12 +94,11 @@ pub fn dns_serving(
         serving: flag_serving.clone(),
         ..DnsServing::default()
     };
-    // Only regions still served by their flag can leave early; sorted, as
-    // the planner drains in region-name order.
-    let candidates: BTreeSet<&String> = wanted_out
-        .iter()
-        .filter(|r| flag_serving.contains(*r))
-        .collect();
+    // Only regions still served by their flag can leave early; worst
+    // measured health first, as the planner drains them.
+    let candidates: Vec<&String> = facts
+        .ranking
+        .sort(wanted_out.iter().filter(|r| flag_serving.contains(*r)));
     if candidates.is_empty() {
         return result;
     }
@@ -115,7 +118,7 @@ pub fn dns_serving(
             Some(why)
         } else if facts.undrained_by_operator.contains(region) {
             Some(KeptBecause::UndrainOverride)
-        } else if result.serving.len() <= rules.min_healthy_regions {
+        } else if !min_healthy_allows(&result.serving, region, tally, rules) {
             Some(KeptBecause::MinHealthyRegions)
         } else {
             None
@@ -131,6 +134,22 @@ pub fn dns_serving(
         }
     }
     result
+}
+
+/// Whether `region` may leave DNS while `min_healthy_regions` others that
+/// serve and are seen up remain (a region without quorum does not count).
+fn min_healthy_allows(
+    serving: &BTreeSet<String>,
+    region: &str,
+    tally: &Tally,
+    rules: &EarlyLeaveRules,
+) -> bool {
+    let remaining: Vec<&str> = serving
+        .iter()
+        .filter(|r| r.as_str() != region && safety::counts_as_healthy(tally, r))
+        .map(String::as_str)
+        .collect();
+    safety::min_healthy_check(&remaining, rules.min_healthy_regions).passed
 }
 
 /// Remembers the regions this replica left out early, so that they stay out
@@ -239,12 +258,15 @@ mod tests {
         drained: BTreeSet<String>,
         undrained: BTreeSet<String>,
         frozen: bool,
+        ranking: HealthRanking,
     }
 
     impl Facts {
         fn new(n: usize) -> Self {
+            let regions = names(n);
             Self {
-                regions: names(n),
+                ranking: HealthRanking::configuration_order(&regions),
+                regions,
                 drained: BTreeSet::new(),
                 undrained: BTreeSet::new(),
                 frozen: false,
@@ -257,6 +279,7 @@ mod tests {
                 drained: &self.drained,
                 undrained_by_operator: &self.undrained,
                 frozen: self.frozen,
+                ranking: &self.ranking,
             }
         }
     }
@@ -308,11 +331,91 @@ mod tests {
         let view = dns_serving(&facts.get(), &set(&["r2"]), &t, &rules(2, 2));
         assert_eq!(view.serving, set(&["r2", "r3"]));
         assert_eq!(view.kept["r2"], KeptBecause::MinHealthyRegions);
-        // Two down with room for one: the first by name leaves.
+        // Two down, one up, minimum two: a region seen down is not healthy,
+        // so neither may leave.
         let facts = Facts::new(3);
         let t = tally_with_down(&facts.regions, &["r2", "r3"]);
         let view = dns_serving(&facts.get(), &set(&["r2", "r3"]), &t, &rules(2, 2));
-        assert_eq!(view.serving, set(&["r1", "r3"]));
+        assert_eq!(view.serving, set(&["r1", "r2", "r3"]));
+        // Minimum one: both leave, r1 serves.
+        let view = dns_serving(&facts.get(), &set(&["r2", "r3"]), &t, &rules(1, 2));
+        assert_eq!(view.serving, set(&["r1"]));
+    }
+
+    /// Votes as given: (vantage, region, verdict, rtt).
+    fn votes(list: &[(&str, &str, Verdict, f64)]) -> Vec<Vote> {
+        list.iter()
+            .map(|(vantage, region, verdict, rtt)| Vote {
+                vantage: vantage.to_string(),
+                region: region.to_string(),
+                verdict: *verdict,
+                rtt_ms: Some(*rtt),
+                age_ms: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_worst_regions_leave_first_not_the_first_by_name() {
+        use Verdict::*;
+        // r1 and r2 were left out earlier and are seen up again (still held
+        // out); r3 is down. Room for all but one: the healthiest, r1, must be
+        // the one that serves, whatever the names.
+        let mut facts = Facts::new(3);
+        let round = votes(&[
+            ("r1", "r1", Up, 10.0),
+            ("r2", "r1", Up, 10.0),
+            ("r3", "r1", Up, 10.0),
+            ("r1", "r2", Up, 40.0),
+            ("r2", "r2", Up, 40.0),
+            ("r3", "r2", Down, 40.0),
+            ("r1", "r3", Down, 5.0),
+            ("r2", "r3", Down, 5.0),
+            ("r3", "r3", Up, 5.0),
+        ]);
+        let t = tally(&facts.regions, &round);
+        facts.ranking = HealthRanking::measure(&facts.regions, &t, &round);
+        let view = dns_serving(&facts.get(), &set(&["r1", "r2", "r3"]), &t, &rules(1, 1));
+        assert_eq!(view.serving, set(&["r1"]), "{view:?}");
+        assert_eq!(view.kept["r1"], KeptBecause::MinHealthyRegions);
+    }
+
+    /// A tally as given, whatever votes would make it: (region, up, down,
+    /// verdict).
+    fn tally_as(rows: &[(&str, usize, usize, QuorumVerdict)]) -> Tally {
+        let regions = rows
+            .iter()
+            .map(|(region, up, down, verdict)| {
+                let region_tally = crate::quorum::RegionTally {
+                    up: *up,
+                    down: *down,
+                    verdict: *verdict,
+                    disagreement: *up > 0 && *down > 0,
+                    votes: BTreeMap::new(),
+                };
+                (region.to_string(), region_tally)
+            })
+            .collect();
+        Tally {
+            regions,
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn a_region_without_quorum_lets_no_other_leave() {
+        use QuorumVerdict::*;
+        // r2 is seen down; r1 and r3 have no quorum (too few vantage points
+        // heard): they are unknown, not up, so r2 stays.
+        let facts = Facts::new(3);
+        let t = tally_as(&[
+            ("r1", 1, 0, NoQuorum),
+            ("r2", 0, 2, Down),
+            ("r3", 1, 0, NoQuorum),
+        ]);
+        let view = dns_serving(&facts.get(), &set(&["r2"]), &t, &rules(1, 1));
+        assert_eq!(view.serving, set(&["r1", "r2", "r3"]));
+        assert_eq!(view.kept["r2"], KeptBecause::MinHealthyRegions);
     }
 
     #[test]

@@ -125,8 +125,17 @@ impl Lease {
     /// Checks, right before an action, that this replica still holds the
     /// lease at `epoch` and that it has not expired (database clock).
     pub async fn verify(&self, epoch: i64) -> Result<(), LeaseError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT epoch FROM failover_lease WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()",
+        self.remaining(epoch).await.map(|_| ())
+    }
+
+    /// How long the lease held at `epoch` has left, by the database clock;
+    /// an error when this replica no longer holds it. A caller that noted
+    /// its local clock before asking may act until that instant plus the
+    /// answer: nobody else can take the lease before then.
+    pub async fn remaining(&self, epoch: i64) -> Result<Duration, LeaseError> {
+        let row: Option<(f64,)> = sqlx::query_as(
+            "SELECT (EXTRACT(EPOCH FROM (expires_at - now())) * 1000)::FLOAT8 FROM failover_lease \
+             WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at > now()",
         )
         .bind(&self.name)
         .bind(&self.holder)
@@ -134,7 +143,7 @@ impl Lease {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(_) => Ok(()),
+            Some((left_ms,)) => Ok(Duration::from_secs_f64(left_ms.max(0.0) / 1000.0)),
             None => Err(LeaseError::NotHeld {
                 name: self.name.clone(),
                 holder: self.holder.clone(),

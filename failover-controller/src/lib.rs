@@ -9,7 +9,8 @@
 //!   [`ca_bundle`]: private CAs the HTTPS probes trust;
 //!   [`client_identity`]: the client certificate they present (mTLS).
 //! - [`votes`], [`quorum`]: vote sharing through the database, tally.
-//! - [`region_machine`], [`planner`]: state machines, hold-down, safety rules.
+//! - [`region_machine`], [`planner`]: state machines, hold-down, safety rules;
+//!   [`safety`]: the min_healthy_regions rule and which regions leave first.
 //! - [`early_leave`]: every replica leaves a down region out of DNS at once,
 //!   within the safety rules, without waiting for the leader.
 //! - [`lease`]: leader election with a fencing epoch.
@@ -43,6 +44,7 @@ pub mod quorum;
 mod quorum_tests;
 pub mod reconcile;
 pub mod region_machine;
+pub mod safety;
 pub mod secret;
 pub mod state;
 pub mod verdict;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::overrides::{ActiveOverride, OverrideKind};
 use crate::quorum::{QuorumVerdict, Tally};
 use crate::region_machine::{HoldDown, Intent, RegionMachine, RegionState};
+use crate::safety::{self, HealthRanking};
 
 /// The safety rules and hold-down parameters.
 #[derive(Debug, Clone)]
@@ -155,13 +156,25 @@ impl Planner {
         }
     }
 
-    /// Plans one round.
-    pub fn plan(&mut self, tally: &Tally, overrides: &[ActiveOverride], now: Instant) -> Plan {
+    /// Plans one round. Regions are planned worst measured health first
+    /// (`ranking`), so that when `min_healthy_regions` lets only some of the
+    /// regions that want to leave go, the worst go and the best stay.
+    pub fn plan(
+        &mut self,
+        tally: &Tally,
+        ranking: &HealthRanking,
+        overrides: &[ActiveOverride],
+        now: Instant,
+    ) -> Plan {
         let mut plan = Plan::default();
         self.update_freeze(tally, overrides, now, &mut plan);
         (plan.frozen, plan.freeze_reason) = self.frozen(overrides);
 
-        let regions: Vec<String> = self.machines.keys().cloned().collect();
+        let regions: Vec<String> = ranking
+            .sort(self.machines.keys())
+            .into_iter()
+            .cloned()
+            .collect();
         for region in regions {
             let region_override = overrides
                 .iter()
@@ -243,7 +256,19 @@ impl Planner {
         now: Instant,
         plan: &mut Plan,
     ) {
-        let serving = self.serving_count();
+        // Only regions that serve and that the majority sees up count: a
+        // region without quorum is unknown and lets no other region leave.
+        let remaining: Vec<&str> = self
+            .machines
+            .iter()
+            .filter(|(other, m)| {
+                other.as_str() != region
+                    && m.state().is_serving()
+                    && safety::counts_as_healthy(tally, other)
+            })
+            .map(|(other, _)| other.as_str())
+            .collect();
+        let min_rule = safety::min_healthy_check(&remaining, self.rules.min_healthy_regions);
         let machine = self.machines.get_mut(region).expect("known region");
         match machine.state() {
             RegionState::Draining => {
@@ -261,15 +286,6 @@ impl Planner {
             }
             RegionState::Healthy => {}
         }
-        let remaining = serving - 1;
-        let min_rule = RuleCheck {
-            rule: "min_healthy_regions".into(),
-            passed: remaining >= self.rules.min_healthy_regions,
-            detail: format!(
-                "{remaining} would remain serving, minimum {}",
-                self.rules.min_healthy_regions
-            ),
-        };
         let votes = tally.regions.get(region);
         let quorum_rule = if actor == AUTOMATION {
             RuleCheck {

@@ -10,10 +10,11 @@ use tokio::time::Instant;
 
 use crate::early_leave::{DnsServing, EarlyLeave, EarlyLeaveRules, RoundFacts};
 use crate::overrides::{ActiveOverride, OverrideKind};
-use crate::planner::{PlannedAction, Planner, Rules};
+use crate::planner::{Plan, PlannedAction, Planner, Rules};
 use crate::quorum::{tally, Vote};
 use crate::region_machine::RegionState;
-use crate::verdict::{ProbeOutcome, VerdictTracker};
+use crate::safety::HealthRanking;
+use crate::verdict::{ProbeOutcome, Verdict, VerdictTracker};
 
 const INTERVAL: Duration = Duration::from_millis(500);
 
@@ -104,7 +105,8 @@ impl Sim {
         let t = tally(&self.regions, &votes);
         let mut plan = Default::default();
         if self.leader_acts {
-            plan = self.planner.plan(&t, overrides, self.now);
+            let ranking = HealthRanking::measure(&self.regions, &t, &votes);
+            plan = self.planner.plan(&t, &ranking, overrides, self.now);
         } else {
             (plan.frozen, plan.freeze_reason) = self.planner.track_freeze(&t, overrides, self.now);
         }
@@ -133,11 +135,13 @@ impl Sim {
             .filter(|o| o.kind == OverrideKind::Undrain)
             .filter_map(|o| o.region.clone())
             .collect();
+        let ranking = HealthRanking::measure(&self.regions, &t, &votes);
         let facts = RoundFacts {
             regions: &self.regions,
             drained: &drained,
             undrained_by_operator: &undrained,
             frozen: plan.frozen,
+            ranking: &ranking,
         };
         self.dns = self.early.round(&facts, &t, self.now);
     }
@@ -226,6 +230,88 @@ async fn a_manual_drain_outranks_the_votes_and_the_freeze() {
         RegionState::Healthy,
         "not restored after the override ended"
     );
+}
+
+fn voted(vantage: &str, region: &str, verdict: Verdict, rtt_ms: f64) -> Vote {
+    Vote {
+        vantage: vantage.into(),
+        region: region.into(),
+        verdict,
+        rtt_ms: Some(rtt_ms),
+        age_ms: 0.0,
+    }
+}
+
+fn drains(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter(|a| matches!(a, PlannedAction::Drain { .. }))
+        .map(|a| a.region())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_drains_with_room_for_one_take_the_worst_region() {
+    use Verdict::*;
+    let regions: Vec<String> = ["r1", "r2", "r3"].map(String::from).to_vec();
+    let now = Instant::now();
+    let mut planner = Planner::new(&regions, rules(2, 1), now);
+    // All up by the majority; one vantage point sees r2 down, and r2 is slow.
+    let votes: Vec<Vote> = regions
+        .iter()
+        .flat_map(|v| {
+            regions.iter().map(move |r| match (v.as_str(), r.as_str()) {
+                ("r3", "r2") => voted(v, r, Down, 300.0),
+                (_, "r2") => voted(v, r, Up, 300.0),
+                _ => voted(v, r, Up, 20.0),
+            })
+        })
+        .collect();
+    let t = tally(&regions, &votes);
+    let ranking = HealthRanking::measure(&regions, &t, &votes);
+    let overrides = [drain_override("r1"), drain_override("r2")];
+    let plan = planner.plan(&t, &ranking, &overrides, now);
+    assert_eq!(drains(&plan), ["r2"], "{plan:?}");
+    let blocked = plan
+        .decisions
+        .iter()
+        .find(|d| d.decision == "drain_blocked")
+        .expect("r1's drain blocked");
+    assert_eq!(blocked.region.as_deref(), Some("r1"));
+    assert!(blocked
+        .rules
+        .iter()
+        .any(|r| r.rule == "min_healthy_regions" && !r.passed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_without_quorum_does_not_let_another_drain() {
+    use crate::quorum::{QuorumVerdict, RegionTally, Tally};
+    let regions: Vec<String> = ["r1", "r2", "r3"].map(String::from).to_vec();
+    let now = Instant::now();
+    let mut planner = Planner::new(&regions, rules(1, 1), now);
+    // r2 is seen down; r1 and r3 have no quorum (too few vantage points).
+    let row = |up, down, verdict| RegionTally {
+        up,
+        down,
+        verdict,
+        disagreement: false,
+        votes: BTreeMap::new(),
+    };
+    let t = Tally {
+        regions: [
+            ("r1".to_string(), row(1, 0, QuorumVerdict::NoQuorum)),
+            ("r2".to_string(), row(0, 2, QuorumVerdict::Down)),
+            ("r3".to_string(), row(1, 0, QuorumVerdict::NoQuorum)),
+        ]
+        .into(),
+        ..Tally::default()
+    };
+    let ranking = HealthRanking::configuration_order(&regions);
+    let plan = planner.plan(&t, &ranking, &[], now);
+    assert!(drains(&plan).is_empty(), "{plan:?}");
+    assert_eq!(plan.decisions[0].decision, "drain_blocked");
+    assert_eq!(planner.serving_count(), 3);
 }
 
 proptest! {

@@ -302,6 +302,7 @@ health_urls = ["https://api-a.example.com/healthz/instance"]
 alias_dns_name = "geo-a-api-1.us-east-1.elb.amazonaws.com"
 alias_hosted_zone_id = "Z35SXDOTRQ7X7K"
 evaluate_target_health = true
+health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab"
 "#;
 
     #[test]

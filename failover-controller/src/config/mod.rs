@@ -120,6 +120,10 @@ pub struct DnsSettings {
     pub ttl_seconds: u32,
     pub nameservers: Vec<String>,
     pub hostmaster: String,
+    /// The client region of a query whose source address matches no
+    /// `client_subnets` prefix; empty means the first configured region.
+    /// Never this replica's own region: every replica must give such a
+    /// client the same answer.
     pub default_client_region: String,
     pub use_measured_rtt: bool,
     pub client_subnets: Vec<ClientSubnet>,
@@ -151,6 +155,11 @@ pub struct Route53Settings {
     pub max_retries: u32,
     pub insync_timeout_ms: u64,
     pub drift_check_interval_ms: u64,
+    /// Lets a region's record go without a Route53 health check (no
+    /// `health_check_id`). Off: such a configuration is refused at start-up,
+    /// because the health check is the data-plane drain that works when the
+    /// controller or the Route53 API is down.
+    pub allow_records_without_health_check: bool,
 }
 
 /// One region: where its instances are, and its Route53 record.
@@ -206,6 +215,21 @@ impl Settings {
     /// The names of all configured regions, in configuration order.
     pub fn region_names(&self) -> Vec<String> {
         self.regions.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The client region of addresses that match no `dns.client_subnets`
+    /// prefix: `dns.default_client_region`, else the first configured
+    /// region. It depends on the shared configuration only, so every replica
+    /// answers such a client alike.
+    pub fn default_client_region(&self) -> String {
+        match self.dns.default_client_region.as_str() {
+            "" => self
+                .regions
+                .first()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            configured => configured.to_string(),
+        }
     }
 
     /// The controller id, derived from the region and host when not set.

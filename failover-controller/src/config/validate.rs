@@ -194,6 +194,14 @@ impl Settings {
                      has no ip instances or route53_values (the record needs a target)"
                 ));
             }
+            if region.health_check_id.is_empty() && !r.allow_records_without_health_check {
+                return Err(format!(
+                    "regions[{i}].health_check_id: required when route53.enabled (the record's \
+                     Route53 health check drains region {:?} when the controller cannot); set \
+                     route53.allow_records_without_health_check = true to waive",
+                    region.name
+                ));
+            }
         }
         Ok(())
     }
@@ -285,4 +293,60 @@ fn validate_region_endpoints(i: usize, region: &super::RegionSettings) -> Result
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load, FlagOverrides};
+
+    const ROUTE53: &str =
+        "[route53]\nenabled = true\nhosted_zone_id = \"Z1\"\nrecord_name = \"api.example.com.\"\n";
+
+    fn load_text(text: &str) -> Result<crate::config::Settings, String> {
+        let path = std::env::temp_dir().join(format!("fc-validate-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, text).unwrap();
+        let env = vec![("FAILOVER_REGION".to_string(), "a".to_string())];
+        let loaded = load(Some(&path), env, &FlagOverrides::default()).map_err(|e| e.to_string());
+        std::fs::remove_file(&path).ok();
+        loaded
+    }
+
+    fn regions(second_health_check: &str) -> String {
+        format!(
+            "[[regions]]\nname = \"a\"\naws_region = \"us-east-1\"\ninstances = [\"127.0.0.1:1\"]\n\
+             health_check_id = \"hc-a\"\n[[regions]]\nname = \"b\"\naws_region = \"eu-west-1\"\n\
+             instances = [\"127.0.0.2:1\"]\nhealth_check_id = \"{second_health_check}\"\n"
+        )
+    }
+
+    #[test]
+    fn route53_records_need_health_checks_unless_waived() {
+        let err = load_text(&format!("{ROUTE53}{}", regions(""))).unwrap_err();
+        assert!(
+            err.contains("regions[1].health_check_id: required when route53.enabled")
+                && err.contains("route53.allow_records_without_health_check"),
+            "{err}"
+        );
+        load_text(&format!("{ROUTE53}{}", regions("hc-b"))).unwrap();
+        let waived = format!(
+            "{ROUTE53}allow_records_without_health_check = true\n{}",
+            regions("")
+        );
+        load_text(&waived).unwrap();
+        // Without Route53, no health check is needed.
+        load_text(&regions("")).unwrap();
+    }
+
+    #[test]
+    fn unknown_clients_default_to_one_region_for_every_replica() {
+        let text = regions("");
+        let a = load_text(&text).unwrap();
+        let mut b = a.clone();
+        b.region = "b".into();
+        assert_eq!(a.default_client_region(), "a");
+        assert_eq!(b.default_client_region(), "a");
+        let configured =
+            load_text(&format!("[dns]\ndefault_client_region = \"b\"\n{text}")).unwrap();
+        assert_eq!(configured.default_client_region(), "b");
+    }
 }

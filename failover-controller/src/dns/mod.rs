@@ -91,11 +91,7 @@ impl ZoneConfig {
             .map(|s| (s.cidr, s.region.clone()))
             .collect();
         client_subnets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
-        let default_client_region = if dns.default_client_region.is_empty() {
-            settings.region.clone()
-        } else {
-            dns.default_client_region.clone()
-        };
+        let default_client_region = settings.default_client_region();
         Ok(Self {
             zone,
             service_name,

@@ -27,6 +27,9 @@ pub struct HttpContext {
     pub admin_token: Secret,
     pub regions: Vec<String>,
     pub controller_id: String,
+    /// `decision.min_healthy_regions`: the admin API refuses a drain that
+    /// this rule would block.
+    pub min_healthy_regions: usize,
 }
 
 /// Builds the router of the admin port.

@@ -18,6 +18,7 @@ use crate::early_leave::{DnsServing, EarlyLeave, EarlyLeaveRules, RoundFacts};
 use crate::overrides;
 use crate::planner::{Plan, PlannedAction, Planner, Rules};
 use crate::quorum::{self, Tally};
+use crate::safety::HealthRanking;
 use crate::state::Event;
 use crate::votes;
 
@@ -121,6 +122,7 @@ pub async fn round(
     let regions = ctx.settings.region_names();
     let fresh = votes::fresh(&ctx.pool, ctx.settings.probe.vote_freshness_ms).await?;
     let tally = quorum::tally(&regions, &fresh);
+    let ranking = HealthRanking::measure(&regions, &tally, &fresh);
     count_ignored(ctx, &tally);
     let active = overrides::active(&ctx.pool).await?;
     let mut flags = drain_flag::read_all(&ctx.pool).await?;
@@ -138,7 +140,7 @@ pub async fn round(
             // A new leader checks its Route53 records at once.
             ctx.route53_wake.notify_one();
         }
-        plan = planner.plan(&tally, &active, now);
+        plan = planner.plan(&tally, &ranking, &active, now);
         record_decisions(ctx, &plan, &tally).await;
         let mut changed = false;
         for action in &plan.actions {
@@ -153,7 +155,9 @@ pub async fn round(
         planner.follow(&drained, now);
         (plan.frozen, plan.freeze_reason) = planner.track_freeze(&tally, &active, now);
     }
-    let dns = dns_view(ctx, early, &regions, &tally, &flags, &active, &plan);
+    let dns = dns_view(
+        ctx, early, &regions, &tally, &ranking, &flags, &active, &plan,
+    );
     let round = Round {
         read_at,
         tally: &tally,
@@ -168,11 +172,13 @@ pub async fn round(
 
 /// The DNS view of the round: the drain flags, minus the regions the tally
 /// sees down that the safety rules let leave early (see `early_leave`).
+#[allow(clippy::too_many_arguments)]
 fn dns_view(
     ctx: &Context,
     early: &mut EarlyLeave,
     regions: &[String],
     tally: &Tally,
+    ranking: &HealthRanking,
     flags: &BTreeMap<String, drain_flag::FlagRow>,
     active: &[overrides::ActiveOverride],
     plan: &Plan,
@@ -192,6 +198,7 @@ fn dns_view(
         drained: &drained,
         undrained_by_operator: &undrained,
         frozen: plan.frozen,
+        ranking,
     };
     let before = early.left_out();
     let view = early.round(&facts, tally, Instant::now());

@@ -12,7 +12,9 @@ use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::tcp::TcpClientStream;
 use serde_json::json;
 
-use crate::helpers::{resolve_a, settings, test_db, wait_for, wait_ready, Regions};
+use crate::helpers::{
+    resolve_a, settings, start_peers, test_db, wait_all_seen_up, wait_for, wait_ready, Regions,
+};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -48,6 +50,8 @@ async fn clients_get_their_nearest_serving_region() {
     assert_eq!(code, ResponseCode::Refused);
 
     // Drain region-2: its clients move to region-1 (40 ms) rather than region-3 (60 ms).
+    let peers = start_peers(&db.url, &regions.toml(), |_| {}).await;
+    wait_all_seen_up(&base).await;
     let body = json!({"kind": "drain", "region": "region-2", "reason": "dns test", "actor": "tester", "ttl_seconds": 60});
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/admin/overrides"))
@@ -107,6 +111,91 @@ async fn clients_get_their_nearest_serving_region() {
     assert_eq!(a.answers().len(), 2, "A over TCP");
     bg.abort();
     let _: SocketAddr = dns;
+    for peer in peers {
+        peer.stop().await;
+    }
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
+}
+
+/// A client whose address matches no `client_subnets` prefix gets the same
+/// answer from every replica (the first configured region, or the nearest
+/// serving one to it), never each replica's own region; also while that
+/// region is drained, and after it returns.
+#[tokio::test]
+async fn every_replica_gives_an_unknown_client_the_same_answer() {
+    let db = test_db().await;
+    let regions = Regions::start(3).await;
+    let mut replicas = Vec::new();
+    for region in ["region-1", "region-2", "region-3"] {
+        let app = Application::build(settings(region, &db.url, &regions.toml(), ""))
+            .await
+            .unwrap();
+        let dns = app.dns_addr().unwrap();
+        let base = format!("http://{}", app.http_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        replicas.push((dns, base, stop, run));
+    }
+    let name = "api.svc.failover.test.";
+    let unknown = ip("127.0.9.9");
+    let answers = |want: Vec<IpAddr>| {
+        let servers: Vec<SocketAddr> = replicas.iter().map(|r| r.0).collect();
+        async move {
+            wait_for(Duration::from_secs(15), || {
+                let (servers, want) = (servers.clone(), want.clone());
+                async move {
+                    let mut seen = Vec::new();
+                    for server in servers {
+                        let (code, ips) = resolve_a(server, unknown, name).await;
+                        seen.push((code, ips));
+                    }
+                    seen.iter()
+                        .all(|(code, ips)| *code == ResponseCode::NoError && *ips == want)
+                        .then_some(())
+                }
+            })
+            .await
+        }
+    };
+    answers(region_ips(&regions, 0))
+        .await
+        .expect("every replica answers the unknown client with region-1");
+
+    // The default region drained: everyone moves it to region-1's nearest
+    // (region-2, 40 ms), and back when the drain ends.
+    let base = replicas[0].1.clone();
+    wait_all_seen_up(&base).await;
+    let body = json!({"kind": "drain", "region": "region-1", "reason": "dns test", "actor": "tester", "ttl_seconds": 60});
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/admin/overrides"))
+        .bearer_auth("test-admin-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    answers(region_ips(&regions, 1))
+        .await
+        .expect("every replica answers the unknown client with region-2");
+    let response = reqwest::Client::new()
+        .delete(format!("{base}/v1/admin/overrides/{id}"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    answers(region_ips(&regions, 0))
+        .await
+        .expect("region-1 back for the unknown client on every replica");
+    for (_, _, stop, run) in replicas {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
 }

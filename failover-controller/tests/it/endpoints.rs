@@ -15,7 +15,8 @@ use hickory_client::proto::udp::UdpClientStream;
 
 use crate::helpers::{settings, test_db, wait_for, wait_ready, Health, HealthServer};
 use crate::route53::{
-    credentials, raw_client, route53_toml, start_moto, upsert, zone_with_foreign_records,
+    credentials, health_checks, raw_client, route53_toml, start_moto, upsert, with_health_checks,
+    zone_with_foreign_records,
 };
 
 const ALB_ZONE: &str = "Z35SXDOTRQ7X7K";
@@ -105,6 +106,7 @@ async fn alias_records_follow_health_urls_and_dns_answers_with_a_cname() {
     let zone = zone_with_foreign_records(&raw).await;
     let db = test_db().await;
     let (servers, regions_toml) = url_regions().await;
+    let regions_toml = with_health_checks(&regions_toml, &health_checks(&raw, 3).await);
     let extra = route53_toml(&moto.url, &zone);
     // Three replicas: a drain by the votes needs two of the three
     // configured vantage points; the lease holder edits the records.

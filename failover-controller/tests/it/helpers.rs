@@ -281,6 +281,28 @@ impl Running {
     }
 }
 
+/// The replicas of region-2 and region-3 beside a test's own region-1
+/// replica: a region counts as up only when a majority of the configured
+/// vantage points sees it, so one replica alone never sees a region up
+/// (and its admin API refuses every drain that min_healthy_regions guards).
+/// `adjust` changes their settings as the test changed its own replica's.
+pub async fn start_peers(
+    db_url: &str,
+    regions_toml: &str,
+    adjust: impl Fn(&mut Settings),
+) -> Vec<Running> {
+    let mut peers = Vec::new();
+    for region in ["region-2", "region-3"] {
+        let mut settings = settings(region, db_url, regions_toml, "");
+        adjust(&mut settings);
+        let app = failover_controller::app::Application::build(settings)
+            .await
+            .expect("a peer replica starts");
+        peers.push(Running::start(app));
+    }
+    peers
+}
+
 /// Waits until a controller's `/readyz` answers 200: it has read its view
 /// from the database (before that its DNS answers SERVFAIL).
 pub async fn wait_ready(http: &str) {
@@ -301,4 +323,18 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .json()
         .await
         .expect("JSON")
+}
+
+/// Waits until a controller's last decision round saw every region up: its
+/// admin API judges a drain against the regions seen up, and refuses one
+/// while it has seen none.
+pub async fn wait_all_seen_up(http: &str) {
+    let url = format!("{http}/status");
+    wait_for(Duration::from_secs(15), || async {
+        let status: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+        let regions = status["regions"].as_array()?;
+        (!regions.is_empty() && regions.iter().all(|r| r["verdict"] == "up")).then_some(())
+    })
+    .await
+    .expect("every region seen up");
 }

@@ -20,5 +20,7 @@ mod mtls_probe;
 mod processes;
 mod quorum;
 mod route53;
+mod route53_fencing;
+mod route53_proxy;
 mod services;
 mod tls_probe;

@@ -56,6 +56,17 @@ pub fn write_config(regions: &Regions, lease_ttl_ms: u64, lease_renew_ms: u64) -
 }
 
 pub fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controller {
+    spawn_with_env(region, db_url, config, &[])
+}
+
+/// As [`spawn`], with more environment variables (FAILOVER_* settings,
+/// AWS credentials).
+pub fn spawn_with_env(
+    region: usize,
+    db_url: &str,
+    config: &std::path::Path,
+    env: &[(&str, String)],
+) -> Controller {
     let ip = format!("127.0.{region}.100");
     let http = format!("{ip}:{}", free_port(&ip));
     let dns = format!("{ip}:{}", free_port(&ip));
@@ -69,6 +80,7 @@ pub fn spawn(region: usize, db_url: &str, config: &std::path::Path) -> Controlle
         .env("FAILOVER_HTTP_LISTEN", &http)
         .env("FAILOVER_DNS_LISTEN", &dns)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

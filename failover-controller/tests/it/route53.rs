@@ -1,7 +1,8 @@
 //! Route53 through the real aws-sdk-route53 client against the moto server
-//! on loopback: records created, drained, restored, drift repaired, records
-//! we do not own untouched; throttling and 5xx injected by a proxy between
-//! the client and the server are retried and end well.
+//! on loopback: records created with their health checks, drained,
+//! restored, drift repaired (a lost health check included), records we do
+//! not own untouched; throttling and 5xx injected by a proxy between the
+//! client and the server are retried and end well.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -11,12 +12,13 @@ use std::time::Duration;
 
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord,
+    ResourceRecordSet, RrType,
 };
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use failover_controller::actions::route53::{Route53Error, Route53Records};
+use failover_controller::actions::route53::{LeaseCheck, Route53Error, Route53Records};
 use failover_controller::app::Application;
 use failover_controller::metrics::Metrics;
 use serde_json::json;
@@ -127,6 +129,90 @@ pub async fn zone_with_foreign_records(client: &aws_sdk_route53::Client) -> Stri
     id
 }
 
+/// Creates one Route53 health check per region (`count`), in moto.
+pub async fn health_checks(client: &aws_sdk_route53::Client, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 1..=count {
+        let config = HealthCheckConfig::builder()
+            .r#type(HealthCheckType::Http)
+            .ip_address(format!("192.0.2.{n}"))
+            .port(80)
+            .resource_path("/healthz/region")
+            .build()
+            .unwrap();
+        let created = client
+            .create_health_check()
+            .caller_reference(uuid::Uuid::new_v4().to_string())
+            .health_check_config(config)
+            .send()
+            .await
+            .unwrap();
+        ids.push(created.health_check().unwrap().id().to_string());
+    }
+    ids
+}
+
+/// `[[regions]]` TOML with `health_check_id = ids[N-1]` for `region-N`.
+pub fn with_health_checks(regions_toml: &str, ids: &[String]) -> String {
+    let mut out = String::new();
+    for line in regions_toml.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(n) = line
+            .strip_prefix("name = \"region-")
+            .and_then(|rest| rest.trim_end_matches('"').parse::<usize>().ok())
+        {
+            out.push_str(&format!("health_check_id = \"{}\"\n", ids[n - 1]));
+        }
+    }
+    out
+}
+
+/// Our records as (region, values, health check), sorted.
+pub async fn owned_records(
+    client: &aws_sdk_route53::Client,
+    zone: &str,
+) -> Vec<(String, Vec<String>, Option<String>)> {
+    let out = client
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    let mut found: Vec<_> = out
+        .resource_record_sets()
+        .iter()
+        .filter(|s| *s.r#type() == RrType::A)
+        .filter_map(|s| {
+            let id = s.set_identifier()?;
+            id.starts_with("region-").then(|| {
+                let values = s
+                    .resource_records()
+                    .iter()
+                    .map(|r| r.value().to_string())
+                    .collect();
+                (
+                    id.to_string(),
+                    values,
+                    s.health_check_id().map(str::to_string),
+                )
+            })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A lease that is always held: for calling the records directly.
+pub struct AlwaysLeading;
+
+#[async_trait::async_trait]
+impl LeaseCheck for AlwaysLeading {
+    async fn confirm(&self) -> Result<tokio::time::Instant, String> {
+        Ok(tokio::time::Instant::now() + Duration::from_secs(3600))
+    }
+}
+
 pub async fn upsert(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
     let changes = sets
         .into_iter()
@@ -235,11 +321,13 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     let moto = start_moto().await;
     let raw = raw_client(&moto.url).await;
     let zone = zone_with_foreign_records(&raw).await;
+    let checks = health_checks(&raw, 3).await;
     let db = test_db().await;
     let regions = Regions::start(3).await;
     let extra = route53_toml(&moto.url, &zone);
+    let regions_toml = with_health_checks(&regions.toml(), &checks);
     let app = Application::build_with(
-        settings("region-1", &db.url, &regions.toml(), &extra),
+        settings("region-1", &db.url, &regions_toml, &extra),
         Some(credentials()),
     )
     .await
@@ -253,7 +341,7 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
     // three configured vantage points sees it up (whichever leads syncs).
     let mut others = Vec::new();
     for region in ["region-2", "region-3"] {
-        let settings = settings(region, &db.url, &regions.toml(), &extra);
+        let settings = settings(region, &db.url, &regions_toml, &extra);
         let app = Application::build_with(settings, Some(credentials())).await;
         others.push(Running::start(app.unwrap()));
     }
@@ -279,6 +367,14 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
         region1.2,
         vec!["127.0.1.1".to_string(), "127.0.1.2".to_string()]
     );
+    let records = owned_records(&raw, &zone).await;
+    for (i, (region, _, check)) in records.iter().enumerate() {
+        assert_eq!(
+            check.as_ref(),
+            Some(&checks[i]),
+            "{region} without its health check"
+        );
+    }
 
     // Drain region-2 by hand: its record goes, the foreign ones stay.
     let body = json!({"kind": "drain", "region": "region-2", "reason": "route53 test", "actor": "tester", "ttl_seconds": 60});
@@ -335,6 +431,36 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
             all_records(&raw, &zone).await
         );
     }
+    // Drift: the same values without the health check (someone rewrote the
+    // record by hand): it is drift too, and the check comes back.
+    let without_check = ResourceRecordSet::builder()
+        .name("api.svc.example.com.")
+        .r#type(RrType::A)
+        .set_identifier("region-3")
+        .region("ap-southeast-1".into())
+        .ttl(60)
+        .resource_records(
+            ResourceRecord::builder()
+                .value("127.0.3.1")
+                .build()
+                .unwrap(),
+        )
+        .resource_records(
+            ResourceRecord::builder()
+                .value("127.0.3.2")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    upsert(&raw, &zone, vec![without_check]).await;
+    wait_for(Duration::from_secs(15), || async {
+        let records = owned_records(&raw, &zone).await;
+        let region3 = records.iter().find(|r| r.0 == "region-3")?;
+        (region3.2.as_ref() == Some(&checks[2])).then_some(())
+    })
+    .await
+    .expect("region-3's health check put back");
 
     // Lift the override: region-2 returns after its hold-down.
     let response = reqwest::Client::new()
@@ -360,6 +486,14 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
         );
     }
 
+    let owned = owned_records(&raw, &zone).await;
+    assert!(
+        owned
+            .iter()
+            .zip(&checks)
+            .all(|(r, check)| r.2.as_ref() == Some(check)),
+        "a record lost its health check: {owned:?}"
+    );
     let records = all_records(&raw, &zone).await;
     assert!(records.iter().any(|(n, id, v)| n == "api.svc.example.com."
         && id.as_deref() == Some("someone-else")
@@ -397,30 +531,31 @@ async fn throttling_and_5xx_are_retried_and_the_last_record_is_kept() {
     let counter = Arc::new(AtomicUsize::new(0));
     let proxy = start_faulty_proxy(moto.url.clone(), Arc::clone(&counter)).await;
     let regions = Regions::start(3).await;
+    let regions_toml = with_health_checks(&regions.toml(), &health_checks(&raw, 3).await);
     let extra = route53_toml(&format!("http://{proxy}"), &zone);
     let settings = settings(
         "region-1",
         "postgres://unused@127.0.0.1:1/x",
-        &regions.toml(),
+        &regions_toml,
         &extra,
     );
     let metrics = Metrics::new();
     let records = Route53Records::new(&settings, metrics.clone(), Some(credentials())).await;
     records
-        .restore("region-1")
+        .restore("region-1", &AlwaysLeading)
         .await
         .expect("restore despite injected faults");
     records
-        .restore("region-2")
+        .restore("region-2", &AlwaysLeading)
         .await
         .expect("restore despite injected faults");
     assert_eq!(records.list_owned().await.unwrap().len(), 2);
     records
-        .remove("region-1")
+        .remove("region-1", &AlwaysLeading)
         .await
         .expect("remove despite injected faults");
     // region-3 never had a record: region-2 is the last serving one.
-    match records.remove("region-2").await {
+    match records.remove("region-2", &AlwaysLeading).await {
         Err(Route53Error::LastServing { region }) => assert_eq!(region, "region-2"),
         other => panic!("removed the last serving record: {other:?}"),
     }
@@ -437,4 +572,61 @@ async fn throttling_and_5xx_are_retried_and_the_last_record_is_kept() {
 
 async fn owned_ids(records: &Route53Records) -> Vec<String> {
     records.list_owned().await.unwrap().into_keys().collect()
+}
+
+/// With `route53.allow_records_without_health_check` and no configured
+/// health check, drift repair keeps the health check a live record carries
+/// (someone attached one by hand) instead of stripping it.
+#[tokio::test]
+async fn a_waived_region_keeps_the_health_check_of_its_live_record() {
+    let moto = start_moto().await;
+    let raw = raw_client(&moto.url).await;
+    let zone = zone_with_foreign_records(&raw).await;
+    let attached = health_checks(&raw, 1).await.remove(0);
+    let drifted = ResourceRecordSet::builder()
+        .name("api.svc.example.com.")
+        .r#type(RrType::A)
+        .set_identifier("region-1")
+        .region("us-east-1".into())
+        .ttl(60)
+        .health_check_id(&attached)
+        .resource_records(
+            ResourceRecord::builder()
+                .value("203.0.113.99")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    upsert(&raw, &zone, vec![drifted]).await;
+    let db = test_db().await;
+    let regions = Regions::start(3).await;
+    let extra = format!(
+        "{}allow_records_without_health_check = true\n",
+        route53_toml(&moto.url, &zone)
+    );
+    let app = Application::build_with(
+        settings("region-1", &db.url, &regions.toml(), &extra),
+        Some(credentials()),
+    )
+    .await
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let repaired = wait_for(Duration::from_secs(15), || async {
+        let records = owned_records(&raw, &zone).await;
+        let region1 = records.iter().find(|r| r.0 == "region-1")?.clone();
+        (records.len() == 3 && region1.1 == ["127.0.1.1", "127.0.1.2"]).then_some(region1)
+    })
+    .await
+    .expect("region-1's values repaired");
+    assert_eq!(
+        repaired.2,
+        Some(attached),
+        "the live record's health check was stripped"
+    );
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
 }
