@@ -239,6 +239,7 @@ mod tests {
                     verdict,
                     rtt_ms: None,
                     age_ms: 0.0,
+                    healthy_ms: 0.0,
                 });
             }
         }
@@ -351,6 +352,7 @@ mod tests {
                 verdict: *verdict,
                 rtt_ms: Some(*rtt),
                 age_ms: 0.0,
+                healthy_ms: 0.0,
             })
             .collect()
     }
@@ -392,6 +394,7 @@ mod tests {
                     verdict: *verdict,
                     disagreement: *up > 0 && *down > 0,
                     votes: BTreeMap::new(),
+                    healthy_ms: 0.0,
                 };
                 (region.to_string(), region_tally)
             })

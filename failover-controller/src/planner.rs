@@ -184,8 +184,11 @@ impl Planner {
             let before = machine.state();
             // While an operator decides for the region, votes do not move it.
             let intent = match region_override {
-                Some(_) => Intent::Stay,
-                None => machine.observe(tally.verdict(&region), now),
+                Some(_) => {
+                    machine.hold(now);
+                    Intent::Stay
+                }
+                None => machine.observe(tally.verdict(&region), tally.healthy_for(&region), now),
             };
             if before == RegionState::Drained && machine.state() == RegionState::Recovering {
                 plan.decisions.push(Decision {
@@ -195,7 +198,15 @@ impl Planner {
                     rules: vec![RuleCheck {
                         rule: "hold_down".into(),
                         passed: true,
-                        detail: format!("waiting {:?} before restoring", machine.hold_down(now)),
+                        detail: format!(
+                            "hold-down {:?}, seen healthy by the majority for {:?}: restoring in {:?}",
+                            machine.hold_down(now),
+                            tally.healthy_for(&region),
+                            machine
+                                .recover_at()
+                                .map(|at| at.saturating_duration_since(now))
+                                .unwrap_or_default()
+                        ),
                     }],
                 });
             }

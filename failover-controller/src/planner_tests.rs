@@ -98,6 +98,7 @@ impl Sim {
                         verdict: tracker.verdict(),
                         rtt_ms: None,
                         age_ms: 0.0,
+                        healthy_ms: 0.0,
                     });
                 }
             }
@@ -239,6 +240,7 @@ fn voted(vantage: &str, region: &str, verdict: Verdict, rtt_ms: f64) -> Vote {
         verdict,
         rtt_ms: Some(rtt_ms),
         age_ms: 0.0,
+        healthy_ms: 0.0,
     }
 }
 
@@ -297,6 +299,7 @@ async fn a_region_without_quorum_does_not_let_another_drain() {
         verdict,
         disagreement: false,
         votes: BTreeMap::new(),
+        healthy_ms: 0.0,
     };
     let t = Tally {
         regions: [

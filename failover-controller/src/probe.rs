@@ -66,6 +66,8 @@ struct Target {
     tracker: VerdictTracker,
     /// Exponentially weighted round trip, for the measured latency matrix.
     rtt_ewma_ms: Option<f64>,
+    /// When the current run of successful rounds began.
+    healthy_since: Option<Instant>,
     last_error: String,
 }
 
@@ -115,6 +117,7 @@ impl Prober {
                     settings.probe.successes_to_up,
                 ),
                 rtt_ewma_ms: None,
+                healthy_since: None,
                 last_error: String::new(),
             })
             .collect();
@@ -132,6 +135,7 @@ impl Prober {
     pub async fn round(&mut self) -> Vec<OwnVote> {
         let client = &self.client;
         let timeout = self.timeout;
+        let started = Instant::now();
         let per_region = join_all(self.targets.iter().map(|t| {
             join_all(
                 t.urls
@@ -167,6 +171,12 @@ impl Prober {
                 ProbeOutcome::Success
             };
             target.tracker.observe(outcome);
+            // A run of successes is as old as the round that began it; a
+            // failure ends it.
+            target.healthy_since = match outcome {
+                ProbeOutcome::Success => Some(target.healthy_since.unwrap_or(started)),
+                ProbeOutcome::Failure => None,
+            };
             if let Some(best) = rtts.iter().cloned().reduce(f64::min) {
                 target.rtt_ewma_ms = Some(match target.rtt_ewma_ms {
                     Some(prev) => prev * 0.8 + best * 0.2,
@@ -178,6 +188,7 @@ impl Prober {
                 region: target.region.clone(),
                 verdict: target.tracker.verdict(),
                 consecutive: target.tracker.consecutive(),
+                healthy_for: target.healthy_since.map(|since| since.elapsed()),
                 rtt_ms: target.rtt_ewma_ms,
                 last_error: target.last_error.clone(),
             });

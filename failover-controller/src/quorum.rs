@@ -16,6 +16,7 @@
 //!   state.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -31,6 +32,9 @@ pub struct Vote {
     pub rtt_ms: Option<f64>,
     /// How old the vote is, by the database clock.
     pub age_ms: f64,
+    /// For an up vote, how long (now, by the database clock) the vantage
+    /// point's current run of successful probes has lasted; 0 otherwise.
+    pub healthy_ms: f64,
 }
 
 /// The majority's answer on one region.
@@ -54,6 +58,9 @@ pub struct RegionTally {
     pub disagreement: bool,
     /// Each configured vantage point's vote, including discarded ones.
     pub votes: BTreeMap<String, Verdict>,
+    /// For how long a majority of the configured vantage points has seen
+    /// the region healthy without a failed probe (0 without that majority).
+    pub healthy_ms: f64,
 }
 
 /// Votes the tally did not look at, by why.
@@ -89,6 +96,17 @@ impl Tally {
             .unwrap_or(QuorumVerdict::NoQuorum)
     }
 
+    /// For how long a majority has seen `region` healthy (zero unless the
+    /// verdict is up).
+    pub fn healthy_for(&self, region: &str) -> Duration {
+        let ms = self
+            .regions
+            .get(region)
+            .map(|t| t.healthy_ms)
+            .unwrap_or(0.0);
+        Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    }
+
     /// Regions that the majority sees down.
     pub fn down_regions(&self) -> Vec<String> {
         self.regions
@@ -106,6 +124,7 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
     let mut ignored_vantages = BTreeSet::new();
     let mut ignored_votes = IgnoredVotes::default();
     let mut by_vantage: BTreeMap<&str, BTreeMap<&str, Verdict>> = BTreeMap::new();
+    let mut streaks: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for vote in votes {
         if !configured.contains(vote.vantage.as_str()) {
             ignored_vantages.insert(vote.vantage.clone());
@@ -120,6 +139,10 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
             .entry(vote.vantage.as_str())
             .or_default()
             .insert(vote.region.as_str(), vote.verdict);
+        streaks.insert(
+            (vote.vantage.as_str(), vote.region.as_str()),
+            vote.healthy_ms,
+        );
     }
     // The cut-off rule needs at least two regions: with one, "every region
     // down" is exactly what a real outage looks like.
@@ -152,7 +175,9 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
             verdict: QuorumVerdict::NoQuorum,
             disagreement: false,
             votes: BTreeMap::new(),
+            healthy_ms: 0.0,
         };
+        let mut healthy_streaks: Vec<f64> = Vec::new();
         for (vantage, seen) in &by_vantage {
             let Some(verdict) = seen.get(region.as_str()) else {
                 continue;
@@ -162,7 +187,10 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
                 continue;
             }
             match verdict {
-                Verdict::Up => region_tally.up += 1,
+                Verdict::Up => {
+                    region_tally.up += 1;
+                    healthy_streaks.push(streaks[&(*vantage, region.as_str())]);
+                }
                 Verdict::Down => region_tally.down += 1,
             }
         }
@@ -176,6 +204,12 @@ pub fn tally(regions: &[String], votes: &[Vote]) -> Tally {
             QuorumVerdict::NoQuorum
         };
         region_tally.disagreement = region_tally.up > 0 && region_tally.down > 0;
+        // The majority-th longest run: that many vantage points have seen
+        // the region healthy at least this long.
+        healthy_streaks.sort_by(|a, b| b.total_cmp(a));
+        if region_tally.verdict == QuorumVerdict::Up {
+            region_tally.healthy_ms = healthy_streaks.get(majority - 1).copied().unwrap_or(0.0);
+        }
         result.regions.insert(region.clone(), region_tally);
     }
     result
@@ -192,11 +226,45 @@ mod tests {
             verdict,
             rtt_ms: None,
             age_ms: 0.0,
+            healthy_ms: 0.0,
         }
     }
 
     fn regions() -> Vec<String> {
         vec!["a".into(), "b".into(), "c".into()]
+    }
+
+    #[test]
+    fn healthy_for_is_what_a_majority_of_the_configured_vantages_has_seen() {
+        use Verdict::*;
+        let streak = |vantage: &str, verdict, ms| Vote {
+            healthy_ms: ms,
+            ..vote(vantage, "b", verdict)
+        };
+        // Three configured vantage points, a majority of two: the second
+        // longest run counts.
+        let t = tally(
+            &regions(),
+            &[
+                streak("a", Up, 9000.0),
+                streak("b", Up, 1500.0),
+                streak("c", Up, 4000.0),
+            ],
+        );
+        assert_eq!(t.healthy_for("b"), Duration::from_millis(4000));
+        // Only two up: the shorter run.
+        let t = tally(
+            &regions(),
+            &[
+                streak("a", Up, 9000.0),
+                streak("b", Up, 1500.0),
+                streak("c", Down, 0.0),
+            ],
+        );
+        assert_eq!(t.healthy_for("b"), Duration::from_millis(1500));
+        // No up majority: nothing.
+        let t = tally(&regions(), &[streak("a", Up, 9000.0)]);
+        assert_eq!(t.healthy_for("b"), Duration::ZERO);
     }
 
     #[test]

@@ -23,6 +23,7 @@ fn vote(vantage: &str, region: &str, down: bool) -> Vote {
         verdict: if down { Verdict::Down } else { Verdict::Up },
         rtt_ms: None,
         age_ms: 0.0,
+        healthy_ms: 0.0,
     }
 }
 

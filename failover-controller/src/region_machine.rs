@@ -112,6 +112,8 @@ pub struct RegionMachine {
     hold_down: HoldDown,
     /// When the hold-down of the current recovery ends.
     recover_at: Option<Instant>,
+    /// The last round an operator's override decided for the region.
+    last_held: Option<Instant>,
 }
 
 impl RegionMachine {
@@ -121,6 +123,7 @@ impl RegionMachine {
             since: now,
             hold_down,
             recover_at: None,
+            last_held: None,
         }
     }
 
@@ -149,8 +152,27 @@ impl RegionMachine {
         }
     }
 
-    /// Feeds the majority verdict; returns what the machine wants.
-    pub fn observe(&mut self, verdict: QuorumVerdict, now: Instant) -> Intent {
+    /// An override decides for the region this round: the votes do not move
+    /// it, and a hold-down that follows counts from its end.
+    pub fn hold(&mut self, now: Instant) {
+        self.last_held = Some(now);
+    }
+
+    /// Feeds the majority verdict and for how long the majority has seen
+    /// the region healthy; returns what the machine wants.
+    ///
+    /// The hold-down counts from when the region became healthy by the
+    /// majority's probes, not from when this replica first read an up
+    /// verdict: the `successes_to_up` probes that turned the votes up are
+    /// part of it, and a leader that takes over in the middle of a recovery
+    /// does not start the wait again. Health under an override counts only
+    /// from the override's end.
+    pub fn observe(
+        &mut self,
+        verdict: QuorumVerdict,
+        healthy_for: Duration,
+        now: Instant,
+    ) -> Intent {
         match (self.state, verdict) {
             (_, QuorumVerdict::NoQuorum) => match self.state {
                 RegionState::Draining => Intent::Drain,
@@ -162,7 +184,12 @@ impl RegionMachine {
             (RegionState::Draining, _) => Intent::Drain,
             (RegionState::Drained, QuorumVerdict::Down) => Intent::Stay,
             (RegionState::Drained, QuorumVerdict::Up) => {
-                self.recover_at = Some(now + self.hold_down.current(now));
+                let mut credit = healthy_for;
+                if let Some(held) = self.last_held {
+                    credit = credit.min(now.saturating_duration_since(held));
+                }
+                let hold_down = self.hold_down.current(now);
+                self.recover_at = Some(now + hold_down.saturating_sub(credit));
                 self.enter(RegionState::Recovering, now);
                 self.recovering_intent(now)
             }
@@ -245,19 +272,25 @@ mod tests {
     async fn leaves_fast_and_returns_after_hold_down() {
         let mut m = machine(Instant::now());
         assert_eq!(
-            m.observe(QuorumVerdict::Down, Instant::now()),
+            m.observe(QuorumVerdict::Down, Duration::ZERO, Instant::now()),
             Intent::Drain
         );
         m.begin_drain(Instant::now());
         m.drain_done(Instant::now());
         assert_eq!(m.state(), RegionState::Drained);
-        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
+            Intent::Stay
+        );
         assert_eq!(m.state(), RegionState::Recovering);
         tokio::time::advance(Duration::from_secs(9)).await;
-        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
+            Intent::Stay
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
-            m.observe(QuorumVerdict::Up, Instant::now()),
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
             Intent::Restore
         );
         m.restore_done(Instant::now());
@@ -280,24 +313,88 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_hold_down_counts_from_when_the_majority_saw_the_region_healthy() {
+        let mut m = machine(Instant::now());
+        m.begin_drain(Instant::now());
+        m.drain_done(Instant::now());
+        // The up verdict arrives 1.5 s after the first good probes (the
+        // successes_to_up rounds): 8.5 s of the 10 s are left.
+        let healthy = Duration::from_millis(1500);
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, healthy, Instant::now()),
+            Intent::Stay
+        );
+        tokio::time::advance(Duration::from_millis(8400)).await;
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
+            Intent::Stay
+        );
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
+            Intent::Restore
+        );
+        m.restore_done(Instant::now());
+
+        // A leader that takes over in the middle of a recovery (its machine
+        // follows the drain flag) waits only what is left.
+        let mut successor = machine(Instant::now());
+        successor.follow(true, Instant::now());
+        let healthy = Duration::from_secs(7);
+        assert_eq!(
+            successor.observe(QuorumVerdict::Up, healthy, Instant::now()),
+            Intent::Stay
+        );
+        let left = successor.recover_at().unwrap() - Instant::now();
+        assert!(left <= Duration::from_secs(13), "{left:?}");
+        // (The follow counted the drain: 20 s hold-down, 7 s already served.)
+        assert_eq!(left, successor.hold_down(Instant::now()) - healthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_under_an_override_counts_only_from_its_end() {
+        let mut m = machine(Instant::now());
+        m.begin_drain(Instant::now());
+        m.drain_done(Instant::now());
+        // Healthy all along, held out by an operator for a minute.
+        for _ in 0..60 {
+            m.hold(Instant::now());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        let healthy = Duration::from_secs(120);
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, healthy, Instant::now()),
+            Intent::Stay
+        );
+        let left = m.recover_at().unwrap() - Instant::now();
+        assert_eq!(left, m.hold_down(Instant::now()) - Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn relapse_during_recovery_goes_back_to_drained() {
         let mut m = machine(Instant::now());
         m.begin_drain(Instant::now());
         m.drain_done(Instant::now());
-        m.observe(QuorumVerdict::Up, Instant::now());
+        m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now());
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(m.observe(QuorumVerdict::Down, Instant::now()), Intent::Stay);
+        assert_eq!(
+            m.observe(QuorumVerdict::Down, Duration::ZERO, Instant::now()),
+            Intent::Stay
+        );
         assert_eq!(m.state(), RegionState::Drained);
         // The relapse is a flap: the next recovery waits about twice as long
         // (the first drain's count decayed a little in the 5 s between).
         let grown = m.hold_down(Instant::now());
         assert!(grown > Duration::from_millis(19_900), "{grown:?}");
-        m.observe(QuorumVerdict::Up, Instant::now());
+        m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now());
         tokio::time::advance(grown - Duration::from_secs(1)).await;
-        assert_eq!(m.observe(QuorumVerdict::Up, Instant::now()), Intent::Stay);
+        assert_eq!(
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
+            Intent::Stay
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
-            m.observe(QuorumVerdict::Up, Instant::now()),
+            m.observe(QuorumVerdict::Up, Duration::ZERO, Instant::now()),
             Intent::Restore
         );
     }

@@ -167,6 +167,7 @@ mod tests {
             verdict,
             rtt_ms,
             age_ms: 0.0,
+            healthy_ms: 0.0,
         }
     }
 
