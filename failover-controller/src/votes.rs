@@ -58,9 +58,20 @@ pub async fn publish(pool: &PgPool, vantage: &str, votes: &[OwnVote]) -> Result<
     Ok(())
 }
 
+/// One row of `failover_votes` as read back, ages by the database clock.
+#[derive(sqlx::FromRow)]
+struct VoteRow {
+    vantage: String,
+    region: String,
+    verdict: String,
+    rtt_ms: Option<f64>,
+    age_ms: f64,
+    healthy_ms: Option<f64>,
+}
+
 /// Reads the votes no older than `freshness_ms`.
 pub async fn fresh(pool: &PgPool, freshness_ms: u64) -> Result<Vec<Vote>, DbError> {
-    let rows: Vec<(String, String, String, Option<f64>, f64, Option<f64>)> = sqlx::query_as(
+    let rows: Vec<VoteRow> = sqlx::query_as(
         "SELECT vantage, region, verdict, rtt_ms, \
                 (EXTRACT(EPOCH FROM (now() - observed_at)) * 1000)::FLOAT8 AS age_ms, \
                 (EXTRACT(EPOCH FROM (now() - healthy_since)) * 1000)::FLOAT8 AS healthy_ms \
@@ -72,7 +83,15 @@ pub async fn fresh(pool: &PgPool, freshness_ms: u64) -> Result<Vec<Vote>, DbErro
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(vantage, region, verdict, rtt_ms, age_ms, healthy_ms)| {
+        .filter_map(|row| {
+            let VoteRow {
+                vantage,
+                region,
+                verdict,
+                rtt_ms,
+                age_ms,
+                healthy_ms,
+            } = row;
             let verdict = Verdict::parse(&verdict)?;
             Some(Vote {
                 vantage,
