@@ -6,6 +6,7 @@
 //! Route53 health checks probe `/healthz/region`, so a drained region leaves
 //! DNS even when the controller or the Route53 API is down.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,11 @@ pub struct RegionGate {
     state: Arc<RwLock<GateState>>,
     /// A cached answer older than this counts as "database unreachable".
     validity: Duration,
+    /// The drain flag as last read, for the per-response `Connection:
+    /// close` (one relaxed load) ...
+    drained_now: Arc<AtomicBool>,
+    /// ... and for the connections, which close when it turns on.
+    drained: Arc<watch::Sender<bool>>,
 }
 
 impl RegionGate {
@@ -47,7 +53,22 @@ impl RegionGate {
         Self {
             state: Arc::default(),
             validity,
+            drained_now: Arc::default(),
+            drained: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Whether the last read of `region_state` said drained. A drained
+    /// region still serves whoever reaches it (its instances are well), but
+    /// tells every client to reconnect, so that clients with pooled
+    /// keep-alive connections resolve the name again and leave.
+    pub fn is_drained(&self) -> bool {
+        self.drained_now.load(Ordering::Relaxed)
+    }
+
+    /// The drain flag as it changes (from the refresher's reads).
+    pub fn drained_changes(&self) -> watch::Receiver<bool> {
+        self.drained.subscribe()
     }
 
     /// The current verdict from the cache.
@@ -74,6 +95,13 @@ impl RegionGate {
         let mut state = self.state.write().expect("gate lock is never poisoned");
         match result {
             Ok(drained) => {
+                let flag = drained.is_some();
+                self.drained_now.store(flag, Ordering::Relaxed);
+                self.drained.send_if_modified(|current| {
+                    let changed = *current != flag;
+                    *current = flag;
+                    changed
+                });
                 state.drained = drained;
                 state.last_success = Some(Instant::now());
                 state.last_error = None;

@@ -234,8 +234,9 @@ impl Thread {
                 pool = pool.state().max_size,
                 "serving thread started"
             );
+            let drained = shared.region_gate.drained_changes();
             tokio::select! {
-                () = serve(router, incoming, open, closed) => {
+                () = serve(router, incoming, open, closed, drained) => {
                     pool.close().await;
                     let _ = finished.send(());
                 }
@@ -271,6 +272,7 @@ async fn serve(
     mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
     open: Arc<AtomicUsize>,
     mut closed: watch::Receiver<bool>,
+    drained: watch::Receiver<bool>,
 ) {
     // Every connection task holds a clone; `recv` answers `None` once all
     // of them have ended.
@@ -281,7 +283,12 @@ async fn serve(
             stream = incoming.recv() => match stream {
                 Some(stream) => {
                     let connection = Connection { open: Arc::clone(&open), _alive: alive.clone() };
-                    tokio::spawn(connection.serve(stream, router.clone(), for_connections.clone()));
+                    tokio::spawn(connection.serve(
+                        stream,
+                        router.clone(),
+                        for_connections.clone(),
+                        drained.clone(),
+                    ));
                 }
                 None => break,
             },
@@ -310,6 +317,7 @@ impl Connection {
         stream: std::net::TcpStream,
         router: Router,
         mut closed: watch::Receiver<bool>,
+        mut drained: watch::Receiver<bool>,
     ) {
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
@@ -329,11 +337,31 @@ impl Connection {
                 return;
             }
             _ = closed.wait_for(|closed| *closed) => {}
+            // The region was drained while this connection was open: a
+            // pooled client would keep using it (and the region) for as
+            // long as it stays open, whatever DNS says now.
+            () = becomes_drained(&mut drained) => {}
         }
         // Finish the request in flight (if any), then close.
         connection.as_mut().graceful_shutdown();
         if let Err(error) = connection.await {
             tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+}
+
+/// Resolves when the drain flag turns on (not when it is already on: a
+/// connection opened to a drained region is served, one request at a time,
+/// with `Connection: close`).
+async fn becomes_drained(drained: &mut watch::Receiver<bool>) {
+    drained.borrow_and_update();
+    loop {
+        if drained.changed().await.is_err() {
+            // The gate is gone (shutting down): never.
+            std::future::pending::<()>().await;
+        }
+        if *drained.borrow_and_update() {
+            return;
         }
     }
 }

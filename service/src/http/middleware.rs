@@ -78,6 +78,14 @@ pub(crate) async fn observe(
         headers.insert(SERVED_BY_REGION, placement.region.clone());
         headers.insert(SERVED_BY_INSTANCE, placement.instance.clone());
     }
+    // A drained region answers, then closes the connection (hyper honours
+    // the header), so that a pooled client resolves the name again.
+    if state.region_gate.is_drained() {
+        headers.insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     response
 }
 

@@ -143,3 +143,102 @@ async fn health_stays_green_while_every_request_connection_is_busy() {
         .stop()
         .await;
 }
+
+/// One `GET /livez` on an open connection; the response head, lowercased.
+async fn get_livez(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before the response: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head
+}
+
+/// Whether the server closes `stream` within `limit` (end of file).
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// Clients with pooled keep-alive connections (every SDK's default) never
+/// resolve the name again while a connection lives: a drained region must
+/// close them, or they keep using it whatever DNS says.
+#[tokio::test]
+async fn a_drained_region_closes_pooled_connections_and_keeps_them_after_it_returns() {
+    let app = TestApp::spawn().await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    let mut pooled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = get_livez(&mut pooled).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+
+    sqlx::query(
+        "INSERT INTO region_state (region, drained, reason, actor, fencing_epoch) \
+         VALUES ('us-east-1', true, 'pooled clients test', 'failover-controller', 1)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // The idle pooled connection is closed once the gate reads the flag.
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut pooled, Duration::from_secs(3)).await,
+        "an idle keep-alive connection stayed open in a drained region"
+    );
+    println!(
+        "idle connection closed {:?} after the drain",
+        started.elapsed()
+    );
+    // A client that still reaches the region is served, told to reconnect,
+    // and the connection ends with the response.
+    let mut late = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = get_livez(&mut late).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed_within(&mut late, Duration::from_secs(2)).await);
+
+    // The way back: undrained, connections are kept alive again.
+    sqlx::query("UPDATE region_state SET drained = false WHERE region = 'us-east-1'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(2), || async {
+        app.get("/healthz/region").await.status() == StatusCode::OK
+    })
+    .await
+    .expect("region serving again");
+    let mut pooled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    for _ in 0..3 {
+        let head = get_livez(&mut pooled).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    assert!(
+        !closed_within(&mut pooled, Duration::from_millis(1500)).await,
+        "a serving region closed an idle keep-alive connection"
+    );
+    app.stop().await;
+}
