@@ -226,6 +226,7 @@ impl Thread {
                 policy: RetryPolicy::new(settings.transaction_max_retries),
                 metrics: shared.metrics.clone(),
             };
+            let drained = shared.region_gate.drained_changes();
             let router = crate::http::router(shared.with_pool(transactor, reads));
             tokio::spawn(keep_a_timer_pending(settings.request_timeout()));
             let _ = ready.send(Ok(()));
@@ -234,7 +235,6 @@ impl Thread {
                 pool = pool.state().max_size,
                 "serving thread started"
             );
-            let drained = shared.region_gate.drained_changes();
             tokio::select! {
                 () = serve(router, incoming, open, closed, drained) => {
                     pool.close().await;
