@@ -15,15 +15,78 @@
 //!
 //! Independently, connections from `blocked_sources` are held: a partition
 //! between one prober's address and this region.
+//!
+//! Under every mode, a [`Wan`] link gives the proxy the geography of the
+//! wide-area network between the source's region and the proxied one: the
+//! connection's set-up is held for one round trip, and every chunk in each
+//! direction is delayed by half of one (with jitter, and, for a lost
+//! segment, a retransmission timeout), queued so that the delay is paid once
+//! per round trip, not once per chunk. A request on a fresh connection then
+//! costs two round trips and a TLS 1.3 handshake one more, as on the WAN;
+//! `tc netem` would do the same in the kernel, which this machine lacks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The smallest retransmission timeout of Linux TCP: what a lost segment
+/// costs at least.
+const MIN_RTO: Duration = Duration::from_millis(200);
+
+/// The wide-area link between the sources and the proxied region.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Wan {
+    /// Round trip by the source's region: the `R` of a source address
+    /// `127.0.R.x`.
+    pub rtt_by_region: BTreeMap<u8, Duration>,
+    /// Round trip for sources of no listed region (and every source of a
+    /// link with no list, such as a region's database path).
+    pub default_rtt: Duration,
+    /// Each one-way delay varies uniformly by up to this much either way.
+    pub jitter: Duration,
+    /// Share of chunks that stand for a lost segment: they wait a
+    /// retransmission timeout (the round trip, at least 200 ms) more.
+    pub loss: f64,
+}
+
+impl Wan {
+    /// The round trip from `source`.
+    pub fn rtt(&self, source: IpAddr) -> Duration {
+        let region = match source {
+            IpAddr::V4(v4) => Some(v4.octets()[2]),
+            IpAddr::V6(_) => None,
+        };
+        region
+            .and_then(|r| self.rtt_by_region.get(&r))
+            .copied()
+            .unwrap_or(self.default_rtt)
+    }
+
+    /// One direction's delay for one chunk from `source`.
+    fn one_way(&self, source: IpAddr) -> Duration {
+        let rtt = self.rtt(source);
+        let mut rng = rand::thread_rng();
+        let half = rtt.as_secs_f64() / 2.0;
+        let jitter = self.jitter.as_secs_f64();
+        let mut delay = if jitter > 0.0 {
+            (half + rng.gen_range(-jitter..=jitter)).max(0.0)
+        } else {
+            half
+        };
+        if self.loss > 0.0 && rng.gen_bool(self.loss.min(1.0)) {
+            delay += rtt.max(MIN_RTO).as_secs_f64();
+        }
+        Duration::from_secs_f64(delay)
+    }
+}
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,10 +97,11 @@ pub enum Mode {
     Down,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct ProxyState {
     mode: Mode,
     blocked_sources: BTreeSet<IpAddr>,
+    wan: Option<Arc<Wan>>,
 }
 
 /// Handle to a running proxy.
@@ -56,6 +120,7 @@ impl Proxy {
         let (state, receiver) = watch::channel(ProxyState {
             mode: Mode::Pass,
             blocked_sources: BTreeSet::new(),
+            wan: None,
         });
         tokio::spawn(serve(Some(listener), listen, upstream, receiver));
         Ok(Self {
@@ -71,6 +136,17 @@ impl Proxy {
 
     pub fn mode(&self) -> Mode {
         self.state.borrow().mode
+    }
+
+    /// The WAN link of new connections (`None`: the loopback's). Healing a
+    /// fault keeps it: it is the geography, not a fault.
+    pub fn set_wan(&self, wan: Option<Wan>) {
+        self.state
+            .send_modify(|state| state.wan = wan.map(Arc::new));
+    }
+
+    pub fn wan(&self) -> Option<Wan> {
+        self.state.borrow().wan.as_deref().cloned()
     }
 
     pub fn block_source(&self, source: IpAddr) {
@@ -157,7 +233,7 @@ async fn flowing(state: &mut watch::Receiver<ProxyState>, source: IpAddr) -> Opt
 }
 
 async fn forward(
-    mut client: TcpStream,
+    client: TcpStream,
     source: IpAddr,
     upstream: SocketAddr,
     mut state: watch::Receiver<ProxyState>,
@@ -165,45 +241,81 @@ async fn forward(
     if flowing(&mut state, source).await.is_none() {
         return;
     }
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+    // The link of the connection's whole life: the geography does not move.
+    let wan = state.borrow().wan.clone();
+    if let Some(wan) = &wan {
+        // The handshake: SYN, SYN-ACK, then the first bytes can leave.
+        tokio::time::sleep(wan.rtt(source)).await;
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let (mut client_read, mut client_write) = client.split();
-    let (mut server_read, mut server_write) = server.split();
-    let mut up_state = state.clone();
-    let upstream_direction = async {
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let n = client_read.read(&mut buffer).await?;
-            if n == 0 {
-                server_write.shutdown().await?;
-                return Ok::<_, std::io::Error>(());
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let link = Link { source, wan };
+    let _ = tokio::try_join!(
+        link.relay(client_read, server_write, state.clone(), false),
+        link.relay(server_read, client_write, state, true),
+    );
+}
+
+/// One connection's path: who it comes from and over what.
+#[derive(Clone)]
+struct Link {
+    source: IpAddr,
+    wan: Option<Arc<Wan>>,
+}
+
+impl Link {
+    /// Copies `from` to `to`, each chunk held until it is due: the WAN's
+    /// one-way delay (and, towards the client, a `Delay` fault's) after it
+    /// arrived, never before the chunk ahead of it. Reading goes on while
+    /// chunks wait, so a delay costs each round trip once.
+    async fn relay(
+        &self,
+        mut from: impl AsyncRead + Unpin,
+        mut to: impl AsyncWrite + Unpin,
+        mut state: watch::Receiver<ProxyState>,
+        towards_client: bool,
+    ) -> std::io::Result<()> {
+        let (queue, mut due) = mpsc::channel::<(Instant, Vec<u8>)>(256);
+        let reading = async move {
+            let mut buffer = vec![0u8; 16 * 1024];
+            let mut last = Instant::now();
+            loop {
+                let n = from.read(&mut buffer).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(());
+                }
+                let Some(fault_delay) = flowing(&mut state, self.source).await else {
+                    return Ok(());
+                };
+                let mut at = Instant::now();
+                if let Some(wan) = &self.wan {
+                    at += wan.one_way(self.source);
+                }
+                if towards_client {
+                    at += fault_delay;
+                }
+                // TCP delivers in order.
+                at = at.max(last);
+                last = at;
+                if queue.send((at, buffer[..n].to_vec())).await.is_err() {
+                    return Ok(());
+                }
             }
-            if flowing(&mut up_state, source).await.is_none() {
-                return Ok(());
+        };
+        let writing = async move {
+            while let Some((at, bytes)) = due.recv().await {
+                tokio::time::sleep_until(at).await;
+                to.write_all(&bytes).await?;
             }
-            server_write.write_all(&buffer[..n]).await?;
-        }
-    };
-    let downstream_direction = async {
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let n = server_read.read(&mut buffer).await?;
-            if n == 0 {
-                client_write.shutdown().await?;
-                return Ok::<_, std::io::Error>(());
-            }
-            match flowing(&mut state, source).await {
-                None => return Ok(()),
-                Some(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
-                Some(_) => {}
-            }
-            client_write.write_all(&buffer[..n]).await?;
-        }
-    };
-    let _ = tokio::try_join!(upstream_direction, downstream_direction);
+            to.shutdown().await
+        };
+        tokio::try_join!(reading, writing).map(|_| ())
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +355,88 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap()
+    }
+
+    /// A fresh connection through a WAN link of round trip R costs two
+    /// round trips for one exchange (set-up, then the request and its
+    /// answer); an exchange on a warm connection costs one, however many
+    /// chunks it takes; the source's region picks the round trip.
+    #[tokio::test]
+    async fn a_wan_link_costs_round_trips_not_chunks() {
+        let upstream = echo_server().await;
+        let proxy = Proxy::start(free_address().await, upstream).await.unwrap();
+        let rtt = Duration::from_millis(120);
+        proxy.set_wan(Some(Wan {
+            rtt_by_region: BTreeMap::from([(0, rtt), (9, Duration::from_millis(10))]),
+            default_rtt: Duration::from_millis(500),
+            ..Wan::default()
+        }));
+        // 127.0.0.1: region 0.
+        let started = std::time::Instant::now();
+        let mut stream = TcpStream::connect(proxy.listen).await.unwrap();
+        stream.write_all(b"ping").await.unwrap();
+        let mut buffer = [0u8; 4];
+        stream.read_exact(&mut buffer).await.unwrap();
+        let cold = started.elapsed();
+        assert!(cold >= rtt * 2, "cold exchange {cold:?}");
+        assert!(
+            cold < rtt * 2 + Duration::from_millis(80),
+            "cold exchange {cold:?}"
+        );
+        // Warm: 256 KiB (many chunks each way) come back about one round
+        // trip after they left: the delay is paid per round trip, not per
+        // chunk (16 KiB at a time, one chunk per one-way delay, would take
+        // seconds).
+        let (mut reader, mut writer) = stream.into_split();
+        let started = std::time::Instant::now();
+        let sending = tokio::spawn(async move {
+            writer.write_all(&vec![7u8; 256 * 1024]).await.unwrap();
+            writer
+        });
+        let mut buffer = vec![0u8; 256 * 1024];
+        reader.read_exact(&mut buffer).await.unwrap();
+        let warm = started.elapsed();
+        let _writer = sending.await.unwrap();
+        assert!(warm >= rtt, "warm exchange {warm:?}");
+        assert!(
+            warm < rtt + Duration::from_millis(500),
+            "warm exchange {warm:?}"
+        );
+        assert_eq!(
+            proxy.wan().unwrap().rtt("127.0.9.200".parse().unwrap()),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            proxy.wan().unwrap().rtt("127.0.5.200".parse().unwrap()),
+            Duration::from_millis(500)
+        );
+        // Healing a fault keeps the geography; removing the link restores
+        // the loopback.
+        proxy.heal();
+        assert!(proxy.wan().is_some());
+        proxy.set_wan(None);
+        let started = std::time::Instant::now();
+        assert_eq!(round_trip(proxy.listen).await.unwrap(), b"ping");
+        assert!(started.elapsed() < Duration::from_millis(60));
+    }
+
+    #[tokio::test]
+    async fn lost_segments_wait_a_retransmission_timeout() {
+        let upstream = echo_server().await;
+        let proxy = Proxy::start(free_address().await, upstream).await.unwrap();
+        proxy.set_wan(Some(Wan {
+            default_rtt: Duration::from_millis(10),
+            loss: 1.0,
+            ..Wan::default()
+        }));
+        let started = std::time::Instant::now();
+        assert_eq!(round_trip(proxy.listen).await.unwrap(), b"ping");
+        // Set-up, then both directions lost once: 10 + 2 x (5 + 200).
+        assert!(
+            started.elapsed() >= Duration::from_millis(420),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The drill file: a YAML document under `drills/`, validated before
 //! anything starts. Every error names the field and says what is wrong.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,120 @@ pub struct Topology {
     pub instances_per_region: u8,
     pub probe_interval_ms: u64,
     pub dns_ttl_s: u32,
+    /// The controllers' probe timeout; by default 4/5 of the interval.
+    pub probe_timeout_ms: Option<u64>,
+    /// Consecutive failed probes that turn a vantage point's verdict down
+    /// (the controller's default when absent).
+    pub failures_to_down: Option<u32>,
+    /// The wide-area network between the regions; absent, every region is
+    /// on the loopback, 0.1 ms from every other.
+    pub wan: Option<Wan>,
+}
+
+/// Round trips between regions, applied by the proxies to every path
+/// (clients and probers to the service instances, every region's
+/// processes to the database), connection set-up included.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Wan {
+    /// Round trip in milliseconds between two regions, keyed `a/b` (either
+    /// order does). The defaults are public inter-region figures.
+    pub rtt_ms: BTreeMap<String, f64>,
+    /// Round trip inside a region (its clients to its instances).
+    pub local_rtt_ms: f64,
+    /// A region's round trip to the database: by default the round trip to
+    /// its nearest other region, what a write's consensus costs on a
+    /// CockroachDB cluster that survives a region's loss (docs/drills.md,
+    /// "The database's geography").
+    pub database_rtt_ms: BTreeMap<String, f64>,
+    /// Each one-way delay varies by up to this much either way.
+    pub jitter_ms: f64,
+    /// Share of chunks that stand for a lost segment (a retransmission
+    /// timeout more).
+    pub loss: f64,
+}
+
+impl Default for Wan {
+    fn default() -> Self {
+        Self {
+            rtt_ms: BTreeMap::from([
+                ("us-east-1/eu-west-1".into(), 70.0),
+                ("us-east-1/ap-southeast-1".into(), 220.0),
+                ("eu-west-1/ap-southeast-1".into(), 165.0),
+            ]),
+            local_rtt_ms: 1.0,
+            database_rtt_ms: BTreeMap::new(),
+            jitter_ms: 2.0,
+            loss: 0.001,
+        }
+    }
+}
+
+impl Wan {
+    /// The round trip between two regions, `None` when the file has none.
+    pub fn rtt(&self, a: &str, b: &str) -> Option<Duration> {
+        if a == b {
+            return Some(Duration::from_secs_f64(self.local_rtt_ms / 1000.0));
+        }
+        self.rtt_ms
+            .get(&format!("{a}/{b}"))
+            .or_else(|| self.rtt_ms.get(&format!("{b}/{a}")))
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    }
+
+    /// `region`'s round trip to the database among `regions`.
+    pub fn database_rtt(&self, region: &str, regions: &[String]) -> Duration {
+        if let Some(ms) = self.database_rtt_ms.get(region) {
+            return Duration::from_secs_f64(ms / 1000.0);
+        }
+        regions
+            .iter()
+            .filter(|other| other.as_str() != region)
+            .filter_map(|other| self.rtt(region, other))
+            .min()
+            .unwrap_or_else(|| Duration::from_secs_f64(self.local_rtt_ms / 1000.0))
+    }
+
+    fn validate(&self, regions: &[String]) -> Result<(), String> {
+        for (i, a) in regions.iter().enumerate() {
+            for b in &regions[i + 1..] {
+                if self.rtt(a, b).is_none() {
+                    return Err(format!(
+                        "field `topology.wan.rtt_ms`: no round trip between {a} and {b} (add \"{a}/{b}\")"
+                    ));
+                }
+            }
+        }
+        for (key, ms) in &self.rtt_ms {
+            if !(*ms >= 0.0 && *ms <= 2000.0) {
+                return Err(format!(
+                    "field `topology.wan.rtt_ms.{key}`: must be 0 to 2000 ms"
+                ));
+            }
+        }
+        for (region, ms) in &self.database_rtt_ms {
+            if !regions.contains(region) {
+                return Err(format!(
+                    "field `topology.wan.database_rtt_ms.{region}`: not a region of the topology"
+                ));
+            }
+            if !(*ms >= 0.0 && *ms <= 2000.0) {
+                return Err(format!(
+                    "field `topology.wan.database_rtt_ms.{region}`: must be 0 to 2000 ms"
+                ));
+            }
+        }
+        if !(self.local_rtt_ms >= 0.0 && self.local_rtt_ms <= 100.0) {
+            return Err("field `topology.wan.local_rtt_ms`: must be 0 to 100 ms".into());
+        }
+        if !(self.jitter_ms >= 0.0 && self.jitter_ms <= 100.0) {
+            return Err("field `topology.wan.jitter_ms`: must be 0 to 100 ms".into());
+        }
+        if !(self.loss >= 0.0 && self.loss <= 0.2) {
+            return Err("field `topology.wan.loss`: must be 0 to 0.2".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Topology {
@@ -55,6 +171,9 @@ impl Default for Topology {
             instances_per_region: 2,
             probe_interval_ms: 500,
             dns_ttl_s: 1,
+            probe_timeout_ms: None,
+            failures_to_down: None,
+            wan: None,
         }
     }
 }
@@ -283,6 +402,23 @@ impl Drill {
         if topology.dns_ttl_s > 300 {
             return bad("topology.dns_ttl_s", "must be at most 300".into());
         }
+        if let Some(timeout) = topology.probe_timeout_ms {
+            if timeout < 10 || timeout > topology.probe_interval_ms * 4 {
+                return bad(
+                    "topology.probe_timeout_ms",
+                    format!(
+                        "must be 10 ms to 4 probe intervals ({} ms)",
+                        topology.probe_interval_ms * 4
+                    ),
+                );
+            }
+        }
+        if matches!(topology.failures_to_down, Some(k) if !(1..=10).contains(&k)) {
+            return bad("topology.failures_to_down", "must be 1 to 10".into());
+        }
+        if let Some(wan) = &topology.wan {
+            wan.validate(&topology.regions)?;
+        }
         let load = &self.load;
         if !(load.rate_per_client_region > 0.0 && load.rate_per_client_region <= 2000.0) {
             return bad(
@@ -506,5 +642,38 @@ rollbacks:
             count += 1;
         }
         assert!(count >= 5, "five shipped drills, found {count}");
+    }
+
+    #[test]
+    fn the_wan_defaults_to_public_round_trips_and_names_what_is_missing() {
+        let with_wan = VALID.replace("load:", "topology: { wan: {} }\nload:");
+        let drill = Drill::parse(&with_wan).unwrap();
+        let wan = drill.topology.wan.as_ref().unwrap();
+        let ms = |a: &str, b: &str| wan.rtt(a, b).unwrap().as_millis();
+        assert_eq!(ms("us-east-1", "ap-southeast-1"), 220);
+        assert_eq!(ms("ap-southeast-1", "us-east-1"), 220);
+        assert_eq!(ms("eu-west-1", "eu-west-1"), 1);
+        // A write's consensus: the nearest other region.
+        let regions = &drill.topology.regions;
+        assert_eq!(wan.database_rtt("ap-southeast-1", regions).as_millis(), 165);
+        assert_eq!(wan.database_rtt("us-east-1", regions).as_millis(), 70);
+
+        let four = VALID.replace(
+            "load:",
+            "topology: { regions: [us-east-1, eu-west-1, ap-southeast-1, sa-east-1], wan: {} }\nload:",
+        );
+        let error = Drill::parse(&four).unwrap_err();
+        assert!(
+            error.contains("topology.wan.rtt_ms") && error.contains("us-east-1 and sa-east-1"),
+            "{error}"
+        );
+        let lossy = VALID.replace("load:", "topology: { wan: { loss: 0.5 } }\nload:");
+        assert!(Drill::parse(&lossy)
+            .unwrap_err()
+            .contains("topology.wan.loss"));
+        let slow = VALID.replace("load:", "topology: { probe_timeout_ms: 5 }\nload:");
+        assert!(Drill::parse(&slow)
+            .unwrap_err()
+            .contains("topology.probe_timeout_ms"));
     }
 }

@@ -382,3 +382,39 @@ fn is_child_of_deployment(environ: &str) -> bool {
     environ.contains("SERVICE_DATABASE_URL=postgres://postgres@127.0.")
         && environ.contains(".250:5432")
 }
+
+/// The region kill across the WAN with the probe settings of k8s/: the
+/// probes meet the configured round trips (a deployment that ignored the
+/// WAN would measure the loopback's fraction of a millisecond), the dead
+/// region leaves and returns, and no healthy region is drained.
+#[test]
+fn wan_region_kill_drains_only_the_dead_region_and_brings_it_back() {
+    let report = run_drill("wan-region-kill");
+    let measured = &report.configuration["measured_rtt_ms"];
+    let rtt = |from: &str, to: &str| {
+        measured[from][to]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no measured round trip {from} -> {to}: {measured}"))
+    };
+    println!("measured round trips (ms): {measured}");
+    for (from, to, configured) in [
+        ("us-east-1", "ap-southeast-1", 220.0),
+        ("ap-southeast-1", "us-east-1", 220.0),
+        ("us-east-1", "eu-west-1", 70.0),
+        ("ap-southeast-1", "eu-west-1", 165.0),
+    ] {
+        let observed = rtt(from, to);
+        assert!(
+            observed >= configured * 0.9 && observed < configured + 150.0,
+            "{from} -> {to}: measured {observed} ms, configured {configured} ms"
+        );
+    }
+    assert!(rtt("us-east-1", "us-east-1") < 30.0);
+    let phases = &report.phases;
+    let dns = phases
+        .dns_s
+        .expect("DNS stopped answering with the dead region");
+    assert!(dns < 8.0, "DNS after {dns} s");
+    let back = phases.failback_s.expect("the region came back");
+    assert!(back < 18.0, "back in DNS {back} s after the fault ended");
+}

@@ -53,6 +53,12 @@ pub struct Options {
     pub instances_per_region: u8,
     pub probe_interval_ms: u64,
     pub dns_ttl_s: u32,
+    /// The probe timeout (4/5 of the interval when absent) and the
+    /// failures that turn a verdict down (the controller's default).
+    pub probe_timeout_ms: Option<u64>,
+    pub failures_to_down: Option<u32>,
+    /// The WAN the proxies put between the regions (none: the loopback).
+    pub wan: Option<crate::spec::Wan>,
     /// Use this server instead of starting PostgreSQL.
     pub database_url: Option<String>,
     /// Logs and generated configuration.
@@ -212,6 +218,7 @@ impl Deployment {
                 controller: None,
             });
         }
+        deployment.apply_wan();
         std::fs::write(&deployment.controller_config, deployment.controller_toml())?;
         deployment.migrate().await?;
         let names: Vec<String> = deployment.regions.iter().map(|r| r.name.clone()).collect();
@@ -220,6 +227,43 @@ impl Deployment {
         }
         deployment.wait_ready(Duration::from_secs(60)).await?;
         Ok(deployment)
+    }
+
+    /// Puts the WAN on every proxy: an instance's round trip depends on the
+    /// region its client comes from (`127.0.S.x`), a region's database path
+    /// has that region's round trip to the database.
+    fn apply_wan(&self) {
+        let Some(wan) = &self.options.wan else {
+            return;
+        };
+        let jitter = Duration::from_secs_f64(wan.jitter_ms / 1000.0);
+        for to in &self.regions {
+            let rtt_by_region = self
+                .regions
+                .iter()
+                .map(|from| {
+                    let rtt = wan.rtt(&from.name, &to.name).unwrap_or_default();
+                    (from.index, rtt)
+                })
+                .collect();
+            let link = crate::proxy::Wan {
+                rtt_by_region,
+                // Sources of no region (127.0.0.1: this tool's own checks)
+                // are local.
+                default_rtt: wan.rtt(&to.name, &to.name).unwrap_or_default(),
+                jitter,
+                loss: wan.loss,
+            };
+            for instance in &to.instances {
+                instance.proxy.set_wan(Some(link.clone()));
+            }
+            to.database_proxy.set_wan(Some(crate::proxy::Wan {
+                default_rtt: wan.database_rtt(&to.name, &self.options.regions),
+                jitter,
+                loss: wan.loss,
+                ..crate::proxy::Wan::default()
+            }));
+        }
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {

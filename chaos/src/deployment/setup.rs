@@ -17,12 +17,18 @@ impl Deployment {
     pub(super) fn controller_toml(&self) -> String {
         let options = &self.options;
         let mut toml = format!(
-            "[probe]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\n\n\
+            "[probe]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\n{failures}\n\
              [decision]\nmin_healthy_regions = 1\nmax_simultaneous_failures = 1\n\n\
              [lease]\nttl_ms = 2000\nrenew_interval_ms = 500\n\n\
              [dns]\nzone = \"svc.failover.test.\"\nrecord = \"api\"\nttl_seconds = {ttl}\nclient_subnets = [\n",
             interval = options.probe_interval_ms,
-            timeout = (options.probe_interval_ms * 4 / 5).max(50),
+            timeout = options
+                .probe_timeout_ms
+                .unwrap_or((options.probe_interval_ms * 4 / 5).max(50)),
+            failures = options
+                .failures_to_down
+                .map(|k| format!("failures_to_down = {k}\n"))
+                .unwrap_or_default(),
             ttl = options.dns_ttl_s,
         );
         for region in &self.regions {
@@ -32,15 +38,21 @@ impl Deployment {
             ));
         }
         toml.push_str("]\n\n[dns.latency_ms]\n");
-        // A synthetic latency matrix: regions further apart in the list are
-        // further apart on the map.
+        // The WAN's round trips, or a synthetic matrix: regions further
+        // apart in the list are further apart on the map.
         for from in &self.regions {
             let row: Vec<String> = self
                 .regions
                 .iter()
                 .map(|to| {
                     let distance = u32::from(from.index.abs_diff(to.index));
-                    format!("\"{}\" = {}", to.name, 1 + 40 * distance)
+                    let ms = options
+                        .wan
+                        .as_ref()
+                        .and_then(|wan| wan.rtt(&from.name, &to.name))
+                        .map(|rtt| rtt.as_millis() as u32)
+                        .unwrap_or(1 + 40 * distance);
+                    format!("\"{}\" = {}", to.name, ms)
                 })
                 .collect();
             toml.push_str(&format!("\"{}\" = {{ {} }}\n", from.name, row.join(", ")));

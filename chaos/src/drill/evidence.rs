@@ -100,6 +100,7 @@ pub(super) async fn conclude(
     }
     versions.insert("postgresql".to_owned(), info.postgres_version.clone());
 
+    let measured_rtt_ms = measured_rtt(info).await;
     let report = DrillReport {
         title: drill.title.clone(),
         drill_file: options.drill_file.display().to_string(),
@@ -116,6 +117,7 @@ pub(super) async fn conclude(
             "abort": drill.abort,
             "service_name": info.service_name,
             "attached": matches!(options.deployment, DeploymentSource::Attach(_)),
+            "measured_rtt_ms": measured_rtt_ms,
         }),
         verdict,
         abort_reason,
@@ -132,6 +134,44 @@ pub(super) async fn conclude(
     write_history(&options.report_dir.join("history.jsonl"), &history)?;
     crate::report::write_all(&report, &options.report_dir)?;
     Ok(report)
+}
+
+/// The round trips the controllers measured at the end of the drill, by
+/// vantage point and probed region (smoothed probe round trips, server
+/// time included): the WAN as the probes met it, not as it was configured.
+/// Asks each controller in turn until one answers; empty when none does.
+async fn measured_rtt(info: &DeploymentInfo) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("a plain HTTP client builds");
+    for region in &info.regions {
+        let url = format!("http://{}/status", region.controller_http);
+        let Ok(response) = client.get(&url).send().await else {
+            continue;
+        };
+        let Ok(status) = response.json::<serde_json::Value>().await else {
+            continue;
+        };
+        let mut matrix: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        for probed in status["regions"].as_array().into_iter().flatten() {
+            let Some(name) = probed["region"].as_str() else {
+                continue;
+            };
+            for (vantage, vote) in probed["votes"].as_object().into_iter().flatten() {
+                if let Some(rtt) = vote["rtt_ms"].as_f64() {
+                    matrix
+                        .entry(vantage.clone())
+                        .or_default()
+                        .insert(name.to_owned(), (rtt * 10.0).round() / 10.0);
+                }
+            }
+        }
+        if !matrix.is_empty() {
+            return matrix;
+        }
+    }
+    BTreeMap::new()
 }
 
 /// Creates the drill's accounts through the API.

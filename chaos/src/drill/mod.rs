@@ -88,6 +88,9 @@ pub async fn run(
                 instances_per_region: drill.topology.instances_per_region,
                 probe_interval_ms: drill.topology.probe_interval_ms,
                 dns_ttl_s: drill.topology.dns_ttl_s,
+                probe_timeout_ms: drill.topology.probe_timeout_ms,
+                failures_to_down: drill.topology.failures_to_down,
+                wan: drill.topology.wan.clone(),
                 database_url: database_url.clone(),
                 run_dir: options.report_dir.join("run"),
                 bin_dir: bin_dir.clone(),
@@ -145,6 +148,16 @@ pub fn check_topology(wanted: &Topology, info: &DeploymentInfo) -> anyhow::Resul
         info.probe_interval_ms,
     );
     compare("dns_ttl_s", wanted.dns_ttl_s.into(), info.dns_ttl_s.into());
+    if wanted.wan.is_some()
+        || wanted.probe_timeout_ms.is_some()
+        || wanted.failures_to_down.is_some()
+    {
+        // `chaos up` runs on the loopback with the default probe settings.
+        differences.push(
+            "wan, probe_timeout_ms, failures_to_down: the drill sets them, `chaos up` cannot"
+                .to_owned(),
+        );
+    }
     if differences.is_empty() {
         return Ok(());
     }
