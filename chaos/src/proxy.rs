@@ -55,6 +55,10 @@ pub struct Wan {
     /// Share of chunks that stand for a lost segment: they wait a
     /// retransmission timeout (the round trip, at least 200 ms) more.
     pub loss: f64,
+    /// On a database path: a chunk towards the server that carries a
+    /// `COMMIT` waits this much more (the consensus round trip of a write
+    /// on a multi-region cluster, whose SQL gateway is in the region).
+    pub commit_rtt: Duration,
 }
 
 impl Wan {
@@ -261,6 +265,13 @@ async fn forward(
     );
 }
 
+/// Whether a chunk of the PostgreSQL protocol from a client carries a
+/// `COMMIT` (a simple query or a statement to parse; sqlx commits with the
+/// former). Nothing else a client of the ledger sends spells it.
+fn carries_commit(chunk: &[u8]) -> bool {
+    chunk.windows(6).any(|w| w.eq_ignore_ascii_case(b"COMMIT"))
+}
+
 /// One connection's path: who it comes from and over what.
 #[derive(Clone)]
 struct Link {
@@ -295,6 +306,10 @@ impl Link {
                 let mut at = Instant::now();
                 if let Some(wan) = &self.wan {
                     at += wan.one_way(self.source);
+                    if !towards_client && !wan.commit_rtt.is_zero() && carries_commit(&buffer[..n])
+                    {
+                        at += wan.commit_rtt;
+                    }
                 }
                 if towards_client {
                     at += fault_delay;
@@ -418,6 +433,33 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(round_trip(proxy.listen).await.unwrap(), b"ping");
         assert!(started.elapsed() < Duration::from_millis(60));
+    }
+
+    async fn exchange(stream: &mut TcpStream, message: &[u8]) -> Duration {
+        let started = std::time::Instant::now();
+        stream.write_all(message).await.unwrap();
+        let mut buffer = vec![0u8; message.len()];
+        stream.read_exact(&mut buffer).await.unwrap();
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_commit_waits_the_consensus_round_trip() {
+        let upstream = echo_server().await;
+        let proxy = Proxy::start(free_address().await, upstream).await.unwrap();
+        proxy.set_wan(Some(Wan {
+            default_rtt: Duration::from_millis(2),
+            commit_rtt: Duration::from_millis(150),
+            ..Wan::default()
+        }));
+        let mut stream = TcpStream::connect(proxy.listen).await.unwrap();
+        let read = exchange(&mut stream, b"Q\0\0\0\x0dSELECT 1\0").await;
+        assert!(read < Duration::from_millis(100), "a read took {read:?}");
+        let commit = exchange(&mut stream, b"Q\0\0\0\x0bCOMMIT\0").await;
+        assert!(
+            commit >= Duration::from_millis(150),
+            "a commit took {commit:?}"
+        );
     }
 
     #[tokio::test]

@@ -65,10 +65,10 @@ pub struct Wan {
     pub rtt_ms: BTreeMap<String, f64>,
     /// Round trip inside a region (its clients to its instances).
     pub local_rtt_ms: f64,
-    /// A region's round trip to the database: by default the round trip to
-    /// its nearest other region, what a write's consensus costs on a
-    /// CockroachDB cluster that survives a region's loss (docs/drills.md,
-    /// "The database's geography").
+    /// What a commit costs a region more than a local round trip: by
+    /// default the round trip to its nearest other region, a write's
+    /// consensus on a CockroachDB cluster that survives a region's loss
+    /// (docs/drills.md, "The database's geography").
     pub database_rtt_ms: BTreeMap<String, f64>,
     /// Each one-way delay varies by up to this much either way.
     pub jitter_ms: f64,

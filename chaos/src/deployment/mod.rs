@@ -145,8 +145,23 @@ pub struct Deployment {
     controller_config: PathBuf,
 }
 
+/// The second byte of every address of the deployment: 0 (`127.0.R.x`)
+/// unless `CHAOS_LOOPBACK_NET` names another (1 to 254), so that two
+/// deployments on one machine (two test runs, a drill beside `chaos up`)
+/// do not fight over the same addresses.
+pub fn loopback_net() -> u8 {
+    static NET: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *NET.get_or_init(|| {
+        std::env::var("CHAOS_LOOPBACK_NET")
+            .ok()
+            .and_then(|v| v.parse::<u8>().ok())
+            .filter(|n| *n < 255)
+            .unwrap_or(0)
+    })
+}
+
 pub fn region_ip(index: u8, host: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, index, host))
+    IpAddr::V4(Ipv4Addr::new(127, loopback_net(), index, host))
 }
 
 impl Deployment {
@@ -253,14 +268,19 @@ impl Deployment {
                 default_rtt: wan.rtt(&to.name, &to.name).unwrap_or_default(),
                 jitter,
                 loss: wan.loss,
+                commit_rtt: Duration::ZERO,
             };
             for instance in &to.instances {
                 instance.proxy.set_wan(Some(link.clone()));
             }
+            // The SQL gateway is in the region; a write's commit waits for a
+            // quorum in another region (docs/drills.md, "The database's
+            // geography").
             to.database_proxy.set_wan(Some(crate::proxy::Wan {
-                default_rtt: wan.database_rtt(&to.name, &self.options.regions),
+                default_rtt: wan.rtt(&to.name, &to.name).unwrap_or_default(),
                 jitter,
                 loss: wan.loss,
+                commit_rtt: wan.database_rtt(&to.name, &self.options.regions),
                 ..crate::proxy::Wan::default()
             }));
         }

@@ -33,8 +33,10 @@ impl Deployment {
         );
         for region in &self.regions {
             toml.push_str(&format!(
-                "  {{ cidr = \"127.0.{}.0/24\", region = \"{}\" }},\n",
-                region.index, region.name
+                "  {{ cidr = \"127.{}.{}.0/24\", region = \"{}\" }},\n",
+                super::loopback_net(),
+                region.index,
+                region.name
             ));
         }
         toml.push_str("]\n\n[dns.latency_ms]\n");
