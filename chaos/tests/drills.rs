@@ -418,3 +418,27 @@ fn wan_region_kill_drains_only_the_dead_region_and_brings_it_back() {
     let back = phases.failback_s.expect("the region came back");
     assert!(back < 18.0, "back in DNS {back} s after the fault ended");
 }
+
+/// A region whose instances live but whose database path hangs cannot
+/// serve: it is drained although nothing died, and returns when the path
+/// does.
+#[test]
+fn a_region_cut_off_from_its_database_is_drained_and_returns() {
+    let report = run_drill("region-database-cut");
+    assert!(report.phases.drain_s.is_some(), "eu-west-1 was not drained");
+    let back = report.phases.failback_s.expect("eu-west-1 came back");
+    assert!(back < 16.0, "back in DNS {back} s after the path returned");
+    assert_eq!(report.totals.writes_lost, 0);
+}
+
+/// Every region's database stalls at once (a lease transfer): every
+/// vantage point sees every region down, the controllers cannot act on a
+/// stalled database (and the cut-off rule and the freeze would refuse),
+/// nothing is drained, and no acknowledged write is lost.
+#[test]
+fn a_database_stall_everywhere_drains_nothing_and_loses_nothing() {
+    let report = run_drill("database-stall");
+    assert!(report.phases.drain_s.is_none(), "a region was drained");
+    assert_eq!(report.totals.writes_lost, 0);
+    assert!(report.totals.writes_acknowledged > 100);
+}
