@@ -442,3 +442,13 @@ fn a_database_stall_everywhere_drains_nothing_and_loses_nothing() {
     assert_eq!(report.totals.writes_lost, 0);
     assert!(report.totals.writes_acknowledged > 100);
 }
+
+/// A gray failure: eu-west-1 answers everything 800 ms late. The probes'
+/// timeout turns that into a drain, and the region returns when it is fast
+/// again.
+#[test]
+fn a_slow_region_is_drained_like_a_dead_one_and_returns() {
+    let report = run_drill("slow-region");
+    assert!(report.phases.drain_s.is_some(), "the slow region stayed in");
+    assert!(report.phases.failback_s.is_some(), "it did not come back");
+}
