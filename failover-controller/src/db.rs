@@ -10,6 +10,8 @@ use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::db_target::name_host_on_connect_error;
+
 /// Errors at the database boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -52,9 +54,11 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Opens a small pool; every connection runs SERIALIZABLE transactions.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("failover-controller");
     let pool = pool_options(max_connections)
-        .connect_with(options.application_name("failover-controller"))
-        .await?;
+        .connect_with(options.clone())
+        .await
+        .map_err(|error| name_host_on_connect_error(error, &options))?;
     Ok(pool)
 }
 
@@ -107,7 +111,9 @@ pub async fn check_schema(pool: &PgPool) -> Result<(), DbError> {
             Ok(rows) => rows,
             // undefined_table: no migration ever ran here.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => vec![],
-            Err(e) => return Err(e.into()),
+            // The first query a replica sends: a refused certificate or
+            // an unreachable host shows here, so the error names the host.
+            Err(e) => return Err(name_host_on_connect_error(e, &pool.connect_options()).into()),
         };
     let applied: BTreeSet<i64> = applied.into_iter().map(|(v,)| v).collect();
     let missing: Vec<i64> = migrator()

@@ -5,6 +5,7 @@
 
 mod admin;
 mod bench;
+mod database_tls;
 mod db_outage;
 mod db_proxy;
 mod dns;

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod pool;
 pub mod reads;
 pub mod retry;
+pub mod target;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -96,6 +97,7 @@ pub struct MigrationReport {
 pub async fn migrate_database(settings: &Settings) -> anyhow::Result<MigrationReport> {
     use anyhow::Context;
     let pool = connect(settings, 1, pool::opened_counter()).context("invalid database settings")?;
+    // The pool's connection errors name the host (`target`).
     let mut connection = pool
         .acquire()
         .await

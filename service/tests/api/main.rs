@@ -5,9 +5,11 @@
 mod accounts;
 mod bad_inputs;
 mod concurrency;
+mod database_tls;
 mod health;
 mod helpers;
 mod observability;
 mod overload;
 mod shutdown;
+mod tls_postgres;
 mod transfers;
