@@ -8,8 +8,8 @@ configuration in k8s/, monitoring/, and the binaries' own configuration
 sources. Fails when region names, ports, health paths, DNS names, shutdown
 timings, metric names or the mount of the probes' TLS files disagree.
 
-Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml and
-migrate.yaml, as scripts/check-deploy.sh writes them)
+Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml, as
+scripts/check-deploy.sh writes them)
 """
 
 import json
@@ -198,6 +198,33 @@ def check_controller_regions(checks, controller_config, topo):
                 checks.true(f"{where}: {key} comes from terraform output failover_controller_regions_toml", f'"{key} = ' in rendered.group(1))
 
 
+def check_migrations(checks, rendered_dir, overlays, primary, tf_regions):
+    """The migrate Jobs run in the primary region only, before the
+    Deployments (Argo CD PreSync hooks; the service pods' init container
+    waits for the schema), told the database regions."""
+    jobs = {"service-migrate": ["migrate"], "failover-controller-migrate": ["migrate"]}
+    for region in overlays:
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        found = sorted(name for kind, name in objects if kind == "Job")
+        checks.equal(f"{region}: migrate Jobs", found, sorted(jobs) if region == primary else [])
+        init = objects[("Deployment", "service")]["spec"]["template"]["spec"].get("initContainers", [])
+        checks.equal(f"{region}: service pods wait for the schema", [(c["name"], c["args"]) for c in init], [("wait-for-schema", ["wait-for-schema"])])
+        if region != primary:
+            continue
+        for name, args in jobs.items():
+            job = objects[("Job", name)]
+            annotations = job["metadata"].get("annotations", {})
+            checks.equal(f"{name} is an Argo CD PreSync hook", annotations.get("argocd.argoproj.io/hook"), "PreSync")
+            checks.equal(f"{name} replaces the previous release's Job", annotations.get("argocd.argoproj.io/hook-delete-policy"), "BeforeHookCreation")
+            checks.equal(f"{name} args", container(job)["args"], args)
+        service_job = objects[("Job", "service-migrate")]
+        env_sources = [ref["configMapRef"]["name"] for ref in container(service_job).get("envFrom", [])]
+        regions_map = next((objects[("ConfigMap", n.rsplit("-", 1)[0])]["data"] for n in env_sources if n.startswith("database-regions")), {})
+        entries = [e.split("=", 1) for e in regions_map.get("SERVICE_DATABASE_REGIONS", "").split(",") if e]
+        checks.equal("service-migrate SERVICE_DATABASE_REGIONS: service regions, primary first", [e[0] for e in entries], tf_regions)
+        checks.true("service-migrate SERVICE_DATABASE_REGIONS: every entry names its CockroachDB region", all(len(e) == 2 and e[1] for e in entries), str(entries))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -342,10 +369,7 @@ def main():
     check_controller_regions(checks, controller_config, topo)
 
     print("migrations")
-    job = rendered_objects(rendered_dir / "migrate.yaml")[("Job", "service-migrate")]
-    job_env = {e["name"]: e.get("value") for e in container(job)["env"]}
-    checks.equal("migration Job runs in the primary region", job_env["SERVICE_REGION"], primary)
-    checks.equal("migration Job runs `service migrate`", container(job)["args"], ["migrate"])
+    check_migrations(checks, rendered_dir, overlays, primary, tf_regions)
 
     print("binaries' sources")
     for crate, paths in (("service", [topo["paths"]["liveness"], topo["paths"]["readiness"], topo["paths"]["region_health"], topo["paths"]["instance_health"], topo["paths"]["metrics"]]),
