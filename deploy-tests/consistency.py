@@ -219,7 +219,7 @@ def check_migrations(checks, rendered_dir, overlays, primary, tf_regions):
             checks.equal(f"{name} args", container(job)["args"], args)
         service_job = objects[("Job", "service-migrate")]
         env_sources = [ref["configMapRef"]["name"] for ref in container(service_job).get("envFrom", [])]
-        regions_map = next((objects[("ConfigMap", n.rsplit("-", 1)[0])]["data"] for n in env_sources if n.startswith("database-regions")), {})
+        regions_map = next((objects[("ConfigMap", n.rsplit("-", 1)[0])]["data"] for n in env_sources if n.startswith("database-migrate")), {})
         entries = [e.split("=", 1) for e in regions_map.get("SERVICE_DATABASE_REGIONS", "").split(",") if e]
         checks.equal("service-migrate SERVICE_DATABASE_REGIONS: service regions, primary first", [e[0] for e in entries], tf_regions)
         checks.true("service-migrate SERVICE_DATABASE_REGIONS: every entry names its CockroachDB region", all(len(e) == 2 and e[1] for e in entries), str(entries))

@@ -161,6 +161,11 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_regions: Option<Vec<String>>,
+    /// Role the service pods connect as; `migrate` grants it its
+    /// privileges (empty: no grants).
+    #[arg(long, env = "SERVICE_DATABASE_RUNTIME_ROLE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_runtime_role: Option<String>,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "SERVICE_LOG_FILTER", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,6 +199,7 @@ pub struct Settings {
     pub thread_per_core: bool,
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
+    pub database_runtime_role: String,
     pub log_filter: String,
 }
 
@@ -377,6 +383,13 @@ impl Settings {
         }
         if self.listen_address == self.admin_address && self.listen_address.port() != 0 {
             return invalid("admin_address", "must differ from listen_address");
+        }
+        let role = &self.database_runtime_role;
+        if !role.is_empty() && !crate::db::grants::is_role_name(role) {
+            return invalid(
+                "database_runtime_role",
+                "must be a lower-case SQL identifier (letters, digits, underscores)",
+            );
         }
         // Each entry maps a service region to its CockroachDB region; the
         // full layout (three or more) is checked where it is used, since

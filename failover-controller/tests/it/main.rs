@@ -21,5 +21,6 @@ mod mtls_probe;
 mod processes;
 mod quorum;
 mod route53;
+mod runtime_role;
 mod services;
 mod tls_probe;

@@ -282,6 +282,14 @@ pub async fn read_state(
     })
 }
 
+/// Takes `role` out of `admin`: CockroachDB Cloud makes every SQL user it
+/// creates (the Terraform provider's too) a member of `admin`, which would
+/// void the runtime role's grants (`db::grants`). A no-op when it is not a
+/// member.
+pub fn revoke_admin(role: &str) -> String {
+    format!("REVOKE admin FROM {}", quote_identifier(role))
+}
+
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -6,6 +6,7 @@
 //! locks, no `SELECT *`, no `UPSERT`.
 
 pub mod cockroach;
+pub mod grants;
 pub mod ledger;
 pub mod pool;
 pub mod reads;
@@ -138,6 +139,24 @@ pub async fn migrate(
         .run(&mut *connection)
         .await
         .context("schema migration failed")?;
+
+    if !settings.database_runtime_role.is_empty() {
+        let role = &settings.database_runtime_role;
+        for statement in grants::runtime_grants(role) {
+            connection
+                .execute(statement.as_str())
+                .await
+                .with_context(|| format!("database_runtime_role: {statement}"))?;
+        }
+        if dialect == Dialect::Cockroach {
+            let statement = cockroach::revoke_admin(role);
+            connection
+                .execute(statement.as_str())
+                .await
+                .with_context(|| format!("database_runtime_role: {statement}"))?;
+        }
+        tracing::info!(%role, "runtime role granted its privileges");
+    }
 
     let mut cockroach_statements = 0;
     if let Some(layout) = layout {

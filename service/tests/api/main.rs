@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod observability;
 mod overload;
+mod runtime_role;
 mod schema_wait;
 mod shutdown;
 mod tls_postgres;

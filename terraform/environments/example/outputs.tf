@@ -69,14 +69,8 @@ output "load_balancer_controller_role_arns" {
   value       = { for region, outputs in local.region_modules : region => outputs.load_balancer_controller_role_arn }
 }
 
-output "service_database_urls" {
-  description = "Per region, SERVICE_DATABASE_URL for the Secret service-database (key url)."
+output "database_urls" {
+  description = "Per SQL user, per region, the database URL (TLS, verify-full against the CA in k8s/base/database-ca.crt): service -> Secret service-database (url), service_migrate -> service-migrate-database (url), failover_controller -> failover-controller (database-url), failover_controller_migrate -> failover-controller-migrate-database (url). scripts/deploy.sh creates the Secrets."
   sensitive   = true
-  value       = module.database.service_database_urls
-}
-
-output "controller_database_urls" {
-  description = "Per region, FAILOVER_DATABASE_URL for the Secret failover-controller (key database-url)."
-  sensitive   = true
-  value       = module.database.controller_database_urls
+  value       = module.database.database_urls
 }
