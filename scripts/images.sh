@@ -23,7 +23,9 @@
 # Smoke test of each image (buildah mount + chroot, since `podman run`
 # cannot set rlimits here): the image's user is 65532 and its entrypoint
 # the binary; the root holds no shell; `<binary> --version` and `--help`
-# run from the image root as user 65532 and print the binary's name.
+# run from the image root as user 65532 and print the binary's name; the
+# service also serves from its image root mounted read-only (as
+# readOnlyRootFilesystem runs it).
 # Sizes go to target/images/sizes.txt.
 #
 # Storage stays in target/images (vfs driver, chroot isolation), so nothing
@@ -60,6 +62,38 @@ bud() { buildah "${storage[@]}" "$@"; }
 fail() {
   echo "images.sh: FAILED: $*" >&2
   exit 1
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The service, from its image root mounted read-only (a mount namespace of
+# its own, gone when it exits), as user 65532, with an empty environment
+# and a database that refuses: it must start, answer /livez 200 and /readyz
+# 503, and serve /metrics on the admin port, writing nothing.
+serve_read_only() {
+  local image_root=$1 port admin ro="$work/ro-root" answers
+  port=$(free_port)
+  admin=$(free_port)
+  mkdir -p "$ro"
+  timeout 10 unshare -m sh -c "mount --bind '$image_root' '$ro' && mount -o remount,bind,ro '$ro' \
+    && exec env -i SERVICE_REGION=us-east-1 SERVICE_DATABASE_URL=postgres://ledger@127.0.0.1:9/ledger \
+       SERVICE_LISTEN_ADDRESS=127.0.0.1:$port SERVICE_ADMIN_ADDRESS=127.0.0.1:$admin \
+       $(command -v chroot) --userspec=65532:65532 '$ro' /usr/local/bin/service" >"$work/serve.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/livez" && break
+    sleep 0.1
+  done
+  answers=$(for path in "$port/livez" "$port/readyz" "$admin/metrics"; do
+    curl -s -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$path"
+  done)
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  [ "$answers" = "200 503 200 " ] \
+    || fail "service from a read-only image root answered /livez /readyz /metrics with '$answers' (log: $work/serve.log)"
+  echo "service serves from a read-only image root as 65532 (/livez 200, /readyz 503 without its database, /metrics 200)" >&2
 }
 
 if [ -n "$release_tag" ]; then
@@ -133,6 +167,9 @@ for bin in "${binaries[@]}"; do
   chroot --userspec=65532:65532 "$mnt" "/usr/local/bin/$bin" --help >"$work/$bin.help" \
     || fail "$bin --help from the image root"
   grep -q "Usage: $bin" "$work/$bin.help" || fail "$bin --help printed no usage"
+  if [ "$bin" = service ]; then
+    serve_read_only "$mnt"
+  fi
   bud unmount "$container" >/dev/null
   bud rm "$container" >/dev/null
   trap - EXIT
