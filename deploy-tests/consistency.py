@@ -166,11 +166,12 @@ def check_controller_regions(checks, controller_config, topo):
     """Every region is probed through its own name over HTTPS and steered by
     an alias record to its ALB, as Terraform builds them; no placeholders."""
     region_tf = TERRAFORM / "modules" / "region"
-    latency = resources(TERRAFORM / "modules" / "global" / "records.tf", "aws_route53_record")["latency"]
-    evaluate = first(first(latency["alias"])["evaluate_target_health"])
-    outputs = (TERRAFORM / "environments" / "example" / "outputs.tf").read_text()
-    rendered = re.search(r'output "failover_controller_regions_toml" \{(.*?)\n\}', outputs, re.S)
-    checks.true("terraform example outputs failover_controller_regions_toml", rendered is not None)
+    # The controller owns the latency records and creates them itself, with
+    # the region's ALB as alias target evaluated for health.
+    evaluate = True
+    template = TERRAFORM / "modules" / "k8s-config" / "templates" / "failover-controller.toml.tftpl"
+    rendered = re.search(r"\[\[regions\]\](.*?)%\{ endfor", template.read_text(), re.S) if template.exists() else None
+    checks.true("terraform k8s-config renders the controller's [[regions]]", rendered is not None)
     region_outputs = (region_tf / "outputs.tf").read_text()
     for attribute in ("load_balancer_dns_name", "load_balancer_zone_id", "regional_fqdn"):
         checks.true(f"region module outputs {attribute}", f'output "{attribute}"' in region_outputs)
@@ -195,7 +196,22 @@ def check_controller_regions(checks, controller_config, topo):
         checks.true(f"{where}: health_check_id set (restore must keep the record's health check)", bool(entry.get("health_check_id")))
         if rendered is not None:
             for key in entry:
-                checks.true(f"{where}: {key} comes from terraform output failover_controller_regions_toml", f'"{key} = ' in rendered.group(1))
+                checks.true(f"{where}: {key} is rendered by terraform/modules/k8s-config", f"\n{key} = " in rendered.group(1))
+
+
+def check_record_ownership(checks, topo):
+    """One owner per Route53 record: no Terraform module declares a record
+    of the service name or a latency record; the controller owns those."""
+    declared = []
+    for path in sorted(TERRAFORM.rglob("*.tf")):
+        if ".terraform" in path.parts:
+            continue
+        for name, record in resources(path, "aws_route53_record").items():
+            declared.append((path.relative_to(ROOT).as_posix(), name, record))
+    checks.true("terraform declares Route53 records (zone delegation, regional names, glue)", len(declared) > 0)
+    for where, name, record in declared:
+        checks.true(f"{where} aws_route53_record.{name} is no latency record (the controller owns those)", "latency_routing_policy" not in record)
+        checks.true(f"{where} aws_route53_record.{name} is not the service name", "service_fqdn" not in str(first(record.get("name", ""))))
 
 
 def check_migrations(checks, rendered_dir, overlays, primary, tf_regions):
@@ -367,6 +383,9 @@ def main():
 
     print("controller regions (health URLs, alias targets)")
     check_controller_regions(checks, controller_config, topo)
+
+    print("record ownership")
+    check_record_ownership(checks, topo)
 
     print("migrations")
     check_migrations(checks, rendered_dir, overlays, primary, tf_regions)

@@ -7,11 +7,14 @@
 #   scripts/images.sh --profile debug the binaries of `cargo build` (what
 #                                     scripts/test.sh already built): the
 #                                     quick variant the test command runs
-#   scripts/images.sh --release TAG   the release pipeline's build: the
+#   scripts/images.sh --release PREFIX [--push]
+#                                     the release pipeline's build: the
 #                                     Containerfiles' pinned bases, the
 #                                     binary compiled in the build stage
 #                                     (needs the registry), images
-#                                     <TAG>/<binary>; nothing else differs
+#                                     PREFIX/<binary>:<commit>; --push pushes
+#                                     them and writes target/images/
+#                                     digests.env for scripts/deploy.sh
 #
 # No registry is reachable here, so the local variants take the binary from
 # target/ (stage "prebuilt") and a runtime base assembled from this host's
@@ -37,11 +40,13 @@ root=$PWD
 
 profile=release
 release_tag=
+push=no
 while [ $# -gt 0 ]; do
   case $1 in
     --profile) profile=$2; shift 2 ;;
     --release) release_tag=$2; shift 2 ;;
-    *) echo "usage: $0 [--profile release|debug] [--release REGISTRY_PREFIX]" >&2; exit 2 ;;
+    --push) push=yes; shift ;;
+    *) echo "usage: $0 [--profile release|debug] [--release REGISTRY_PREFIX [--push]]" >&2; exit 2 ;;
   esac
 done
 binaries=(service failover-controller)
@@ -97,13 +102,23 @@ serve_read_only() {
 }
 
 if [ -n "$release_tag" ]; then
-  # The pipeline's build: every FROM must be pinned by digest.
+  # The pipeline's build: every FROM must be pinned by digest. With --push,
+  # each image goes to the registry and target/images/digests.env records
+  # the digests that scripts/deploy.sh pins the overlays to.
+  version=${VERSION:-$(git rev-parse --short=12 HEAD)}
+  : >"$work/digests.env"
   for bin in "${binaries[@]}"; do
     grep -E '^ARG (BUILD|RUNTIME)_IMAGE=' "$bin/Containerfile" | grep -vq '@sha256:[0-9a-f]\{64\}$' \
       && fail "$bin/Containerfile: a base image without a digest"
     nice -n 15 "$(command -v buildah)" "${storage[@]}" \
-      bud --layers -f "$bin/Containerfile" -t "$release_tag/$bin" .
+      bud --layers -f "$bin/Containerfile" -t "$release_tag/$bin:$version" .
+    if [ "$push" = yes ]; then
+      bud push --digestfile "$work/$bin.digest" "$release_tag/$bin:$version" "docker://$release_tag/$bin:$version"
+      variable=$(echo "${bin}_IMAGE" | tr 'a-z-' 'A-Z_')
+      echo "$variable=$release_tag/$bin@$(cat "$work/$bin.digest")" >>"$work/digests.env"
+    fi
   done
+  [ "$push" = yes ] && echo "images.sh: digests in $work/digests.env" >&2
   exit 0
 fi
 

@@ -13,7 +13,7 @@ locals {
 
 resource "aws_route53_zone" "this" {
   name          = var.zone_name
-  comment       = "Multi-region service; latency records per region are also changed by the failover controller"
+  comment       = "Multi-region service; the latency records of the service name belong to the failover controller"
   force_destroy = false
   tags          = var.tags
 
