@@ -163,6 +163,22 @@ promtool check rules monitoring/rules.yaml || fail "promtool check rules"
 step "grafana dashboard"
 python deploy-tests/check_dashboard.py monitoring/grafana-dashboard.json || fail "dashboard"
 
+# The rendered controller configuration is one the controller accepts (its
+# own validation, every field), when the test build's binary is there.
+step "failover-controller check-config (k8s/base/failover-controller/config.toml)"
+controller_bin=target/debug/failover-controller
+if [ -x "$controller_bin" ]; then
+  for region in $(ls k8s/overlays); do
+    FAILOVER_REGION=$region FAILOVER_DATABASE_URL=postgres://check@127.0.0.1:9/check \
+      FAILOVER_DATABASE_RUNTIME_ROLE=failover_controller \
+      "$controller_bin" --config k8s/base/failover-controller/config.toml check-config >/dev/null \
+      || fail "the controller refuses k8s/base/failover-controller/config.toml for region $region"
+  done
+  echo "accepted for every region" >&2
+else
+  echo "skipped: $controller_bin not built (scripts/test.sh builds it first)" >&2
+fi
+
 step "consistency (terraform, k8s, binaries)"
 python deploy-tests/consistency.py "$work/rendered" || fail "consistency"
 

@@ -137,3 +137,26 @@ run "rejects_the_admission_path_as_health_url" {
 
   expect_failures = [var.regions]
 }
+
+# The files committed under k8s/ are this module's rendering of the example
+# environment's shape (placeholder ids), so that what kustomize renders and
+# the offline checks see is what Terraform would write.
+run "the_committed_files_are_the_rendering_of_the_example" {
+  command = plan
+
+  variables {
+    regions = {
+      "us-east-1"      = { health_url = "https://api-us-east-1.geo.example.com/healthz/instance", alias_dns_name = "geo-use1-api-1234567890.us-east-1.elb.amazonaws.com", alias_hosted_zone_id = "Z35SXDOTRQ7X7K", health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-us-east-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/geo-use1-api-pods/0123456789abcdef", database_region = "aws-us-east-1" }
+      "eu-west-1"      = { health_url = "https://api-eu-west-1.geo.example.com/healthz/instance", alias_dns_name = "geo-euw1-api-1234567890.eu-west-1.elb.amazonaws.com", alias_hosted_zone_id = "Z32O12XQLNTSW2", health_check_id = "0b6c6f1e-2222-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-eu-west-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-api-pods/0123456789abcdef", database_region = "aws-eu-west-1" }
+      "ap-southeast-1" = { health_url = "https://api-ap-southeast-1.geo.example.com/healthz/instance", alias_dns_name = "geo-apse1-api-1234567890.ap-southeast-1.elb.amazonaws.com", alias_hosted_zone_id = "Z1LMS91P8CMLE5", health_check_id = "0b6c6f1e-3333-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-ap-southeast-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:ap-southeast-1:123456789012:targetgroup/geo-apse1-api-pods/0123456789abcdef", database_region = "aws-ap-southeast-1" }
+    }
+  }
+
+  assert {
+    condition = alltrue([
+      for committed in ["k8s/base/failover-controller/config.toml", "k8s/base/migrate/migrate.env", "k8s/overlays/us-east-1/params.env", "k8s/overlays/eu-west-1/params.env", "k8s/overlays/ap-southeast-1/params.env"] :
+      output.files[committed] == file("${path.module}/../../../${committed}")
+    ])
+    error_message = "A committed file under k8s/ differs from this module's rendering of the example: update it from the module (see docs/deploy.md), never by hand."
+  }
+}
