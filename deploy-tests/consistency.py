@@ -335,6 +335,13 @@ def main():
         checks.equal("controller ServiceMonitor scrapes http /metrics", (monitor["port"], monitor["path"]), ("http", "/metrics"))
         check_probe_tls_mount(checks, controller, controller_config_text, controller_defaults)
 
+        # The HPA owns the service's replica count; PDB and zone spread.
+        checks.true("service Deployment leaves replicas to the HPA", "replicas" not in service["spec"])
+        checks.equal("HPA targets the service Deployment", objects[("HorizontalPodAutoscaler", "service")]["spec"]["scaleTargetRef"]["name"], "service")
+        checks.true("service has a PodDisruptionBudget", ("PodDisruptionBudget", "service") in objects)
+        spread = service["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+        checks.true("service pods spread across zones", any(c["topologyKey"] == "topology.kubernetes.io/zone" and c["whenUnsatisfiable"] == "DoNotSchedule" for c in spread))
+
         # Shutdown: the kubelet must not kill a pod that is still draining.
         drain_ms = int(service_config.get("SERVICE_DRAIN_PERIOD_MS", service_defaults["drain_period_ms"]))
         grace_ms = int(service_config.get("SERVICE_SHUTDOWN_GRACE_MS", service_defaults["shutdown_grace_ms"]))
@@ -358,6 +365,8 @@ def main():
     checks.equal("Route53 health check path", topo["health_check"]["resource_path"], "/healthz/region")
     checks.equal("unrouted instance health check path", topo["health_check"]["instance_resource_path"], "/healthz/instance")
     checks.equal("Route53 health check port", topo["health_check"]["port"], 443)
+    addons = re.search(r'"vpc-cni"\s*=\s*jsonencode\(\{([^}]*)\}\)', (region_tf / "eks.tf").read_text())
+    checks.true("VPC CNI add-on enforces NetworkPolicy (enableNetworkPolicy)", addons is not None and re.search(r'enableNetworkPolicy\s*=\s*"true"', addons.group(1)))
     iam = (region_tf / "iam.tf").read_text()
     checks.true("IRSA subject names the failover-controller ServiceAccount", ':failover-controller"' in iam)
     checks.true("region module's lb name follows <prefix>-<short>-api", 'lb_name = "${var.name_prefix}-${var.short_name}-api"' in (region_tf / "load_balancer.tf").read_text())
