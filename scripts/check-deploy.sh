@@ -126,6 +126,9 @@ for module in terraform/modules/*/; do
   (
     cd "$module"
     export TF_CLI_CONFIG_FILE="$work/terraformrc-mirror"
+    # The provider goes under target/, never into the module directory,
+    # where checkov would walk its files.
+    export TF_DATA_DIR="$work/tf-data/$(basename "$module")"
     terraform init -backend=false -input=false -no-color >/dev/null
     terraform validate -no-color
     if [ -d tests ]; then terraform test -no-color; fi
