@@ -199,6 +199,38 @@ def check_controller_regions(checks, controller_config, topo):
                 checks.true(f"{where}: {key} is rendered by terraform/modules/k8s-config", f"\n{key} = " in rendered.group(1))
 
 
+def check_dns_exposure(checks, topo, rendered_dir, overlays):
+    """The controllers' DNS from the internet: an NLB per region with static
+    addresses on UDP and TCP 53, glued and delegated; DS only once the zone
+    is signed; the pods admit the NLB's health checks."""
+    import ipaddress
+    region_tf = TERRAFORM / "modules" / "region"
+    nlb = resources(region_tf / "dns_load_balancer.tf", "aws_lb").get("dns", {})
+    checks.equal("region module: the DNS load balancer is a network load balancer", first(nlb.get("load_balancer_type")), "network")
+    checks.true("region module: the DNS load balancer has an Elastic IP per public subnet", "allocation_id" in str(nlb.get("dynamic", "")))
+    listener = resources(region_tf / "dns_load_balancer.tf", "aws_lb_listener").get("dns", {})
+    checks.equal("region module: DNS listener is TCP_UDP on 53", (first(listener.get("protocol")), first(listener.get("port"))), ("TCP_UDP", 53))
+    target = resources(region_tf / "dns_load_balancer.tf", "aws_lb_target_group").get("dns", {})
+    checks.equal("region module: DNS target group is the controller's port", (first(target.get("protocol")), first(target.get("port")), first(target.get("target_type"))), ("TCP_UDP", topo["ports"]["controller_dns"], "ip"))
+    health = first(target.get("health_check", [{}]))
+    checks.equal("region module: DNS targets are healthy when the controller is ready", (first(health.get("path")), int(first(health.get("port")))), ("/readyz", topo["ports"]["controller_http"]))
+    example = (TERRAFORM / "environments" / "example" / "main.tf").read_text()
+    checks.true("example: the global module glues and delegates to every region's DNS addresses", "controller_name_servers" in example and "dns_addresses" in example)
+    signer = resources(TERRAFORM / "modules" / "global" / "zone.tf", "aws_route53_record").get("delegation_signer", {})
+    checks.true("global module: the DS record waits for DNSSEC signing", "aws_route53_hosted_zone_dnssec.this" in str(signer.get("depends_on", "")))
+    for region in overlays:
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        binding = objects.get(("TargetGroupBinding", "failover-controller-dns"), {}).get("spec", {})
+        short = topo["regions"][region]["short_name"]
+        checks.true(f"{region}: the controller's DNS TargetGroupBinding names the region's DNS target group",
+                    str(binding.get("targetGroupARN", "")).startswith(f"arn:aws:elasticloadbalancing:{region}:") and f":targetgroup/{topo['prefix']}-{short}-dns-pods/" in binding.get("targetGroupARN", ""))
+        policy = objects[("NetworkPolicy", "failover-controller")]["spec"]["ingress"]
+        blocks = [ipaddress.ip_network(peer["ipBlock"]["cidr"]) for rule in policy for peer in rule.get("from", []) if "ipBlock" in peer
+                  if any(p["port"] == topo["ports"]["controller_http"] for p in rule.get("ports", []))]
+        vpc = ipaddress.ip_network(topo["regions"][region]["vpc_cidr"])
+        checks.true(f"{region}: the controller's NetworkPolicy admits /readyz from the VPC ({vpc})", any(vpc.subnet_of(block) for block in blocks))
+
+
 def check_record_ownership(checks, topo):
     """One owner per Route53 record: no Terraform module declares a record
     of the service name or a latency record; the controller owns those."""
@@ -392,6 +424,9 @@ def main():
 
     print("controller regions (health URLs, alias targets)")
     check_controller_regions(checks, controller_config, topo)
+
+    print("controllers' DNS from the internet")
+    check_dns_exposure(checks, topo, rendered_dir, overlays)
 
     print("record ownership")
     check_record_ownership(checks, topo)

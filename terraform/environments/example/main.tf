@@ -114,6 +114,14 @@ module "global" {
       regional_fqdn  = settings.regional_fqdn
     }
   }
+  # The controllers' name servers: each region's DNS load balancer (static
+  # addresses), glued in the zone and delegated the authoritative subdomain.
+  controller_name_servers = {
+    for region, settings in module.topology.regions : region => {
+      fqdn         = settings.name_server_fqdn
+      ipv4_address = local.region_modules[region].dns_addresses
+    }
+  }
 }
 
 module "database" {
@@ -141,6 +149,7 @@ module "k8s_config" {
       health_check_id      = module.global.health_check_ids[region]
       controller_role_arn  = local.region_modules[region].failover_controller_role_arn
       target_group_arn     = local.region_modules[region].target_group_arn
+      dns_target_group_arn = local.region_modules[region].dns_target_group_arn
       database_region      = module.database.cockroach_regions[region]
     }
   }

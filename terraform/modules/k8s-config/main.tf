@@ -44,6 +44,7 @@ locals {
       "HOSTED_ZONE_ID=${var.hosted_zone_id}",
       "CONTROLLER_ROLE_ARN=${var.regions[name].controller_role_arn}",
       "TARGET_GROUP_ARN=${var.regions[name].target_group_arn}",
+      "DNS_TARGET_GROUP_ARN=${var.regions[name].dns_target_group_arn}",
       "",
     ])
   }

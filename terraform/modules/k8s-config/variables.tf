@@ -9,7 +9,7 @@ variable "region_order" {
 }
 
 variable "regions" {
-  description = "Per region: health_url (the controllers' probe, /healthz/instance through the region's own name), alias_dns_name and alias_hosted_zone_id (its load balancer, the latency record's alias target), health_check_id (the Route53 health check the latency record carries), controller_role_arn (IRSA), target_group_arn, database_region (the CockroachDB region that serves it, e.g. aws-us-east-1)."
+  description = "Per region: health_url (the controllers' probe, /healthz/instance through the region's own name), alias_dns_name and alias_hosted_zone_id (its load balancer, the latency record's alias target), health_check_id (the Route53 health check the latency record carries), controller_role_arn (IRSA), target_group_arn (the ALB's, for the service pods), dns_target_group_arn (the DNS load balancer's, for the controller pod), database_region (the CockroachDB region that serves it, e.g. aws-us-east-1)."
   type = map(object({
     health_url           = string
     alias_dns_name       = string
@@ -17,6 +17,7 @@ variable "regions" {
     health_check_id      = string
     controller_role_arn  = string
     target_group_arn     = string
+    dns_target_group_arn = string
     database_region      = string
   }))
 

@@ -12,6 +12,7 @@ variables {
       health_check_id      = "hc-use1"
       controller_role_arn  = "arn:aws:iam::123456789012:role/geo-us-east-1-failover-controller"
       target_group_arn     = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/geo-use1-api-pods/1"
+      dns_target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/geo-use1-dns-pods/1"
       database_region      = "aws-us-east-1"
     }
     "eu-west-1" = {
@@ -21,6 +22,7 @@ variables {
       health_check_id      = "hc-euw1"
       controller_role_arn  = "arn:aws:iam::123456789012:role/geo-eu-west-1-failover-controller"
       target_group_arn     = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-api-pods/1"
+      dns_target_group_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-dns-pods/1"
       database_region      = "aws-eu-west-1"
     }
     "ap-southeast-1" = {
@@ -30,6 +32,7 @@ variables {
       health_check_id      = "hc-apse1"
       controller_role_arn  = "arn:aws:iam::123456789012:role/geo-ap-southeast-1-failover-controller"
       target_group_arn     = "arn:aws:elasticloadbalancing:ap-southeast-1:123456789012:targetgroup/geo-apse1-api-pods/1"
+      dns_target_group_arn = "arn:aws:elasticloadbalancing:ap-southeast-1:123456789012:targetgroup/geo-apse1-dns-pods/1"
       database_region      = "aws-ap-southeast-1"
     }
   }
@@ -113,7 +116,7 @@ run "every_overlay_gets_its_params" {
   }
 
   assert {
-    condition     = output.files["k8s/overlays/eu-west-1/params.env"] == "REGION=eu-west-1\nSERVICE_FQDN=api.geo.example.com\nHOSTED_ZONE_ID=Z0123456789EXAMPLEZONE\nCONTROLLER_ROLE_ARN=arn:aws:iam::123456789012:role/geo-eu-west-1-failover-controller\nTARGET_GROUP_ARN=arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-api-pods/1\n"
+    condition     = output.files["k8s/overlays/eu-west-1/params.env"] == "REGION=eu-west-1\nSERVICE_FQDN=api.geo.example.com\nHOSTED_ZONE_ID=Z0123456789EXAMPLEZONE\nCONTROLLER_ROLE_ARN=arn:aws:iam::123456789012:role/geo-eu-west-1-failover-controller\nTARGET_GROUP_ARN=arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-api-pods/1\nDNS_TARGET_GROUP_ARN=arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-dns-pods/1\n"
     error_message = "params.env must carry the region's role and target group."
   }
 }
@@ -130,6 +133,7 @@ run "rejects_the_admission_path_as_health_url" {
         health_check_id      = "h"
         controller_role_arn  = "r"
         target_group_arn     = "t"
+        dns_target_group_arn = "d"
         database_region      = "aws-us-east-1"
       }
     }
@@ -146,9 +150,9 @@ run "the_committed_files_are_the_rendering_of_the_example" {
 
   variables {
     regions = {
-      "us-east-1"      = { health_url = "https://api-us-east-1.geo.example.com/healthz/instance", alias_dns_name = "geo-use1-api-1234567890.us-east-1.elb.amazonaws.com", alias_hosted_zone_id = "Z35SXDOTRQ7X7K", health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-us-east-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/geo-use1-api-pods/0123456789abcdef", database_region = "aws-us-east-1" }
-      "eu-west-1"      = { health_url = "https://api-eu-west-1.geo.example.com/healthz/instance", alias_dns_name = "geo-euw1-api-1234567890.eu-west-1.elb.amazonaws.com", alias_hosted_zone_id = "Z32O12XQLNTSW2", health_check_id = "0b6c6f1e-2222-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-eu-west-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-api-pods/0123456789abcdef", database_region = "aws-eu-west-1" }
-      "ap-southeast-1" = { health_url = "https://api-ap-southeast-1.geo.example.com/healthz/instance", alias_dns_name = "geo-apse1-api-1234567890.ap-southeast-1.elb.amazonaws.com", alias_hosted_zone_id = "Z1LMS91P8CMLE5", health_check_id = "0b6c6f1e-3333-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-ap-southeast-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:ap-southeast-1:123456789012:targetgroup/geo-apse1-api-pods/0123456789abcdef", database_region = "aws-ap-southeast-1" }
+      "us-east-1"      = { health_url = "https://api-us-east-1.geo.example.com/healthz/instance", alias_dns_name = "geo-use1-api-1234567890.us-east-1.elb.amazonaws.com", alias_hosted_zone_id = "Z35SXDOTRQ7X7K", health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-us-east-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/geo-use1-api-pods/0123456789abcdef", dns_target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/geo-use1-dns-pods/0123456789abcdef", database_region = "aws-us-east-1" }
+      "eu-west-1"      = { health_url = "https://api-eu-west-1.geo.example.com/healthz/instance", alias_dns_name = "geo-euw1-api-1234567890.eu-west-1.elb.amazonaws.com", alias_hosted_zone_id = "Z32O12XQLNTSW2", health_check_id = "0b6c6f1e-2222-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-eu-west-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-api-pods/0123456789abcdef", dns_target_group_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/geo-euw1-dns-pods/0123456789abcdef", database_region = "aws-eu-west-1" }
+      "ap-southeast-1" = { health_url = "https://api-ap-southeast-1.geo.example.com/healthz/instance", alias_dns_name = "geo-apse1-api-1234567890.ap-southeast-1.elb.amazonaws.com", alias_hosted_zone_id = "Z1LMS91P8CMLE5", health_check_id = "0b6c6f1e-3333-4a8e-9d3b-0123456789ab", controller_role_arn = "arn:aws:iam::123456789012:role/geo-ap-southeast-1-failover-controller", target_group_arn = "arn:aws:elasticloadbalancing:ap-southeast-1:123456789012:targetgroup/geo-apse1-api-pods/0123456789abcdef", dns_target_group_arn = "arn:aws:elasticloadbalancing:ap-southeast-1:123456789012:targetgroup/geo-apse1-dns-pods/0123456789abcdef", database_region = "aws-ap-southeast-1" }
     }
   }
 
