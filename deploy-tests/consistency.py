@@ -8,8 +8,8 @@ configuration in k8s/, monitoring/, and the binaries' own configuration
 sources. Fails when region names, ports, health paths, DNS names, shutdown
 timings, metric names or the mount of the probes' TLS files disagree.
 
-Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml and
-migrate.yaml, as scripts/check-deploy.sh writes them)
+Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml, as
+scripts/check-deploy.sh writes them)
 """
 
 import json
@@ -166,11 +166,12 @@ def check_controller_regions(checks, controller_config, topo):
     """Every region is probed through its own name over HTTPS and steered by
     an alias record to its ALB, as Terraform builds them; no placeholders."""
     region_tf = TERRAFORM / "modules" / "region"
-    latency = resources(TERRAFORM / "modules" / "global" / "records.tf", "aws_route53_record")["latency"]
-    evaluate = first(first(latency["alias"])["evaluate_target_health"])
-    outputs = (TERRAFORM / "environments" / "example" / "outputs.tf").read_text()
-    rendered = re.search(r'output "failover_controller_regions_toml" \{(.*?)\n\}', outputs, re.S)
-    checks.true("terraform example outputs failover_controller_regions_toml", rendered is not None)
+    # The controller owns the latency records and creates them itself, with
+    # the region's ALB as alias target evaluated for health.
+    evaluate = True
+    template = TERRAFORM / "modules" / "k8s-config" / "templates" / "failover-controller.toml.tftpl"
+    rendered = re.search(r"\[\[regions\]\](.*?)%\{ endfor", template.read_text(), re.S) if template.exists() else None
+    checks.true("terraform k8s-config renders the controller's [[regions]]", rendered is not None)
     region_outputs = (region_tf / "outputs.tf").read_text()
     for attribute in ("load_balancer_dns_name", "load_balancer_zone_id", "regional_fqdn"):
         checks.true(f"region module outputs {attribute}", f'output "{attribute}"' in region_outputs)
@@ -195,7 +196,81 @@ def check_controller_regions(checks, controller_config, topo):
         checks.true(f"{where}: health_check_id set (restore must keep the record's health check)", bool(entry.get("health_check_id")))
         if rendered is not None:
             for key in entry:
-                checks.true(f"{where}: {key} comes from terraform output failover_controller_regions_toml", f'"{key} = ' in rendered.group(1))
+                checks.true(f"{where}: {key} is rendered by terraform/modules/k8s-config", f"\n{key} = " in rendered.group(1))
+
+
+def check_dns_exposure(checks, topo, rendered_dir, overlays):
+    """The controllers' DNS from the internet: an NLB per region with static
+    addresses on UDP and TCP 53, glued and delegated; DS only once the zone
+    is signed; the pods admit the NLB's health checks."""
+    import ipaddress
+    region_tf = TERRAFORM / "modules" / "region"
+    nlb = resources(region_tf / "dns_load_balancer.tf", "aws_lb").get("dns", {})
+    checks.equal("region module: the DNS load balancer is a network load balancer", first(nlb.get("load_balancer_type")), "network")
+    checks.true("region module: the DNS load balancer has an Elastic IP per public subnet", "allocation_id" in str(nlb.get("dynamic", "")))
+    listener = resources(region_tf / "dns_load_balancer.tf", "aws_lb_listener").get("dns", {})
+    checks.equal("region module: DNS listener is TCP_UDP on 53", (first(listener.get("protocol")), first(listener.get("port"))), ("TCP_UDP", 53))
+    target = resources(region_tf / "dns_load_balancer.tf", "aws_lb_target_group").get("dns", {})
+    checks.equal("region module: DNS target group is the controller's port", (first(target.get("protocol")), first(target.get("port")), first(target.get("target_type"))), ("TCP_UDP", topo["ports"]["controller_dns"], "ip"))
+    health = first(target.get("health_check", [{}]))
+    checks.equal("region module: DNS targets are healthy when the controller is ready", (first(health.get("path")), int(first(health.get("port")))), ("/readyz", topo["ports"]["controller_http"]))
+    example = (TERRAFORM / "environments" / "example" / "main.tf").read_text()
+    checks.true("example: the global module glues and delegates to every region's DNS addresses", "controller_name_servers" in example and "dns_addresses" in example)
+    signer = resources(TERRAFORM / "modules" / "global" / "zone.tf", "aws_route53_record").get("delegation_signer", {})
+    checks.true("global module: the DS record waits for DNSSEC signing", "aws_route53_hosted_zone_dnssec.this" in str(signer.get("depends_on", "")))
+    for region in overlays:
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        binding = objects.get(("TargetGroupBinding", "failover-controller-dns"), {}).get("spec", {})
+        short = topo["regions"][region]["short_name"]
+        checks.true(f"{region}: the controller's DNS TargetGroupBinding names the region's DNS target group",
+                    str(binding.get("targetGroupARN", "")).startswith(f"arn:aws:elasticloadbalancing:{region}:") and f":targetgroup/{topo['prefix']}-{short}-dns-pods/" in binding.get("targetGroupARN", ""))
+        policy = objects[("NetworkPolicy", "failover-controller")]["spec"]["ingress"]
+        blocks = [ipaddress.ip_network(peer["ipBlock"]["cidr"]) for rule in policy for peer in rule.get("from", []) if "ipBlock" in peer
+                  if any(p["port"] == topo["ports"]["controller_http"] for p in rule.get("ports", []))]
+        vpc = ipaddress.ip_network(topo["regions"][region]["vpc_cidr"])
+        checks.true(f"{region}: the controller's NetworkPolicy admits /readyz from the VPC ({vpc})", any(vpc.subnet_of(block) for block in blocks))
+
+
+def check_record_ownership(checks, topo):
+    """One owner per Route53 record: no Terraform module declares a record
+    of the service name or a latency record; the controller owns those."""
+    declared = []
+    for path in sorted(TERRAFORM.rglob("*.tf")):
+        if ".terraform" in path.parts:
+            continue
+        for name, record in resources(path, "aws_route53_record").items():
+            declared.append((path.relative_to(ROOT).as_posix(), name, record))
+    checks.true("terraform declares Route53 records (zone delegation, regional names, glue)", len(declared) > 0)
+    for where, name, record in declared:
+        checks.true(f"{where} aws_route53_record.{name} is no latency record (the controller owns those)", "latency_routing_policy" not in record)
+        checks.true(f"{where} aws_route53_record.{name} is not the service name", "service_fqdn" not in str(first(record.get("name", ""))))
+
+
+def check_migrations(checks, rendered_dir, overlays, primary, tf_regions):
+    """The migrate Jobs run in the primary region only, before the
+    Deployments (Argo CD PreSync hooks; the service pods' init container
+    waits for the schema), told the database regions."""
+    jobs = {"service-migrate": ["migrate"], "failover-controller-migrate": ["migrate"]}
+    for region in overlays:
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        found = sorted(name for kind, name in objects if kind == "Job")
+        checks.equal(f"{region}: migrate Jobs", found, sorted(jobs) if region == primary else [])
+        init = objects[("Deployment", "service")]["spec"]["template"]["spec"].get("initContainers", [])
+        checks.equal(f"{region}: service pods wait for the schema", [(c["name"], c["args"]) for c in init], [("wait-for-schema", ["wait-for-schema"])])
+        if region != primary:
+            continue
+        for name, args in jobs.items():
+            job = objects[("Job", name)]
+            annotations = job["metadata"].get("annotations", {})
+            checks.equal(f"{name} is an Argo CD PreSync hook", annotations.get("argocd.argoproj.io/hook"), "PreSync")
+            checks.equal(f"{name} replaces the previous release's Job", annotations.get("argocd.argoproj.io/hook-delete-policy"), "BeforeHookCreation")
+            checks.equal(f"{name} args", container(job)["args"], args)
+        service_job = objects[("Job", "service-migrate")]
+        env_sources = [ref["configMapRef"]["name"] for ref in container(service_job).get("envFrom", [])]
+        regions_map = next((objects[("ConfigMap", n.rsplit("-", 1)[0])]["data"] for n in env_sources if n.startswith("database-migrate")), {})
+        entries = [e.split("=", 1) for e in regions_map.get("SERVICE_DATABASE_REGIONS", "").split(",") if e]
+        checks.equal("service-migrate SERVICE_DATABASE_REGIONS: service regions, primary first", [e[0] for e in entries], tf_regions)
+        checks.true("service-migrate SERVICE_DATABASE_REGIONS: every entry names its CockroachDB region", all(len(e) == 2 and e[1] for e in entries), str(entries))
 
 
 def main():
@@ -292,6 +367,13 @@ def main():
         checks.equal("controller ServiceMonitor scrapes http /metrics", (monitor["port"], monitor["path"]), ("http", "/metrics"))
         check_probe_tls_mount(checks, controller, controller_config_text, controller_defaults)
 
+        # The HPA owns the service's replica count; PDB and zone spread.
+        checks.true("service Deployment leaves replicas to the HPA", "replicas" not in service["spec"])
+        checks.equal("HPA targets the service Deployment", objects[("HorizontalPodAutoscaler", "service")]["spec"]["scaleTargetRef"]["name"], "service")
+        checks.true("service has a PodDisruptionBudget", ("PodDisruptionBudget", "service") in objects)
+        spread = service["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+        checks.true("service pods spread across zones", any(c["topologyKey"] == "topology.kubernetes.io/zone" and c["whenUnsatisfiable"] == "DoNotSchedule" for c in spread))
+
         # Shutdown: the kubelet must not kill a pod that is still draining.
         drain_ms = int(service_config.get("SERVICE_DRAIN_PERIOD_MS", service_defaults["drain_period_ms"]))
         grace_ms = int(service_config.get("SERVICE_SHUTDOWN_GRACE_MS", service_defaults["shutdown_grace_ms"]))
@@ -315,6 +397,8 @@ def main():
     checks.equal("Route53 health check path", topo["health_check"]["resource_path"], "/healthz/region")
     checks.equal("unrouted instance health check path", topo["health_check"]["instance_resource_path"], "/healthz/instance")
     checks.equal("Route53 health check port", topo["health_check"]["port"], 443)
+    addons = re.search(r'"vpc-cni"\s*=\s*jsonencode\(\{([^}]*)\}\)', (region_tf / "eks.tf").read_text())
+    checks.true("VPC CNI add-on enforces NetworkPolicy (enableNetworkPolicy)", addons is not None and re.search(r'enableNetworkPolicy\s*=\s*"true"', addons.group(1)))
     iam = (region_tf / "iam.tf").read_text()
     checks.true("IRSA subject names the failover-controller ServiceAccount", ':failover-controller"' in iam)
     checks.true("region module's lb name follows <prefix>-<short>-api", 'lb_name = "${var.name_prefix}-${var.short_name}-api"' in (region_tf / "load_balancer.tf").read_text())
@@ -341,11 +425,14 @@ def main():
     print("controller regions (health URLs, alias targets)")
     check_controller_regions(checks, controller_config, topo)
 
+    print("controllers' DNS from the internet")
+    check_dns_exposure(checks, topo, rendered_dir, overlays)
+
+    print("record ownership")
+    check_record_ownership(checks, topo)
+
     print("migrations")
-    job = rendered_objects(rendered_dir / "migrate.yaml")[("Job", "service-migrate")]
-    job_env = {e["name"]: e.get("value") for e in container(job)["env"]}
-    checks.equal("migration Job runs in the primary region", job_env["SERVICE_REGION"], primary)
-    checks.equal("migration Job runs `service migrate`", container(job)["args"], ["migrate"])
+    check_migrations(checks, rendered_dir, overlays, primary, tf_regions)
 
     print("binaries' sources")
     for crate, paths in (("service", [topo["paths"]["liveness"], topo["paths"]["readiness"], topo["paths"]["region_health"], topo["paths"]["instance_health"], topo["paths"]["metrics"]]),

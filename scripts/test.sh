@@ -27,6 +27,8 @@ export PATH="$root/target/py/bin:$PATH"
 echo "== cargo build (workspace binaries: the drill tests run them)" >&2
 cargo build --workspace --locked --bins
 disk_report "$root"
+echo "== container images (buildah, debug binaries, smoke-tested from the image roots)" >&2
+scripts/images.sh --profile debug
 echo "== cargo test (workspace)" >&2
 cargo test --workspace --locked -- --test-threads=4
 

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod control;
+pub mod database;
 pub mod deployment;
 pub mod drill;
 pub mod driver;

@@ -40,10 +40,9 @@ pub async fn check_writes(
     history: &[Operation],
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+    let client = crate::database::connect(database_url)
         .await
-        .context("cannot connect to the database for verification")?;
-    tokio::spawn(connection);
+        .context("verification")?;
     let rows = client
         .query(
             "SELECT idempotency_key, count(*) FROM transfers GROUP BY idempotency_key",

@@ -5,10 +5,13 @@
 //!
 //! Layout: the shipped drills, bad drill files and `chaos up` here; `up`
 //! runs `chaos up` as a child process; `attach` drives it with `chaos drill
-//! --attach` and interrupts drills with Ctrl-C.
+//! --attach` and interrupts drills with Ctrl-C; `database_tls` checks the
+//! engine's database client against a PostgreSQL that accepts only TLS.
 
 #[path = "drills/attach.rs"]
 mod attach;
+#[path = "drills/database_tls.rs"]
+mod database_tls;
 #[path = "drills/up.rs"]
 mod up;
 

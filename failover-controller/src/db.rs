@@ -10,6 +10,8 @@ use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::db_target::name_host_on_connect_error;
+
 /// Errors at the database boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -19,6 +21,8 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("controller migrations {missing:?} not applied (run `failover-controller migrate`)")]
     MigrationsPending { missing: Vec<i64> },
+    #[error("table region_state does not exist after 10 minutes: run `service migrate` (the service-migrate Job) first")]
+    RegionStateMissing,
 }
 
 impl DbError {
@@ -40,6 +44,7 @@ impl DbError {
             DbError::MigrationsPending { .. } => {
                 "database reachable, controller migrations not applied"
             }
+            DbError::RegionStateMissing => "the service's migrations not applied",
         }
     }
 }
@@ -52,9 +57,11 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Opens a small pool; every connection runs SERIALIZABLE transactions.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("failover-controller");
     let pool = pool_options(max_connections)
-        .connect_with(options.application_name("failover-controller"))
-        .await?;
+        .connect_with(options.clone())
+        .await
+        .map_err(|error| name_host_on_connect_error(error, &options))?;
     Ok(pool)
 }
 
@@ -95,6 +102,71 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
+/// A role name this code will quote into SQL: a lower-case identifier.
+pub fn is_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// What the runtime role may do, and nothing more: rows of the
+/// controller's tables, the drain flags in `region_state` (a table of the
+/// service's schema), the audit log append-only (no UPDATE or DELETE, so
+/// the database enforces that invariant too), the applied migrations for
+/// the start-up check. Each statement is idempotent.
+pub fn runtime_grants(role: &str) -> Vec<String> {
+    let role = format!("\"{role}\"");
+    vec![
+        format!(
+            "GRANT SELECT, INSERT, UPDATE ON TABLE failover_lease, failover_votes, failover_overrides, region_state TO {role}"
+        ),
+        format!("GRANT SELECT, INSERT ON TABLE failover_audit TO {role}"),
+        format!("GRANT SELECT ON TABLE _sqlx_migrations TO {role}"),
+    ]
+}
+
+/// How long `migrate` waits for `region_state`, which the service's
+/// migrations create (its Job may run at the same time).
+const REGION_STATE_WAIT: Duration = Duration::from_secs(600);
+
+/// Grants `role` its privileges ([`runtime_grants`]) once the service's
+/// `region_state` exists; on CockroachDB also revokes `admin`, which
+/// CockroachDB Cloud gives every SQL user it creates.
+pub async fn grant_runtime_role(pool: &PgPool, role: &str) -> Result<(), DbError> {
+    let started = std::time::Instant::now();
+    loop {
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'region_state'",
+        )
+        .fetch_one(pool)
+        .await?;
+        if tables > 0 {
+            break;
+        }
+        if started.elapsed() > REGION_STATE_WAIT {
+            return Err(DbError::RegionStateMissing);
+        }
+        tracing::warn!("waiting for region_state (the service-migrate Job creates it)");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for statement in runtime_grants(role) {
+        sqlx::query(&statement).execute(pool).await?;
+    }
+    let version: String = sqlx::query_scalar("SELECT version()")
+        .fetch_one(pool)
+        .await?;
+    if version.contains("CockroachDB") {
+        // CockroachDB-only (a no-op when the role is not a member).
+        sqlx::query(&format!("REVOKE admin FROM \"{role}\""))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Checks that the database answers and that every migration of the
 /// controller is applied (they run as their own job, before the replicas);
 /// changes nothing.
@@ -107,7 +179,9 @@ pub async fn check_schema(pool: &PgPool) -> Result<(), DbError> {
             Ok(rows) => rows,
             // undefined_table: no migration ever ran here.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => vec![],
-            Err(e) => return Err(e.into()),
+            // The first query a replica sends: a refused certificate or
+            // an unreachable host shows here, so the error names the host.
+            Err(e) => return Err(name_host_on_connect_error(e, &pool.connect_options()).into()),
         };
     let applied: BTreeSet<i64> = applied.into_iter().map(|(v,)| v).collect();
     let missing: Vec<i64> = migrator()

@@ -29,6 +29,7 @@ pub mod ca_bundle;
 pub mod client_identity;
 pub mod config;
 pub mod db;
+pub mod db_target;
 pub mod dns;
 pub mod early_leave;
 pub mod http;

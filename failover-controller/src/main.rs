@@ -207,6 +207,13 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("cannot apply migrations")?;
             println!("migrations applied");
+            let role = &settings.database_runtime_role;
+            if !role.is_empty() {
+                db::grant_runtime_role(&pool, role)
+                    .await
+                    .context("cannot grant database_runtime_role its privileges")?;
+                println!("runtime role {role} granted its privileges");
+            }
             Ok(())
         }
         _ => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use crate::db::cockroach::CockroachLayout;
+use crate::db::cockroach::{is_region_name, CockroachLayout, RegionMapping};
 
 /// The defaults, embedded so that the binary needs no file to start.
 pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
@@ -46,6 +46,10 @@ pub enum Command {
     Migrate,
     /// Print the CockroachDB multi-region DDL for the configured regions, then exit.
     PrintCockroachDdl,
+    /// Wait until every schema migration of the service is applied, then
+    /// exit (the Deployment's init container, so that pods never serve an
+    /// older schema than their code); exit 1 after 15 minutes.
+    WaitForSchema,
 }
 
 /// Every setting as an optional flag with an environment fallback. Only
@@ -147,7 +151,8 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_MIGRATE_ON_START", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migrate_on_start: Option<bool>,
-    /// CockroachDB regions, primary first, comma separated.
+    /// CockroachDB regions, primary first, comma separated, each as
+    /// service-region=database-region (us-east-1=aws-us-east-1).
     #[arg(
         long,
         env = "SERVICE_DATABASE_REGIONS",
@@ -156,6 +161,11 @@ pub struct Overrides {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_regions: Option<Vec<String>>,
+    /// Role the service pods connect as; `migrate` grants it its
+    /// privileges (empty: no grants).
+    #[arg(long, env = "SERVICE_DATABASE_RUNTIME_ROLE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_runtime_role: Option<String>,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "SERVICE_LOG_FILTER", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +199,7 @@ pub struct Settings {
     pub thread_per_core: bool,
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
+    pub database_runtime_role: String,
     pub log_filter: String,
 }
 
@@ -373,11 +384,20 @@ impl Settings {
         if self.listen_address == self.admin_address && self.listen_address.port() != 0 {
             return invalid("admin_address", "must differ from listen_address");
         }
-        if let Some(bad) = self.database_regions.iter().find(|r| !is_region_name(r)) {
-            return Err(ConfigError::Invalid {
-                field: "database_regions",
-                problem: format!("{bad:?} is not a region name"),
-            });
+        let role = &self.database_runtime_role;
+        if !role.is_empty() && !crate::db::grants::is_role_name(role) {
+            return invalid(
+                "database_runtime_role",
+                "must be a lower-case SQL identifier (letters, digits, underscores)",
+            );
+        }
+        // Each entry maps a service region to its CockroachDB region; the
+        // full layout (three or more) is checked where it is used, since
+        // PostgreSQL needs none.
+        for entry in &self.database_regions {
+            if let Err(problem) = RegionMapping::parse(entry) {
+                return invalid("database_regions", &problem);
+            }
         }
         Ok(())
     }
@@ -405,14 +425,6 @@ impl Settings {
             problem,
         })
     }
-}
-
-fn is_region_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn default_instance_id() -> String {

@@ -51,6 +51,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .context("migration failed")?;
             tracing::info!(dialect = ?report.dialect, statements = report.cockroach_statements, "migrations applied");
         }
+        Command::WaitForSchema => {
+            service::db::wait_for_schema(&settings, service::db::WAIT_FOR_SCHEMA_LIMIT)
+                .await
+                .context("the schema is not ready")?;
+        }
         Command::PrintCockroachDdl => {
             let ddl = service::db::cockroach::multi_region_ddl(&settings.cockroach_layout()?);
             for statement in ddl {

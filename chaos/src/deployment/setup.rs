@@ -112,10 +112,9 @@ pub(super) fn signal_pid(child: Option<&Child>, signal: Signal) {
 }
 
 pub(super) async fn create_database(server_url: &str, name: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+    let client = crate::database::connect(server_url)
         .await
-        .with_context(|| "cannot connect to the database server".to_string())?;
-    tokio::spawn(connection);
+        .context("creating the deployment's database")?;
     client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await?;
@@ -158,7 +157,11 @@ pub(super) fn replace_host(url: &str, proxy: SocketAddr) -> String {
 }
 
 pub(super) fn database_socket(url: &str) -> anyhow::Result<SocketAddr> {
-    let config: tokio_postgres::Config = url.parse().context("invalid database URL")?;
+    // Through `DatabaseUrl`: tokio-postgres alone refuses libpq's TLS
+    // parameters (sslrootcert, verify-full).
+    let config = crate::database::DatabaseUrl::parse(url)
+        .context("invalid database URL")?
+        .config;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         _ => bail!("the database URL must name a TCP host"),

@@ -218,8 +218,7 @@ async fn controller_events(
     dns: &[DnsObservation],
     faults: &[FaultWindow],
 ) -> anyhow::Result<Vec<ControllerEvent>> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let client = crate::database::connect(database_url).await?;
     let rows = client
         .query(
             "SELECT extract(epoch FROM at)::FLOAT8, kind, region, name, outcome, detail, controller_id \

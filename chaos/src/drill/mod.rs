@@ -287,10 +287,9 @@ async fn roll_back(driver: &FaultDriver, rollbacks: &[Rollback], info: &Deployme
 
 /// Drain flags live in the database, not in the deployment's processes.
 async fn clear_drain_flags(database_url: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+    let client = crate::database::connect(database_url)
         .await
-        .context("cannot connect to the database to clear drain flags")?;
-    tokio::spawn(connection);
+        .context("clearing drain flags")?;
     client
         .batch_execute("UPDATE region_state SET drained = false")
         .await?;

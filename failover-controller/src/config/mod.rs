@@ -36,6 +36,9 @@ pub struct Settings {
     pub database_url: Secret,
     /// Bearer token of the admin API; empty disables the admin API.
     pub admin_token: Secret,
+    /// The role the replicas connect as; `migrate` (run as the migration
+    /// role) grants it the controller's privileges. Empty: no grants.
+    pub database_runtime_role: String,
     /// How long SIGTERM keeps the process unready before closing listeners.
     pub shutdown_drain_seconds: u64,
     pub probe: ProbeSettings,

@@ -34,6 +34,13 @@ impl Settings {
                 self.region
             ));
         }
+        let role = &self.database_runtime_role;
+        if !role.is_empty() && !crate::db::is_role_name(role) {
+            return Err(
+                "database_runtime_role: must be a lower-case SQL identifier (letters, digits, underscores)"
+                    .into(),
+            );
+        }
         let p = &self.probe;
         if p.interval_ms < 50 {
             return Err("probe.interval_ms: must be at least 50".into());

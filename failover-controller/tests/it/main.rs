@@ -5,6 +5,7 @@
 
 mod admin;
 mod bench;
+mod database_tls;
 mod db_outage;
 mod db_proxy;
 mod dns;
@@ -22,5 +23,6 @@ mod quorum;
 mod route53;
 mod route53_fencing;
 mod route53_proxy;
+mod runtime_role;
 mod services;
 mod tls_probe;

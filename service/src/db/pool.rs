@@ -30,7 +30,11 @@ impl managed::Manager for PgManager {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<PgConnection, sqlx::Error> {
-        let mut connection = self.options.connect().await?;
+        let mut connection = self
+            .options
+            .connect()
+            .await
+            .map_err(|error| super::target::name_host_on_connect_error(error, &self.options))?;
         self.opened.inc();
         connection.execute(self.statement_timeout.as_str()).await?;
         // Every statement of the service looks rows up by primary key, so

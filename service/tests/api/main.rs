@@ -5,9 +5,13 @@
 mod accounts;
 mod bad_inputs;
 mod concurrency;
+mod database_tls;
 mod health;
 mod helpers;
 mod observability;
 mod overload;
+mod runtime_role;
+mod schema_wait;
 mod shutdown;
+mod tls_postgres;
 mod transfers;

@@ -110,10 +110,16 @@ module "global" {
   health_check       = module.topology.health_check
   regions = {
     for region, settings in module.topology.regions : region => {
-      set_identifier         = settings.set_identifier
-      regional_fqdn          = settings.regional_fqdn
-      load_balancer_dns_name = local.region_modules[region].load_balancer_dns_name
-      load_balancer_zone_id  = local.region_modules[region].load_balancer_zone_id
+      set_identifier = settings.set_identifier
+      regional_fqdn  = settings.regional_fqdn
+    }
+  }
+  # The controllers' name servers: each region's DNS load balancer (static
+  # addresses), glued in the zone and delegated the authoritative subdomain.
+  controller_name_servers = {
+    for region, settings in module.topology.regions : region => {
+      fqdn         = settings.name_server_fqdn
+      ipv4_address = local.region_modules[region].dns_addresses
     }
   }
 }
@@ -126,3 +132,41 @@ module "database" {
   nodes_per_region   = var.database_nodes_per_region
   allowed_egress_ips = { for region, outputs in local.region_modules : region => outputs.nat_public_ips }
 }
+
+# The files kustomize reads, rendered from the values above (no hand
+# copies): the controller's configuration, each overlay's params.env, the
+# migrate Jobs' database settings and the database CA. Written into this
+# repository's k8s/ tree, so the next `kubectl apply -k` uses them.
+module "k8s_config" {
+  source = "../../modules/k8s-config"
+
+  region_order = module.topology.database_regions
+  regions = {
+    for region, settings in module.topology.regions : region => {
+      health_url           = "https://${settings.regional_fqdn}${module.topology.paths.instance_health}"
+      alias_dns_name       = local.region_modules[region].load_balancer_dns_name
+      alias_hosted_zone_id = local.region_modules[region].load_balancer_zone_id
+      health_check_id      = module.global.health_check_ids[region]
+      controller_role_arn  = local.region_modules[region].failover_controller_role_arn
+      target_group_arn     = local.region_modules[region].target_group_arn
+      dns_target_group_arn = local.region_modules[region].dns_target_group_arn
+      database_region      = module.database.cockroach_regions[region]
+    }
+  }
+  hosted_zone_id          = module.global.zone_id
+  service_fqdn            = module.topology.service_fqdn
+  authoritative_zone      = module.topology.authoritative_zone
+  name_servers            = [for region in module.topology.database_regions : module.topology.regions[region].name_server_fqdn]
+  hostmaster              = "hostmaster.${module.topology.zone_name}"
+  dns_ttl_seconds         = module.topology.record_ttl_seconds
+  runtime_roles           = module.database.runtime_roles
+  database_ca_certificate = module.database.ca_certificate
+}
+
+resource "local_file" "k8s" {
+  for_each        = module.k8s_config.files
+  filename        = "${path.root}/../../../${each.key}"
+  content         = each.value
+  file_permission = "0644"
+}
+

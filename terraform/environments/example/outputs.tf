@@ -28,55 +28,25 @@ output "health_check_ids" {
   value       = module.global.health_check_ids
 }
 
-output "failover_controller_regions_toml" {
-  description = "The [[regions]] blocks of k8s/base/failover-controller/config.toml (the same file in every region): per region the HTTPS health URL through its own name (the service's /healthz/instance: health apart from the drain flag, so a drained region can return), its ALB as the Route53 alias target (with evaluate_target_health as in the global module's latency records) and its Route53 health check. `terraform output -raw failover_controller_regions_toml`, see docs/deploy.md."
-  value = join("\n", [
-    for region in module.topology.region_names : join("\n", [
-      "[[regions]]",
-      "name = \"${region}\"",
-      "aws_region = \"${region}\"",
-      "health_urls = [\"https://${module.topology.regions[region].regional_fqdn}${module.topology.paths.instance_health}\"]",
-      "alias_dns_name = \"${local.region_modules[region].load_balancer_dns_name}\"",
-      "alias_hosted_zone_id = \"${local.region_modules[region].load_balancer_zone_id}\"",
-      "evaluate_target_health = true",
-      "health_check_id = \"${module.global.health_check_ids[region]}\"",
-      "",
-    ])
-  ])
+output "k8s_files" {
+  description = "The files under k8s/ that this apply wrote (module k8s_config): the controller's configuration, the overlays' params.env, the migrate Jobs' database settings, the database CA."
+  value       = sort([for file in local_file.k8s : file.filename])
 }
 
 output "clusters" {
-  description = "EKS cluster name per region, for `aws eks update-kubeconfig`."
-  value       = { for region, outputs in local.region_modules : region => outputs.cluster_name }
-}
-
-output "k8s_overlay_params" {
-  description = "Per region, the contents of k8s/overlays/<region>/params.env (see docs/deploy.md)."
+  description = "Per region, primary first: the EKS cluster, its VPC and the AWS Load Balancer Controller's IRSA role, for scripts/deploy.sh."
   value = {
-    for region, outputs in local.region_modules : region => join("\n", [
-      "REGION=${region}",
-      "SERVICE_FQDN=${module.topology.service_fqdn}",
-      "HOSTED_ZONE_ID=${module.global.zone_id}",
-      "CONTROLLER_ROLE_ARN=${outputs.failover_controller_role_arn}",
-      "TARGET_GROUP_ARN=${outputs.target_group_arn}",
-      "",
-    ])
+    for region in module.topology.database_regions : region => {
+      cluster_name                      = local.region_modules[region].cluster_name
+      vpc_id                            = local.region_modules[region].vpc_id
+      load_balancer_controller_role_arn = local.region_modules[region].load_balancer_controller_role_arn
+      primary                           = region == module.topology.primary_region
+    }
   }
 }
 
-output "load_balancer_controller_role_arns" {
-  description = "Per region, the IRSA role to annotate the AWS Load Balancer Controller's service account with."
-  value       = { for region, outputs in local.region_modules : region => outputs.load_balancer_controller_role_arn }
-}
-
-output "service_database_urls" {
-  description = "Per region, SERVICE_DATABASE_URL for the Secret service-database (key url)."
+output "database_urls" {
+  description = "Per SQL user, per region, the database URL (TLS, verify-full against the CA in k8s/base/database-ca.crt): service -> Secret service-database (url), service_migrate -> service-migrate-database (url), failover_controller -> failover-controller (database-url), failover_controller_migrate -> failover-controller-migrate-database (url). scripts/deploy.sh creates the Secrets."
   sensitive   = true
-  value       = module.database.service_database_urls
-}
-
-output "controller_database_urls" {
-  description = "Per region, FAILOVER_DATABASE_URL for the Secret failover-controller (key database-url)."
-  sensitive   = true
-  value       = module.database.controller_database_urls
+  value       = module.database.database_urls
 }

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.9.0"
+  required_version = ">= 1.10.0" # backend "s3" use_lockfile needs 1.10
 
   required_providers {
     aws = {
@@ -17,6 +17,11 @@ terraform {
     random = {
       source  = "hashicorp/random"
       version = ">= 3.5.0, < 4.0.0"
+    }
+    # Writes the files kustomize reads (module k8s_config).
+    local = {
+      source  = "hashicorp/local"
+      version = ">= 2.5.0, < 3.0.0"
     }
   }
 

@@ -48,10 +48,24 @@ resource "cockroach_database" "this" {
   name       = var.database_name
 }
 
-# One SQL user per binary, so that the audit log and connection limits tell
-# them apart. Grants are applied by the service's migrations.
+# Two SQL users per component: a migration role, which the migrate Jobs use
+# (schema changes, the multi-region DDL, grants), and a runtime role, which
+# the pods use and which the migrations grant only row access on their own
+# tables (service/src/db/grants.rs, failover-controller/src/db.rs) and take
+# out of `admin`, which CockroachDB Cloud gives every user it creates. The
+# provider has no grant resource, so the grants live in the migrations,
+# where they are tested against PostgreSQL.
+locals {
+  sql_users = {
+    service_migrate             = "migration"
+    service                     = "runtime"
+    failover_controller_migrate = "migration"
+    failover_controller         = "runtime"
+  }
+}
+
 resource "random_password" "sql" {
-  for_each = toset(["service", "failover_controller"])
+  for_each = local.sql_users
   length   = 40
   special  = false
 }

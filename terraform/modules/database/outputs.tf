@@ -8,22 +8,36 @@ output "sql_hosts" {
   value       = local.sql_hosts
 }
 
-output "service_database_urls" {
-  description = "Per region, the service's database URL (SERVICE_DATABASE_URL). Secret: store it in the Kubernetes Secret service-database, key url."
-  sensitive   = true
-  value = {
-    for region, host in local.sql_hosts :
-    region => "postgresql://service:${random_password.sql["service"].result}@${host}:26257/${var.database_name}?sslmode=verify-full"
+locals {
+  # libpq URL parameters of every database URL: TLS with the server checked
+  # against the cluster's CA (mounted from the ConfigMap database-ca) and by
+  # host name, as CockroachDB Cloud requires.
+  url_tls = "sslmode=verify-full&sslrootcert=${var.ca_certificate_path}"
+  database_urls = {
+    for user, _ in local.sql_users : user => {
+      for region, host in local.sql_hosts :
+      region => "postgresql://${user}:${random_password.sql[user].result}@${host}:26257/${var.database_name}?${local.url_tls}"
+    }
   }
 }
 
-output "controller_database_urls" {
-  description = "Per region, the failover controller's database URL (FAILOVER_DATABASE_URL). Secret: store it in the Kubernetes Secret failover-controller, key database-url."
+output "database_urls" {
+  description = "Per SQL user (service, service_migrate, failover_controller, failover_controller_migrate), per region, the database URL. Secret: the Kubernetes Secrets service-database, service-migrate-database, failover-controller (key database-url) and failover-controller-migrate-database."
   sensitive   = true
+  value       = local.database_urls
+}
+
+output "runtime_roles" {
+  description = "The runtime role of each component, which its migrations grant row access to (SERVICE_DATABASE_RUNTIME_ROLE, FAILOVER_DATABASE_RUNTIME_ROLE)."
   value = {
-    for region, host in local.sql_hosts :
-    region => "postgresql://failover_controller:${random_password.sql["failover_controller"].result}@${host}:26257/${var.database_name}?sslmode=verify-full"
+    service             = cockroach_sql_user.this["service"].name
+    failover_controller = cockroach_sql_user.this["failover_controller"].name
   }
+}
+
+output "cockroach_regions" {
+  description = "The cluster's region names (CockroachDB Cloud: aws-<region>), by AWS region, for SERVICE_DATABASE_REGIONS."
+  value       = { for region in var.regions : region => "aws-${region}" }
 }
 
 output "ca_certificate" {

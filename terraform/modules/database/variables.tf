@@ -71,3 +71,14 @@ variable "allowed_egress_ips" {
     error_message = "allowed_egress_ips must hold IPv4 addresses."
   }
 }
+
+variable "ca_certificate_path" {
+  description = "Where the pods find the cluster's CA certificate (the ConfigMap database-ca mounted at /etc/database-ca); the database URLs name it as sslrootcert."
+  type        = string
+  default     = "/etc/database-ca/ca.crt"
+
+  validation {
+    condition     = startswith(var.ca_certificate_path, "/")
+    error_message = "ca_certificate_path must be an absolute path."
+  }
+}

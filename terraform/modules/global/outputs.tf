@@ -23,7 +23,13 @@ output "health_check_ids" {
   value       = { for region, check in aws_route53_health_check.region : region => check.id }
 }
 
-output "latency_records" {
-  description = "Per region: the latency record's name and set identifier, as the failover controller must find them."
-  value       = { for region, record in aws_route53_record.latency : region => { name = record.name, set_identifier = record.set_identifier } }
+output "controller_owned_records" {
+  description = "The latency records the failover controller owns and Terraform never declares: per region, the name and the SetIdentifier, and the health check the record must carry."
+  value = {
+    for region, settings in var.regions : region => {
+      name            = var.service_fqdn
+      set_identifier  = settings.set_identifier
+      health_check_id = aws_route53_health_check.region[region].id
+    }
+  }
 }

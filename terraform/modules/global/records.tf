@@ -1,6 +1,20 @@
+# Record ownership: one owner per record.
+#
+# Terraform creates the zone, the health checks, the regional records
+# (api-<region>.<zone>, in the region module) and the static records below
+# (the controllers' name servers and their delegation). The latency records
+# of the service name (one per region, SetIdentifier = region, an alias to
+# the region's load balancer carrying the region's health check) belong to
+# the failover controller alone: it creates them on its first pass (a
+# serving region's record is UPSERTed), removes a drained region's and
+# restores it, from the configuration Terraform renders for it
+# (terraform/modules/k8s-config). Terraform never declares them, so an
+# apply while a region is drained cannot put its record back, and a destroy
+# leaves them to the controller (delete them before deleting the zone).
+#
 # One HTTPS health check per region on the service's /healthz/region
-# (admission) through the region's own name, and one latency record per
-# region carrying it. This is the data-plane gate of DESIGN.md: a region
+# (admission) through the region's own name: the controller's latency
+# records carry it. This is the data-plane gate of DESIGN.md: a region
 # whose instances answer 503 (drained, or database unreachable) leaves DNS
 # answers even when the failover controller or the Route53 API is down.
 # When the controller restores a region it clears the drain flag first, so
@@ -11,12 +25,6 @@
 # from the drain flag, the path the controllers probe), attached to no
 # record: it tells an operator, in the console and CloudWatch, whether a
 # drained region is well enough to come back.
-#
-# The failover controller also removes and restores these records (same
-# name, SetIdentifier, alias target and health check). A `terraform apply`
-# while a region is drained by the controller puts its record back; the
-# health check still keeps the region out of answers, and the controller
-# repairs the drift on its next pass.
 
 resource "aws_route53_health_check" "region" {
   for_each          = var.regions
@@ -43,26 +51,6 @@ resource "aws_route53_health_check" "instance" {
   enable_sni        = true
 
   tags = merge(var.tags, { Name = "${each.key} instance health (not routed)", "geo:region" = each.key })
-}
-
-resource "aws_route53_record" "latency" {
-  # checkov:skip=CKV2_AWS_23: The alias target is the region module's ALB, passed in as a variable; checkov cannot follow it across modules.
-  for_each        = var.regions
-  zone_id         = aws_route53_zone.this.zone_id
-  name            = var.service_fqdn
-  type            = "A"
-  set_identifier  = each.value.set_identifier
-  health_check_id = aws_route53_health_check.region[each.key].id
-
-  latency_routing_policy {
-    region = each.key
-  }
-
-  alias {
-    name                   = each.value.load_balancer_dns_name
-    zone_id                = each.value.load_balancer_zone_id
-    evaluate_target_health = true
-  }
 }
 
 # Authoritative-DNS mode: glue records of the controllers' name servers and

@@ -18,12 +18,10 @@ variable "service_fqdn" {
 }
 
 variable "regions" {
-  description = "Per region: set_identifier and regional_fqdn (from the topology module) and the load balancer's dns_name and zone_id (from the region module)."
+  description = "Per region: set_identifier (of the latency record the failover controller owns) and regional_fqdn (the name its health checks probe), from the topology module."
   type = map(object({
-    set_identifier         = string
-    regional_fqdn          = string
-    load_balancer_dns_name = string
-    load_balancer_zone_id  = string
+    set_identifier = string
+    regional_fqdn  = string
   }))
 
   validation {

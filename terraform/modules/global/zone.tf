@@ -13,7 +13,7 @@ locals {
 
 resource "aws_route53_zone" "this" {
   name          = var.zone_name
-  comment       = "Multi-region service; latency records per region are also changed by the failover controller"
+  comment       = "Multi-region service; the latency records of the service name belong to the failover controller"
   force_destroy = false
   tags          = var.tags
 
@@ -152,6 +152,11 @@ resource "aws_route53_hosted_zone_dnssec" "this" {
   depends_on = [aws_route53_key_signing_key.this]
 }
 
+# The DS record goes into the parent only once the zone is signed: a DS
+# published before signing is active makes validating resolvers reject the
+# whole zone. The controllers' subdomain (authoritative_zone) stays
+# unsigned, an insecure delegation (NS without DS): their DNS server does
+# not sign, and a DS for it would make validating resolvers reject it.
 resource "aws_route53_record" "delegation_signer" {
   count   = var.enable_dnssec && var.parent_zone_id != null ? 1 : 0
   zone_id = var.parent_zone_id
@@ -159,4 +164,6 @@ resource "aws_route53_record" "delegation_signer" {
   type    = "DS"
   ttl     = 3600
   records = [aws_route53_key_signing_key.this[0].ds_record]
+
+  depends_on = [aws_route53_hosted_zone_dnssec.this]
 }

@@ -177,10 +177,22 @@ resource "aws_eks_node_group" "this" {
   }
 }
 
+locals {
+  # Add-on configuration. The VPC CNI enforces NetworkPolicy only with
+  # enableNetworkPolicy (its network-policy agent); without it the
+  # manifests' default-deny and per-component policies would be ignored.
+  addon_configuration = {
+    "vpc-cni"    = jsonencode({ enableNetworkPolicy = "true" })
+    "coredns"    = null
+    "kube-proxy" = null
+  }
+}
+
 resource "aws_eks_addon" "this" {
-  for_each                    = toset(["vpc-cni", "coredns", "kube-proxy"])
+  for_each                    = local.addon_configuration
   cluster_name                = aws_eks_cluster.this.name
-  addon_name                  = each.value
+  addon_name                  = each.key
+  configuration_values        = each.value
   resolve_conflicts_on_update = "PRESERVE"
   tags                        = local.tags
 

@@ -52,3 +52,13 @@ output "kms_key_arn" {
   description = "The region's KMS key (EKS secrets, log groups)."
   value       = aws_kms_key.this.arn
 }
+
+output "dns_addresses" {
+  description = "Static public IPv4 addresses of the controller's DNS load balancer (one per public subnet): the glue of ns-<region>.<zone>."
+  value       = aws_eip.dns[*].public_ip
+}
+
+output "dns_target_group_arn" {
+  description = "IP target group of the controller's DNS (TCP_UDP 5353), for the TargetGroupBinding failover-controller-dns."
+  value       = aws_lb_target_group.dns.arn
+}
