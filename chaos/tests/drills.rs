@@ -5,12 +5,15 @@
 //!
 //! Layout: the shipped drills, bad drill files and `chaos up` here; `up`
 //! runs `chaos up` as a child process; `attach` drives it with `chaos drill
-//! --attach` and interrupts drills with Ctrl-C.
+//! --attach` and interrupts drills with Ctrl-C; `verifier` corrupts ledgers
+//! on purpose and sees each of the verifier's checks fail.
 
 #[path = "drills/attach.rs"]
 mod attach;
 #[path = "drills/up.rs"]
 mod up;
+#[path = "drills/verifier.rs"]
+mod verifier;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
