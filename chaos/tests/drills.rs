@@ -287,7 +287,7 @@ fn bad_drill_files_get_errors_that_name_the_field() {
         ),
         (
             "title: [a list]\n".to_owned(),
-            "field `title`: invalid type: sequence",
+            "field `title`: line 1 column 8: expected string",
         ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {
