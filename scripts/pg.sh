@@ -95,7 +95,9 @@ pg_start() {
 
 pg_stop() {
   [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR" ] || return 0
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  # PG_BIN is exported only once the server started; a pg_start that
+  # failed half-way still leaves PG_DIR to remove.
+  runuser -u postgres -- "${PG_BIN:-$(pg_bindir)}/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$PG_DIR"
   unset PG_DIR
 }
