@@ -5,6 +5,8 @@
 #   pg_stop                            # stops it and removes its directory
 #   PG_EXTRA_OPTIONS="-c name=value"   # extra server settings (profiling,
 #                                      # e.g. pg_stat_statements)
+#   PG_DURABLE=off                     # fsync and synchronous_commit off
+#                                      # (default on: the drills run here)
 #   scratch_start / scratch_stop       # TMPDIR on tmpfs when there is room
 #   disk_report [dir]                  # free space, for the logs
 #
@@ -76,10 +78,15 @@ pg_start() {
   runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }
   # Many per-test databases and two service instances at once need headroom;
-  # fsync off because the data is thrown away; WAL bounded (every CREATE
-  # DATABASE logs a copy of the template) so that checkpoints recycle it.
+  # WAL bounded (every CREATE DATABASE logs a copy of the template) so that
+  # checkpoints recycle it. Durable by default (fsync, synchronous_commit
+  # and full_page_writes on), because the drills run on this server and
+  # "no acknowledged write lost" means nothing on a database that may drop
+  # acknowledged commits; PG_DURABLE=off for a benchmark that documents it.
+  local durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+  [ "${PG_DURABLE:-on}" = off ] && durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB ${PG_EXTRA_OPTIONS:-}" \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 $durability -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB ${PG_EXTRA_OPTIONS:-}" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   export PG_DIR PG_PORT PG_BIN="$bin"
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
@@ -88,7 +95,9 @@ pg_start() {
 
 pg_stop() {
   [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR" ] || return 0
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  # PG_BIN is exported only once the server started; a pg_start that
+  # failed half-way still leaves PG_DIR to remove.
+  runuser -u postgres -- "${PG_BIN:-$(pg_bindir)}/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$PG_DIR"
   unset PG_DIR
 }

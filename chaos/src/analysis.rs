@@ -341,28 +341,10 @@ pub fn checks(
             passed: bad_seconds <= h.max_bad_seconds as usize,
         });
     }
-    checks.push(HypothesisCheck {
-        name: "acknowledged writes lost".into(),
-        expected: format!("<= {}", h.max_lost_writes),
-        observed: format!("{} of {}", totals.writes_lost, totals.writes_acknowledged),
-        passed: totals.writes_lost <= h.max_lost_writes,
-    });
-    checks.push(HypothesisCheck {
-        name: "writes applied twice or failed writes present".into(),
-        expected: "0".into(),
-        observed: (totals.writes_duplicated + totals.failed_writes_present).to_string(),
-        passed: totals.writes_duplicated == 0 && totals.failed_writes_present == 0,
-    });
-    checks.push(HypothesisCheck {
-        name: "money conserved, no negative balance".into(),
-        expected: format!("total {}, min >= 0", totals.total_balance_before),
-        observed: format!(
-            "total {}, min {}",
-            totals.total_balance_after, totals.min_balance_after
-        ),
-        passed: totals.total_balance_after == totals.total_balance_before
-            && totals.min_balance_after >= 0,
-    });
+    checks.extend(crate::verify::checks::ledger_checks(
+        totals,
+        h.max_lost_writes,
+    ));
     for region in &h.never_drained {
         checks.push(HypothesisCheck {
             name: format!("{region} never drained"),

@@ -143,6 +143,10 @@ mod tests {
             served_by: Some(TARGET.to_owned()),
             attempts: 1,
             first_error: None,
+            transfer: None,
+            account: None,
+            transfer_id: None,
+            balance: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod drill;
 pub mod driver;
 pub mod failback;
+pub mod failures;
 pub mod load;
 pub mod model;
 pub mod postgres;

@@ -50,6 +50,31 @@ pub struct Operation {
     pub attempts: u8,
     /// Error of the first attempt when it failed (retried or not).
     pub first_error: Option<String>,
+    /// A write's transfer as the client asked for it: what the verifier
+    /// reconciles every account against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferSent>,
+    /// The account a read asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Uuid>,
+    /// The transfer id an acknowledged write was answered with: the ledger
+    /// must hold this transfer under the write's key, not another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_id: Option<Uuid>,
+    /// The balance a successful read returned (never negative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<i64>,
+}
+
+/// Amount of every transfer the load sends (minor units).
+pub const TRANSFER_AMOUNT: i64 = 1;
+
+/// A transfer as the client sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferSent {
+    pub from: Uuid,
+    pub to: Uuid,
+    pub amount: i64,
 }
 
 /// What the load needs to know about the deployment.
@@ -237,6 +262,8 @@ enum Request {
 enum Attempt {
     Ok {
         served_by: Option<String>,
+        /// The answer's body, for the transfer id or the balance it carries.
+        body: serde_json::Value,
     },
     /// Definitely not applied (refused, or an answer that says so).
     Failed(String),
@@ -252,15 +279,25 @@ impl RegionClient {
         t0: Instant,
         pick: u64,
     ) -> Operation {
-        let (kind, key) = match &request {
-            Request::Read { .. } => ("read", None),
-            Request::Transfer { key, .. } => ("write", Some(key.clone())),
+        let (kind, key, transfer, account) = match &request {
+            Request::Read { account } => ("read", None, None, Some(*account)),
+            Request::Transfer { key, from, to } => (
+                "write",
+                Some(key.clone()),
+                Some(TransferSent {
+                    from: *from,
+                    to: *to,
+                    amount: TRANSFER_AMOUNT,
+                }),
+                None,
+            ),
         };
         let mut attempts = 0u8;
         let mut first_error = None;
         let mut maybe_applied = false;
         let mut outcome = Outcome::Fail;
         let mut served_by = None;
+        let mut answer = serde_json::Value::Null;
         let mut tried_region: Option<String> = None;
         for attempt in 0..2 {
             let address = if attempt == 0 {
@@ -274,9 +311,13 @@ impl RegionClient {
             tried_region = region_of(&self.instances, address.ip()).map(str::to_owned);
             attempts += 1;
             match self.send(&request, address).await {
-                Attempt::Ok { served_by: region } => {
+                Attempt::Ok {
+                    served_by: region,
+                    body,
+                } => {
                     outcome = Outcome::Ok;
                     served_by = region;
+                    answer = body;
                     break;
                 }
                 Attempt::Failed(error) => {
@@ -301,6 +342,10 @@ impl RegionClient {
             served_by,
             attempts,
             first_error,
+            transfer,
+            account,
+            transfer_id: answer["id"].as_str().and_then(|id| id.parse().ok()),
+            balance: answer["balance"].as_i64(),
         }
     }
 
@@ -338,19 +383,23 @@ impl RegionClient {
                 self.http
                     .post(format!("http://{address}/v1/transfers"))
                     .header("Idempotency-Key", key)
-                    .json(&serde_json::json!({"from": from, "to": to, "amount": 1}))
+                    .json(&serde_json::json!({"from": from, "to": to, "amount": TRANSFER_AMOUNT}))
                     .send()
                     .await
             }
         };
         match response {
-            Ok(response) if response.status().is_success() => Attempt::Ok {
-                served_by: response
+            Ok(response) if response.status().is_success() => {
+                let served_by = response
                     .headers()
                     .get("x-served-by-region")
                     .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-            },
+                    .map(str::to_owned);
+                // A 2xx is the acknowledgement whatever its body; a body
+                // that does not parse only leaves the id or balance unknown.
+                let body = response.json().await.unwrap_or_default();
+                Attempt::Ok { served_by, body }
+            }
             Ok(response) => {
                 let status = response.status();
                 let body = response.text().await.unwrap_or_default();

@@ -318,6 +318,18 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
         totals.writes_lost
     );
     println!(
+        "  ledger: {} of {} accounts reconcile; {} acknowledged writes, {} lost; {} failed or \
+         unknown operations listed in the report",
+        totals.accounts_checked - totals.accounts_unreconciled.min(totals.accounts_checked),
+        totals.accounts_checked,
+        totals.writes_acknowledged,
+        totals.writes_lost,
+        report.failed_operations.len()
+    );
+    for finding in &report.ledger_findings {
+        println!("    {finding}");
+    }
+    println!(
         "  error budget: {:.4}% of a 30-day 99.99% budget ({:.3} of {:.2} minutes) at {:.0} req/s",
         report.error_budget.consumed_fraction * 100.0,
         report.error_budget.consumed_minutes,

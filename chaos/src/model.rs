@@ -37,6 +37,38 @@ pub struct DrillReport {
     pub phases: Phases,
     pub totals: Totals,
     pub error_budget: ErrorBudget,
+    /// What the verifier found wrong in the ledger, one sentence each
+    /// (empty when it reconciled); at most [`MAX_LEDGER_FINDINGS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledger_findings: Vec<String>,
+    /// Every operation that did not succeed, with the fault active at its
+    /// intended start and what the ledger says of it (the whole history is
+    /// in `history.jsonl`).
+    #[serde(default)]
+    pub failed_operations: Vec<FailedOperation>,
+}
+
+/// How many findings the report keeps; the counts in [`Totals`] are complete.
+pub const MAX_LEDGER_FINDINGS: usize = 50;
+
+/// An operation that ended as fail or unknown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedOperation {
+    pub intended_s: f64,
+    pub client_region: String,
+    /// "read" or "write".
+    pub kind: String,
+    pub key: Option<String>,
+    /// "fail" or "unknown".
+    pub outcome: String,
+    pub attempts: u8,
+    pub first_error: Option<String>,
+    /// The faults active at its intended start ("region-kill eu-west-1"),
+    /// empty outside every fault window.
+    pub during: Vec<String>,
+    /// For a write: whether the ledger holds it after the drill (a failed
+    /// write must not; an unknown one is resolved by this).
+    pub in_ledger: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -186,15 +218,37 @@ pub struct Totals {
     pub writes_acknowledged: u64,
     /// Acknowledged transfers missing from the database.
     pub writes_lost: u64,
-    /// Transfers present more than once for one key (must be 0).
+    /// Keys under which the ledger holds more than one transfer (must be
+    /// 0; only possible if the unique key on `transfers.idempotency_key`
+    /// were lost, so [`Totals::accounts_unreconciled`] is what catches a
+    /// transfer applied twice behind one row).
     pub writes_duplicated: u64,
+    /// Transfers held under a client's key that differ from what it sent
+    /// (accounts or amount), or from the id it was acknowledged with.
+    #[serde(default)]
+    pub writes_altered: u64,
     /// Failed transfers that nevertheless exist (must be 0).
     pub failed_writes_present: u64,
     pub unknown_resolved_committed: u64,
     pub unknown_resolved_absent: u64,
-    /// Sum of balances before and after (must be equal).
+    /// Transfers touching the drill's accounts under a key no client sent.
+    #[serde(default)]
+    pub transfers_not_sent: u64,
+    /// The drill's accounts, each reconciled on its own.
+    #[serde(default)]
+    pub accounts_checked: u64,
+    /// Accounts whose final balance is not the opening balance plus the
+    /// acknowledged transfers and the unknown-outcome transfers found
+    /// applied that touch it.
+    #[serde(default)]
+    pub accounts_unreconciled: u64,
+    /// Successful reads that returned a negative balance.
+    #[serde(default)]
+    pub negative_balances_read: u64,
+    /// Sum of the drill's accounts' balances before and after (must be equal).
     pub total_balance_before: i64,
     pub total_balance_after: i64,
+    /// Lowest balance of the drill's accounts after the drill.
     pub min_balance_after: i64,
 }
 

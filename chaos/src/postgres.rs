@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL for the local deployment: installed from the OS
 //! packages when missing, run as the `postgres` user (it refuses root) on a
-//! free loopback port in a temporary directory, removed on drop.
+//! free loopback port in a temporary directory, removed on drop. Throwaway,
+//! yet durable while it runs (fsync and synchronous_commit on).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,9 +45,14 @@ impl Postgres {
                 &server.data().display().to_string(),
             ],
         )?;
+        // Durable, as a production database is: an acknowledged write is in
+        // the WAL on disk before the client hears of it (fsync,
+        // synchronous_commit and full_page_writes at their defaults, said
+        // out loud), so a drill's "no acknowledged write lost" survives a
+        // crash of the server, not only of the service.
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=256MB -c min_wal_size=64MB",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=on \
+             -c synchronous_commit=on -c full_page_writes=on -c max_wal_size=256MB -c min_wal_size=64MB",
             server.dir.display()
         );
         as_postgres(

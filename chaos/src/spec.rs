@@ -357,20 +357,17 @@ impl Drill {
         })
     }
 
-    /// Parses and validates; the error names the field.
+    /// Parses and validates; the error names the field and, for what the
+    /// YAML parser finds, the line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        let drill: Drill = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner().to_string();
-            if path == "." {
-                inner
-            } else {
-                // serde_yaml may already start its message with the path.
-                let inner = inner.strip_prefix(&format!("{path}: ")).unwrap_or(&inner);
-                format!("field `{path}`: {inner}")
-            }
-        })?;
+        let mut path = None;
+        let parsed = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                path = Some(error.path().to_string());
+                error.into_inner()
+            })
+        });
+        let drill: Drill = parsed.map_err(|error| yaml_error(path.as_deref(), &error))?;
         drill.validate()?;
         Ok(drill)
     }
@@ -557,6 +554,35 @@ impl Drill {
     }
 }
 
+/// One line: the field (as far as the parser got), where in the file and
+/// what is wrong, e.g. "field `method[0].fault`: line 31 column 12:
+/// unknown variant `region-melt`, expected one of ...".
+fn yaml_error(path: Option<&str>, error: &serde_saphyr::Error) -> String {
+    let rendered = error.to_string();
+    let first_line = rendered.lines().next().unwrap_or_default();
+    let mut message = first_line.strip_prefix("error: ").unwrap_or(first_line);
+    // A hint meant for the program's author, not for the drill's.
+    if let Some((before, _)) = message.split_once(", set DuplicateKeyPolicy") {
+        message = before;
+    }
+    let mut message = message.to_owned();
+    if !message.contains("line ") {
+        if let Some(location) = error.location() {
+            message = format!(
+                "line {} column {}: {message}",
+                location.line(),
+                location.column()
+            );
+        }
+    }
+    // A syntax error leaves the path at an entry it had not read yet ("?").
+    let path = path.map(|path| path.trim_end_matches(['?', '.']));
+    match path {
+        Some(path) if !path.is_empty() && path != "." => format!("field `{path}`: {message}"),
+        _ => message,
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -624,6 +650,25 @@ rollbacks:
             let error = error_of(&text);
             assert!(error.contains(field), "{field}: {error}");
         }
+    }
+
+    #[test]
+    fn yaml_errors_give_the_line_and_column() {
+        let error = error_of(&VALID.replace("region-kill", "region-explode"));
+        assert!(
+            error.starts_with(
+                "field `method[0].fault`: line 6 column 14: unknown variant `region-explode`"
+            ),
+            "{error}"
+        );
+        let error = error_of("title: x\nload: {rate_per_client_region: 10\n");
+        assert!(
+            error.starts_with("field `load`: line 2 column 7: "),
+            "{error}"
+        );
+        // The parser's hint to programmers stays out of a drill author's way.
+        let error = error_of(&VALID.replace("title:", "title: again\ntitle:"));
+        assert!(error.ends_with("duplicate mapping key: title"), "{error}");
     }
 
     #[test]

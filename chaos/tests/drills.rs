@@ -6,7 +6,9 @@
 //! Layout: the shipped drills, bad drill files and `chaos up` here; `up`
 //! runs `chaos up` as a child process; `attach` drives it with `chaos drill
 //! --attach` and interrupts drills with Ctrl-C; `database_tls` checks the
-//! engine's database client against a PostgreSQL that accepts only TLS.
+//! engine's database client against a PostgreSQL that accepts only TLS;
+//! `verifier` corrupts ledgers on purpose and sees each of the verifier's
+//! checks fail.
 
 #[path = "drills/attach.rs"]
 mod attach;
@@ -14,6 +16,8 @@ mod attach;
 mod database_tls;
 #[path = "drills/up.rs"]
 mod up;
+#[path = "drills/verifier.rs"]
+mod verifier;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -287,7 +291,7 @@ fn bad_drill_files_get_errors_that_name_the_field() {
         ),
         (
             "title: [a list]\n".to_owned(),
-            "field `title`: invalid type: sequence",
+            "field `title`: line 1 column 8: expected string",
         ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {

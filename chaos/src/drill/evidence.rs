@@ -24,7 +24,8 @@ pub(super) struct Observed {
     pub load_seconds: f64,
     pub abort_reason: Option<String>,
     pub rollbacks: Vec<Rollback>,
-    pub total_before: i64,
+    /// The seeded accounts and their opening balances.
+    pub opening: BTreeMap<Uuid, i64>,
 }
 
 /// Verifies the ledger and every write, reads the controllers' audit log,
@@ -43,7 +44,7 @@ pub(super) async fn conclude(
         load_seconds,
         abort_reason,
         rollbacks,
-        total_before,
+        opening,
     } = observed;
     let database_url = &info.database_url;
     let all_instances: Vec<_> = info
@@ -53,15 +54,20 @@ pub(super) async fn conclude(
         .collect();
     let summary = crate::verify::api_summary(&all_instances).await?;
     let mut totals = analysis::totals(&history);
-    totals.total_balance_before = total_before;
-    crate::verify::check_writes(database_url, &history, &mut totals).await?;
-    let api_total = summary["total_balance"].as_i64().unwrap_or(-1);
-    if api_total != totals.total_balance_after {
-        eprintln!(
-            "chaos: API summary total {api_total} differs from SQL total {}",
-            totals.total_balance_after
-        );
-        totals.total_balance_after = api_total;
+    totals.total_balance_before = opening.values().sum();
+    let reconciliation =
+        crate::verify::check_ledger(database_url, &history, &opening, &mut totals).await?;
+    // The API's summary covers the whole ledger (an attached deployment may
+    // hold earlier drills' accounts), so it is a cross-check of the
+    // service's read path, not of this drill's accounts.
+    if let Some(api_accounts) = summary["accounts"].as_i64() {
+        if api_accounts < opening.len() as i64 {
+            eprintln!(
+                "chaos: the API's ledger summary counts {api_accounts} accounts, fewer than the \
+                 drill's {}",
+                opening.len()
+            );
+        }
     }
 
     for window in &mut fault_windows {
@@ -71,6 +77,8 @@ pub(super) async fn conclude(
         fault_windows[index].failback =
             crate::failback::fault_failback(&dns, &history, &fault_windows, index);
     }
+    let failed_operations =
+        crate::failures::failed_operations(&history, &fault_windows, &reconciliation.applied);
     let events = controller_events(database_url, t0_wall, &dns, &fault_windows).await?;
     let drained_regions: BTreeSet<String> = events
         .iter()
@@ -116,6 +124,7 @@ pub(super) async fn conclude(
             "rollbacks": rollbacks,
             "abort": drill.abort,
             "service_name": info.service_name,
+            "database": database_settings(database_url).await,
             "attached": matches!(options.deployment, DeploymentSource::Attach(_)),
             "measured_rtt_ms": measured_rtt_ms,
         }),
@@ -130,6 +139,8 @@ pub(super) async fn conclude(
         phases,
         totals,
         error_budget,
+        ledger_findings: reconciliation.findings,
+        failed_operations,
     };
     write_history(&options.report_dir.join("history.jsonl"), &history)?;
     crate::report::write_all(&report, &options.report_dir)?;
@@ -258,6 +269,22 @@ async fn controller_events(
     events.extend(analysis::dns_events(dns, faults));
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     Ok(events)
+}
+
+/// The server settings a reader needs to trust "no acknowledged write
+/// lost": whether a commit was on disk before it was acknowledged.
+async fn database_settings(database_url: &str) -> serde_json::Value {
+    let read = async {
+        let client = crate::database::connect(database_url).await?;
+        let mut settings = serde_json::Map::new();
+        for name in ["fsync", "synchronous_commit", "full_page_writes"] {
+            let row = client.query_one(&format!("SHOW {name}"), &[]).await?;
+            settings.insert(name.to_owned(), row.get::<_, String>(0).into());
+        }
+        Ok::<_, tokio_postgres::Error>(serde_json::Value::Object(settings))
+    };
+    read.await
+        .unwrap_or_else(|error| serde_json::json!({ "unreadable": error.to_string() }))
 }
 
 fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {

@@ -181,7 +181,10 @@ async fn run_on(
         seeded = evidence::seed(&instances, drill.load.accounts) => seeded?,
         () = stop.clone() => bail!("interrupted while seeding; no fault was applied"),
     };
-    let total_before = OPENING_BALANCE * i64::from(drill.load.accounts);
+    let opening: BTreeMap<uuid::Uuid, i64> = accounts
+        .iter()
+        .map(|account| (*account, OPENING_BALANCE))
+        .collect();
 
     // Rollbacks are registered before any fault.
     let mut rollbacks: Vec<Rollback> = drill.rollbacks.clone();
@@ -262,7 +265,7 @@ async fn run_on(
         load_seconds: duration.as_secs_f64().min(end_s),
         abort_reason: abort_reason.lock().expect("abort lock").clone(),
         rollbacks,
-        total_before,
+        opening,
     };
     tokio::select! {
         report = evidence::conclude(drill, options, &info, observed) => report,

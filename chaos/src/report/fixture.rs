@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use crate::model::{
-    ControllerEvent, DrillReport, ErrorBudget, Failback, FaultDns, FaultWindow, HypothesisCheck,
-    Phases, SecondBucket, Totals, Verdict,
+    ControllerEvent, DrillReport, ErrorBudget, Failback, FailedOperation, FaultDns, FaultWindow,
+    HypothesisCheck, Phases, SecondBucket, Totals, Verdict,
 };
 
 pub(crate) const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -121,6 +121,31 @@ pub(crate) fn region_kill_report() -> DrillReport {
         },
         error_budget: ErrorBudget::compute(0.9999, 30.0, rate, totals.failed),
         totals,
+        ledger_findings: Vec::new(),
+        failed_operations: vec![
+            FailedOperation {
+                intended_s: 20.35,
+                client_region: "us-east-1".to_string(),
+                kind: "write".to_string(),
+                key: Some("5f1c2a9e-write".to_string()),
+                outcome: "unknown".to_string(),
+                attempts: 2,
+                first_error: Some("127.0.1.11:8080: timeout".to_string()),
+                during: vec!["region-kill us-east-1".to_string()],
+                in_ledger: Some(true),
+            },
+            FailedOperation {
+                intended_s: 20.9,
+                client_region: "eu-west-1".to_string(),
+                kind: "read".to_string(),
+                key: None,
+                outcome: "fail".to_string(),
+                attempts: 2,
+                first_error: Some("127.0.1.12:8080: connect: <refused>".to_string()),
+                during: vec!["region-kill us-east-1".to_string()],
+                in_ledger: None,
+            },
+        ],
     }
 }
 
@@ -219,7 +244,12 @@ fn totals_of(timeline: &[SecondBucket]) -> Totals {
         writes_acknowledged: ok * 3 / 10,
         writes_lost: 0,
         writes_duplicated: 0,
+        writes_altered: 0,
         failed_writes_present: 0,
+        transfers_not_sent: 0,
+        accounts_checked: 100,
+        accounts_unreconciled: 0,
+        negative_balances_read: 0,
         unknown_resolved_committed: 1,
         unknown_resolved_absent: unknown - 1,
         total_balance_before: 100_000_000,

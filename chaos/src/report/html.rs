@@ -27,6 +27,7 @@ pub fn render_html(report: &DrillReport) -> String {
     sections::phases(&mut out, &derived);
     sections::error_budget(&mut out, report);
     sections::totals(&mut out, report);
+    super::operations::html(&mut out, report);
     sections::faults_and_events(&mut out, report, &derived);
     sections::run_details(&mut out, report);
     out.push_str("</main>\n</body>\n</html>\n");
@@ -133,7 +134,7 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
     );
 
     let totals = &report.totals;
-    let lost_tone = if totals.writes_lost == 0 && totals.writes_duplicated == 0 {
+    let lost_tone = if totals.writes_lost == 0 && report.ledger_findings.is_empty() {
         Tone::Good
     } else {
         Tone::Bad
@@ -143,9 +144,9 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
         "Lost writes",
         &count(totals.writes_lost),
         &format!(
-            "of {} acknowledged · {} duplicated",
+            "of {} acknowledged · {} accounts unreconciled",
             count(totals.writes_acknowledged),
-            count(totals.writes_duplicated)
+            count(totals.accounts_unreconciled)
         ),
         lost_tone,
     );

@@ -24,6 +24,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
     phases(&mut out, &derived);
     error_budget(&mut out, report);
     totals(&mut out, report);
+    super::operations::markdown(&mut out, report);
     markdown_timeline::per_five_seconds(&mut out, report, &derived);
     if let Some(window) = &derived.failure_window {
         markdown_timeline::around_failures(&mut out, &derived, window);
@@ -100,9 +101,9 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
             "Lost writes",
             count(totals.writes_lost),
             format!(
-                "of {} acknowledged, {} duplicated",
+                "of {} acknowledged, {} accounts unreconciled",
                 count(totals.writes_acknowledged),
-                count(totals.writes_duplicated)
+                count(totals.accounts_unreconciled)
             ),
         ),
         (
@@ -216,26 +217,31 @@ fn totals(out: &mut String, report: &DrillReport) {
         count(totals.unknown),
         count(totals.retried_ok)
     );
-    out.push_str("| Writes acknowledged | Lost | Duplicated | Failed but present | Unknown → committed | Unknown → absent |\n|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| Writes acknowledged | Lost | Duplicated | Not as sent | Failed but present | Unknown → committed | Unknown → absent | Sent by no client |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
         count(totals.writes_acknowledged),
         count(totals.writes_lost),
         count(totals.writes_duplicated),
+        count(totals.writes_altered),
         count(totals.failed_writes_present),
         count(totals.unknown_resolved_committed),
-        count(totals.unknown_resolved_absent)
+        count(totals.unknown_resolved_absent),
+        count(totals.transfers_not_sent)
     );
     out.push_str(
-        "| Total balance before | Total balance after | Lowest balance after |\n|---:|---:|---:|\n",
+        "| Accounts reconciled | Total balance before | Total balance after | Lowest balance after | Negative balances read |\n|---:|---:|---:|---:|---:|\n",
     );
     let _ = writeln!(
         out,
-        "| {} | {} | {} |\n",
+        "| {} of {} | {} | {} | {} | {} |\n",
+        count(totals.accounts_checked - totals.accounts_unreconciled.min(totals.accounts_checked)),
+        count(totals.accounts_checked),
         signed_count(totals.total_balance_before),
         signed_count(totals.total_balance_after),
-        signed_count(totals.min_balance_after)
+        signed_count(totals.min_balance_after),
+        count(totals.negative_balances_read)
     );
 }
 

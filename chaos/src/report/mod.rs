@@ -6,7 +6,9 @@
 //!   [`DrillReport`] (failover time, failure window, per-second ratios),
 //!   so that Markdown and HTML never disagree.
 //! - [`markdown`], [`markdown_timeline`]: GitHub-flavoured tables.
-//! - [`html`], [`sections`]: the page, its header and its detail sections.
+//! - [`html`], [`sections`]: the page, its header and its detail sections;
+//!   [`operations`]: the verifier's findings and every failed or unknown
+//!   operation (both renderings).
 //! - [`charts`]: the timeline charts; [`gauges`]: the phase bar and the
 //!   error-budget gauge.
 //! - [`svg`]: the plot frame, scales, axes and lines of every chart;
@@ -24,6 +26,7 @@ mod html;
 mod markdown;
 mod markdown_timeline;
 mod markers;
+mod operations;
 mod sections;
 mod summary;
 mod svg;

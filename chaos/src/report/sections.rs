@@ -204,9 +204,19 @@ pub(crate) fn totals(out: &mut String, report: &DrillReport) {
             totals.writes_duplicated > 0,
         ),
         (
+            "Not as sent (accounts, amount or id)",
+            count(totals.writes_altered),
+            totals.writes_altered > 0,
+        ),
+        (
             "Failed writes present",
             count(totals.failed_writes_present),
             totals.failed_writes_present > 0,
+        ),
+        (
+            "Transfers no client sent",
+            count(totals.transfers_not_sent),
+            totals.transfers_not_sent > 0,
         ),
         (
             "Unknown, resolved committed",
@@ -217,6 +227,15 @@ pub(crate) fn totals(out: &mut String, report: &DrillReport) {
             "Unknown, resolved absent",
             count(totals.unknown_resolved_absent),
             false,
+        ),
+        (
+            "Accounts that do not reconcile",
+            format!(
+                "{} of {}",
+                count(totals.accounts_unreconciled),
+                count(totals.accounts_checked)
+            ),
+            totals.accounts_unreconciled > 0,
         ),
         (
             "Total balance before",
@@ -232,6 +251,11 @@ pub(crate) fn totals(out: &mut String, report: &DrillReport) {
             "Lowest balance after",
             signed_count(totals.min_balance_after),
             totals.min_balance_after < 0,
+        ),
+        (
+            "Negative balances read",
+            count(totals.negative_balances_read),
+            totals.negative_balances_read > 0,
         ),
     ];
     out.push_str(r#"<div class="row"><section class="card"><h2>Requests</h2>"#);

@@ -325,3 +325,35 @@ fn the_way_back_is_shown_in_key_figures_phases_and_faults() {
     assert!(markdown.contains("not back in DNS before the end of the drill"));
     assert!(markdown.contains("not back before its next fault or the end"));
 }
+
+#[test]
+fn failed_operations_and_ledger_findings_are_listed_in_both_renderings() {
+    let mut report = region_kill_report();
+    let html = render_html(&report);
+    let markdown = render_markdown(&report);
+    assert_balanced(&html);
+    assert!(html.contains("Failed and unknown operations"));
+    assert!(html.contains("Every one of the drill's 100 accounts reconciles"));
+    // The unknown write, with its fault and what the ledger says of it.
+    assert!(html.contains(
+        r#"<tr><td class="num">20.35</td><td>us-east-1</td><td>write</td><td>unknown</td><td>region-kill us-east-1</td><td>yes</td>"#
+    ));
+    assert!(markdown.contains(
+        "| 20.35 | us-east-1 | write | unknown | region-kill us-east-1 | yes | 2 | 5f1c2a9e-write |"
+    ));
+    assert!(markdown.contains("connect: <refused>"));
+    assert!(html.contains("connect: &lt;refused&gt;"));
+
+    // A failed write found in the ledger is marked; findings replace the
+    // all-clear sentence, escaped.
+    report.failed_operations[0].outcome = "fail".to_string();
+    report.ledger_findings = vec!["write <k>: failed, yet in the ledger".to_string()];
+    let html = render_html(&report);
+    assert!(html.contains(r#"<tr class="bad"><td class="num">20.35</td>"#));
+    assert!(html.contains(r#"<li class="fail">write &lt;k&gt;: failed, yet in the ledger</li>"#));
+    assert!(!html.contains("accounts reconciles"));
+    assert!(render_markdown(&report).contains("- write <k>: failed, yet in the ledger"));
+
+    report.failed_operations.clear();
+    assert!(render_html(&report).contains("Every operation succeeded."));
+}
