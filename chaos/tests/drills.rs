@@ -324,15 +324,10 @@ fn chaos_up_leaves_nothing_running_after_ctrl_c() {
     let run_dir = std::env::temp_dir().join(format!("chaos-up-test-{}", std::process::id()));
     // Its own throwaway PostgreSQL, the default for people.
     let up = up::ChaosUp::start(&run_dir, None);
-    let addresses = [
-        "127.0.1.11:8080",
-        "127.0.2.12:8080",
-        "127.0.3.100:9190",
-        "127.0.1.250:5432",
-    ];
-    for address in addresses {
+    let addresses = deployment_addresses();
+    for address in &addresses {
         assert!(
-            std::net::TcpStream::connect(address).is_ok(),
+            std::net::TcpStream::connect(address.as_str()).is_ok(),
             "{address} is up"
         );
     }
@@ -348,7 +343,11 @@ fn chaos_up_leaves_nothing_running_after_ctrl_c() {
 
     let status = up.interrupt();
     assert!(status.success(), "chaos up exits 0 after Ctrl-C: {status}");
-    for address in addresses.iter().copied().chain([control.as_str()]) {
+    for address in addresses
+        .iter()
+        .map(String::as_str)
+        .chain([control.as_str()])
+    {
         assert!(
             std::net::TcpStream::connect(address).is_err(),
             "{address} still answers"
@@ -375,8 +374,10 @@ fn pids_in(run_dir: &Path) -> Vec<u32> {
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
         let environ = String::from_utf8_lossy(&environ);
         if environ.contains(&needle)
-            || environ.contains("SERVICE_LISTEN_ADDRESS=127.0.")
-                && environ.contains("SERVICE_INSTANCE_ID=")
+            || environ.contains(&format!(
+                "SERVICE_LISTEN_ADDRESS=127.{}.",
+                chaos::deployment::loopback_net()
+            )) && environ.contains("SERVICE_INSTANCE_ID=")
                 && is_child_of_deployment(&environ)
         {
             pids.push(pid);
@@ -386,8 +387,23 @@ fn pids_in(run_dir: &Path) -> Vec<u32> {
 }
 
 fn is_child_of_deployment(environ: &str) -> bool {
-    environ.contains("SERVICE_DATABASE_URL=postgres://postgres@127.0.")
-        && environ.contains(".250:5432")
+    environ.contains(&format!(
+        "SERVICE_DATABASE_URL=postgres://postgres@127.{}.",
+        chaos::deployment::loopback_net()
+    )) && environ.contains(".250:5432")
+}
+
+/// Addresses of a running deployment (an instance of two regions, a
+/// controller, a database proxy), in the address block the deployment uses
+/// (`CHAOS_LOOPBACK_NET`).
+pub fn deployment_addresses() -> Vec<String> {
+    use chaos::deployment::region_ip;
+    vec![
+        format!("{}:8080", region_ip(1, 11)),
+        format!("{}:8080", region_ip(2, 12)),
+        format!("{}:9190", region_ip(3, 100)),
+        format!("{}:5432", region_ip(1, 250)),
+    ]
 }
 
 /// The region kill across the WAN with the probe settings of k8s/: the

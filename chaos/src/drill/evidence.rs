@@ -281,10 +281,10 @@ async fn database_settings(database_url: &str) -> serde_json::Value {
             let row = client.query_one(&format!("SHOW {name}"), &[]).await?;
             settings.insert(name.to_owned(), row.get::<_, String>(0).into());
         }
-        Ok::<_, tokio_postgres::Error>(serde_json::Value::Object(settings))
+        Ok::<_, anyhow::Error>(serde_json::Value::Object(settings))
     };
     read.await
-        .unwrap_or_else(|error| serde_json::json!({ "unreadable": error.to_string() }))
+        .unwrap_or_else(|error| serde_json::json!({ "unreadable": format!("{error:#}") }))
 }
 
 fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {

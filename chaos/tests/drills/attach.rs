@@ -283,9 +283,9 @@ fn ctrl_c_during_a_drill_rolls_back_and_tears_the_deployment_down() {
         stderr.contains("faults were rolled back") && stderr.contains("stopping the deployment"),
         "{stderr}"
     );
-    for address in ["127.0.1.11:8080", "127.0.3.100:9190", "127.0.1.250:5432"] {
+    for address in super::deployment_addresses() {
         assert!(
-            std::net::TcpStream::connect(address).is_err(),
+            std::net::TcpStream::connect(address.as_str()).is_err(),
             "{address} still answers"
         );
     }
