@@ -93,6 +93,15 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_DATABASE_STATEMENT_TIMEOUT_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_statement_timeout_ms: Option<u64>,
+    /// Server-side bound on a transaction left open between statements: a
+    /// frozen or cut-off instance's locks are released after it.
+    #[arg(
+        long,
+        env = "SERVICE_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_idle_in_transaction_timeout_ms: Option<u64>,
     /// Bound on the database check of /readyz and the region gate.
     #[arg(long, env = "SERVICE_READINESS_TIMEOUT_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +193,7 @@ pub struct Settings {
     pub database_pool_size: u32,
     pub database_acquire_timeout_ms: u64,
     pub database_statement_timeout_ms: u64,
+    pub database_idle_in_transaction_timeout_ms: u64,
     pub readiness_timeout_ms: u64,
     pub region_state_refresh_ms: u64,
     pub request_timeout_ms: u64,
@@ -339,6 +349,10 @@ impl Settings {
             (
                 "database_statement_timeout_ms",
                 self.database_statement_timeout_ms,
+            ),
+            (
+                "database_idle_in_transaction_timeout_ms",
+                self.database_idle_in_transaction_timeout_ms,
             ),
             ("readiness_timeout_ms", self.readiness_timeout_ms),
             ("request_timeout_ms", self.request_timeout_ms),

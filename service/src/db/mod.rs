@@ -61,6 +61,7 @@ pub fn connect(
         size,
         Duration::from_millis(settings.database_acquire_timeout_ms),
         settings.database_statement_timeout_ms,
+        settings.database_idle_in_transaction_timeout_ms,
         opened,
     ))
 }
@@ -74,6 +75,7 @@ pub fn connect_for_health(settings: &Settings) -> Result<Pool, sqlx::Error> {
         2,
         Duration::from_millis(settings.readiness_timeout_ms),
         settings.readiness_timeout_ms,
+        settings.database_idle_in_transaction_timeout_ms,
         // Not the request pools' counter: health checks are not requests.
         pool::opened_counter(),
     ))

@@ -21,6 +21,7 @@ use sqlx::{ConnectOptions, Executor, PgConnection};
 pub struct PgManager {
     options: PgConnectOptions,
     statement_timeout: String,
+    idle_in_transaction_timeout: String,
     /// Connections opened so far (each is a new server process on PostgreSQL).
     opened: IntCounter,
 }
@@ -37,6 +38,9 @@ impl managed::Manager for PgManager {
             .map_err(|error| super::target::name_host_on_connect_error(error, &self.options))?;
         self.opened.inc();
         connection.execute(self.statement_timeout.as_str()).await?;
+        connection
+            .execute(self.idle_in_transaction_timeout.as_str())
+            .await?;
         // Every statement of the service looks rows up by primary key, so
         // its best plan never depends on the parameters. PostgreSQL's `auto`
         // mode kept re-planning `id = ANY($1)` (the batched read) on every
@@ -107,11 +111,15 @@ impl Pool {
         max_size: usize,
         acquire_timeout: Duration,
         statement_timeout_ms: u64,
+        idle_in_transaction_timeout_ms: u64,
         opened: IntCounter,
     ) -> Self {
         let manager = PgManager {
             options,
             statement_timeout: format!("SET statement_timeout = {statement_timeout_ms}"),
+            idle_in_transaction_timeout: format!(
+                "SET idle_in_transaction_session_timeout = {idle_in_transaction_timeout_ms}"
+            ),
             opened,
         };
         let inner = managed::Pool::builder(manager)

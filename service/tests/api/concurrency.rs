@@ -3,6 +3,7 @@
 //! retries show in the metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -109,4 +110,52 @@ async fn concurrent_transfers_among_hot_accounts_conserve_money() {
         acknowledged.len()
     );
     Arc::into_inner(app).expect("sole owner").stop().await;
+}
+
+/// An instance frozen in the middle of a transfer (SIGSTOP, a partition)
+/// holds its rows' locks while its connection lives; every transfer of
+/// every region that touches those rows would queue behind it. The
+/// server ends a transaction left idle for
+/// `database_idle_in_transaction_timeout_ms`, so the locks go.
+#[tokio::test]
+async fn a_transaction_left_open_loses_its_locks_after_the_idle_timeout() {
+    use sqlx::Executor;
+    let app = TestApp::spawn().await;
+    let account = app.create_account("frozen", 100).await;
+    let mut settings = crate::helpers::test_settings("us-east-1", &database_url_of(&app).await);
+    settings.database_idle_in_transaction_timeout_ms = 500;
+    let pool = service::db::connect(&settings, 1, service::db::pool::opened_counter()).unwrap();
+    let mut frozen = pool.acquire().await.unwrap();
+    frozen.execute("BEGIN").await.unwrap();
+    frozen
+        .execute(sqlx::query("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE").bind(account))
+        .await
+        .unwrap();
+    // The instance freezes here: no statement, no COMMIT.
+    let started = std::time::Instant::now();
+    let update = sqlx::query("UPDATE accounts SET balance = balance WHERE id = $1")
+        .bind(account)
+        .execute(&app.pool);
+    tokio::time::timeout(Duration::from_secs(5), update)
+        .await
+        .expect("the frozen transaction still holds its lock after 5 s")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the lock was held {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the lock was never held ({waited:?})"
+    );
+    app.stop().await;
+}
+
+async fn database_url_of(app: &TestApp) -> String {
+    let name: (String,) = sqlx::query_as("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    crate::helpers::database_url(&crate::helpers::server_url(), &name.0)
 }
