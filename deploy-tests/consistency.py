@@ -444,6 +444,20 @@ def main():
         for path in paths:
             checks.true(f"{crate} source defines {path}", any(literal == path or literal.endswith(path) and literal.startswith("/") for literal in literals))
 
+    print("alerts: a runbook each, the PrometheusRule in every overlay")
+    rules = yaml.safe_load((ROOT / "monitoring" / "rules.yaml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    for rule in alerts:
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        page = ROOT / "docs" / "runbooks" / f"{rule['alert']}.md"
+        checks.true(f"{rule['alert']}: runbook_url names docs/runbooks/{rule['alert']}.md", url.endswith(f"/docs/runbooks/{rule['alert']}.md"), url)
+        checks.true(f"{rule['alert']}: its runbook exists and has its title", page.exists() and page.read_text().startswith(f"# {rule['alert']}"))
+    fast = next(rule for rule in alerts if rule["alert"] == "ServiceErrorBudgetBurnFast")
+    checks.true("the fast burn-rate alert has no `for` (its short window is the delay)", "for" not in fast)
+    for region in overlays:
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        checks.true(f"{region}: PrometheusRule geo applied", ("PrometheusRule", "geo") in objects)
+
     print("metric names in monitoring/")
     used = set()
     texts = [(ROOT / "monitoring" / "rules.yaml").read_text(), (ROOT / "monitoring" / "grafana-dashboard.json").read_text()]
