@@ -265,6 +265,10 @@ def check_migrations(checks, rendered_dir, overlays, primary, tf_regions):
             checks.equal(f"{name} is an Argo CD PreSync hook", annotations.get("argocd.argoproj.io/hook"), "PreSync")
             checks.equal(f"{name} replaces the previous release's Job", annotations.get("argocd.argoproj.io/hook-delete-policy"), "BeforeHookCreation")
             checks.equal(f"{name} args", container(job)["args"], args)
+        waves = {name: int(objects[("Job", name)]["metadata"]["annotations"].get("argocd.argoproj.io/sync-wave", "0")) for name in jobs}
+        checks.true("service-migrate runs in an earlier sync wave than failover-controller-migrate", waves["service-migrate"] < waves["failover-controller-migrate"])
+        controller_init = objects[("Job", "failover-controller-migrate")]["spec"]["template"]["spec"].get("initContainers", [])
+        checks.equal("failover-controller-migrate waits for the service's schema", [c["args"] for c in controller_init], [["wait-for-schema"]])
         service_job = objects[("Job", "service-migrate")]
         env_sources = [ref["configMapRef"]["name"] for ref in container(service_job).get("envFrom", [])]
         regions_map = next((objects[("ConfigMap", n.rsplit("-", 1)[0])]["data"] for n in env_sources if n.startswith("database-migrate")), {})
