@@ -265,6 +265,10 @@ def check_migrations(checks, rendered_dir, overlays, primary, tf_regions):
             checks.equal(f"{name} is an Argo CD PreSync hook", annotations.get("argocd.argoproj.io/hook"), "PreSync")
             checks.equal(f"{name} replaces the previous release's Job", annotations.get("argocd.argoproj.io/hook-delete-policy"), "BeforeHookCreation")
             checks.equal(f"{name} args", container(job)["args"], args)
+        waves = {name: int(objects[("Job", name)]["metadata"]["annotations"].get("argocd.argoproj.io/sync-wave", "0")) for name in jobs}
+        checks.true("service-migrate runs in an earlier sync wave than failover-controller-migrate", waves["service-migrate"] < waves["failover-controller-migrate"])
+        controller_init = objects[("Job", "failover-controller-migrate")]["spec"]["template"]["spec"].get("initContainers", [])
+        checks.equal("failover-controller-migrate waits for the service's schema", [c["args"] for c in controller_init], [["wait-for-schema"]])
         service_job = objects[("Job", "service-migrate")]
         env_sources = [ref["configMapRef"]["name"] for ref in container(service_job).get("envFrom", [])]
         regions_map = next((objects[("ConfigMap", n.rsplit("-", 1)[0])]["data"] for n in env_sources if n.startswith("database-migrate")), {})
@@ -443,6 +447,20 @@ def main():
             continue
         for path in paths:
             checks.true(f"{crate} source defines {path}", any(literal == path or literal.endswith(path) and literal.startswith("/") for literal in literals))
+
+    print("alerts: a runbook each, the PrometheusRule in every overlay")
+    rules = yaml.safe_load((ROOT / "monitoring" / "rules.yaml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    for rule in alerts:
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        page = ROOT / "docs" / "runbooks" / f"{rule['alert']}.md"
+        checks.true(f"{rule['alert']}: runbook_url names docs/runbooks/{rule['alert']}.md", url.endswith(f"/docs/runbooks/{rule['alert']}.md"), url)
+        checks.true(f"{rule['alert']}: its runbook exists and has its title", page.exists() and page.read_text().startswith(f"# {rule['alert']}"))
+    fast = next(rule for rule in alerts if rule["alert"] == "ServiceErrorBudgetBurnFast")
+    checks.true("the fast burn-rate alert has no `for` (its short window is the delay)", "for" not in fast)
+    for region in overlays:
+        objects = rendered_objects(rendered_dir / f"{region}.yaml")
+        checks.true(f"{region}: PrometheusRule geo applied", ("PrometheusRule", "geo") in objects)
 
     print("metric names in monitoring/")
     used = set()

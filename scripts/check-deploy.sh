@@ -163,6 +163,9 @@ step "promtool check + test rules"
 promtool check rules monitoring/rules.yaml || fail "promtool check rules"
 (cd monitoring/tests && promtool test rules ./*.yaml) || fail "promtool test rules"
 
+step "PrometheusRule (k8s/base/monitoring) matches monitoring/rules.yaml"
+python deploy-tests/prometheusrule.py check || fail "PrometheusRule out of date"
+
 step "grafana dashboard"
 python deploy-tests/check_dashboard.py monitoring/grafana-dashboard.json || fail "dashboard"
 
