@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod control;
+pub mod controller_settings;
 pub mod database;
 pub mod deployment;
 pub mod drill;
@@ -16,4 +17,5 @@ pub mod postgres;
 pub mod proxy;
 pub mod report;
 pub mod spec;
+pub mod stickiness;
 pub mod verify;

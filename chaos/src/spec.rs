@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::controller_settings::{ControllerOverrides, ControllerSettings};
+
 /// A fault target meaning "the region whose controller holds the lease when
 /// the fault starts": the worst case, where the failover leader dies with
 /// the region it must drain.
@@ -21,6 +23,10 @@ pub struct Drill {
     pub description: String,
     #[serde(default)]
     pub topology: Topology,
+    /// Controller settings that differ from production's (`k8s/`); absent,
+    /// the drill runs with exactly what a deployment runs with.
+    #[serde(default)]
+    pub controller: ControllerOverrides,
     pub load: Load,
     pub hypothesis: Hypothesis,
     /// Faults, each with its start offset and duration.
@@ -42,15 +48,9 @@ pub struct Drill {
 pub struct Topology {
     pub regions: Vec<String>,
     pub instances_per_region: u8,
-    pub probe_interval_ms: u64,
-    pub dns_ttl_s: u32,
-    /// The controllers' probe timeout; by default 4/5 of the interval.
-    pub probe_timeout_ms: Option<u64>,
-    /// Consecutive failed probes that turn a vantage point's verdict down
-    /// (the controller's default when absent).
-    pub failures_to_down: Option<u32>,
-    /// The wide-area network between the regions; absent, every region is
-    /// on the loopback, 0.1 ms from every other.
+    /// The wide-area network between the regions: by default the public
+    /// inter-region round trips of [`Wan::default`]; `wan: null` puts every
+    /// region on the loopback, 0.1 ms from every other (the report says so).
     pub wan: Option<Wan>,
 }
 
@@ -169,11 +169,7 @@ impl Default for Topology {
                 "ap-southeast-1".into(),
             ],
             instances_per_region: 2,
-            probe_interval_ms: 500,
-            dns_ttl_s: 1,
-            probe_timeout_ms: None,
-            failures_to_down: None,
-            wan: None,
+            wan: Some(Wan::default()),
         }
     }
 }
@@ -393,26 +389,7 @@ impl Drill {
         if !(1..=8).contains(&topology.instances_per_region) {
             return bad("topology.instances_per_region", "must be 1 to 8".into());
         }
-        if !(50..=10_000).contains(&topology.probe_interval_ms) {
-            return bad("topology.probe_interval_ms", "must be 50 to 10000".into());
-        }
-        if topology.dns_ttl_s > 300 {
-            return bad("topology.dns_ttl_s", "must be at most 300".into());
-        }
-        if let Some(timeout) = topology.probe_timeout_ms {
-            if timeout < 10 || timeout > topology.probe_interval_ms * 4 {
-                return bad(
-                    "topology.probe_timeout_ms",
-                    format!(
-                        "must be 10 ms to 4 probe intervals ({} ms)",
-                        topology.probe_interval_ms * 4
-                    ),
-                );
-            }
-        }
-        if matches!(topology.failures_to_down, Some(k) if !(1..=10).contains(&k)) {
-            return bad("topology.failures_to_down", "must be 1 to 10".into());
-        }
+        ControllerSettings::new(&self.controller)?;
         if let Some(wan) = &topology.wan {
             wan.validate(&topology.regions)?;
         }
@@ -716,9 +693,20 @@ rollbacks:
         assert!(Drill::parse(&lossy)
             .unwrap_err()
             .contains("topology.wan.loss"));
-        let slow = VALID.replace("load:", "topology: { probe_timeout_ms: 5 }\nload:");
+        let slow = VALID.replace("load:", "controller: { probe: { timeout_ms: 5 } }\nload:");
         assert!(Drill::parse(&slow)
             .unwrap_err()
-            .contains("topology.probe_timeout_ms"));
+            .contains("controller.probe.timeout_ms"));
+    }
+
+    /// A drill runs across the WAN unless its file says otherwise.
+    #[test]
+    fn the_wan_is_on_unless_the_drill_turns_it_off() {
+        let drill = Drill::parse(VALID).unwrap();
+        assert_eq!(drill.topology.wan, Some(Wan::default()));
+        let regions_only = VALID.replace("load:", "topology: { instances_per_region: 1 }\nload:");
+        assert_eq!(Drill::parse(&regions_only).unwrap().topology.wan, Some(Wan::default()));
+        let loopback = VALID.replace("load:", "topology: { wan: null }\nload:");
+        assert_eq!(Drill::parse(&loopback).unwrap().topology.wan, None);
     }
 }

@@ -84,6 +84,12 @@ pub(crate) fn region_kill_report() -> DrillReport {
                 served_again_at_s: Some(48.9),
                 served_again_after_s: Some(3.9),
             }),
+            reach_after_leaving: Some(crate::stickiness::ReachAfterLeaving {
+                pooled_s: Some(0.4),
+                pooled_requests: 3,
+                fresh_s: Some(0.2),
+                fresh_requests: 2,
+            }),
         }],
         events: vec![
             event(
