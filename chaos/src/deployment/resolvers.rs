@@ -100,16 +100,20 @@ pub fn address_of(client: &Region) -> SocketAddr {
     SocketAddr::new(region_ip(client.index, RESOLVER_HOST), RESOLVER_PORT)
 }
 
+/// The unbound binary, installed from the OS packages when missing.
 fn unbound_binary() -> anyhow::Result<&'static str> {
-    for candidate in ["/usr/sbin/unbound", "/usr/local/sbin/unbound"] {
-        if Path::new(candidate).exists() {
-            return Ok(candidate);
-        }
+    let find = || {
+        ["/usr/sbin/unbound", "/usr/local/sbin/unbound"]
+            .into_iter()
+            .find(|candidate| Path::new(candidate).exists())
+    };
+    if let Some(binary) = find() {
+        return Ok(binary);
     }
-    bail!(
-        "unbound not found: the drills resolve through a real recursive resolver; \
-         install it with `apt-get install unbound` (scripts/tools.sh does)"
-    )
+    crate::postgres::install_package("unbound").context(
+        "the drills resolve through a real recursive resolver (unbound), which is missing",
+    )?;
+    find().context("unbound not found after installing the package")
 }
 
 /// The resolver's configuration: a caching resolver with nothing between
