@@ -181,7 +181,7 @@ fn phases(out: &mut String, derived: &Derived<'_>) {
     let decided = derived
         .milestones
         .iter()
-        .any(|m| m.label != "fault" && !super::gauges::is_return_milestone(m.label));
+        .any(|m| m.label != "fault" && !super::summary::is_return_milestone(m.label));
     if !decided {
         out.push_str("\nThe controllers never decided to drain.\n");
     }

@@ -303,3 +303,8 @@ pub(crate) fn milestone_colour(label: &str) -> &'static str {
         _ => "#64748b",
     }
 }
+
+/// The milestones of the way back, which follow the failover ones.
+pub(crate) fn is_return_milestone(label: &str) -> bool {
+    matches!(label, "fault ended" | "back in DNS" | "served again")
+}
