@@ -8,10 +8,10 @@ use super::format::{
     signed_seconds,
 };
 use super::html::verdict_word;
-use super::markdown_timeline;
 use super::summary::{
     failback_detail, failover_detail, fault_dns_text, fault_failback_text, Derived,
 };
+use super::{markdown_conditions, markdown_timeline};
 use crate::model::{DrillReport, Verdict};
 
 /// Renders the report as GitHub-flavoured Markdown.
@@ -30,6 +30,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
         markdown_timeline::around_failures(&mut out, &derived, window);
     }
     faults_and_events(&mut out, report, &derived);
+    markdown_conditions::conditions(&mut out, report);
     run(&mut out, report);
     out
 }
@@ -116,6 +117,7 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
                 budget.request_rate_per_s
             ),
         ),
+        markdown_conditions::availability_row(report),
         (
             "Failed after the retry",
             count(totals.failed),

@@ -6,8 +6,8 @@
 //! - [`summary`]: the figures both renderers derive from a
 //!   [`DrillReport`] (failover time, failure window, per-second ratios),
 //!   so that Markdown and HTML never disagree.
-//! - [`markdown`], [`markdown_timeline`], [`operations`]: GitHub-flavoured
-//!   tables.
+//! - [`markdown`], [`markdown_timeline`], [`markdown_conditions`],
+//!   [`operations`]: GitHub-flavoured tables.
 //! - [`html`]: the page, rendered with minijinja from `chaos/templates/`
 //!   (`report.html`, `details.html`, `report.css`), embedded at compile
 //!   time.
@@ -30,6 +30,7 @@ mod confidence;
 mod format;
 mod html;
 mod markdown;
+mod markdown_conditions;
 mod markdown_timeline;
 mod operations;
 mod settings;
@@ -41,6 +42,8 @@ mod browser;
 mod fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conditions;
 
 use std::fs;
 use std::io::Write;
