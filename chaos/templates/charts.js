@@ -183,8 +183,10 @@
   function axes(yLabel, yTicks, yValues, xLabel) {
     var common = { font: FONT, labelFont: TITLE_FONT, stroke: "#475569", grid: { stroke: "#e2e8f0", width: 1 }, ticks: { stroke: "#64748b", width: 1, size: 4 } };
     return [
-      Object.assign({}, common, { splits: secondTicks, label: xLabel, labelSize: xLabel ? 22 : 0, grid: { show: false } }),
-      Object.assign({}, common, { splits: yTicks, label: yLabel, size: 56, labelSize: 22 }, yValues ? { values: yValues } : {}),
+      Object.assign({}, common, { splits: secondTicks, label: xLabel, size: 28, labelSize: xLabel ? 20 : 0, grid: { show: false } }),
+      // filter: every split gets its label (uPlot's log axes would drop
+      // the 2s and 5s, which the 1-2-5 splits already thin out).
+      Object.assign({}, common, { splits: yTicks, filter: function (u, splits) { return splits; }, label: yLabel, size: 56, labelSize: 22 }, yValues ? { values: yValues } : {}),
     ];
   }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::fixture::region_kill_report;
+use super::fixture::{empty_report, region_kill_report};
 use super::write_all;
 
 /// Chromium on this machine: `$CHROMIUM`, else the first of the usual
@@ -120,4 +120,24 @@ fn the_report_draws_its_charts_in_chromium_without_a_script_error() {
             "{tag:?} not in {tags:?}"
         );
     }
+}
+
+#[test]
+fn a_report_without_data_loads_in_chromium_without_a_script_error() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no chromium on the PATH (apt-get install chromium, or set CHROMIUM)");
+        return;
+    };
+    let dir =
+        std::env::temp_dir().join(format!("chaos-report-browser-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let paths = write_all(&empty_report(), &dir).unwrap();
+    let (dom, log) = load(&browser, &paths.html, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !log.contains("CONSOLE") && !log.contains("Uncaught"),
+        "{log}"
+    );
+    assert!(dom.contains("no requests were recorded"));
+    assert_eq!(dom.matches(r#"<div class="uplot"#).count(), 0);
 }

@@ -46,7 +46,7 @@ pub fn render_html(report: &DrillReport) -> String {
         checks_passed => report.checks.iter().filter(|check| check.passed).count(),
         figures => Serde(key_figures(report, &derived)),
         availability => Serde(AvailabilityBound::new(&report.totals, report.error_budget.slo)),
-        clients => Serde(charts.clients.iter().map(|c| (&c.name, c.colour)).collect::<Vec<_>>()),
+        clients => Serde(derived.clients.iter().map(|c| (&c.client_region, palette.colour(&c.client_region), !c.buckets.is_empty())).collect::<Vec<_>>()),
         serving => Serde(palette.serving_regions(report).iter().map(|r| (r.clone(), palette.colour(r))).collect::<Vec<_>>()),
         failed_colour => FAILED_COLOUR,
         unknown_colour => UNKNOWN_COLOUR,

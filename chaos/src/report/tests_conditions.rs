@@ -107,9 +107,8 @@ fn the_measured_round_trips_stand_beside_the_configured_ones() {
     assert!(html.contains(r#"<tr><td>eu-west-1</td><td class="num"><strong>74.6 ms</strong><br><span class="configured">configured 70.0 ms</span></td>"#), "{html}");
     let markdown = render_markdown(&report);
     assert!(
-        markdown.contains(
-            "| ap-southeast-1 | 224 ms (220 ms) | 170 ms (165 ms) | 5.80 ms (1.00 ms) |"
-        ),
+        markdown
+            .contains("| ap-southeast-1 | 224 ms (220 ms) | 170 ms (165 ms) | 5.80 ms (1.00 ms) |"),
         "{markdown}"
     );
 
