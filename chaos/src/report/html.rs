@@ -22,8 +22,8 @@ use super::format::{
 };
 use super::settings::{controller_settings, latency_matrix};
 use super::summary::{
-    failback_detail, failover_detail, fault_dns_text, fault_failback_text, is_return_milestone,
-    milestone_colour, Derived,
+    failback_detail, failover_detail, fault_dns_text, fault_failback_text, fault_operations_text,
+    is_return_milestone, milestone_colour, Derived,
 };
 use crate::model::{DrillReport, Verdict};
 
@@ -53,7 +53,7 @@ pub fn render_html(report: &DrillReport) -> String {
         fault_labels => Serde(report.faults.iter().map(fault_label).collect::<Vec<_>>()),
         milestone_legend => Serde(milestone_legend(&charts)),
         phases => Serde(Phases::new(&derived)),
-        faults => Serde(report.faults.iter().map(|f| (fault_dns_text(f), fault_failback_text(f))).collect::<Vec<_>>()),
+        faults => Serde(report.faults.iter().map(|f| (fault_dns_text(f), fault_failback_text(f), fault_operations_text(report, f))).collect::<Vec<_>>()),
         events => Serde(derived.events.iter().map(|e| (event_kind_label(&e.kind), e)).collect::<Vec<_>>()),
         settings => Serde(controller_settings(&report.configuration)),
         matrix => Serde(latency_matrix(&report.configuration, &report.regions)),

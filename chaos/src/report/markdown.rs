@@ -9,7 +9,8 @@ use super::format::{
 };
 use super::html::verdict_word;
 use super::summary::{
-    failback_detail, failover_detail, fault_dns_text, fault_failback_text, Derived,
+    failback_detail, failover_detail, fault_dns_text, fault_failback_text, fault_operations_text,
+    Derived,
 };
 use super::{markdown_conditions, markdown_timeline};
 use crate::model::{DrillReport, Verdict};
@@ -252,7 +253,7 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
     if report.faults.is_empty() {
         out.push_str("No fault was injected.\n\n");
     } else {
-        out.push_str("| Kind | Target | Start (s) | End (s) | DNS | Way back |\n|---|---|---:|---:|---|---|\n");
+        out.push_str("| Kind | Target | Start (s) | End (s) | DNS | Way back | Failed or unknown in it |\n|---|---|---:|---:|---|---|---|\n");
         for fault in &report.faults {
             let end = fault
                 .end_s
@@ -260,12 +261,13 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
                 .unwrap_or_else(|| "end of drill".to_string());
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {end} | {} | {} |",
+                "| {} | {} | {:.2} | {end} | {} | {} | {} |",
                 cell(&fault.kind),
                 cell(&fault.target),
                 fault.start_s,
                 cell(&fault_dns_text(fault)),
-                cell(&fault_failback_text(fault))
+                cell(&fault_failback_text(fault)),
+                fault_operations_text(report, fault)
             );
         }
         out.push('\n');

@@ -267,6 +267,29 @@ pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
     }
 }
 
+/// The operations that failed or ended unknown with their intended start
+/// in a fault's window, for the faults tables: "12 failed, 2 unknown" or
+/// "none" (each one is listed under "Failed and unknown operations").
+pub(crate) fn fault_operations_text(report: &DrillReport, fault: &FaultWindow) -> String {
+    let inside = |at: f64| at >= fault.start_s && !matches!(fault.end_s, Some(end) if at >= end);
+    let (mut failed, mut unknown) = (0, 0);
+    for operation in &report.failed_operations {
+        if !inside(operation.intended_s) {
+            continue;
+        }
+        match operation.outcome.as_str() {
+            "unknown" => unknown += 1,
+            _ => failed += 1,
+        }
+    }
+    match (failed, unknown) {
+        (0, 0) => "none".to_string(),
+        (failed, 0) => format!("{failed} failed"),
+        (0, unknown) => format!("{unknown} unknown"),
+        (failed, unknown) => format!("{failed} failed, {unknown} unknown"),
+    }
+}
+
 /// "fault ended → back in DNS · served again +0.50 s".
 pub(crate) fn failback_detail(report: &DrillReport) -> String {
     let phases = &report.phases;

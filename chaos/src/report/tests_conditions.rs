@@ -118,3 +118,18 @@ fn the_measured_round_trips_stand_beside_the_configured_ones() {
     loopback.configuration["measured_rtt_ms"] = serde_json::json!({});
     assert!(render_html(&loopback).contains("every region was on the loopback"));
 }
+
+#[test]
+fn each_fault_counts_the_failed_and_unknown_operations_of_its_window() {
+    let mut report = region_kill_report();
+    let html = render_html(&report);
+    assert!(html.contains(r##"<td><a href="#operations">1 failed, 1 unknown</a></td></tr>"##));
+    assert!(render_markdown(&report).contains(
+        "| region-kill | us-east-1 | 20.00 | 45.00 | changed after 1.20 s (at 21.20 s) | back in DNS after 3.40 s, served again after 3.90 s | 1 failed, 1 unknown |"
+    ));
+    // An operation after the window's end is not the window's.
+    for operation in &mut report.failed_operations {
+        operation.intended_s += 30.0;
+    }
+    assert!(render_markdown(&report).contains("served again after 3.90 s | none |"));
+}
