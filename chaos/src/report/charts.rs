@@ -174,7 +174,14 @@ impl ChartData {
                     ),
                 })
                 .collect(),
-            milestones: report.faults.iter().flat_map(fault_milestones).collect(),
+            // A moment past the chart's end (an aborted drill's) cannot be
+            // drawn: it stays in the phases and faults tables.
+            milestones: report
+                .faults
+                .iter()
+                .flat_map(fault_milestones)
+                .filter(|mark| mark.at_s <= derived.span_s)
+                .collect(),
         }
     }
 }
