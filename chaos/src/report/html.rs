@@ -39,6 +39,41 @@ pub fn render_html(report: &DrillReport) -> String {
     let derived = Derived::new(report);
     let palette = Palette::new(report);
     let charts = ChartData::new(report, &derived, &palette);
+    // The legends' entries: (name, colour, has requests) per client region,
+    // (name, colour) per serving region.
+    let clients: Vec<_> = derived
+        .clients
+        .iter()
+        .map(|series| {
+            let name = &series.client_region;
+            (name, palette.colour(name), !series.buckets.is_empty())
+        })
+        .collect();
+    let serving: Vec<_> = palette
+        .serving_regions(report)
+        .into_iter()
+        .map(|region| {
+            let colour = palette.colour(&region);
+            (region, colour)
+        })
+        .collect();
+    // (DNS outcome, way back, failed and unknown operations) per fault.
+    let faults: Vec<_> = report
+        .faults
+        .iter()
+        .map(|fault| {
+            (
+                fault_dns_text(fault),
+                fault_failback_text(fault),
+                fault_operations_text(report, fault),
+            )
+        })
+        .collect();
+    let events: Vec<_> = derived
+        .events
+        .iter()
+        .map(|event| (event_kind_label(&event.kind), event))
+        .collect();
     let context = context! {
         report => Serde(report),
         verdict => verdict_word(report.verdict),
@@ -46,19 +81,21 @@ pub fn render_html(report: &DrillReport) -> String {
         checks_passed => report.checks.iter().filter(|check| check.passed).count(),
         figures => Serde(key_figures(report, &derived)),
         availability => Serde(AvailabilityBound::new(&report.totals, report.error_budget.slo)),
-        clients => Serde(derived.clients.iter().map(|c| (&c.client_region, palette.colour(&c.client_region), !c.buckets.is_empty())).collect::<Vec<_>>()),
-        serving => Serde(palette.serving_regions(report).iter().map(|r| (r.clone(), palette.colour(r))).collect::<Vec<_>>()),
+        clients => Serde(clients),
+        serving => Serde(serving),
         failed_colour => FAILED_COLOUR,
         unknown_colour => UNKNOWN_COLOUR,
         fault_labels => Serde(report.faults.iter().map(fault_label).collect::<Vec<_>>()),
         milestone_legend => Serde(milestone_legend(&charts)),
         phases => Serde(Phases::new(&derived)),
-        faults => Serde(report.faults.iter().map(|f| (fault_dns_text(f), fault_failback_text(f), fault_operations_text(report, f))).collect::<Vec<_>>()),
-        events => Serde(derived.events.iter().map(|e| (event_kind_label(&e.kind), e)).collect::<Vec<_>>()),
+        faults => Serde(faults),
+        events => Serde(events),
         settings => Serde(controller_settings(&report.configuration)),
         matrix => Serde(latency_matrix(&report.configuration, &report.regions)),
         configuration => serde_json::to_string_pretty(&report.configuration)
             .unwrap_or_else(|error| format!("unprintable configuration: {error}")),
+        // Trusted text, inlined as it is: the stylesheets, the scripts and
+        // the chart data (escaped for a script element by script_json).
         style => Value::from_safe_string(format!("{UPLOT_CSS}\n{STYLE}")),
         scripts => Value::from_safe_string(format!("{UPLOT_JS}\n{CHARTS_JS}")),
         chart_data => Value::from_safe_string(script_json(&charts)),
