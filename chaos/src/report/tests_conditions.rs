@@ -47,6 +47,11 @@ fn the_charts_mark_the_way_back_beside_the_failover() {
     // The legend names them, the way back in bold.
     assert!(html.contains(r#"<span class="milestone failback"><span class="swatch tag" style="background:#047857"></span>back in DNS</span>"#));
 
+    // report.md's 5-second table marks them too.
+    assert!(render_markdown(&report).contains(
+        "region-kill us-east-1 ends at 45.0 s; back in DNS at 48.4 s; served again at 48.9 s;"
+    ));
+
     // A region that never came back has no "back in DNS" to mark.
     let mut stuck = report.clone();
     stuck.faults[0].failback = None;
