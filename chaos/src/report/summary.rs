@@ -267,6 +267,29 @@ pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
     }
 }
 
+/// The operations that failed or ended unknown with their intended start
+/// in a fault's window, for the faults tables: "12 failed, 2 unknown" or
+/// "none" (each one is listed under "Failed and unknown operations").
+pub(crate) fn fault_operations_text(report: &DrillReport, fault: &FaultWindow) -> String {
+    let inside = |at: f64| at >= fault.start_s && !matches!(fault.end_s, Some(end) if at >= end);
+    let (mut failed, mut unknown) = (0, 0);
+    for operation in &report.failed_operations {
+        if !inside(operation.intended_s) {
+            continue;
+        }
+        match operation.outcome.as_str() {
+            "unknown" => unknown += 1,
+            _ => failed += 1,
+        }
+    }
+    match (failed, unknown) {
+        (0, 0) => "none".to_string(),
+        (failed, 0) => format!("{failed} failed"),
+        (0, unknown) => format!("{unknown} unknown"),
+        (failed, unknown) => format!("{failed} failed, {unknown} unknown"),
+    }
+}
+
 /// "fault ended → back in DNS · served again +0.50 s".
 pub(crate) fn failback_detail(report: &DrillReport) -> String {
     let phases = &report.phases;
@@ -302,4 +325,9 @@ pub(crate) fn milestone_colour(label: &str) -> &'static str {
         "served again" => "#10b981",
         _ => "#64748b",
     }
+}
+
+/// The milestones of the way back, which follow the failover ones.
+pub(crate) fn is_return_milestone(label: &str) -> bool {
+    matches!(label, "fault ended" | "back in DNS" | "served again")
 }
