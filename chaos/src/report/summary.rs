@@ -252,6 +252,32 @@ pub(crate) fn fault_dns_text(fault: &FaultWindow) -> String {
 /// DNS after 12.40 s, served again after 12.50 s", or why there is nothing
 /// to say.
 pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
+    let way_back = way_back_text(fault);
+    match fault.reach_after_leaving {
+        Some(reach) => format!("{way_back}; {}", reach_text(&reach)),
+        None => way_back,
+    }
+}
+
+/// How long clients kept reaching a region after it left DNS: pooled
+/// keep-alive connections, and fresh connections through a resolver's
+/// cached answer.
+fn reach_text(reach: &crate::stickiness::ReachAfterLeaving) -> String {
+    let part = |kind: &str, last: Option<f64>, count: u64| match last {
+        Some(last) => format!("{kind} clients for {last:.2} s ({count} requests)"),
+        None => format!("no {kind} client"),
+    };
+    if reach.pooled_s.is_none() && reach.fresh_s.is_none() {
+        return "no client reached it after it left DNS".to_string();
+    }
+    format!(
+        "after it left DNS it served {}, {}",
+        part("pooled", reach.pooled_s, reach.pooled_requests),
+        part("fresh", reach.fresh_s, reach.fresh_requests)
+    )
+}
+
+fn way_back_text(fault: &FaultWindow) -> String {
     let Some(failback) = fault.failback else {
         return match fault.end_s {
             None => "still faulted at the end".to_string(),

@@ -128,11 +128,11 @@ fn each_fault_counts_the_failed_and_unknown_operations_of_its_window() {
     let html = render_html(&report);
     assert!(html.contains(r##"<td><a href="#operations">1 failed, 1 unknown</a></td></tr>"##));
     assert!(render_markdown(&report).contains(
-        "| region-kill | us-east-1 | 20.00 | 45.00 | changed after 1.20 s (at 21.20 s) | back in DNS after 3.40 s, served again after 3.90 s | 1 failed, 1 unknown |"
+        "| region-kill | us-east-1 | 20.00 | 45.00 | changed after 1.20 s (at 21.20 s) | back in DNS after 3.40 s, served again after 3.90 s; after it left DNS it served pooled clients for 0.40 s (3 requests), fresh clients for 0.20 s (2 requests) | 1 failed, 1 unknown |"
     ));
     // An operation after the window's end is not the window's.
     for operation in &mut report.failed_operations {
         operation.intended_s += 30.0;
     }
-    assert!(render_markdown(&report).contains("served again after 3.90 s | none |"));
+    assert!(render_markdown(&report).contains("fresh clients for 0.20 s (2 requests) | none |"));
 }
