@@ -10,9 +10,10 @@
 //! region whatever DNS says since, until the server closes it; the others
 //! through a client that opens a fresh connection (and resolves) each time.
 //!
-//! A failed attempt is retried once on the next region of the client's
-//! preference list, with the same Idempotency-Key for writes (reads are safe
-//! to retry by HTTP semantics).
+//! A failed attempt is retried on the next region of the client's
+//! preference list that it has not tried yet, up to three attempts in all
+//! (the AWS SDKs' standard retry mode makes three), with the same
+//! Idempotency-Key for writes (reads are safe to retry by HTTP semantics).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -86,6 +87,9 @@ pub enum Connection {
     /// A new connection, and a new resolution, for every request.
     Fresh,
 }
+
+/// Attempts per operation: the first, then one on each of the next regions.
+pub const MAX_ATTEMPTS: u8 = 3;
 
 /// Amount of every transfer the load sends (minor units).
 pub const TRANSFER_AMOUNT: i64 = 1;
@@ -380,8 +384,8 @@ impl RegionClient {
         let mut outcome = Outcome::Fail;
         let mut served_by = None;
         let mut answer = serde_json::Value::Null;
-        let mut tried_region: Option<String> = None;
-        for attempt in 0..2 {
+        let mut tried_regions: Vec<String> = Vec::new();
+        for attempt in 0..MAX_ATTEMPTS {
             // The first attempt goes to the service's name (the client's
             // connections, pooled by name, resolve it when they open); the
             // retry to an instance of the next region by address.
@@ -392,7 +396,7 @@ impl RegionClient {
                         region_of(&self.instances, address.ip()).map(str::to_owned),
                     ),
                     None => {
-                        let address = self.fallback(None, pick);
+                        let address = self.fallback(&[], pick);
                         (
                             Destination::Address(address),
                             region_of(&self.instances, address.ip()).map(str::to_owned),
@@ -400,13 +404,13 @@ impl RegionClient {
                     }
                 }
             } else {
-                let address = self.fallback(tried_region.as_deref(), pick);
+                let address = self.fallback(&tried_regions, pick);
                 (
                     Destination::Address(address),
                     region_of(&self.instances, address.ip()).map(str::to_owned),
                 )
             };
-            tried_region = region;
+            tried_regions.extend(region);
             attempts += 1;
             match self.send(&request, connection, destination).await {
                 Attempt::Ok {
@@ -459,12 +463,12 @@ impl RegionClient {
         Some(SocketAddr::new(ip, crate::deployment::SERVICE_PORT))
     }
 
-    /// An instance of the first preferred region other than `not`.
-    fn fallback(&self, not: Option<&str>, pick: u64) -> SocketAddr {
+    /// An instance of the first preferred region not in `not`.
+    fn fallback(&self, not: &[String], pick: u64) -> SocketAddr {
         let region = self
             .preference
             .iter()
-            .find(|r| Some(r.as_str()) != not)
+            .find(|r| !not.contains(r))
             .unwrap_or(&self.preference[0]);
         let addresses = &self.instances[region];
         addresses[(pick % addresses.len() as u64) as usize]

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::controller_settings::{ControllerOverrides, ControllerSettings};
+use crate::controller_settings::ControllerSettings;
 
 /// One controller setting: what the drill ran with and what production has.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -154,6 +154,7 @@ mod tests {
     /// production's values from `k8s/`.
     #[test]
     fn overridden_settings_are_marked_beside_production() {
+        use crate::controller_settings::ControllerOverrides;
         let overrides = ControllerOverrides {
             probe: std::collections::BTreeMap::from([("interval_ms".into(), 500)]),
             dns_ttl_s: Some(1),
