@@ -210,6 +210,17 @@ pub struct Hypothesis {
     /// ...and no client region may have more bad seconds than this.
     #[serde(default = "default_max_bad_seconds")]
     pub max_bad_seconds: u32,
+    /// Availability after the retries over every client, judged by its
+    /// 95% lower confidence bound: a drill too short to vouch for it fails.
+    #[serde(default)]
+    pub min_availability: Option<f64>,
+    /// A minute counts as bad when its success ratio (every client) is
+    /// below this...
+    #[serde(default = "default_bad_minute_ratio")]
+    pub bad_minute_below: f64,
+    /// ...and the drill may have at most this many (unchecked when absent).
+    #[serde(default)]
+    pub max_bad_minutes: Option<u32>,
     /// Regions that must never be drained (e.g. a prober partition).
     #[serde(default)]
     pub never_drained: Vec<String>,
@@ -308,6 +319,9 @@ fn default_accounts() -> u32 {
 }
 fn default_bad_second_ratio() -> f64 {
     0.99
+}
+fn default_bad_minute_ratio() -> f64 {
+    0.999
 }
 fn default_max_bad_seconds() -> u32 {
     3
@@ -438,6 +452,18 @@ impl Drill {
         if !(0.0..=1.0).contains(&h.min_success_ratio) {
             return bad(
                 "hypothesis.min_success_ratio",
+                "must be between 0 and 1".into(),
+            );
+        }
+        if h.min_availability.is_some_and(|a| !(0.0..1.0).contains(&a)) {
+            return bad(
+                "hypothesis.min_availability",
+                "must be at least 0 and below 1 (no number of requests vouches for 100%)".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&h.bad_minute_below) {
+            return bad(
+                "hypothesis.bad_minute_below",
                 "must be between 0 and 1".into(),
             );
         }

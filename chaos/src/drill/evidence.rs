@@ -106,6 +106,7 @@ pub(super) async fn conclude(
     let drill = &judged;
     let mut checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
     checks.extend(crate::failback::checks(drill, &fault_windows));
+    checks.extend(crate::availability::checks(drill, &history));
     let error_budget = analysis::error_budget(&totals, load_seconds);
     let verdict = if abort_reason.is_some() {
         Verdict::Aborted

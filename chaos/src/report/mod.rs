@@ -26,7 +26,7 @@
 //! inline; without JavaScript every figure is still in its tables.
 
 mod charts;
-mod confidence;
+pub(crate) mod confidence;
 mod format;
 mod html;
 mod markdown;
