@@ -3,6 +3,7 @@
 //! `TEST_DATABASE_URL` (scripts/test.sh starts one).
 
 mod accounts;
+mod auth;
 mod bad_inputs;
 mod concurrency;
 mod database_tls;
