@@ -9,6 +9,7 @@ mod concurrency;
 mod database_tls;
 mod health;
 mod helpers;
+mod limits;
 mod observability;
 mod overload;
 mod runtime_role;
