@@ -2,6 +2,7 @@
 //! HTTP, each test with its own database on the real PostgreSQL named by
 //! `TEST_DATABASE_URL` (scripts/test.sh starts one).
 
+mod abuse;
 mod accounts;
 mod auth;
 mod bad_inputs;
