@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod api_key;
 pub mod control;
 pub mod database;
 pub mod deployment;

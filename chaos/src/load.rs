@@ -88,6 +88,8 @@ pub struct Target {
     pub instances: BTreeMap<String, Vec<SocketAddr>>,
     /// Regions in order of preference for each client region.
     pub preference: BTreeMap<String, Vec<String>>,
+    /// Sent as `Authorization: Bearer` on every request.
+    pub api_key: String,
 }
 
 /// The region whose instance has address `ip`.
@@ -173,6 +175,7 @@ pub async fn run(
             region: client_region.clone(),
             resolver: resolver(&target.dns_servers, source, true),
             http: reqwest::Client::builder()
+                .default_headers(crate::api_key::headers(&target.api_key))
                 .local_address(source)
                 .timeout(plan.request_timeout)
                 .pool_idle_timeout(Duration::from_secs(5))

@@ -52,7 +52,7 @@ pub(super) async fn conclude(
         .iter()
         .flat_map(|r| r.instances.clone())
         .collect();
-    let summary = crate::verify::api_summary(&all_instances).await?;
+    let summary = crate::verify::api_summary(&all_instances, &info.api_key).await?;
     let mut totals = analysis::totals(&history);
     totals.total_balance_before = opening.values().sum();
     let reconciliation =
@@ -190,9 +190,12 @@ async fn measured_rtt(info: &DeploymentInfo) -> BTreeMap<String, BTreeMap<String
 pub(super) async fn seed(
     instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
     count: u32,
+    api_key: &str,
 ) -> anyhow::Result<Vec<Uuid>> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .default_headers(crate::api_key::headers(api_key))
+        .build()?;
     let addresses: Vec<_> = instances.values().flatten().copied().collect();
     stream::iter(0..count)
         .map(|n| {

@@ -178,7 +178,7 @@ async fn run_on(
     let target = target_of(&info, drill);
     let instances = info.instance_addresses();
     let accounts = tokio::select! {
-        seeded = evidence::seed(&instances, drill.load.accounts) => seeded?,
+        seeded = evidence::seed(&instances, drill.load.accounts, &info.api_key) => seeded?,
         () = stop.clone() => bail!("interrupted while seeding; no fault was applied"),
     };
     let opening: BTreeMap<uuid::Uuid, i64> = accounts
@@ -323,6 +323,7 @@ fn target_of(deployment: &DeploymentInfo, drill: &Drill) -> Target {
             .collect(),
         instances: deployment.instance_addresses(),
         preference,
+        api_key: deployment.api_key.clone(),
     }
 }
 
@@ -346,6 +347,7 @@ mod tests {
                 })
                 .collect(),
             instances_per_region,
+            api_key: String::new(),
             probe_interval_ms: 500,
             dns_ttl_s: 1,
             service_name: String::new(),

@@ -23,8 +23,12 @@ use crate::load::Operation;
 use crate::model::Totals;
 
 /// Reads `/v1/ledger/summary` from the first instance that answers.
-pub async fn api_summary(instances: &[SocketAddr]) -> anyhow::Result<serde_json::Value> {
+pub async fn api_summary(
+    instances: &[SocketAddr],
+    api_key: &str,
+) -> anyhow::Result<serde_json::Value> {
     let client = reqwest::Client::builder()
+        .default_headers(crate::api_key::headers(api_key))
         .timeout(Duration::from_secs(2))
         .build()?;
     for _ in 0..10 {
