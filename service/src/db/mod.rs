@@ -147,7 +147,7 @@ pub async fn migrate(
         .await
         .context("schema migration failed")?;
     // Idempotency keys are scoped to the principal (migration
-    // 20261206000001); the old global uniqueness of a transfer's key would
+    // 20261206100001); the old global uniqueness of a transfer's key would
     // make two principals' equal keys collide. The statement differs per
     // dialect, so it cannot live in the portable migration; it is
     // idempotent and runs on every `migrate`.
