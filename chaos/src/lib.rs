@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod api_key;
 pub mod availability;
 pub mod control;
 pub mod controller_settings;

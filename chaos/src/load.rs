@@ -117,6 +117,8 @@ pub struct Target {
     pub instances: BTreeMap<String, Vec<SocketAddr>>,
     /// Regions in order of preference for each client region.
     pub preference: BTreeMap<String, Vec<String>>,
+    /// Sent as `Authorization: Bearer` on every request.
+    pub api_key: String,
 }
 
 /// The region whose instance has address `ip`.
@@ -209,6 +211,7 @@ pub async fn run(
         };
         let https = |pooled: bool| {
             let builder = crate::deployment::tls::client_builder(&target.ca_pem)
+                .default_headers(crate::api_key::headers(&target.api_key))
                 .local_address(source)
                 .timeout(plan.request_timeout)
                 .dns_resolver(Arc::new(NameResolver(resolver.clone())));

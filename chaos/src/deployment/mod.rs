@@ -116,6 +116,10 @@ pub struct DeploymentInfo {
     /// Where the running binaries came from, for the report's versions.
     pub bin_dir: PathBuf,
     pub postgres_version: String,
+    /// The drills' API key ([`crate::api_key`]); a throwaway deployment's,
+    /// served with the topology on the loopback control API.
+    #[serde(default)]
+    pub api_key: String,
 }
 
 /// One region's addresses.
@@ -151,6 +155,8 @@ pub struct Deployment {
     /// URL of the ledger database (direct, not through a proxy).
     pub database_url: String,
     pub admin_token: String,
+    /// The drills' API key, created once the schema is migrated.
+    pub api_key: String,
     postgres: Option<Postgres>,
     controller_config: PathBuf,
     tls: DeploymentTls,
@@ -217,6 +223,7 @@ impl Deployment {
             tls,
             resolvers: Vec::new(),
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
+            api_key: String::new(),
             options,
             regions: Vec::new(),
             database_url,
@@ -259,6 +266,12 @@ impl Deployment {
         deployment.apply_wan();
         std::fs::write(&deployment.controller_config, deployment.controller_toml())?;
         deployment.migrate().await?;
+        deployment.api_key = crate::api_key::create(
+            &deployment.options.bin_dir.join("service"),
+            &deployment.options.regions[0],
+            &deployment.database_url,
+        )
+        .await?;
         let names: Vec<String> = deployment.regions.iter().map(|r| r.name.clone()).collect();
         for name in &names {
             deployment.start_region(name)?;
@@ -453,6 +466,7 @@ impl Deployment {
             run_dir: self.options.run_dir.clone(),
             bin_dir: self.options.bin_dir.clone(),
             postgres_version: self.postgres_version(),
+            api_key: self.api_key.clone(),
         }
     }
 

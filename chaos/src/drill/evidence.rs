@@ -52,7 +52,7 @@ pub(super) async fn conclude(
         .iter()
         .flat_map(|r| r.instances.clone())
         .collect();
-    let summary = crate::verify::api_summary(&all_instances, &info.ca_pem).await?;
+    let summary = crate::verify::api_summary(&all_instances, &info.ca_pem, &info.api_key).await?;
     let mut totals = analysis::totals(&history);
     totals.total_balance_before = opening.values().sum();
     let reconciliation =
@@ -213,9 +213,12 @@ pub(super) async fn seed(
     instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
     ca_pem: &str,
     count: u32,
+    api_key: &str,
 ) -> anyhow::Result<Vec<Uuid>> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
-    let client = crate::deployment::tls::client_builder(ca_pem).build()?;
+    let client = crate::deployment::tls::client_builder(ca_pem)
+        .default_headers(crate::api_key::headers(api_key))
+        .build()?;
     let addresses: Vec<_> = instances.values().flatten().copied().collect();
     stream::iter(0..count)
         .map(|n| {

@@ -192,7 +192,7 @@ async fn run_on(
     let target = target_of(&info, drill);
     let instances = info.instance_addresses();
     let accounts = tokio::select! {
-        seeded = evidence::seed(&instances, &info.ca_pem, drill.load.accounts) => seeded?,
+        seeded = evidence::seed(&instances, &info.ca_pem, drill.load.accounts, &info.api_key) => seeded?,
         () = stop.clone() => bail!("interrupted while seeding; no fault was applied"),
     };
     let opening: BTreeMap<uuid::Uuid, i64> = accounts
@@ -342,6 +342,7 @@ fn target_of(deployment: &DeploymentInfo, drill: &Drill) -> Target {
             .collect(),
         instances: deployment.instance_addresses(),
         preference,
+        api_key: deployment.api_key.clone(),
     }
 }
 
@@ -368,6 +369,7 @@ mod tests {
             instances_per_region,
             controller: ControllerSettings::production(),
             wan: Some(crate::spec::Wan::default()),
+            api_key: String::new(),
             service_name: String::new(),
             ca_pem: String::new(),
             database_url: String::new(),

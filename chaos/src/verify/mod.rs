@@ -26,8 +26,10 @@ use crate::model::Totals;
 pub async fn api_summary(
     instances: &[SocketAddr],
     ca_pem: &str,
+    api_key: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let client = crate::deployment::tls::client_builder(ca_pem)
+        .default_headers(crate::api_key::headers(api_key))
         .timeout(Duration::from_secs(2))
         .build()?;
     for _ in 0..10 {
