@@ -28,16 +28,25 @@ pub struct ReachAfterLeaving {
     pub fresh_requests: u64,
 }
 
-/// For a fault whose target left DNS: the requests it served afterwards,
-/// until it came back in DNS (or the drill ended).
-pub fn reach_after_leaving(fault: &FaultWindow, history: &[Operation]) -> Option<ReachAfterLeaving> {
+/// For `faults[index]`, if its target left DNS: the requests the target
+/// served afterwards, until it came back in DNS (the way back of this
+/// fault or of a later one on the same region, as for a flapping region
+/// that stays out across several faults), or the drill ended.
+pub fn reach_after_leaving(
+    faults: &[FaultWindow],
+    index: usize,
+    history: &[Operation],
+) -> Option<ReachAfterLeaving> {
+    let fault = &faults[index];
     let Some(FaultDns::Left { at_s: left_at, .. }) = fault.dns else {
         return None;
     };
-    let back_at = fault
-        .failback
-        .and_then(|failback| failback.dns_back_at_s)
-        .unwrap_or(f64::INFINITY);
+    let back_at = faults
+        .iter()
+        .filter(|other| other.target == fault.target && other.start_s >= fault.start_s)
+        .filter_map(|other| other.failback.and_then(|failback| failback.dns_back_at_s))
+        .filter(|&back| back >= left_at)
+        .fold(f64::INFINITY, f64::min);
     let mut reach = ReachAfterLeaving::default();
     for op in history {
         // First attempts only: a retry is sent to the next region by
@@ -108,16 +117,35 @@ mod tests {
             // Another region: not counted.
             served(25.0, Connection::Pooled, "us-east-1"),
         ];
-        let reach = reach_after_leaving(&fault, &history).unwrap();
+        let reach = reach_after_leaving(std::slice::from_ref(&fault), 0, &history).unwrap();
         assert_eq!(reach.pooled_s, Some(6.1));
         assert_eq!(reach.pooled_requests, 1);
         assert_eq!(reach.fresh_s, Some(1.1));
         assert_eq!(reach.fresh_requests, 1);
 
+        // A region out across two faults returns in the second one's way
+        // back: what it served after that is not counted for the first.
+        let later = FaultWindow {
+            start_s: 18.0,
+            dns: Some(FaultDns::AlreadyOut),
+            failback: Some(crate::model::Failback {
+                dns_back_at_s: Some(19.0),
+                dns_back_after_s: Some(1.0),
+                served_again_at_s: None,
+                served_again_after_s: None,
+            }),
+            ..fault.clone()
+        };
+        let flapping = [fault.clone(), later];
+        let reach = reach_after_leaving(&flapping, 0, &history).unwrap();
+        assert_eq!(reach.pooled_requests, 0, "{reach:?}");
+        assert_eq!(reach.fresh_s, Some(1.1));
+        assert_eq!(reach_after_leaving(&flapping, 1, &history), None);
+
         let stayed = FaultWindow {
             dns: Some(FaultDns::Stayed),
             ..fault
         };
-        assert_eq!(reach_after_leaving(&stayed, &history), None);
+        assert_eq!(reach_after_leaving(&[stayed], 0, &history), None);
     }
 }

@@ -76,8 +76,12 @@ pub(super) async fn conclude(
     for index in 0..fault_windows.len() {
         fault_windows[index].failback =
             crate::failback::fault_failback(&dns, &history, &fault_windows, index);
+    }
+    // After every way back is known: a region out across several faults
+    // returns in a later one's.
+    for index in 0..fault_windows.len() {
         fault_windows[index].reach_after_leaving =
-            crate::stickiness::reach_after_leaving(&fault_windows[index], &history);
+            crate::stickiness::reach_after_leaving(&fault_windows, index, &history);
     }
     let failed_operations =
         crate::failures::failed_operations(&history, &fault_windows, &reconciliation.applied);
