@@ -81,17 +81,17 @@ impl Metrics {
             region_state: gauge_vec(
                 "failover_region_state",
                 "1 for the region's current state (healthy, draining, drained, recovering), 0 for the others.",
-                &["region", "state"],
+                &["target_region", "state"],
             ),
             region_votes: gauge_vec(
                 "failover_region_votes",
                 "Counted vantage points voting up or down on the region.",
-                &["region", "verdict"],
+                &["target_region", "verdict"],
             ),
             vantage_disagreement: gauge_vec(
                 "failover_vantage_disagreement",
                 "1 when the counted vantage points disagree about the region.",
-                &["region"],
+                &["target_region"],
             ),
             votes_ignored_total: counter(
                 "failover_votes_ignored_total",
@@ -101,12 +101,12 @@ impl Metrics {
             dns_serving: gauge_vec(
                 "failover_dns_serving",
                 "Whether this replica's DNS answers may send clients to the region: 1 serving, 0 out by its drain flag, -1 left out early by the votes (flag still clear).",
-                &["region"],
+                &["target_region"],
             ),
             decisions_total: counter(
                 "failover_decisions_total",
                 "Decisions made, by region and decision.",
-                &["region", "decision"],
+                &["target_region", "decision"],
             ),
             actions_total: counter(
                 "failover_actions_total",
@@ -157,5 +157,40 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ServiceMonitor adds the pod's `region` (the controller's own) to
+    /// every series; a metric's own `region` label would be renamed
+    /// `exported_region` and read as the controller's. The probed region is
+    /// `target_region` everywhere.
+    #[test]
+    fn no_metric_has_a_label_that_collides_with_the_scrape_target() {
+        let metrics = Metrics::new();
+        metrics
+            .region_state
+            .with_label_values(&["eu-west-1", "healthy"])
+            .set(1);
+        metrics
+            .decisions_total
+            .with_label_values(&["eu-west-1", "drain"])
+            .inc();
+        for family in metrics.registry.gather() {
+            for metric in family.get_metric() {
+                for label in metric.get_label() {
+                    assert_ne!(
+                        label.get_name(),
+                        "region",
+                        "{} has a `region` label",
+                        family.get_name()
+                    );
+                }
+            }
+        }
+        assert!(metrics.render().contains("target_region=\"eu-west-1\""));
     }
 }
