@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::outage::spec::Overrides;
+
 /// A fault target meaning "the region whose controller holds the lease when
 /// the fault starts": the worst case, where the failover leader dies with
 /// the region it must drain.
@@ -52,6 +54,12 @@ pub struct Topology {
     /// The wide-area network between the regions; absent, every region is
     /// on the loopback, 0.1 ms from every other.
     pub wan: Option<Wan>,
+    /// The controllers also keep one Route53 latency record per region, on
+    /// a loopback Route53 API server (moto) that the deployment starts.
+    pub route53: bool,
+    /// Settings changed on purpose, so that a drill's fail-on-purpose
+    /// version breaks what the drill guards (`crate::outage::spec`).
+    pub overrides: Overrides,
 }
 
 /// Round trips between regions, applied by the proxies to every path
@@ -174,6 +182,8 @@ impl Default for Topology {
             probe_timeout_ms: None,
             failures_to_down: None,
             wan: None,
+            route53: false,
+            overrides: Overrides::default(),
         }
     }
 }
@@ -227,6 +237,24 @@ pub struct Hypothesis {
     /// ...within this many seconds of that fault's end.
     #[serde(default)]
     pub max_failback_s: Option<f64>,
+    /// Every client region back above `bad_second_below` within this many
+    /// seconds of the last fault's end, and from then on.
+    #[serde(default)]
+    pub max_recovery_s: Option<f64>,
+    /// At least this many commits cut by `commit-reset` reached the service
+    /// as an unknown outcome (the fault really happened).
+    #[serde(default)]
+    pub min_commit_resets: Option<u64>,
+    /// A controller cut off from the database answers DNS authoritatively
+    /// no later than this many seconds after its cut began, and again
+    /// after the cut ends.
+    #[serde(default)]
+    pub max_stale_answer_s: Option<f64>,
+    /// The Route53 records converge: each killed region's record removed
+    /// during its outage and restored after it, every record there at the
+    /// end (needs `topology.route53`).
+    #[serde(default)]
+    pub route53_converged: bool,
 }
 
 /// One fault of the method.
@@ -246,6 +274,9 @@ pub struct Fault {
     /// Added delay for `latency`, milliseconds.
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// Share of commits cut for `commit-reset` (0 to 1).
+    #[serde(default)]
+    pub share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -257,6 +288,17 @@ pub enum FaultKind {
     ProberPartition,
     Latency,
     DbStall,
+    /// SIGKILL the PostgreSQL server, restarted on the same data directory
+    /// when the fault ends (deployment-wide: no target).
+    DbCrash,
+    /// A share of the region's commits reach the server and lose their
+    /// answer: the connection is cut before it reaches the service.
+    CommitReset,
+    /// The region's controller replica is cut off from the database; its
+    /// service instances keep theirs.
+    ControllerDbCut,
+    /// The Route53 API answers Throttling to every call (deployment-wide).
+    Route53Throttle,
 }
 
 impl FaultKind {
@@ -268,7 +310,16 @@ impl FaultKind {
             FaultKind::ProberPartition => "prober-partition",
             FaultKind::Latency => "latency",
             FaultKind::DbStall => "db-stall",
+            FaultKind::DbCrash => "db-crash",
+            FaultKind::CommitReset => "commit-reset",
+            FaultKind::ControllerDbCut => "controller-db-cut",
+            FaultKind::Route53Throttle => "route53-throttle",
         }
+    }
+
+    /// A fault of the whole deployment, which names no region.
+    pub fn deployment_wide(self) -> bool {
+        matches!(self, FaultKind::DbCrash | FaultKind::Route53Throttle)
     }
 }
 
@@ -502,6 +553,7 @@ impl Drill {
         for (index, fault) in self.method.iter().enumerate() {
             let field = |name: &str| format!("method[{index}].{name}");
             if fault.fault != FaultKind::LeaderKill
+                && !fault.fault.deployment_wide()
                 && fault.target != LEADER
                 && !topology.regions.contains(&fault.target)
             {
@@ -537,6 +589,7 @@ impl Drill {
                 }
             }
         }
+        crate::outage::spec::validate(self)?;
         // Written to reject NaN too.
         if self.abort.max_error_budget_share.is_nan() || self.abort.max_error_budget_share <= 0.0 {
             return bad("abort.max_error_budget_share", "must be positive".into());
