@@ -122,6 +122,93 @@ fn a_connection_reset_at_commit_applies_nothing_twice() {
     assert_eq!(report.totals.writes_duplicated, 0);
     assert_eq!(report.totals.accounts_unreconciled, 0);
     assert!(report.checks.iter().any(|c| c.name.starts_with("commits whose answer was cut") && c.passed));
+    // Broken on purpose: the same ledger with one cut commit applied a
+    // second time behind its row (what a service without the idempotency
+    // key's replay would do) no longer reconciles.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let unreconciled = runtime.block_on(apply_a_cut_commit_twice_and_verify("commit-reset"));
+    assert_eq!(unreconciled, 2, "both accounts of the doubled transfer are found");
+}
+
+/// Applies one transfer whose commit was cut (a key the service logged as
+/// of unknown outcome) a second time in the drill's ledger, behind the same
+/// row, and runs the verifier again on the drill's history: returns the
+/// accounts that no longer reconcile.
+async fn apply_a_cut_commit_twice_and_verify(name: &str) -> u64 {
+    use std::collections::BTreeMap;
+
+    use chaos::load::Operation;
+    use tokio_postgres::NoTls;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/drill-tests").join(name);
+    let history: Vec<Operation> = std::fs::read_to_string(root.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut cut_keys = Vec::new();
+    for entry in std::fs::read_dir(root.join("run/logs")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("commit outcome unknown; resolving")) {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            cut_keys.push(value["fields"]["key"].as_str().unwrap().to_owned());
+        }
+    }
+    // A key of this run, acknowledged to its client.
+    let operation = history
+        .iter()
+        .filter(|o| o.outcome == chaos::load::Outcome::Ok)
+        .find(|o| o.key.as_ref().is_some_and(|k| cut_keys.contains(k)))
+        .expect("an acknowledged write whose commit was cut");
+    let key = operation.key.clone().unwrap();
+    let transfer = operation.transfer.unwrap();
+    // The drill's ledger: the database on the test server that holds the key.
+    let server = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+    let (admin, connection) = tokio_postgres::connect(&server, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut ledger_url = None;
+    for row in admin
+        .query("SELECT datname FROM pg_database WHERE datname LIKE 'ledger_%'", &[])
+        .await
+        .unwrap()
+    {
+        let url = chaos::deployment::replace_database(&server, row.get::<_, &str>(0));
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let found = client
+            .query_opt("SELECT 1 FROM transfers WHERE idempotency_key = $1", &[&key])
+            .await
+            .ok()
+            .flatten();
+        if found.is_some() {
+            client
+                .batch_execute(&format!(
+                    "UPDATE accounts SET balance = balance - {amount} WHERE id = '{from}'; \
+                     UPDATE accounts SET balance = balance + {amount} WHERE id = '{to}';",
+                    amount = transfer.amount,
+                    from = transfer.from,
+                    to = transfer.to
+                ))
+                .await
+                .unwrap();
+            ledger_url = Some(url);
+            break;
+        }
+    }
+    let ledger_url = ledger_url.expect("the drill's ledger on the test server");
+    let mut opening = BTreeMap::new();
+    for operation in &history {
+        if let Some(t) = operation.transfer {
+            opening.insert(t.from, 1_000_000);
+            opening.insert(t.to, 1_000_000);
+        }
+    }
+    let mut totals = chaos::model::Totals::default();
+    chaos::verify::check_ledger(&ledger_url, &history, &opening, &mut totals)
+        .await
+        .unwrap();
+    println!("{name} with {key} applied twice: {totals:?}");
+    totals.accounts_unreconciled
 }
 
 /// A controller replica cut off from the database stops answering DNS
