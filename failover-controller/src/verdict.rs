@@ -97,10 +97,76 @@ impl VerdictTracker {
     }
 }
 
+/// Feeds one probe round to a vantage point's trackers (one per region, in
+/// the order of `outcomes`), so that rounds in which every region failed
+/// (the vantage point blind: cut off, or a dependency every region shares,
+/// such as the database, gone) decide nothing about any region.
+///
+/// Blind rounds still count, so that the vantage point ends up voting every
+/// region down and is discarded by the tally; but the first round that is
+/// not blind puts every tracker back as it was before the blindness began,
+/// and only then counts that round. Without this, the regions' verdicts
+/// would come back one by one after a database outage (each after M
+/// successes), and a region whose first success came one round later than
+/// the others' would still be voted down once the vantage point saw
+/// another region up, and drained although it was as healthy as the rest
+/// (seen in the database-crash drill).
+pub fn observe_round(
+    trackers: &mut [&mut VerdictTracker],
+    outcomes: &[ProbeOutcome],
+    before_blindness: &mut Option<Vec<VerdictTracker>>,
+) {
+    let blind = outcomes.len() > 1 && outcomes.iter().all(|o| *o == ProbeOutcome::Failure);
+    if blind && before_blindness.is_none() {
+        *before_blindness = Some(trackers.iter().map(|t| (**t).clone()).collect());
+    }
+    if !blind {
+        if let Some(before) = before_blindness.take() {
+            for (tracker, before) in trackers.iter_mut().zip(before) {
+                **tracker = before;
+            }
+        }
+    }
+    for (tracker, outcome) in trackers.iter_mut().zip(outcomes) {
+        tracker.observe(*outcome);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ProbeOutcome::*;
+
+    /// A database outage: every region fails for a while, then they come
+    /// back one round apart. The late one is not voted down.
+    #[test]
+    fn blind_rounds_decide_nothing_about_any_region() {
+        let mut a = VerdictTracker::new(2, 3);
+        let mut b = VerdictTracker::new(2, 3);
+        let mut before = None;
+        for _ in 0..10 {
+            observe_round(&mut [&mut a, &mut b], &[Failure, Failure], &mut before);
+        }
+        // Blind: every region down, so that the tally discards the vantage.
+        assert_eq!((a.verdict(), b.verdict()), (Verdict::Down, Verdict::Down));
+        // A is back a round before B: both are as before the outage, and B
+        // needs K fresh failures to be voted down.
+        observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut before);
+        assert_eq!((a.verdict(), b.verdict()), (Verdict::Up, Verdict::Up));
+        observe_round(&mut [&mut a, &mut b], &[Success, Success], &mut before);
+        assert_eq!(b.verdict(), Verdict::Up);
+        // A region that stays down while another is up is voted down.
+        observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut before);
+        observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut before);
+        assert_eq!(b.verdict(), Verdict::Down);
+        // One region alone is never blind.
+        let mut c = VerdictTracker::new(2, 3);
+        let mut before = None;
+        observe_round(&mut [&mut c], &[Failure], &mut before);
+        observe_round(&mut [&mut c], &[Failure], &mut before);
+        assert_eq!(c.verdict(), Verdict::Down);
+        assert!(before.is_none());
+    }
 
     #[test]
     fn needs_k_failures_then_m_successes() {
