@@ -39,7 +39,9 @@ impl Postgres {
         let dir = std::env::temp_dir().join(format!("chaos-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         run(Command::new("chown").arg("postgres:").arg(&dir))?;
-        let port = free_port_outside_the_ephemeral_range()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut server = Self {
             bin,
             dir,
@@ -163,28 +165,6 @@ impl Drop for Postgres {
         );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A free loopback port below the kernel's ephemeral range. A server on an
-/// ephemeral port can lose it while it is down: a client connecting to the
-/// dead port may be given that very port as its source and connect to
-/// itself (TCP simultaneous open), which echoes the client's own bytes back
-/// and keeps the port taken. Seen when the database was crashed under
-/// load: the proxies' connections answered the services' SSLRequest with
-/// its own first byte, 0x00.
-fn free_port_outside_the_ephemeral_range() -> anyhow::Result<u16> {
-    let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let low = 10_000.min(lowest_ephemeral.saturating_sub(1000));
-    for _ in 0..200 {
-        let port = rand::random::<u16>() % (lowest_ephemeral - low) + low;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port between {low} and {lowest_ephemeral}")
 }
 
 /// The live processes whose working directory is `data` (a PostgreSQL
