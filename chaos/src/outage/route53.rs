@@ -120,6 +120,12 @@ impl LoopbackRoute53 {
     }
 }
 
+/// moto tells the services it emulates apart by the credential scope of a
+/// request's signature (and checks no signature): the drill's own requests
+/// name Route53 there, as the SDK's would.
+const MOTO_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 \
+    Credential=testing/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+
 /// The regions (SetIdentifiers) of the A latency records named [`RECORD`]
 /// in the zone, read from moto directly.
 pub async fn record_regions(
@@ -129,6 +135,7 @@ pub async fn record_regions(
 ) -> anyhow::Result<BTreeSet<String>> {
     let response = http
         .get(format!("{api_url}/2013-04-01/hostedzone/{zone_id}/rrset"))
+        .header("authorization", MOTO_AUTHORIZATION)
         .send()
         .await
         .context("cannot list the Route53 records")?;
@@ -169,6 +176,7 @@ async fn create_zone(http: &reqwest::Client, api_url: &str) -> anyhow::Result<St
     let response = http
         .post(format!("{api_url}/2013-04-01/hostedzone"))
         .header("content-type", "text/xml")
+        .header("authorization", MOTO_AUTHORIZATION)
         .body(body)
         .send()
         .await?;
