@@ -27,7 +27,7 @@ use crate::ca_bundle::{self, CaBundleError};
 use crate::client_identity::{self, ClientIdentityError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::verdict::{observe_round, ProbeOutcome, VerdictTracker};
+use crate::verdict::{observe_round, Blindness, ProbeOutcome, VerdictTracker};
 use crate::votes::OwnVote;
 
 /// Errors building the prober.
@@ -78,9 +78,9 @@ pub struct Prober {
     timeout: Duration,
     targets: Vec<Target>,
     metrics: Metrics,
-    /// The trackers as they were when every region began to fail at once
+    /// The last spell in which every region failed at once
     /// (`verdict::observe_round`).
-    before_blindness: Option<Vec<VerdictTracker>>,
+    blindness: Blindness,
 }
 
 impl Prober {
@@ -130,7 +130,7 @@ impl Prober {
             timeout,
             targets,
             metrics,
-            before_blindness: None,
+            blindness: Blindness::default(),
         })
     }
 
@@ -191,7 +191,7 @@ impl Prober {
         }
         let mut trackers: Vec<&mut VerdictTracker> =
             self.targets.iter_mut().map(|t| &mut t.tracker).collect();
-        observe_round(&mut trackers, &outcomes, &mut self.before_blindness);
+        observe_round(&mut trackers, &outcomes, &mut self.blindness);
         let mut votes = Vec::with_capacity(self.targets.len());
         for target in &self.targets {
             votes.push(OwnVote {
