@@ -128,7 +128,10 @@ impl Deployment {
 
     /// Commits cut on every region's database path so far.
     pub fn commits_cut(&self) -> u64 {
-        self.regions.iter().map(|r| r.database_proxy.commits_cut()).sum()
+        self.regions
+            .iter()
+            .map(|r| r.database_proxy.commits_cut())
+            .sum()
     }
 
     /// Holds (or releases) the database connections of the region's

@@ -92,14 +92,16 @@ pub(super) async fn conclude(
     let phases = analysis::phases(drill, &fault_windows, &events, &dns, &timeline);
     let mut checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
     checks.extend(crate::failback::checks(drill, &fault_windows));
-    checks.extend(crate::outage::checks::checks(&crate::outage::checks::Inputs {
-        drill,
-        faults: &fault_windows,
-        timeline: &timeline,
-        events: &events,
-        watched: &watched,
-        counted: &counted,
-    }));
+    checks.extend(crate::outage::checks::checks(
+        &crate::outage::checks::Inputs {
+            drill,
+            faults: &fault_windows,
+            timeline: &timeline,
+            events: &events,
+            watched: &watched,
+            counted: &counted,
+        },
+    ));
     let error_budget = analysis::error_budget(&totals, load_seconds);
     let verdict = if abort_reason.is_some() {
         Verdict::Aborted

@@ -72,7 +72,9 @@ pub fn unknown_commits_logged(info: &DeploymentInfo) -> u64 {
     let logs = info.run_dir.join("logs");
     info.regions
         .iter()
-        .flat_map(|region| (1..=info.instances_per_region).map(move |i| format!("{}-{i}.log", region.name)))
+        .flat_map(|region| {
+            (1..=info.instances_per_region).map(move |i| format!("{}-{i}.log", region.name))
+        })
         .map(|file| count_lines(&logs.join(file), UNKNOWN_COMMIT_LOG))
         .sum()
 }
@@ -99,7 +101,9 @@ pub async fn route53_calls_throttled(info: &DeploymentInfo) -> u64 {
         let text = response.text().await.unwrap_or_default();
         total += text
             .lines()
-            .filter(|l| l.starts_with("failover_route53_calls_total") && l.contains("outcome=\"throttled\""))
+            .filter(|l| {
+                l.starts_with("failover_route53_calls_total") && l.contains("outcome=\"throttled\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }

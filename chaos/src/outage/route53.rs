@@ -109,7 +109,10 @@ impl LoopbackRoute53 {
             ("FAILOVER_ROUTE53__DRIFT_CHECK_INTERVAL_MS", "2000"),
             // Nothing probes on one machine: the data-plane gate is the
             // service's /healthz/region, which the drill checks itself.
-            ("FAILOVER_ROUTE53__ALLOW_RECORDS_WITHOUT_HEALTH_CHECK", "true"),
+            (
+                "FAILOVER_ROUTE53__ALLOW_RECORDS_WITHOUT_HEALTH_CHECK",
+                "true",
+            ),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
@@ -150,7 +153,8 @@ fn regions_in(xml: &str) -> BTreeSet<String> {
     xml.split("<ResourceRecordSet>")
         .skip(1)
         .filter(|set| {
-            element(set, "Name").is_some_and(|name| name.trim_end_matches('.') == RECORD.trim_end_matches('.'))
+            element(set, "Name")
+                .is_some_and(|name| name.trim_end_matches('.') == RECORD.trim_end_matches('.'))
                 && element(set, "Type") == Some("A")
         })
         .filter_map(|set| element(set, "SetIdentifier").map(str::to_owned))
@@ -199,12 +203,20 @@ fn moto_binary(bin_dir: &Path) -> PathBuf {
     PathBuf::from("moto_server")
 }
 
-fn proxy_app(upstream: String, throttling: Arc<AtomicBool>, throttled: Arc<AtomicU64>) -> axum::Router {
+fn proxy_app(
+    upstream: String,
+    throttling: Arc<AtomicBool>,
+    throttled: Arc<AtomicU64>,
+) -> axum::Router {
     let http = reqwest::Client::new();
     axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (http, upstream, throttling, throttled) =
-                (http.clone(), upstream.clone(), throttling.clone(), throttled.clone());
+            let (http, upstream, throttling, throttled) = (
+                http.clone(),
+                upstream.clone(),
+                throttling.clone(),
+                throttled.clone(),
+            );
             async move {
                 if throttling.load(Ordering::SeqCst) {
                     throttled.fetch_add(1, Ordering::Relaxed);
@@ -221,12 +233,7 @@ fn throttling_error() -> Response {
     let xml = "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">\
                <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
                <RequestId>chaos-route53-throttle</RequestId></ErrorResponse>";
-    (
-        StatusCode::BAD_REQUEST,
-        [("content-type", "text/xml")],
-        xml,
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, [("content-type", "text/xml")], xml).into_response()
 }
 
 async fn forward(

@@ -97,7 +97,11 @@ pub fn validate(drill: &Drill) -> Result<(), String> {
         );
     }
     for key in drill.topology.overrides.controller.keys() {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.') {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+        {
             return bad(
                 format!("topology.overrides.controller.{key}"),
                 "is not a controller setting (dotted lower-case key)",

@@ -48,14 +48,26 @@ async fn exchange(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<Vec
 #[tokio::test]
 async fn a_cut_commit_reaches_the_server_and_its_answer_never_the_client() {
     let (server, received) = recording_server().await;
-    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = Proxy::start(free, server).await.unwrap();
     proxy.set_commit_reset(1.0);
 
     let mut stream = TcpStream::connect(free).await.unwrap();
-    assert_eq!(exchange(&mut stream, b"Q\0\0\0\x0dSELECT 1\0").await.unwrap(), b"ok");
+    assert_eq!(
+        exchange(&mut stream, b"Q\0\0\0\x0dSELECT 1\0")
+            .await
+            .unwrap(),
+        b"ok"
+    );
     let cut = exchange(&mut stream, b"Q\0\0\0\x0bCOMMIT\0").await;
-    assert!(cut.is_err(), "the commit's answer reached the client: {cut:?}");
+    assert!(
+        cut.is_err(),
+        "the commit's answer reached the client: {cut:?}"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         received.lock().unwrap().windows(6).any(|w| w == b"COMMIT"),
@@ -66,6 +78,9 @@ async fn a_cut_commit_reaches_the_server_and_its_answer_never_the_client() {
     // Healed: commits answer again.
     proxy.heal();
     let mut stream = TcpStream::connect(free).await.unwrap();
-    assert_eq!(exchange(&mut stream, b"Q\0\0\0\x0bCOMMIT\0").await.unwrap(), b"ok");
+    assert_eq!(
+        exchange(&mut stream, b"Q\0\0\0\x0bCOMMIT\0").await.unwrap(),
+        b"ok"
+    );
     assert_eq!(proxy.commits_cut(), 1);
 }

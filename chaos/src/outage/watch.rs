@@ -58,7 +58,12 @@ pub struct Watched {
 
 /// Watches until `stop`: the replicas that `controller-db-cut` faults
 /// target, and the Route53 records in Route53 mode.
-pub async fn watch(info: DeploymentInfo, drill: Drill, t0: Instant, stop: Arc<AtomicBool>) -> Watched {
+pub async fn watch(
+    info: DeploymentInfo,
+    drill: Drill,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> Watched {
     let targets: BTreeSet<String> = drill
         .method
         .iter()
@@ -69,7 +74,14 @@ pub async fn watch(info: DeploymentInfo, drill: Drill, t0: Instant, stop: Arc<At
         .regions
         .iter()
         .filter(|r| targets.contains(&r.name))
-        .map(|r| (r.name.clone(), r.controller_dns, r.controller_http, r.client_address))
+        .map(|r| {
+            (
+                r.name.clone(),
+                r.controller_dns,
+                r.controller_http,
+                r.client_address,
+            )
+        })
         .collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(400))
@@ -170,11 +182,19 @@ mod tests {
         let mut reply = query(7);
         reply[2] |= 0x80;
         assert_eq!(parse(&reply, 8), None, "another query's answer");
-        assert_eq!(parse(&reply, 7), Some(DnsAnswer::Refused { rcode: 0 }), "no data");
+        assert_eq!(
+            parse(&reply, 7),
+            Some(DnsAnswer::Refused { rcode: 0 }),
+            "no data"
+        );
         reply[7] = 2;
         assert_eq!(parse(&reply, 7), Some(DnsAnswer::Authoritative));
         reply[3] |= 2;
-        assert_eq!(parse(&reply, 7), Some(DnsAnswer::Refused { rcode: 2 }), "SERVFAIL");
+        assert_eq!(
+            parse(&reply, 7),
+            Some(DnsAnswer::Refused { rcode: 2 }),
+            "SERVFAIL"
+        );
         assert_eq!(parse(&query(7), 7), None, "a query is no answer");
     }
 }

@@ -20,7 +20,9 @@ fn run_broken(name: &str, variant: &str, edit: impl Fn(&str) -> String) -> Drill
     let shipped = std::fs::read_to_string(root.join(format!("drills/{name}.yaml"))).unwrap();
     let broken = edit(&shipped);
     assert_ne!(broken, shipped, "the edit changed nothing");
-    let report_dir = root.join("target/drill-tests").join(format!("{name}-{variant}"));
+    let report_dir = root
+        .join("target/drill-tests")
+        .join(format!("{name}-{variant}"));
     std::fs::create_dir_all(&report_dir).unwrap();
     let drill_file = report_dir.join("drill.yaml");
     std::fs::write(&drill_file, broken).unwrap();
@@ -70,7 +72,12 @@ fn print_figures(name: &str, report: &DrillReport) {
         t.writes_lost
     );
     for check in &report.checks {
-        println!("  {} {}: {}", if check.passed { "ok  " } else { "FAIL" }, check.name, check.observed);
+        println!(
+            "  {} {}: {}",
+            if check.passed { "ok  " } else { "FAIL" },
+            check.name,
+            check.observed
+        );
     }
 }
 
@@ -121,13 +128,19 @@ fn a_connection_reset_at_commit_applies_nothing_twice() {
     assert_eq!(report.totals.writes_lost, 0);
     assert_eq!(report.totals.writes_duplicated, 0);
     assert_eq!(report.totals.accounts_unreconciled, 0);
-    assert!(report.checks.iter().any(|c| c.name.starts_with("commits whose answer was cut") && c.passed));
+    assert!(report
+        .checks
+        .iter()
+        .any(|c| c.name.starts_with("commits whose answer was cut") && c.passed));
     // Broken on purpose: the same ledger with one cut commit applied a
     // second time behind its row (what a service without the idempotency
     // key's replay would do) no longer reconciles.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let unreconciled = runtime.block_on(apply_a_cut_commit_twice_and_verify("commit-reset"));
-    assert_eq!(unreconciled, 2, "both accounts of the doubled transfer are found");
+    assert_eq!(
+        unreconciled, 2,
+        "both accounts of the doubled transfer are found"
+    );
 }
 
 /// Applies one transfer whose commit was cut (a key the service logged as
@@ -140,7 +153,9 @@ async fn apply_a_cut_commit_twice_and_verify(name: &str) -> u64 {
     use chaos::load::Operation;
     use tokio_postgres::NoTls;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/drill-tests").join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/drill-tests")
+        .join(name);
     let history: Vec<Operation> = std::fs::read_to_string(root.join("history.jsonl"))
         .unwrap()
         .lines()
@@ -149,7 +164,10 @@ async fn apply_a_cut_commit_twice_and_verify(name: &str) -> u64 {
     let mut cut_keys = Vec::new();
     for entry in std::fs::read_dir(root.join("run/logs")).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains("commit outcome unknown; resolving")) {
+        for line in text
+            .lines()
+            .filter(|l| l.contains("commit outcome unknown; resolving"))
+        {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
             cut_keys.push(value["fields"]["key"].as_str().unwrap().to_owned());
         }
@@ -168,7 +186,10 @@ async fn apply_a_cut_commit_twice_and_verify(name: &str) -> u64 {
     tokio::spawn(connection);
     let mut ledger_url = None;
     for row in admin
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'ledger_%'", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'ledger_%'",
+            &[],
+        )
         .await
         .unwrap()
     {
@@ -176,7 +197,10 @@ async fn apply_a_cut_commit_twice_and_verify(name: &str) -> u64 {
         let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
         tokio::spawn(connection);
         let found = client
-            .query_opt("SELECT 1 FROM transfers WHERE idempotency_key = $1", &[&key])
+            .query_opt(
+                "SELECT 1 FROM transfers WHERE idempotency_key = $1",
+                &[&key],
+            )
             .await
             .ok()
             .flatten();
