@@ -191,6 +191,9 @@ fn route53(inputs: &Inputs) -> Vec<HypothesisCheck> {
             },
         ];
         let mut passed = removed.is_some() && restored.is_some_and(|at| at > ended);
+        let (gate_passed, gate_observed) = gate(inputs, region, fault.start_s);
+        observed.push(gate_observed);
+        passed &= gate_passed;
         if let Some(throttle) = throttle {
             let throttle_end = throttle.end_s.unwrap_or(f64::INFINITY);
             let flag = inputs
@@ -221,10 +224,12 @@ fn route53(inputs: &Inputs) -> Vec<HypothesisCheck> {
             name: format!("Route53 record of {region} removed and restored"),
             expected: if throttle.is_some() {
                 "drained by the flag while the API throttled; record removed, then restored after \
-                 the fault ended"
+                 the fault ended; /healthz/region 503 while drained, 200 after"
                     .into()
             } else {
-                "record removed, then restored after the fault ended".into()
+                "record removed, then restored after the fault ended; /healthz/region 503 while \
+                 drained, 200 after"
+                    .into()
             },
             observed: observed.join("; "),
             passed,
@@ -249,4 +254,47 @@ fn route53(inputs: &Inputs) -> Vec<HypothesisCheck> {
         passed: last.is_some() && missing.is_empty(),
     });
     checks
+}
+
+/// The data-plane gate of `region`: from its drain flag (after `since`) to
+/// its restore, no instance admitted traffic on `/healthz/region` and some
+/// refused it (the region was back, and kept out by the gate alone until
+/// the controller restored it); after the restore, it admitted again.
+fn gate(inputs: &Inputs, region: &str, since: f64) -> (bool, String) {
+    let event = |kind: &str, after: f64| {
+        inputs
+            .events
+            .iter()
+            .find(|e| e.kind == kind && e.region.as_deref() == Some(region) && e.at_s >= after)
+            .map(|e| e.at_s)
+    };
+    let Some(drained) = event("drain_flag", since) else {
+        return (false, "gate: never drained".into());
+    };
+    let restored = event("restore", drained).unwrap_or(f64::INFINITY);
+    let looks: Vec<_> = inputs
+        .watched
+        .gates
+        .iter()
+        .filter(|g| g.region == region)
+        .collect();
+    // The gate follows the flag within the service's refresh (250 ms).
+    let between = |from: f64, to: f64| looks.iter().filter(move |g| g.t > from && g.t < to);
+    let admitted_while_drained = between(drained + 0.5, restored)
+        .filter(|g| g.admitted == Some(true))
+        .count();
+    let refused_while_drained = between(drained + 0.5, restored)
+        .filter(|g| g.admitted == Some(false))
+        .count();
+    let admitted_after = between(restored + 1.0, f64::INFINITY)
+        .filter(|g| g.admitted == Some(true))
+        .count();
+    let passed = admitted_while_drained == 0 && refused_while_drained > 0 && admitted_after > 0;
+    (
+        passed,
+        format!(
+            "gate while drained: {refused_while_drained} looks 503, {admitted_while_drained} \
+             admitted; {admitted_after} admitted after the restore"
+        ),
+    )
 }

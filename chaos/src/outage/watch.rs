@@ -49,15 +49,28 @@ pub struct RecordsSeen {
     pub regions: BTreeSet<String>,
 }
 
+/// The data-plane gate of a region at one moment: its instances'
+/// `/healthz/region`, what a Route53 health check probes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GateSeen {
+    pub t: f64,
+    pub region: String,
+    /// Some instance answered 2xx (`true`), all that answered said 503
+    /// (`false`), or none answered (`None`: the region is down).
+    pub admitted: Option<bool>,
+}
+
 /// Everything the watchers saw.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Watched {
     pub replicas: Vec<ReplicaSeen>,
     pub records: Vec<RecordsSeen>,
+    pub gates: Vec<GateSeen>,
 }
 
 /// Watches until `stop`: the replicas that `controller-db-cut` faults
-/// target, and the Route53 records in Route53 mode.
+/// target, and in Route53 mode the records and the gates of the regions
+/// that must drain.
 pub async fn watch(
     info: DeploymentInfo,
     drill: Drill,
@@ -83,6 +96,15 @@ pub async fn watch(
             )
         })
         .collect();
+    let gated: Vec<_> = match info.route53 {
+        Some(_) => info
+            .regions
+            .iter()
+            .filter(|r| drill.hypothesis.must_drain.contains(&r.name))
+            .map(|r| (r.name.clone(), r.instances.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(400))
         .build()
@@ -115,6 +137,21 @@ pub async fn watch(
                     regions,
                 });
             }
+        }
+        for (region, instances) in &gated {
+            let mut admitted = None;
+            for instance in instances {
+                let url = format!("http://{instance}/healthz/region");
+                if let Ok(response) = http.get(url).send().await {
+                    let ok = response.status().is_success();
+                    admitted = Some(admitted.unwrap_or(false) || ok);
+                }
+            }
+            watched.gates.push(GateSeen {
+                t: t0.elapsed().as_secs_f64(),
+                region: region.clone(),
+                admitted,
+            });
         }
         tokio::time::sleep(EVERY.saturating_sub(looked.elapsed())).await;
     }
