@@ -84,3 +84,46 @@ async fn a_cut_commit_reaches_the_server_and_its_answer_never_the_client() {
     );
     assert_eq!(proxy.commits_cut(), 1);
 }
+
+#[test]
+fn the_outage_faults_have_a_readable_wire_form() {
+    use crate::deployment::FaultAction;
+    let cases = [
+        (
+            r#"{"kind": "db-crash", "on": true}"#,
+            FaultAction::DbCrash { on: true },
+        ),
+        (
+            r#"{"kind": "commit-reset", "target": "eu-west-1", "on": true, "share": 0.3}"#,
+            FaultAction::CommitReset {
+                target: "eu-west-1".into(),
+                on: true,
+                share: Some(0.3),
+            },
+        ),
+        (
+            r#"{"kind": "controller-db-cut", "target": "eu-west-1", "on": false}"#,
+            FaultAction::ControllerDbCut {
+                target: "eu-west-1".into(),
+                on: false,
+            },
+        ),
+        (
+            r#"{"kind": "route53-throttle", "on": true}"#,
+            FaultAction::Route53Throttle { on: true },
+        ),
+    ];
+    for (wire, action) in cases {
+        assert_eq!(
+            serde_json::from_str::<FaultAction>(wire).unwrap(),
+            action,
+            "{wire}"
+        );
+    }
+    assert_eq!(FaultAction::DbCrash { on: true }.target(), None);
+    assert!(
+        serde_json::from_str::<FaultAction>(r#"{"kind": "db-crash", "on": true, "target": "x"}"#)
+            .is_err(),
+        "a deployment-wide fault names no region"
+    );
+}
