@@ -28,6 +28,13 @@ function M.load(args)
    return ids
 end
 
+-- The Authorization header of every request: the key scripts/bench.sh
+-- created for the principal `bench` (BENCH_API_KEY).
+function M.authorization()
+   local key = os.getenv("BENCH_API_KEY") or error("BENCH_API_KEY is not set (scripts/bench.sh sets it)")
+   return "Bearer " .. key
+end
+
 -- Two distinct random indexes in [1, n].
 function M.pair(n)
    local a = math.random(n)

@@ -6,4 +6,4 @@
 -- md5('bench-account-' || n)::uuid (the file given to wrk lists the same ids
 -- in the same order). That costs one md5 of a short string per statement.
 \set n random(1, :accounts)
-SELECT id, owner, balance, home_region, created_at FROM accounts WHERE id = md5('bench-account-' || :n)::uuid;
+SELECT id, owner, principal, balance, home_region, created_at FROM accounts WHERE id = md5('bench-account-' || :n)::uuid;

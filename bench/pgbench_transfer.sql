@@ -13,9 +13,9 @@
 \set b case when :b >= :a then :b + 1 else :b end
 \set key random(10000000000000, 99999999999999) * 10000 + :client_id
 BEGIN ISOLATION LEVEL SERIALIZABLE;
-SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE operation = 'transfer' AND idempotency_key = :key;
-SELECT id, balance FROM accounts WHERE id = md5('bench-account-' || :a)::uuid OR id = md5('bench-account-' || :b)::uuid ORDER BY id FOR UPDATE;
+SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE principal = 'bench' AND operation = 'transfer' AND idempotency_key = :key;
+SELECT id, balance, principal FROM accounts WHERE id = md5('bench-account-' || :a)::uuid OR id = md5('bench-account-' || :b)::uuid ORDER BY id FOR UPDATE;
 UPDATE accounts SET balance = CASE WHEN id = md5('bench-account-' || :a)::uuid THEN balance - 1 ELSE balance + 1 END WHERE id = md5('bench-account-' || :a)::uuid OR id = md5('bench-account-' || :b)::uuid;
-INSERT INTO transfers (from_account, to_account, amount, idempotency_key, served_by_region) VALUES (md5('bench-account-' || :a)::uuid, md5('bench-account-' || :b)::uuid, 1, :key, 'us-east-1') RETURNING id AS t_id, created_at AS t_created_at \gset
-INSERT INTO idempotency_keys (operation, idempotency_key, request_hash, response_status, response_body, served_by_region) VALUES ('transfer', :key, '4f1c3b0e9d2a7c6b5e8f0a1d2c3b4a5968778695a4b3c2d1e0f9a8b7c6d5e4f3', 201, jsonb_build_object('id', :t_id::text, 'from', md5('bench-account-' || :a)::uuid, 'to', md5('bench-account-' || :b)::uuid, 'amount', 1, 'served_by_region', 'us-east-1', 'created_at', :t_created_at::text), 'us-east-1');
+INSERT INTO transfers (from_account, to_account, amount, idempotency_key, principal, served_by_region) VALUES (md5('bench-account-' || :a)::uuid, md5('bench-account-' || :b)::uuid, 1, :key, 'bench', 'us-east-1') RETURNING id AS t_id, created_at AS t_created_at \gset
+INSERT INTO idempotency_keys (principal, operation, idempotency_key, request_hash, response_status, response_body, served_by_region) VALUES ('bench', 'transfer', :key, '4f1c3b0e9d2a7c6b5e8f0a1d2c3b4a5968778695a4b3c2d1e0f9a8b7c6d5e4f3', 201, jsonb_build_object('id', :t_id::text, 'from', md5('bench-account-' || :a)::uuid, 'to', md5('bench-account-' || :b)::uuid, 'amount', 1, 'served_by_region', 'us-east-1', 'created_at', :t_created_at::text), 'us-east-1');
 COMMIT;

@@ -18,8 +18,9 @@ function init(args)
    local ids = common.load(args)
    n = #ids
    requests = {}
+   local headers = { ["Authorization"] = common.authorization() }
    for i = 1, n do
-      requests[i] = wrk.format("GET", "/v1/accounts/" .. ids[i])
+      requests[i] = wrk.format("GET", "/v1/accounts/" .. ids[i], headers)
    end
 end
 

@@ -16,6 +16,7 @@ setup = common.setup
 done = common.done
 
 function init(args)
+   headers["Authorization"] = common.authorization()
    ids = common.load(args)
    n = #ids
    tag = args[3] or "run"

@@ -147,13 +147,19 @@ psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 psql "$DATABASE_URL" -c "CREATE DATABASE ledger_bench"
 SERVICE_REGION=$region SERVICE_DATABASE_URL=$db_url SERVICE_LOG_FILTER=warn \
   "$service_bin" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; exit 1; }
+# The load generators authenticate as the principal `bench`, which owns the
+# seeded accounts (the key goes to the wrk scripts through the environment).
+BENCH_API_KEY=$(SERVICE_REGION=$region SERVICE_DATABASE_URL=$db_url SERVICE_LOG_FILTER=warn \
+  "$service_bin" api-key create --principal bench --description benchmark 2>>"$work/migrate.log") \
+  || { cat "$work/migrate.log" >&2; exit 1; }
+export BENCH_API_KEY
 
 # Account n has the id md5('bench-account-' || n)::uuid: uniformly spread like
 # gen_random_uuid(), and computable by pgbench, whose variables are numbers.
 log "seeding $accounts accounts"
 psql "$db_url" <<SQL
-INSERT INTO accounts (id, owner, balance, home_region)
-SELECT md5('bench-account-' || n)::uuid, 'bench-owner-' || n, 1000000000000, '$region'
+INSERT INTO accounts (id, owner, principal, balance, home_region)
+SELECT md5('bench-account-' || n)::uuid, 'bench-owner-' || n, 'bench', 1000000000000, '$region'
 FROM generate_series(1, $accounts) AS n;
 SQL
 # A ledger with a past: transfers in pairs that cancel out (a->b then b->a),
@@ -162,15 +168,15 @@ SQL
 # transactions conflict far more often (SIRead locks on the same few pages).
 log "seeding $history transfers"
 psql "$db_url" <<SQL
-INSERT INTO transfers (from_account, to_account, amount, idempotency_key, served_by_region)
+INSERT INTO transfers (from_account, to_account, amount, idempotency_key, principal, served_by_region)
 SELECT md5('bench-account-' || (CASE WHEN g % 2 = 0 THEN a ELSE b END))::uuid,
        md5('bench-account-' || (CASE WHEN g % 2 = 0 THEN b ELSE a END))::uuid,
-       1, 'seed-' || md5(g::text), '$region'
+       1, 'seed-' || md5(g::text), 'bench', '$region'
 FROM (SELECT g, 1 + (g / 2) % $accounts AS a, 1 + ((g / 2) * 7919 + 1) % $accounts AS b
       FROM generate_series(0, $history - 1) AS g) AS pairs
 WHERE a <> b;
-INSERT INTO idempotency_keys (operation, idempotency_key, request_hash, response_status, response_body, served_by_region)
-SELECT 'transfer', idempotency_key, md5(idempotency_key), 201,
+INSERT INTO idempotency_keys (principal, operation, idempotency_key, request_hash, response_status, response_body, served_by_region)
+SELECT 'bench', 'transfer', idempotency_key, md5(idempotency_key), 201,
        jsonb_build_object('id', id, 'from', from_account, 'to', to_account, 'amount', amount,
                           'served_by_region', served_by_region, 'created_at', created_at),
        served_by_region
@@ -194,6 +200,8 @@ SERVICE_DATABASE_POOL_SIZE=$connections \
 SERVICE_MAX_CONCURRENT_REQUESTS=$((connections * 16 + 64)) \
 SERVICE_TRANSACTION_MAX_RETRIES=$max_retries \
 SERVICE_DRAIN_PERIOD_MS=0 \
+SERVICE_RATE_LIMIT_PER_SECOND=1000000000 \
+SERVICE_RATE_LIMIT_BURST=1000000000 \
   "$service_bin" serve >"$work/service.log" 2>&1 &
 service_pid=$!
 for _ in $(seq 1 150); do
@@ -205,9 +213,10 @@ done
   || { cat "$work/service.log" >&2; log "the service did not become ready"; exit 1; }
 # Sanity: both endpoints answer as the load generators expect.
 first_id=$(sed -n 1p "$ids_file"); second_id=$(sed -n 2p "$ids_file")
-code=$(curl -s -o /dev/null -w '%{http_code}' "$base_url/v1/accounts/$first_id")
+auth="Authorization: Bearer $BENCH_API_KEY"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "$base_url/v1/accounts/$first_id")
 [ "$code" = 200 ] || { log "GET /v1/accounts answered $code"; exit 1; }
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -H "$auth" \
   -H "Idempotency-Key: bench-sanity-$$" --data "{\"from\":\"$first_id\",\"to\":\"$second_id\",\"amount\":1}" \
   "$base_url/v1/transfers")
 [ "$code" = 201 ] || { log "POST /v1/transfers answered $code"; exit 1; }

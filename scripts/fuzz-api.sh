@@ -30,9 +30,13 @@ url="${DATABASE_URL%/*}/$database"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
+# No rate limit: the generator sends far more than a principal's share.
 export SERVICE_REGION=us-east-1 SERVICE_DATABASE_URL=$url SERVICE_LOG_FILTER=warn SERVICE_DRAIN_PERIOD_MS=0 \
-  SERVICE_LISTEN_ADDRESS=127.0.0.1:$port SERVICE_ADMIN_ADDRESS=127.0.0.1:$admin
+  SERVICE_LISTEN_ADDRESS=127.0.0.1:$port SERVICE_ADMIN_ADDRESS=127.0.0.1:$admin SERVICE_RATE_LIMIT_PER_SECOND=0
 target/debug/service migrate >/dev/null
+# The first run is authenticated (an admin, so that every operation can
+# succeed); the second sends no credential, then a wrong one.
+key=$(target/debug/service api-key create --principal fuzz --scopes admin 2>/dev/null)
 target/debug/service >"$work/service.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -45,7 +49,7 @@ done
 # rich, one poor (insufficient funds), one empty.
 accounts=()
 for balance in 1000000000 100 0; do
-  answer=$(curl -sf -X POST "http://127.0.0.1:$port/v1/accounts" -H 'Content-Type: application/json' \
+  answer=$(curl -sf -X POST "http://127.0.0.1:$port/v1/accounts" -H 'Content-Type: application/json' -H "Authorization: Bearer $key" \
     -H "Idempotency-Key: fuzz-seed-$balance" --data "{\"owner\":\"fuzz-$balance\",\"opening_balance\":$balance}") \
     || { echo "fuzz-api.sh: could not create a seed account" >&2; exit 1; }
   accounts+=("$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$answer")")
@@ -56,6 +60,15 @@ export SCHEMATHESIS_HOOKS=$root/scripts/fuzz_hooks.py
 
 # Run from a scratch directory so hypothesis' example database stays out of the tree.
 (cd "$work" && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  -H "Authorization: Bearer $key" \
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples "${FUZZ_MAX_EXAMPLES:-150}" --workers 1 --seed "${FUZZ_SEED:-20261125}")
+# Every /v1 operation must refuse a request without credentials, and one
+# with a wrong key, with 401 (the hook's check `refuses_credentials`).
+for credential in "" "Authorization: Bearer lk_000000000000_$(printf '0%.0s' $(seq 64))"; do
+  (cd "$work" && FUZZ_EXPECT_401=1 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+    ${credential:+-H "$credential"} --include-path-regex '^/v1/' \
+    --checks refuses_credentials,not_a_server_error \
+    --max-examples "${FUZZ_UNAUTHENTICATED_EXAMPLES:-20}" --workers 1 --seed "${FUZZ_SEED:-20261125}")
+done
 echo "fuzz-api.sh: no failures"

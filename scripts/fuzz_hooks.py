@@ -48,3 +48,23 @@ def before_call(context, case, kwargs):
     if second == first:
         second = (first + 1) % n
     case.body = {**body, "from": ACCOUNTS[first], "to": ACCOUNTS[second]}
+
+
+@schemathesis.check
+def refuses_credentials(ctx, response, case):
+    """Active in fuzz-api.sh's unauthenticated runs (FUZZ_EXPECT_401=1):
+    every /v1 operation answers 401 with a Bearer challenge."""
+    if os.environ.get("FUZZ_EXPECT_401") != "1":
+        return None
+    # The coverage phase also sends methods the route does not have; those
+    # are 405 before any authentication, which says nothing about an account.
+    if case.method.upper() != case.operation.method.upper():
+        return None
+    if response.status_code != 401:
+        raise AssertionError(f"{case.method} {case.path}: expected 401 without valid credentials, got {response.status_code}")
+    challenge = response.headers.get("www-authenticate", "")
+    if isinstance(challenge, list):
+        challenge = challenge[0] if challenge else ""
+    if not challenge.startswith("Bearer"):
+        raise AssertionError(f"{case.method} {case.path}: 401 without a Bearer WWW-Authenticate ({challenge!r})")
+    return None

@@ -2,7 +2,10 @@
 # Installs the tools that tests and checks need, idempotently:
 # - Debian packages: postgresql (via pg.sh), prometheus (promtool), and the
 #   DNS tools of the controller's conformance tests: bind9-dnsutils (dig),
-#   ldnsutils (drill), dnsviz;
+#   ldnsutils (drill), dnsviz; unbound, the drills' recursive resolver;
+#   chromium, in which the drill report's test
+#   (chaos/src/report/browser.rs) loads report.html and checks that its
+#   charts draw without a script error;
 # - Python packages listed in scripts/requirements-test.txt, in a virtualenv
 #   at target/py (so nothing is installed into the system Python).
 set -euo pipefail
@@ -10,7 +13,7 @@ set -euo pipefail
 tools_install() {
   local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   # command -> Debian package; only the missing ones are installed.
-  local wanted=(promtool:prometheus dig:bind9-dnsutils drill:ldnsutils dnsviz:dnsviz)
+  local wanted=(promtool:prometheus dig:bind9-dnsutils drill:ldnsutils dnsviz:dnsviz unbound:unbound chromium:chromium)
   local missing=() pair
   for pair in "${wanted[@]}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

@@ -412,6 +412,7 @@ mod tests {
             end_s: Some(end_s),
             dns: None,
             failback: None,
+            reach_after_leaving: None,
         }
     }
 
@@ -425,7 +426,7 @@ mod tests {
     }
 
     fn region_kill_drill() -> Drill {
-        Drill::parse(include_str!("../../drills/region-kill.yaml")).unwrap()
+        Drill::parse(include_str!("../../drills/kill-and-return.yaml")).unwrap()
     }
 
     #[test]

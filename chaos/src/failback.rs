@@ -141,6 +141,7 @@ mod tests {
             latency_ms: 1.0,
             outcome: Outcome::Ok,
             served_by: Some(TARGET.to_owned()),
+            connection: crate::load::Connection::Pooled,
             attempts: 1,
             first_error: None,
             transfer: None,
@@ -158,6 +159,7 @@ mod tests {
             end_s: Some(end_s),
             dns: crate::analysis::fault_dns(dns, TARGET, start_s),
             failback: None,
+            reach_after_leaving: None,
         }
     }
 
@@ -214,7 +216,7 @@ mod tests {
 
     #[test]
     fn must_return_fails_without_a_return_or_beyond_the_limit() {
-        let mut drill = Drill::parse(include_str!("../../drills/region-kill.yaml")).unwrap();
+        let mut drill = Drill::parse(include_str!("../../drills/kill-and-return.yaml")).unwrap();
         drill.hypothesis.must_return = vec![TARGET.to_owned()];
         drill.hypothesis.max_failback_s = Some(15.0);
         let dns = watch(40.0, |t| !(10.8..32.4).contains(&t));

@@ -61,6 +61,7 @@ mod tests {
             latency_ms: 1000.0,
             outcome,
             served_by: None,
+            connection: crate::load::Connection::Pooled,
             attempts: 2,
             first_error: Some("127.0.2.11:8080: timeout".to_owned()),
             transfer: None,
@@ -79,6 +80,7 @@ mod tests {
             end_s: Some(20.0),
             dns: None,
             failback: None,
+            reach_after_leaving: None,
         }];
         let history = [
             operation(12.0, Outcome::Unknown, Some("applied")),

@@ -3,7 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod api_key;
+pub mod availability;
 pub mod control;
+pub mod controller_settings;
 pub mod database;
 pub mod deployment;
 pub mod drill;
@@ -17,4 +20,5 @@ pub mod postgres;
 pub mod proxy;
 pub mod report;
 pub mod spec;
+pub mod stickiness;
 pub mod verify;

@@ -1,11 +1,19 @@
 //! Open-loop load: each client region sends at its own fixed rate from its
-//! own address, resolves the service name through the controllers' DNS with
-//! a real resolver that honours TTL, and records every operation from its
-//! intended start (no coordinated omission) to ok, fail or unknown.
+//! own address, resolves the service name through its region's recursive
+//! resolver (unbound, which caches by TTL), speaks HTTPS to the regions'
+//! load balancers, and records every operation from its intended start (no
+//! coordinated omission) to ok, fail or unknown.
 //!
-//! A failed attempt is retried once on the next region of the client's
-//! preference list, with the same Idempotency-Key for writes (reads are safe
-//! to retry by HTTP semantics).
+//! Clients as they are: every other operation goes through a pooled
+//! keep-alive client (the default of every SDK), whose connections are
+//! keyed by the service's name, so that it keeps using a connection to a
+//! region whatever DNS says since, until the server closes it; the others
+//! through a client that opens a fresh connection (and resolves) each time.
+//!
+//! A failed attempt is retried on the next region of the client's
+//! preference list that it has not tried yet, up to three attempts in all
+//! (the AWS SDKs' standard retry mode makes three), with the same
+//! Idempotency-Key for writes (reads are safe to retry by HTTP semantics).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +55,9 @@ pub struct Operation {
     pub latency_ms: f64,
     pub outcome: Outcome,
     pub served_by: Option<String>,
+    /// The client the operation went through.
+    #[serde(default)]
+    pub connection: Connection,
     pub attempts: u8,
     /// Error of the first attempt when it failed (retried or not).
     pub first_error: Option<String>,
@@ -66,6 +77,20 @@ pub struct Operation {
     pub balance: Option<i64>,
 }
 
+/// How a client holds its connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// Keep-alive connections reused across requests, keyed by host name.
+    #[default]
+    Pooled,
+    /// A new connection, and a new resolution, for every request.
+    Fresh,
+}
+
+/// Attempts per operation: the first, then one on each of the next regions.
+pub const MAX_ATTEMPTS: u8 = 3;
+
 /// Amount of every transfer the load sends (minor units).
 pub const TRANSFER_AMOUNT: i64 = 1;
 
@@ -80,14 +105,20 @@ pub struct TransferSent {
 /// What the load needs to know about the deployment.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// DNS servers of every controller replica.
+    /// DNS servers of every controller replica (the authoritative view).
     pub dns_servers: Vec<SocketAddr>,
+    /// The recursive resolver of each client region.
+    pub resolvers: BTreeMap<String, SocketAddr>,
+    /// PEM of the CA the load balancers' certificate chains to.
+    pub ca_pem: String,
     /// Source address of each client region.
     pub client_addresses: BTreeMap<String, IpAddr>,
     /// Instances of each region, for the retry on the next region.
     pub instances: BTreeMap<String, Vec<SocketAddr>>,
     /// Regions in order of preference for each client region.
     pub preference: BTreeMap<String, Vec<String>>,
+    /// Sent as `Authorization: Bearer` on every request.
+    pub api_key: String,
 }
 
 /// The region whose instance has address `ip`.
@@ -137,16 +168,19 @@ impl LiveCounters {
     }
 }
 
-/// A resolver that asks the controllers' DNS from `source`, caching by TTL.
-pub fn resolver(dns_servers: &[SocketAddr], source: IpAddr, cache: bool) -> TokioResolver {
+/// A stub resolver that asks `dns_servers` (from `source` when given),
+/// caching by TTL when `cache` is set.
+pub fn resolver(dns_servers: &[SocketAddr], source: Option<IpAddr>, cache: bool) -> TokioResolver {
     let mut config = ResolverConfig::new();
     for server in dns_servers {
         let mut name_server = NameServerConfig::new(*server, Protocol::Udp);
-        name_server.bind_addr = Some(SocketAddr::new(source, 0));
+        name_server.bind_addr = source.map(|source| SocketAddr::new(source, 0));
         config.add_name_server(name_server);
     }
     let mut options = ResolverOpts::default();
-    options.timeout = Duration::from_millis(300);
+    // A recursive resolver may need a name server's timeout and another
+    // name server to answer.
+    options.timeout = Duration::from_millis(1500);
     options.attempts = 1;
     options.cache_size = if cache { 32 } else { 0 };
     options.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
@@ -169,15 +203,31 @@ pub async fn run(
     let mut tasks = Vec::new();
     for (offset, client_region) in plan.client_regions.iter().enumerate() {
         let source = target.client_addresses[client_region];
-        let client = Arc::new(RegionClient {
-            region: client_region.clone(),
-            resolver: resolver(&target.dns_servers, source, true),
-            http: reqwest::Client::builder()
+        // The client region's own resolver; the controllers directly for a
+        // deployment that has none.
+        let resolver = match target.resolvers.get(client_region) {
+            Some(address) => self::resolver(&[*address], Some(source), false),
+            None => self::resolver(&target.dns_servers, Some(source), true),
+        };
+        let https = |pooled: bool| {
+            let builder = crate::deployment::tls::client_builder(&target.ca_pem)
+                .default_headers(crate::api_key::headers(&target.api_key))
                 .local_address(source)
                 .timeout(plan.request_timeout)
-                .pool_idle_timeout(Duration::from_secs(5))
-                .build()
-                .expect("http client"),
+                .dns_resolver(Arc::new(NameResolver(resolver.clone())));
+            let builder = if pooled {
+                // reqwest's (and most SDKs') idle timeout: 90 s.
+                builder.pool_idle_timeout(Duration::from_secs(90))
+            } else {
+                builder.pool_max_idle_per_host(0)
+            };
+            builder.build().expect("https client")
+        };
+        let client = Arc::new(RegionClient {
+            region: client_region.clone(),
+            pooled: https(true),
+            fresh: https(false),
+            resolver,
             preference: target.preference[client_region].clone(),
             instances: target.instances.clone(),
         });
@@ -196,10 +246,32 @@ pub async fn run(
     history
 }
 
+/// reqwest's connections resolved through the client region's resolver.
+struct NameResolver(TokioResolver);
+
+impl reqwest::dns::Resolve for NameResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.0.clone();
+        Box::pin(async move {
+            let answer = resolver.lookup_ip(name.as_str()).await?;
+            let mut addresses: Vec<SocketAddr> =
+                answer.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            // Spread new connections over the region's instances.
+            if !addresses.is_empty() {
+                let start = rand::thread_rng().gen_range(0..addresses.len());
+                addresses.rotate_left(start);
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 struct RegionClient {
     region: String,
     resolver: TokioResolver,
-    http: reqwest::Client,
+    pooled: reqwest::Client,
+    fresh: reqwest::Client,
     preference: Vec<String>,
     instances: BTreeMap<String, Vec<SocketAddr>>,
 }
@@ -241,7 +313,14 @@ async fn client_loop(
         let client = client.clone();
         let live = live.clone();
         operations.spawn(async move {
-            let operation = client.execute(request, intended, t0, pick).await;
+            let connection = if n % 2 == 0 {
+                Connection::Pooled
+            } else {
+                Connection::Fresh
+            };
+            let operation = client
+                .execute(request, connection, intended, t0, pick)
+                .await;
             live.record(&client.region, operation.outcome == Outcome::Ok);
             operation
         });
@@ -251,6 +330,15 @@ async fn client_loop(
         history.push(operation.expect("operation task"));
     }
     history
+}
+
+/// Where an attempt goes.
+#[derive(Clone, Copy)]
+enum Destination {
+    /// The service's name, as a client configured with it.
+    Name,
+    /// One instance's load balancer address.
+    Address(SocketAddr),
 }
 
 enum Request {
@@ -275,6 +363,7 @@ impl RegionClient {
     async fn execute(
         &self,
         request: Request,
+        connection: Connection,
         intended: Instant,
         t0: Instant,
         pick: u64,
@@ -298,19 +387,35 @@ impl RegionClient {
         let mut outcome = Outcome::Fail;
         let mut served_by = None;
         let mut answer = serde_json::Value::Null;
-        let mut tried_region: Option<String> = None;
-        for attempt in 0..2 {
-            let address = if attempt == 0 {
+        let mut tried_regions: Vec<String> = Vec::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            // The first attempt goes to the service's name (the client's
+            // connections, pooled by name, resolve it when they open); the
+            // retry to an instance of the next region by address.
+            let (destination, region) = if attempt == 0 {
                 match self.resolve(pick).await {
-                    Some(address) => address,
-                    None => self.fallback(None, pick),
+                    Some(address) => (
+                        Destination::Name,
+                        region_of(&self.instances, address.ip()).map(str::to_owned),
+                    ),
+                    None => {
+                        let address = self.fallback(&[], pick);
+                        (
+                            Destination::Address(address),
+                            region_of(&self.instances, address.ip()).map(str::to_owned),
+                        )
+                    }
                 }
             } else {
-                self.fallback(tried_region.as_deref(), pick)
+                let address = self.fallback(&tried_regions, pick);
+                (
+                    Destination::Address(address),
+                    region_of(&self.instances, address.ip()).map(str::to_owned),
+                )
             };
-            tried_region = region_of(&self.instances, address.ip()).map(str::to_owned);
+            tried_regions.extend(region);
             attempts += 1;
-            match self.send(&request, address).await {
+            match self.send(&request, connection, destination).await {
                 Attempt::Ok {
                     served_by: region,
                     body,
@@ -340,6 +445,7 @@ impl RegionClient {
             latency_ms: intended.elapsed().as_secs_f64() * 1000.0,
             outcome,
             served_by,
+            connection,
             attempts,
             first_error,
             transfer,
@@ -357,31 +463,46 @@ impl RegionClient {
             return None;
         }
         let ip = addresses[(pick % addresses.len() as u64) as usize];
-        Some(SocketAddr::new(ip, 8080))
+        Some(SocketAddr::new(ip, crate::deployment::SERVICE_PORT))
     }
 
-    /// An instance of the first preferred region other than `not`.
-    fn fallback(&self, not: Option<&str>, pick: u64) -> SocketAddr {
+    /// An instance of the first preferred region not in `not`.
+    fn fallback(&self, not: &[String], pick: u64) -> SocketAddr {
         let region = self
             .preference
             .iter()
-            .find(|r| Some(r.as_str()) != not)
+            .find(|r| !not.contains(r))
             .unwrap_or(&self.preference[0]);
         let addresses = &self.instances[region];
         addresses[(pick % addresses.len() as u64) as usize]
     }
 
-    async fn send(&self, request: &Request, address: SocketAddr) -> Attempt {
+    async fn send(
+        &self,
+        request: &Request,
+        connection: Connection,
+        destination: Destination,
+    ) -> Attempt {
+        let http = match connection {
+            Connection::Pooled => &self.pooled,
+            Connection::Fresh => &self.fresh,
+        };
+        let address = match destination {
+            Destination::Name => format!(
+                "{}:{}",
+                SERVICE_NAME.trim_end_matches('.'),
+                crate::deployment::SERVICE_PORT
+            ),
+            Destination::Address(address) => address.to_string(),
+        };
         let response = match request {
             Request::Read { account } => {
-                self.http
-                    .get(format!("http://{address}/v1/accounts/{account}"))
+                http.get(format!("https://{address}/v1/accounts/{account}"))
                     .send()
                     .await
             }
             Request::Transfer { key, from, to } => {
-                self.http
-                    .post(format!("http://{address}/v1/transfers"))
+                http.post(format!("https://{address}/v1/transfers"))
                     .header("Idempotency-Key", key)
                     .json(&serde_json::json!({"from": from, "to": to, "amount": TRANSFER_AMOUNT}))
                     .send()

@@ -4,6 +4,7 @@
 //! and writes its report, exiting non-zero when the hypothesis fails.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chaos::controller_settings::{ControllerOverrides, ControllerSettings};
 use chaos::control::{ControlServer, StateFile, DEFAULT_CONTROL_ADDRESS, STATE_FILE};
 use chaos::deployment::{Deployment, Options};
 use chaos::drill::{self, DeploymentSource, DrillOptions};
 use chaos::driver::ControlClient;
 use chaos::model::Verdict;
-use chaos::spec::Drill;
+use chaos::spec::{Drill, Wan};
 use clap::{Parser, Subcommand};
 use futures_util::FutureExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -58,10 +60,17 @@ enum Command {
         regions: Vec<String>,
         #[arg(long, default_value_t = 2)]
         instances_per_region: u8,
-        #[arg(long, default_value_t = 500)]
-        probe_interval_ms: u64,
-        #[arg(long, default_value_t = 1)]
-        dns_ttl_s: u32,
+        /// Probe interval of the controllers (default: production's, from
+        /// k8s/base/failover-controller/config.toml).
+        #[arg(long)]
+        probe_interval_ms: Option<u64>,
+        /// TTL of the controllers' DNS answers (default: production's).
+        #[arg(long)]
+        dns_ttl_s: Option<u32>,
+        /// Every region on the loopback instead of across the default WAN
+        /// (70 to 220 ms between regions).
+        #[arg(long)]
+        no_wan: bool,
         /// Logs, generated configuration and `deployment.json` (default: a
         /// temporary directory).
         #[arg(long)]
@@ -160,9 +169,21 @@ async fn main() -> anyhow::Result<()> {
             instances_per_region,
             probe_interval_ms,
             dns_ttl_s,
+            no_wan,
             run_dir,
             control_address,
         } => {
+            let overrides = ControllerOverrides {
+                probe: probe_interval_ms
+                    .map(|ms| BTreeMap::from([("interval_ms".to_owned(), ms)]))
+                    .unwrap_or_default(),
+                dns_ttl_s,
+                ..ControllerOverrides::default()
+            };
+            let controller = ControllerSettings::new(&overrides)
+                .map_err(|message| {
+                    anyhow::anyhow!("--probe-interval-ms or --dns-ttl-s: {message}")
+                })?;
             let temporary = run_dir.is_none();
             let run_dir = run_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("chaos-up-{}", std::process::id()))
@@ -170,11 +191,8 @@ async fn main() -> anyhow::Result<()> {
             let options = Options {
                 regions,
                 instances_per_region,
-                probe_interval_ms,
-                dns_ttl_s,
-                probe_timeout_ms: None,
-                failures_to_down: None,
-                wan: None,
+                controller,
+                wan: (!no_wan).then(Wan::default),
                 database_url: cli.database_url,
                 run_dir: run_dir.clone(),
                 bin_dir,

@@ -128,6 +128,10 @@ pub struct FaultWindow {
     /// from), and in reports written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<Failback>,
+    /// After the target left DNS: how long pooled and fresh clients kept
+    /// reaching it (`None` when it never left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach_after_leaving: Option<crate::stickiness::ReachAfterLeaving>,
 }
 
 /// When a fault's target came back after the fault ended (`end_s`), before

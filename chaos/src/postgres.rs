@@ -191,10 +191,16 @@ fn find_bin() -> Option<PathBuf> {
 }
 
 fn install() -> anyhow::Result<()> {
-    eprintln!("chaos: installing PostgreSQL from the OS packages");
+    install_package("postgresql")
+}
+
+/// Installs a Debian package (the drills' own dependencies: PostgreSQL,
+/// unbound), so that nothing needs installing by hand.
+pub fn install_package(package: &str) -> anyhow::Result<()> {
+    eprintln!("chaos: installing {package} from the OS packages");
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "postgresql"])
+        .args(["install", "-y", "-qq", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

@@ -40,6 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// The smallest retransmission timeout of Linux TCP: what a lost segment
 /// costs at least.
@@ -128,6 +129,18 @@ impl Proxy {
     /// Binds `listen` and forwards to `upstream` until the handle's last
     /// clone is dropped.
     pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with_tls(listen, upstream, None).await
+    }
+
+    /// Like [`Proxy::start`], terminating TLS with `tls` when given, as a
+    /// load balancer does: the WAN's delays apply to the encrypted bytes
+    /// between the client and the proxy (so a handshake costs its round
+    /// trips), the upstream gets plain HTTP.
+    pub async fn start_with_tls(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let (state, receiver) = watch::channel(ProxyState {
             mode: Mode::Pass,
@@ -136,7 +149,7 @@ impl Proxy {
             commit_reset_share: 0.0,
             commits_cut: Arc::default(),
         });
-        tokio::spawn(serve(Some(listener), listen, upstream, receiver));
+        tokio::spawn(serve(Some(listener), listen, upstream, tls, receiver));
         Ok(Self {
             listen,
             upstream,
@@ -194,6 +207,7 @@ async fn serve(
     mut listener: Option<TcpListener>,
     listen: SocketAddr,
     upstream: SocketAddr,
+    tls: Option<TlsAcceptor>,
     mut state: watch::Receiver<ProxyState>,
 ) {
     let mut connections = JoinSet::new();
@@ -225,7 +239,7 @@ async fn serve(
             }
             accepted = accept(listener.as_ref()) => {
                 if let Ok((client, peer)) = accepted {
-                    connections.spawn(forward(client, peer.ip(), upstream, state.clone()));
+                    connections.spawn(forward(client, peer.ip(), upstream, tls.clone(), state.clone()));
                 }
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -262,6 +276,7 @@ async fn forward(
     client: TcpStream,
     source: IpAddr,
     upstream: SocketAddr,
+    tls: Option<TlsAcceptor>,
     mut state: watch::Receiver<ProxyState>,
 ) {
     if flowing(&mut state, source).await.is_none() {
@@ -273,21 +288,42 @@ async fn forward(
         // The handshake: SYN, SYN-ACK, then the first bytes can leave.
         tokio::time::sleep(wan.rtt(source)).await;
     }
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
-    };
     let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
     let link = Link {
         source,
         wan,
         commit_cut: Arc::default(),
     };
+    let Some(tls) = tls else {
+        let Ok(server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        let _ = server.set_nodelay(true);
+        let (server_read, server_write) = server.into_split();
+        let _ = tokio::try_join!(
+            link.relay(client_read, server_write, state.clone(), false),
+            link.relay(server_read, client_write, state, true),
+        );
+        return;
+    };
+    // The WAN (and every fault) sits between the client and the load
+    // balancer; TLS ends at the load balancer, on the far side of an
+    // in-memory pipe, and plain bytes go on to the instance.
+    let (near, far) = tokio::io::duplex(64 * 1024);
+    let (near_read, near_write) = tokio::io::split(near);
+    let terminate = async move {
+        let mut decrypted = tls.accept(far).await?;
+        let mut server = TcpStream::connect(upstream).await?;
+        let _ = server.set_nodelay(true);
+        tokio::io::copy_bidirectional(&mut decrypted, &mut server)
+            .await
+            .map(|_| ())
+    };
     let _ = tokio::try_join!(
-        link.relay(client_read, server_write, state.clone(), false),
-        link.relay(server_read, client_write, state, true),
+        link.relay(client_read, near_write, state.clone(), false),
+        link.relay(near_read, client_write, state, true),
+        terminate,
     );
 }
 
@@ -492,6 +528,72 @@ mod tests {
         let mut buffer = vec![0u8; message.len()];
         stream.read_exact(&mut buffer).await.unwrap();
         started.elapsed()
+    }
+
+    /// An HTTP/1.1 server that answers every request with a short 200 on
+    /// the same connection.
+    async fn http_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let mut request = Vec::new();
+                    while let Ok(n) = socket.read(&mut buffer).await {
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                        if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            request.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// Terminating TLS behind the WAN: a first request over HTTPS costs
+    /// three round trips (TCP set-up, the TLS 1.3 handshake, the request),
+    /// as a cold HTTPS connection across regions does; the next one on the
+    /// same connection costs one.
+    #[tokio::test]
+    async fn an_https_handshake_through_the_wan_costs_its_round_trips() {
+        let dir = std::env::temp_dir().join(format!("proxy-tls-{}", uuid::Uuid::new_v4()));
+        let listen = free_address().await;
+        let tls =
+            crate::deployment::tls::DeploymentTls::create(&dir, "api.test.", &[listen]).unwrap();
+        let proxy = Proxy::start_with_tls(listen, http_server().await, Some(tls.acceptor.clone()))
+            .await
+            .unwrap();
+        let rtt = Duration::from_millis(100);
+        proxy.set_wan(Some(Wan {
+            default_rtt: rtt,
+            ..Wan::default()
+        }));
+        let client = crate::deployment::tls::client_builder(&tls.ca_pem)
+            .build()
+            .unwrap();
+        let url = format!("https://{listen}/");
+        let started = std::time::Instant::now();
+        let answer = client.get(&url).send().await.unwrap();
+        assert_eq!(answer.text().await.unwrap(), "ok");
+        let cold = started.elapsed();
+        assert!(cold >= rtt * 3, "cold HTTPS request {cold:?}");
+        assert!(cold < rtt * 3 + Duration::from_millis(150), "cold HTTPS request {cold:?}");
+        let started = std::time::Instant::now();
+        client.get(&url).send().await.unwrap().text().await.unwrap();
+        let warm = started.elapsed();
+        assert!(warm >= rtt, "warm HTTPS request {warm:?}");
+        assert!(warm < rtt * 2, "warm HTTPS request {warm:?}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

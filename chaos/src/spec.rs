@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::controller_settings::{ControllerOverrides, ControllerSettings};
 pub use crate::outage::spec::Overrides;
 
 /// A fault target meaning "the region whose controller holds the lease when
@@ -23,6 +24,10 @@ pub struct Drill {
     pub description: String,
     #[serde(default)]
     pub topology: Topology,
+    /// Controller settings that differ from production's (`k8s/`); absent,
+    /// the drill runs with exactly what a deployment runs with.
+    #[serde(default)]
+    pub controller: ControllerOverrides,
     pub load: Load,
     pub hypothesis: Hypothesis,
     /// Faults, each with its start offset and duration.
@@ -44,15 +49,9 @@ pub struct Drill {
 pub struct Topology {
     pub regions: Vec<String>,
     pub instances_per_region: u8,
-    pub probe_interval_ms: u64,
-    pub dns_ttl_s: u32,
-    /// The controllers' probe timeout; by default 4/5 of the interval.
-    pub probe_timeout_ms: Option<u64>,
-    /// Consecutive failed probes that turn a vantage point's verdict down
-    /// (the controller's default when absent).
-    pub failures_to_down: Option<u32>,
-    /// The wide-area network between the regions; absent, every region is
-    /// on the loopback, 0.1 ms from every other.
+    /// The wide-area network between the regions: by default the public
+    /// inter-region round trips of [`Wan::default`]; `wan: null` puts every
+    /// region on the loopback, 0.1 ms from every other (the report says so).
     pub wan: Option<Wan>,
     /// The controllers also keep one Route53 latency record per region, on
     /// a loopback Route53 API server (moto) that the deployment starts.
@@ -177,11 +176,7 @@ impl Default for Topology {
                 "ap-southeast-1".into(),
             ],
             instances_per_region: 2,
-            probe_interval_ms: 500,
-            dns_ttl_s: 1,
-            probe_timeout_ms: None,
-            failures_to_down: None,
-            wan: None,
+            wan: Some(Wan::default()),
             route53: false,
             overrides: Overrides::default(),
         }
@@ -224,6 +219,17 @@ pub struct Hypothesis {
     /// ...and no client region may have more bad seconds than this.
     #[serde(default = "default_max_bad_seconds")]
     pub max_bad_seconds: u32,
+    /// Availability after the retries over every client, judged by its
+    /// 95% lower confidence bound: a drill too short to vouch for it fails.
+    #[serde(default)]
+    pub min_availability: Option<f64>,
+    /// A minute counts as bad when its success ratio (every client) is
+    /// below this...
+    #[serde(default = "default_bad_minute_ratio")]
+    pub bad_minute_below: f64,
+    /// ...and the drill may have at most this many (unchecked when absent).
+    #[serde(default)]
+    pub max_bad_minutes: Option<u32>,
     /// Regions that must never be drained (e.g. a prober partition).
     #[serde(default)]
     pub never_drained: Vec<String>,
@@ -364,6 +370,9 @@ fn default_accounts() -> u32 {
 fn default_bad_second_ratio() -> f64 {
     0.99
 }
+fn default_bad_minute_ratio() -> f64 {
+    0.999
+}
 fn default_max_bad_seconds() -> u32 {
     3
 }
@@ -444,26 +453,7 @@ impl Drill {
         if !(1..=8).contains(&topology.instances_per_region) {
             return bad("topology.instances_per_region", "must be 1 to 8".into());
         }
-        if !(50..=10_000).contains(&topology.probe_interval_ms) {
-            return bad("topology.probe_interval_ms", "must be 50 to 10000".into());
-        }
-        if topology.dns_ttl_s > 300 {
-            return bad("topology.dns_ttl_s", "must be at most 300".into());
-        }
-        if let Some(timeout) = topology.probe_timeout_ms {
-            if timeout < 10 || timeout > topology.probe_interval_ms * 4 {
-                return bad(
-                    "topology.probe_timeout_ms",
-                    format!(
-                        "must be 10 ms to 4 probe intervals ({} ms)",
-                        topology.probe_interval_ms * 4
-                    ),
-                );
-            }
-        }
-        if matches!(topology.failures_to_down, Some(k) if !(1..=10).contains(&k)) {
-            return bad("topology.failures_to_down", "must be 1 to 10".into());
-        }
+        ControllerSettings::new(&self.controller)?;
         if let Some(wan) = &topology.wan {
             wan.validate(&topology.regions)?;
         }
@@ -512,6 +502,18 @@ impl Drill {
         if !(0.0..=1.0).contains(&h.min_success_ratio) {
             return bad(
                 "hypothesis.min_success_ratio",
+                "must be between 0 and 1".into(),
+            );
+        }
+        if h.min_availability.is_some_and(|a| !(0.0..1.0).contains(&a)) {
+            return bad(
+                "hypothesis.min_availability",
+                "must be at least 0 and below 1 (no number of requests vouches for 100%)".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&h.bad_minute_below) {
+            return bad(
+                "hypothesis.bad_minute_below",
                 "must be between 0 and 1".into(),
             );
         }
@@ -769,9 +771,20 @@ rollbacks:
         assert!(Drill::parse(&lossy)
             .unwrap_err()
             .contains("topology.wan.loss"));
-        let slow = VALID.replace("load:", "topology: { probe_timeout_ms: 5 }\nload:");
+        let slow = VALID.replace("load:", "controller: { probe: { timeout_ms: 5 } }\nload:");
         assert!(Drill::parse(&slow)
             .unwrap_err()
-            .contains("topology.probe_timeout_ms"));
+            .contains("controller.probe.timeout_ms"));
+    }
+
+    /// A drill runs across the WAN unless its file says otherwise.
+    #[test]
+    fn the_wan_is_on_unless_the_drill_turns_it_off() {
+        let drill = Drill::parse(VALID).unwrap();
+        assert_eq!(drill.topology.wan, Some(Wan::default()));
+        let regions_only = VALID.replace("load:", "topology: { instances_per_region: 1 }\nload:");
+        assert_eq!(Drill::parse(&regions_only).unwrap().topology.wan, Some(Wan::default()));
+        let loopback = VALID.replace("load:", "topology: { wan: null }\nload:");
+        assert_eq!(Drill::parse(&loopback).unwrap().topology.wan, None);
     }
 }

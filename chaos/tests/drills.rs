@@ -53,6 +53,11 @@ fn bin_dir() -> PathBuf {
 }
 
 fn run_drill(name: &str) -> DrillReport {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    run_drill_file(name, &root.join(format!("drills/{name}.yaml")))
+}
+
+fn run_drill_file(name: &str, drill_file: &Path) -> DrillReport {
     let _guard = lock_deployment();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let report_dir = root.join("target/drill-tests").join(name);
@@ -60,7 +65,7 @@ fn run_drill(name: &str) -> DrillReport {
     let report = runtime
         .block_on(drill::run(
             DrillOptions {
-                drill_file: root.join(format!("drills/{name}.yaml")),
+                drill_file: drill_file.to_owned(),
                 report_dir: report_dir.clone(),
                 deployment: DeploymentSource::Start {
                     bin_dir: bin_dir(),
@@ -96,9 +101,38 @@ fn run_drill(name: &str) -> DrillReport {
     report
 }
 
+/// Kill and return across the WAN, with the controller settings of k8s/
+/// (TTL 30 s): the probes meet the configured round trips (a deployment
+/// that ignored the WAN would measure the loopback's fraction of a
+/// millisecond), the dead region leaves and returns, no write is lost.
 #[test]
-fn region_kill_fails_over_without_losing_writes() {
-    let report = run_drill("region-kill");
+fn kill_and_return_fails_over_and_back_without_losing_writes() {
+    let report = run_drill("kill-and-return");
+    let measured = &report.configuration["measured_rtt_ms"];
+    let rtt = |from: &str, to: &str| {
+        measured[from][to]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no measured round trip {from} -> {to}: {measured}"))
+    };
+    println!("measured round trips (ms): {measured}");
+    for (from, to, configured) in [
+        ("us-east-1", "ap-southeast-1", 220.0),
+        ("ap-southeast-1", "us-east-1", 220.0),
+        ("us-east-1", "eu-west-1", 70.0),
+        ("ap-southeast-1", "eu-west-1", 165.0),
+    ] {
+        let observed = rtt(from, to);
+        assert!(
+            observed >= configured * 0.9 && observed < configured + 150.0,
+            "{from} -> {to}: measured {observed} ms, configured {configured} ms"
+        );
+    }
+    assert!(rtt("us-east-1", "us-east-1") < 30.0);
+    // The production settings, from k8s/, none overridden.
+    assert_eq!(
+        report.configuration["controller_overrides"],
+        serde_json::json!([])
+    );
     assert_eq!(report.totals.writes_lost, 0);
     assert!(report.totals.writes_acknowledged > 100);
     let phases = &report.phases;
@@ -108,7 +142,7 @@ fn region_kill_fails_over_without_losing_writes() {
         .expect("DNS stopped answering with the dead region");
     let drain = phases.drain_s.expect("the dead region was drained");
     assert!(
-        dns < 5.0 && drain < 5.0,
+        dns < 8.0 && drain < 8.0,
         "DNS after {dns} s, drain after {drain} s"
     );
     // After the drain, no client region stays below 99% for more than a few seconds.
@@ -141,7 +175,7 @@ fn region_kill_fails_over_without_losing_writes() {
     let failback = phases.failback_s.expect("eu-west-1 back in DNS");
     let served = phases.served_again_s.expect("eu-west-1 served again");
     println!(
-        "region-kill: failover {:?} s, failback {failback} s, served again {served} s",
+        "kill-and-return: failover {:?} s, failback {failback} s, served again {served} s",
         phases.dns_s
     );
     assert!(
@@ -197,8 +231,12 @@ fn leader_region_kill_leaves_dns_before_the_new_leader_drains() {
         .expect("a new leader drained the dead region");
     // The survivors leave on their own quorum; only the drain flag waits
     // for the lease of the dead leader to expire.
-    assert!(dns < 2.0, "DNS changed after {dns} s");
-    assert!(drain < 6.0, "drain flag after {drain} s");
+    assert!(dns < 6.0, "DNS changed after {dns} s");
+    assert!(drain < 10.0, "drain flag after {drain} s");
+    assert!(
+        dns < drain,
+        "the survivors left DNS ({dns} s) only when the new leader drained ({drain} s)"
+    );
 }
 
 #[test]
@@ -223,7 +261,7 @@ fn flapping_region_leaves_fast_and_stays_out_between_failures() {
     // Leave fast: drained within a few seconds of the first kill.
     let first_kill = report.faults[0].start_s;
     assert!(
-        drains.first().is_some_and(|at| at - first_kill < 5.0),
+        drains.first().is_some_and(|at| at - first_kill < 7.0),
         "{:?}",
         report.events
     );
@@ -263,7 +301,7 @@ fn bad_drill_files_get_errors_that_name_the_field() {
     let directory = std::env::temp_dir().join(format!("chaos-bad-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let good = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/region-kill.yaml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/kill-and-return.yaml"),
     )
     .unwrap();
     let cases = [
@@ -409,42 +447,6 @@ pub fn deployment_addresses() -> Vec<String> {
     ]
 }
 
-/// The region kill across the WAN with the probe settings of k8s/: the
-/// probes meet the configured round trips (a deployment that ignored the
-/// WAN would measure the loopback's fraction of a millisecond), the dead
-/// region leaves and returns, and no healthy region is drained.
-#[test]
-fn wan_region_kill_drains_only_the_dead_region_and_brings_it_back() {
-    let report = run_drill("wan-region-kill");
-    let measured = &report.configuration["measured_rtt_ms"];
-    let rtt = |from: &str, to: &str| {
-        measured[from][to]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no measured round trip {from} -> {to}: {measured}"))
-    };
-    println!("measured round trips (ms): {measured}");
-    for (from, to, configured) in [
-        ("us-east-1", "ap-southeast-1", 220.0),
-        ("ap-southeast-1", "us-east-1", 220.0),
-        ("us-east-1", "eu-west-1", 70.0),
-        ("ap-southeast-1", "eu-west-1", 165.0),
-    ] {
-        let observed = rtt(from, to);
-        assert!(
-            observed >= configured * 0.9 && observed < configured + 150.0,
-            "{from} -> {to}: measured {observed} ms, configured {configured} ms"
-        );
-    }
-    assert!(rtt("us-east-1", "us-east-1") < 30.0);
-    let phases = &report.phases;
-    let dns = phases
-        .dns_s
-        .expect("DNS stopped answering with the dead region");
-    assert!(dns < 8.0, "DNS after {dns} s");
-    let back = phases.failback_s.expect("the region came back");
-    assert!(back < 18.0, "back in DNS {back} s after the fault ended");
-}
-
 /// A region whose instances live but whose database path hangs cannot
 /// serve: it is drained although nothing died, and returns when the path
 /// does.
@@ -453,7 +455,7 @@ fn a_region_cut_off_from_its_database_is_drained_and_returns() {
     let report = run_drill("region-database-cut");
     assert!(report.phases.drain_s.is_some(), "eu-west-1 was not drained");
     let back = report.phases.failback_s.expect("eu-west-1 came back");
-    assert!(back < 16.0, "back in DNS {back} s after the path returned");
+    assert!(back < 25.0, "back in DNS {back} s after the path returned");
     assert_eq!(report.totals.writes_lost, 0);
 }
 
@@ -469,12 +471,64 @@ fn a_database_stall_everywhere_drains_nothing_and_loses_nothing() {
     assert!(report.totals.writes_acknowledged > 100);
 }
 
-/// A gray failure: eu-west-1 answers everything 800 ms late. The probes'
-/// timeout turns that into a drain, and the region returns when it is fast
-/// again.
+/// A gray failure: eu-west-1 answers everything 800 ms late. With the
+/// production probe timeout (1 s, sized for the WAN) only the farthest
+/// vantage point times out: no majority, no drain; its clients pay the
+/// latency and every request still succeeds.
 #[test]
-fn a_slow_region_is_drained_like_a_dead_one_and_returns() {
+fn a_slow_region_within_the_probe_timeout_is_slow_not_drained() {
     let report = run_drill("slow-region");
-    assert!(report.phases.drain_s.is_some(), "the slow region stayed in");
-    assert!(report.phases.failback_s.is_some(), "it did not come back");
+    assert!(report.phases.drain_s.is_none(), "the slow region was drained");
+    let slow = report
+        .timeline
+        .iter()
+        .filter(|b| b.client_region == "eu-west-1" && (12..24).contains(&b.second))
+        .filter_map(|b| b.p50_ms)
+        .fold(0.0f64, f64::max);
+    assert!(slow >= 800.0, "eu-west-1's clients did not see the slowness: p50 {slow} ms");
+}
+
+/// The game day, shortened for CI: the same faults in the same order at a
+/// quarter of the time and a fifth of the rate (its full version, ten
+/// minutes at 300 requests a second, runs from docs/drills.md). A short
+/// drill cannot vouch for 99.99%: the availability bound it must reach is
+/// 99.9%, everything else is the game day's hypothesis.
+#[test]
+fn a_short_game_day_passes_every_fault_and_the_way_back() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let full = std::fs::read_to_string(root.join("drills/game-day.yaml")).unwrap();
+    let mut short = full.clone();
+    for (from, to) in [
+        ("rate_per_client_region: 100", "rate_per_client_region: 20"),
+        ("duration_s: 600", "duration_s: 150"),
+        ("min_availability: 0.9999", "min_availability: 0.999"),
+        (
+            "{ fault: region-kill, target: eu-west-1, start_s: 60, duration_s: 60 }",
+            "{ fault: region-kill, target: eu-west-1, start_s: 10, duration_s: 15 }",
+        ),
+        (
+            "{ fault: db-stall, target: ap-southeast-1, start_s: 240, duration_s: 6 }",
+            "{ fault: db-stall, target: ap-southeast-1, start_s: 70, duration_s: 6 }",
+        ),
+        (
+            "{ fault: prober-partition, target: us-east-1, start_s: 360, duration_s: 60 }",
+            "{ fault: prober-partition, target: us-east-1, start_s: 95, duration_s: 20 }",
+        ),
+    ] {
+        assert!(short.contains(from), "game-day.yaml no longer has {from:?}");
+        short = short.replace(from, to);
+    }
+    let file = std::env::temp_dir().join(format!("game-day-short-{}.yaml", std::process::id()));
+    std::fs::write(&file, short).unwrap();
+    let report = run_drill_file("game-day-short", &file);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(report.faults.len(), 3);
+    assert!(report.phases.failback_s.is_some(), "eu-west-1 came back");
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("availability after the retries"))
+            && names.iter().any(|n| n.starts_with("first-attempt availability"))
+            && names.iter().any(|n| n.starts_with("minutes below")),
+        "{names:?}"
+    );
 }

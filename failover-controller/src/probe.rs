@@ -114,7 +114,7 @@ impl Prober {
             .iter()
             .map(|r| Target {
                 region: r.name.clone(),
-                urls: r.probe_urls(&settings.probe.path),
+                urls: r.probe_urls(&settings.probe.instance_scheme, &settings.probe.path),
                 tracker: VerdictTracker::new(
                     settings.probe.failures_to_down,
                     settings.probe.successes_to_up,

@@ -38,7 +38,7 @@ pub struct Cli {
 }
 
 /// What the binary does; `serve` when none is given.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
     Serve,
@@ -50,6 +50,36 @@ pub enum Command {
     /// exit (the Deployment's init container, so that pods never serve an
     /// older schema than their code); exit 1 after 15 minutes.
     WaitForSchema,
+    /// Create, revoke or list API keys (in the database: every region accepts them).
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+/// `service api-key ...`: run with a database role that may write
+/// `api_keys` (the migration role; the runtime role can only read them).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key for a principal and print it (once: only its digest is stored).
+    Create {
+        /// The principal the key authenticates as (owner of the accounts it creates).
+        #[arg(long)]
+        principal: String,
+        /// Scopes, space or comma separated (`admin`: the ledger summary and
+        /// reading every account and transfer).
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// What the key is for (shown by `list`).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Revoke a key by its prefix (or the whole key); every instance
+    /// refuses it within `auth_api_key_refresh_ms`.
+    Revoke {
+        /// `lk_<prefix>` or the prefix alone.
+        prefix: String,
+    },
+    /// List every key (prefix, principal, scopes, created, revoked), never a secret.
+    List,
 }
 
 /// Every setting as an optional flag with an environment fallback. Only
@@ -175,6 +205,62 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_DATABASE_RUNTIME_ROLE", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_runtime_role: Option<String>,
+    /// Requests that may wait for a database connection, per connection of the pool; beyond, 503 at once.
+    #[arg(long, env = "SERVICE_DATABASE_QUEUE_PER_CONNECTION", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_queue_per_connection: Option<usize>,
+    /// How long one database check of /readyz answers every caller.
+    #[arg(long, env = "SERVICE_READINESS_CACHE_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_cache_ms: Option<u64>,
+    /// Bound on reading a request's head (slowloris), and on an idle keep-alive connection.
+    #[arg(long, env = "SERVICE_HTTP_HEADER_READ_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_header_read_timeout_ms: Option<u64>,
+    /// Bound on receiving a request body.
+    #[arg(long, env = "SERVICE_HTTP_REQUEST_BODY_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_request_body_timeout_ms: Option<u64>,
+    /// Open client connections beyond which new ones are closed at once.
+    #[arg(long, env = "SERVICE_MAX_CONNECTIONS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// How often the API-key snapshot is re-read (creation and revocation take effect within it).
+    #[arg(long, env = "SERVICE_AUTH_API_KEY_REFRESH_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_api_key_refresh_ms: Option<u64>,
+    /// JWKS of the JWT issuer: a file path or an https:// URL (empty: JWTs refused).
+    #[arg(long, env = "SERVICE_AUTH_JWT_JWKS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwt_jwks: Option<String>,
+    /// Required `iss` of JWTs.
+    #[arg(long, env = "SERVICE_AUTH_JWT_ISSUER", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwt_issuer: Option<String>,
+    /// Required `aud` of JWTs.
+    #[arg(long, env = "SERVICE_AUTH_JWT_AUDIENCE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "SERVICE_AUTH_JWT_LEEWAY_S", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwt_leeway_s: Option<u64>,
+    /// How often a JWKS URL is fetched again (key rotation).
+    #[arg(long, env = "SERVICE_AUTH_JWT_JWKS_REFRESH_S", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwt_jwks_refresh_s: Option<u64>,
+    /// Sustained requests per second per principal in this region (0: no limit).
+    #[arg(long, env = "SERVICE_RATE_LIMIT_PER_SECOND", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests per principal that may come at once (the bucket's size).
+    #[arg(long, env = "SERVICE_RATE_LIMIT_BURST", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst: Option<u32>,
+    /// Instances serving this region: each enforces its share of the region's limit.
+    #[arg(long, env = "SERVICE_RATE_LIMIT_INSTANCES_PER_REGION", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_instances_per_region: Option<u32>,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "SERVICE_LOG_FILTER", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +296,20 @@ pub struct Settings {
     pub migrate_on_start: bool,
     pub database_regions: Vec<String>,
     pub database_runtime_role: String,
+    pub database_queue_per_connection: usize,
+    pub readiness_cache_ms: u64,
+    pub http_header_read_timeout_ms: u64,
+    pub http_request_body_timeout_ms: u64,
+    pub max_connections: usize,
+    pub auth_api_key_refresh_ms: u64,
+    pub auth_jwt_jwks: String,
+    pub auth_jwt_issuer: String,
+    pub auth_jwt_audience: String,
+    pub auth_jwt_leeway_s: u64,
+    pub auth_jwt_jwks_refresh_s: u64,
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: u32,
+    pub rate_limit_instances_per_region: u32,
     pub log_filter: String,
 }
 
@@ -392,6 +492,59 @@ impl Settings {
                 format!("must be between 0 (one per CPU) and {MAX_WORKER_THREADS}, not {threads}");
             return invalid("worker_threads", &problem);
         }
+        for (field, value) in [
+            ("readiness_cache_ms", self.readiness_cache_ms),
+            ("http_header_read_timeout_ms", self.http_header_read_timeout_ms),
+            ("http_request_body_timeout_ms", self.http_request_body_timeout_ms),
+            ("auth_api_key_refresh_ms", self.auth_api_key_refresh_ms),
+            ("auth_jwt_jwks_refresh_s", self.auth_jwt_jwks_refresh_s),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be greater than 0");
+            }
+        }
+        if self.readiness_cache_ms > 5000 {
+            return invalid(
+                "readiness_cache_ms",
+                "must be at most 5000 (a cached answer delays noticing a dead database)",
+            );
+        }
+        if self.auth_api_key_refresh_ms > 60_000 {
+            return invalid(
+                "auth_api_key_refresh_ms",
+                "must be at most 60000 (a revoked key stays usable this long)",
+            );
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.database_queue_per_connection == 0 {
+            return invalid("database_queue_per_connection", "must be at least 1");
+        }
+        if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
+            return invalid("rate_limit_per_second", "must be 0 (no limit) or a positive number");
+        }
+        if self.rate_limit_per_second > 0.0 && self.rate_limit_burst == 0 {
+            return invalid("rate_limit_burst", "must be at least 1 when rate_limit_per_second is set");
+        }
+        if self.rate_limit_instances_per_region == 0 {
+            return invalid("rate_limit_instances_per_region", "must be at least 1");
+        }
+        let jwks = self.auth_jwt_jwks.trim();
+        if !jwks.is_empty() {
+            if jwks.starts_with("http://") {
+                return invalid(
+                    "auth_jwt_jwks",
+                    "must be a file path or an https:// URL (a JWKS fetched in clear text could be forged)",
+                );
+            }
+            if self.auth_jwt_issuer.is_empty() {
+                return invalid("auth_jwt_issuer", "must be set when auth_jwt_jwks is");
+            }
+            if self.auth_jwt_audience.is_empty() {
+                return invalid("auth_jwt_audience", "must be set when auth_jwt_jwks is");
+            }
+        }
         if self.max_concurrent_requests == 0 {
             return invalid("max_concurrent_requests", "must be at least 1");
         }
@@ -418,6 +571,10 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_read_timeout_ms)
     }
 
     pub fn readiness_timeout(&self) -> Duration {

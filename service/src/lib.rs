@@ -12,6 +12,7 @@
 //! - [`startup`]: [`startup::Application`] binds the listeners and runs until stopped.
 //! - [`server`]: the serving threads (one per CPU), each with its share of the pool.
 //! - [`http`]: the public router, its extractors, errors and middleware.
+//! - [`auth`]: API keys and JWTs to principals, and the per-principal rate limit.
 //! - [`db`]: the pool, the dialect, migrations, the one retry helper and the queries.
 //! - [`region_gate`]: the cached drain flag of this region.
 //! - [`metrics`]: the Prometheus registry served on the admin port.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use service::config::{Cli, Command, Settings};
+use service::config::{ApiKeyCommand, Cli, Command, Settings};
 use service::startup::Application;
 
 /// mimalloc: malloc and free were about a tenth of the service's CPU per
@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings))
+    runtime.block_on(run(cli.command.clone().unwrap_or(Command::Serve), settings))
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
@@ -56,6 +56,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .await
                 .context("the schema is not ready")?;
         }
+        Command::ApiKey(command) => api_key(command, &settings).await?,
         Command::PrintCockroachDdl => {
             let ddl = service::db::cockroach::multi_region_ddl(&settings.cockroach_layout()?);
             for statement in ddl {
@@ -63,5 +64,56 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `service api-key create|revoke|list`, on a connection of its own.
+async fn api_key(command: ApiKeyCommand, settings: &Settings) -> anyhow::Result<()> {
+    use service::auth::{api_keys, Scopes};
+    let pool = service::db::connect(settings, 1, service::db::pool::opened_counter())
+        .context("invalid database settings")?;
+    let mut connection = pool
+        .acquire()
+        .await
+        .context("failed to connect to the database")?;
+    match command {
+        ApiKeyCommand::Create {
+            principal,
+            scopes,
+            description,
+        } => {
+            let scopes = Scopes::parse(&scopes.replace(',', " "));
+            let key = api_keys::create(&mut connection, &principal, &scopes, &description)
+                .await
+                .context("cannot create the API key")?;
+            // The only time the secret exists outside the caller: stdout
+            // alone, so that scripts can capture it.
+            println!("{}", key.token.expose());
+            eprintln!(
+                "created API key lk_{} for principal {principal:?} (scopes: {scopes}); \
+                 every instance accepts it within auth_api_key_refresh_ms",
+                key.prefix
+            );
+        }
+        ApiKeyCommand::Revoke { prefix } => {
+            if !api_keys::revoke(&mut connection, &prefix)
+                .await
+                .context("cannot revoke the API key")?
+            {
+                anyhow::bail!("no unrevoked API key has the prefix {prefix:?}");
+            }
+            eprintln!("revoked; every instance refuses it within auth_api_key_refresh_ms");
+        }
+        ApiKeyCommand::List => {
+            for line in api_keys::list(&mut connection)
+                .await
+                .context("cannot list the API keys")?
+            {
+                println!("{line}");
+            }
+        }
+    }
+    drop(connection);
+    pool.close().await;
     Ok(())
 }

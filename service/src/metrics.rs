@@ -29,6 +29,15 @@ pub struct Metrics {
     pub region_drained: IntGauge,
     /// 1 from the shutdown signal on.
     pub shutting_down: IntGauge,
+    /// Requests refused authentication, by a bounded reason.
+    pub auth_refusals: IntCounterVec,
+    /// Requests refused by the per-principal rate limit.
+    pub rate_limited: IntCounter,
+    /// Database checks /readyz made (each answers every caller for
+    /// `readiness_cache_ms`).
+    pub readiness_checks: IntCounter,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -99,6 +108,29 @@ impl Metrics {
             "1 once the instance received a shutdown signal.",
         )
         .expect("valid metric");
+        let auth_refusals = IntCounterVec::new(
+            Opts::new(
+                "service_auth_refusals_total",
+                "API requests refused authentication (401), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounter::new(
+            "service_rate_limited_total",
+            "API requests refused with 429 by the per-principal rate limit.",
+        )
+        .expect("valid metric");
+        let readiness_checks = IntCounter::new(
+            "service_readiness_db_checks_total",
+            "Database checks made for /readyz (cached and shared between callers).",
+        )
+        .expect("valid metric");
+        let connections_refused = IntCounter::new(
+            "service_connections_refused_total",
+            "Client connections closed at once because max_connections were open.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "service_build_info",
@@ -123,6 +155,10 @@ impl Metrics {
             Box::new(region_drained.clone()),
             Box::new(shutting_down.clone()),
             Box::new(build_info),
+            Box::new(auth_refusals.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(readiness_checks.clone()),
+            Box::new(connections_refused.clone()),
         ] {
             registry
                 .register(collector)
@@ -139,6 +175,10 @@ impl Metrics {
             db_transaction_retries,
             region_drained,
             shutting_down,
+            auth_refusals,
+            rate_limited,
+            readiness_checks,
+            connections_refused,
         }
     }
 

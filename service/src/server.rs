@@ -112,6 +112,14 @@ impl Threads {
         })
     }
 
+    /// Connections open on every thread.
+    fn open_connections(&self) -> usize {
+        self.threads
+            .iter()
+            .map(|thread| thread.open.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Hands a connection to the thread with the fewest open connections.
     pub(crate) fn dispatch(&mut self, stream: std::net::TcpStream) -> Result<(), ThreadStopped> {
         let count = self.threads.len();
@@ -236,7 +244,7 @@ impl Thread {
                 "serving thread started"
             );
             tokio::select! {
-                () = serve(router, incoming, open, closed, drained) => {
+                () = serve(router, incoming, open, closed, drained, settings.header_read_timeout()) => {
                     pool.close().await;
                     let _ = finished.send(());
                 }
@@ -273,6 +281,7 @@ async fn serve(
     open: Arc<AtomicUsize>,
     mut closed: watch::Receiver<bool>,
     drained: watch::Receiver<bool>,
+    header_read_timeout: Duration,
 ) {
     // Every connection task holds a clone; `recv` answers `None` once all
     // of them have ended.
@@ -288,6 +297,7 @@ async fn serve(
                         router.clone(),
                         for_connections.clone(),
                         drained.clone(),
+                        header_read_timeout,
                     ));
                 }
                 None => break,
@@ -318,6 +328,7 @@ impl Connection {
         router: Router,
         mut closed: watch::Receiver<bool>,
         mut drained: watch::Receiver<bool>,
+        header_read_timeout: Duration,
     ) {
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
@@ -326,7 +337,12 @@ impl Connection {
                 return;
             }
         };
+        // The header-read timeout bounds a slow request head (slowloris)
+        // and, since hyper starts it whenever it waits for a head, an idle
+        // keep-alive connection too.
         let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
         tokio::pin!(connection);
         tokio::select! {
@@ -371,6 +387,7 @@ async fn becomes_drained(drained: &mut watch::Receiver<bool>) {
 pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     threads: &mut Threads,
+    limits: AcceptLimits,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ThreadStopped> {
     tokio::pin!(stop);
@@ -380,6 +397,12 @@ pub(crate) async fn accept(
             () = &mut stop => return Ok(()),
         };
         match accepted {
+            Ok((stream, _)) if threads.open_connections() >= limits.max_connections => {
+                // Closed at once (each open connection costs a task and
+                // its buffers): the client sees a close, not a hang.
+                limits.refused.inc();
+                drop(stream);
+            }
             Ok((stream, _)) => {
                 // TCP_NODELAY: a response is one write; Nagle would hold a
                 // write that follows an unacknowledged one.
@@ -399,6 +422,14 @@ pub(crate) async fn accept(
             }
         }
     }
+}
+
+/// What the acceptor enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct AcceptLimits {
+    /// Open connections beyond which new ones are closed at once.
+    pub(crate) max_connections: usize,
+    pub(crate) refused: prometheus::IntCounter,
 }
 
 fn is_connection_error(error: &std::io::Error) -> bool {

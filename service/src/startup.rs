@@ -78,6 +78,14 @@ impl Application {
             region_gate: RegionGate::new(validity),
             dialect: Arc::new(OnceLock::new()),
             shutting_down: Arc::default(),
+            auth: crate::auth::Authenticator {
+                keys: crate::auth::api_keys::KeyStore::default(),
+                jwt: crate::auth::jwt::JwtVerifier::from_settings(&settings),
+            },
+            rate_limit: crate::auth::rate_limit::RateLimit::from_settings(&settings),
+            readiness: Arc::new(crate::http::health::ReadinessCheck::new(Duration::from_millis(
+                settings.readiness_cache_ms,
+            ))),
             settings: Arc::new(settings),
         };
         Ok(Self {
@@ -137,10 +145,23 @@ impl Application {
                 .await
         });
 
+        let auth_refresher = crate::auth::Refresher {
+            auth: shared.auth.clone(),
+            rate_limit: shared.rate_limit.clone(),
+            pool: shared.health_pool.clone(),
+            key_interval: Duration::from_millis(settings.auth_api_key_refresh_ms),
+            query_timeout: settings.readiness_timeout(),
+        };
+        let auth_refresher = tokio::spawn(auth_refresher.run(stop_rx.clone()));
+        let limits = crate::server::AcceptLimits {
+            max_connections: settings.max_connections,
+            refused: shared.metrics.connections_refused.clone(),
+        };
+
         // The public listener stops accepting only after the drain period.
         let (close_tx, mut close_rx) = watch::channel(false);
         let mut public = tokio::spawn(async move {
-            let accepted = crate::server::accept(listener, &mut threads, async move {
+            let accepted = crate::server::accept(listener, &mut threads, limits, async move {
                 let _ = close_rx.changed().await;
             })
             .await;
@@ -187,6 +208,7 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         let _ = refresher.await;
+        let _ = auth_refresher.await;
         let _ = admin.await;
         shared.health_pool.close().await;
         accepted.context("public server failed")?;

@@ -24,7 +24,9 @@
 
 mod faults;
 mod outage;
+mod resolvers;
 mod setup;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -39,14 +41,19 @@ use tokio::process::{Child, Command};
 
 pub use self::faults::FaultAction;
 pub use self::outage::{OutageOptions, Route53Info};
+pub use self::resolvers::Resolver;
+use self::tls::DeploymentTls;
 pub use self::setup::replace_database;
 use self::setup::{create_database, database_socket};
+use crate::controller_settings::ControllerSettings;
 use crate::postgres::Postgres;
 use crate::proxy::Proxy;
 
 /// The DNS name clients resolve.
 pub const SERVICE_NAME: &str = "api.svc.failover.test.";
-const SERVICE_PORT: u16 = 8080;
+/// The zone the controllers answer for.
+pub const ZONE: &str = "svc.failover.test.";
+pub const SERVICE_PORT: u16 = 8080;
 const DNS_PORT: u16 = 5353;
 const CONTROLLER_PORT: u16 = 9190;
 
@@ -55,12 +62,9 @@ const CONTROLLER_PORT: u16 = 9190;
 pub struct Options {
     pub regions: Vec<String>,
     pub instances_per_region: u8,
-    pub probe_interval_ms: u64,
-    pub dns_ttl_s: u32,
-    /// The probe timeout (4/5 of the interval when absent) and the
-    /// failures that turn a verdict down (the controller's default).
-    pub probe_timeout_ms: Option<u64>,
-    pub failures_to_down: Option<u32>,
+    /// How the controllers probe, decide and answer (production's, unless
+    /// a drill overrides some).
+    pub controller: ControllerSettings,
     /// The WAN the proxies put between the regions (none: the loopback).
     pub wan: Option<crate::spec::Wan>,
     /// Use this server instead of starting PostgreSQL.
@@ -107,9 +111,13 @@ pub struct Region {
 pub struct DeploymentInfo {
     pub regions: Vec<RegionInfo>,
     pub instances_per_region: u8,
-    pub probe_interval_ms: u64,
-    pub dns_ttl_s: u32,
+    pub controller: ControllerSettings,
+    /// The WAN the proxies put between the regions (none: the loopback).
+    pub wan: Option<crate::spec::Wan>,
     pub service_name: String,
+    /// PEM of the CA that signed the load balancers' certificate: clients
+    /// and probes speak HTTPS to the instances' public addresses.
+    pub ca_pem: String,
     /// URL of the ledger database (direct, not through a proxy), for the
     /// drill's verification and the controllers' audit log.
     pub database_url: String,
@@ -118,6 +126,10 @@ pub struct DeploymentInfo {
     /// Where the running binaries came from, for the report's versions.
     pub bin_dir: PathBuf,
     pub postgres_version: String,
+    /// The drills' API key ([`crate::api_key`]); a throwaway deployment's,
+    /// served with the topology on the loopback control API.
+    #[serde(default)]
+    pub api_key: String,
     /// Where the Route53 records are, in Route53 mode.
     #[serde(default)]
     pub route53: Option<Route53Info>,
@@ -134,6 +146,8 @@ pub struct RegionInfo {
     pub controller_http: SocketAddr,
     pub controller_dns: SocketAddr,
     pub client_address: IpAddr,
+    /// The recursive resolver of this region's clients (unbound).
+    pub resolver: SocketAddr,
 }
 
 impl DeploymentInfo {
@@ -154,11 +168,16 @@ pub struct Deployment {
     /// URL of the ledger database (direct, not through a proxy).
     pub database_url: String,
     pub admin_token: String,
+    /// The drills' API key, created once the schema is migrated.
+    pub api_key: String,
     postgres: Option<Postgres>,
     /// The database server is down (`db-crash`), to be restarted.
     database_crashed: bool,
     route53: Option<crate::outage::route53::LoopbackRoute53>,
     controller_config: PathBuf,
+    tls: DeploymentTls,
+    /// One recursive resolver per client region.
+    resolvers: Vec<Resolver>,
 }
 
 /// The second byte of every address of the deployment: 0 (`127.0.R.x`)
@@ -209,9 +228,20 @@ impl Deployment {
         let database_url = replace_database(&server_url, &database);
         let upstream: SocketAddr = database_socket(&database_url)?;
 
+        let public_addresses: Vec<SocketAddr> = (1..=options.regions.len())
+            .flat_map(|index| {
+                (1..=options.instances_per_region).map(move |i| {
+                    SocketAddr::new(region_ip(index as u8, 10 + i), SERVICE_PORT)
+                })
+            })
+            .collect();
+        let tls = DeploymentTls::create(&options.run_dir, SERVICE_NAME, &public_addresses)?;
         let mut deployment = Self {
             controller_config: options.run_dir.join("controller.toml"),
+            tls,
+            resolvers: Vec::new(),
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
+            api_key: String::new(),
             options,
             regions: Vec::new(),
             database_url,
@@ -236,7 +266,7 @@ impl Deployment {
                 let ip = region_ip(index, 10 + i);
                 let public = SocketAddr::new(ip, SERVICE_PORT);
                 let listen = SocketAddr::new(ip, 10_000 + SERVICE_PORT);
-                let proxy = Proxy::start(public, listen)
+                let proxy = Proxy::start_with_tls(public, listen, Some(deployment.tls.acceptor.clone()))
                     .await
                     .with_context(|| format!("cannot bind {public}"))?;
                 instances.push(Instance {
@@ -264,11 +294,29 @@ impl Deployment {
         deployment.start_route53().await?;
         std::fs::write(&deployment.controller_config, deployment.controller_toml())?;
         deployment.migrate().await?;
+        deployment.api_key = crate::api_key::create(
+            &deployment.options.bin_dir.join("service"),
+            &deployment.options.regions[0],
+            &deployment.database_url,
+        )
+        .await?;
         let names: Vec<String> = deployment.regions.iter().map(|r| r.name.clone()).collect();
         for name in &names {
             deployment.start_region(name)?;
         }
         deployment.wait_ready(Duration::from_secs(60)).await?;
+        for region in &deployment.regions {
+            let resolver = Resolver::start(
+                region,
+                &deployment.regions,
+                ZONE,
+                &deployment.options.run_dir,
+            )?;
+            deployment.resolvers.push(resolver);
+        }
+        for resolver in &mut deployment.resolvers {
+            resolver.wait_ready(ZONE, Duration::from_secs(10)).await?;
+        }
         deployment
             .wait_route53_records(Duration::from_secs(30))
             .await?;
@@ -357,8 +405,8 @@ impl Deployment {
 
     /// Waits until every instance is ready and a controller leads.
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
+        let client = tls::client_builder(&self.tls.ca_pem)
+            .timeout(Duration::from_millis(1500))
             .build()?;
         let started = Instant::now();
         let mut pending: Vec<String> = Vec::new();
@@ -366,7 +414,7 @@ impl Deployment {
             pending.clear();
             for region in &self.regions {
                 for instance in &region.instances {
-                    let url = format!("http://{}/healthz/region", instance.public);
+                    let url = format!("https://{}/healthz/region", instance.public);
                     if !matches!(client.get(url).send().await, Ok(r) if r.status().is_success()) {
                         pending.push(instance.id.clone());
                     }
@@ -440,22 +488,28 @@ impl Deployment {
                     controller_http: r.controller_http,
                     controller_dns: r.controller_dns,
                     client_address: r.client_address,
+                    resolver: resolvers::address_of(r),
                 })
                 .collect(),
             instances_per_region: self.options.instances_per_region,
-            probe_interval_ms: self.options.probe_interval_ms,
-            dns_ttl_s: self.options.dns_ttl_s,
+            controller: self.options.controller.clone(),
+            wan: self.options.wan.clone(),
             service_name: SERVICE_NAME.to_owned(),
+            ca_pem: self.tls.ca_pem.clone(),
             database_url: self.database_url.clone(),
             run_dir: self.options.run_dir.clone(),
             bin_dir: self.options.bin_dir.clone(),
             postgres_version: self.postgres_version(),
+            api_key: self.api_key.clone(),
             route53: self.route53_info(),
         }
     }
 
     /// Stops every process (SIGTERM, then SIGKILL) and the database.
     pub async fn shutdown(&mut self) {
+        for resolver in self.resolvers.drain(..) {
+            resolver.stop().await;
+        }
         for region in &mut self.regions {
             let mut children: Vec<Child> = region
                 .instances

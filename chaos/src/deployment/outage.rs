@@ -80,14 +80,13 @@ impl Deployment {
         })
     }
 
-    /// The controllers' environment beside their configuration file: the
-    /// drill's overrides and, in Route53 mode, the loopback API.
+    /// The controllers' environment beside their configuration file: in
+    /// Route53 mode, the loopback API.
     pub(super) fn controller_outage_env(&self) -> Vec<(String, String)> {
-        let mut env = self.options.outage.overrides.controller_env();
-        if let Some(api) = &self.route53 {
-            env.extend(api.controller_env());
-        }
-        env
+        self.route53
+            .as_ref()
+            .map(LoopbackRoute53::controller_env)
+            .unwrap_or_default()
     }
 
     /// SIGKILLs the database server (`on`) or restarts it on the same data

@@ -16,21 +16,16 @@ impl Deployment {
     /// The controllers' shared configuration file.
     pub(super) fn controller_toml(&self) -> String {
         let options = &self.options;
-        let mut toml = format!(
-            "[probe]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\n{failures}\n\
-             [decision]\nmin_healthy_regions = 1\nmax_simultaneous_failures = 1\n\n\
-             [lease]\nttl_ms = 2000\nrenew_interval_ms = 500\n\n\
-             [dns]\nzone = \"svc.failover.test.\"\nrecord = \"api\"\nttl_seconds = {ttl}\nclient_subnets = [\n",
-            interval = options.probe_interval_ms,
-            timeout = options
-                .probe_timeout_ms
-                .unwrap_or((options.probe_interval_ms * 4 / 5).max(50)),
-            failures = options
-                .failures_to_down
-                .map(|k| format!("failures_to_down = {k}\n"))
-                .unwrap_or_default(),
-            ttl = options.dns_ttl_s,
-        );
+        // The instances sit behind TLS-terminating load balancers (the
+        // proxies), whose certificate the deployment's CA signed.
+        let mut toml = options.controller.toml_tables(&format!(
+            "instance_scheme = \"https\"\nca_file = {:?}\n",
+            self.tls.ca_file.display().to_string()
+        ));
+        toml.push_str(&format!(
+            "[dns]\nzone = \"svc.failover.test.\"\nrecord = \"api\"\nttl_seconds = {ttl}\nclient_subnets = [\n",
+            ttl = options.controller.dns_ttl_s(),
+        ));
         for region in &self.regions {
             toml.push_str(&format!(
                 "  {{ cidr = \"127.{}.{}.0/24\", region = \"{}\" }},\n",

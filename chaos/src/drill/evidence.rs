@@ -55,7 +55,7 @@ pub(super) async fn conclude(
         .iter()
         .flat_map(|r| r.instances.clone())
         .collect();
-    let summary = crate::verify::api_summary(&all_instances).await?;
+    let summary = crate::verify::api_summary(&all_instances, &info.ca_pem, &info.api_key).await?;
     let mut totals = analysis::totals(&history);
     totals.total_balance_before = opening.values().sum();
     let reconciliation =
@@ -79,6 +79,8 @@ pub(super) async fn conclude(
     for index in 0..fault_windows.len() {
         fault_windows[index].failback =
             crate::failback::fault_failback(&dns, &history, &fault_windows, index);
+        fault_windows[index].reach_after_leaving =
+            crate::stickiness::reach_after_leaving(&fault_windows[index], &history);
     }
     let failed_operations =
         crate::failures::failed_operations(&history, &fault_windows, &reconciliation.applied);
@@ -90,8 +92,24 @@ pub(super) async fn conclude(
         .collect();
     let timeline = analysis::timeline(&history, &drill.client_regions(), drill.load.duration_s);
     let phases = analysis::phases(drill, &fault_windows, &events, &dns, &timeline);
+    // A false drain fails every drill: unless the file lists the regions
+    // that must never be drained, that is every region no fault hit and
+    // none that must drain.
+    let mut judged = drill.clone();
+    if judged.hypothesis.never_drained.is_empty() {
+        judged.hypothesis.never_drained = judged
+            .topology
+            .regions
+            .iter()
+            .filter(|region| !fault_windows.iter().any(|f| &f.target == *region))
+            .filter(|region| !judged.hypothesis.must_drain.contains(region))
+            .cloned()
+            .collect();
+    }
+    let drill = &judged;
     let mut checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
     checks.extend(crate::failback::checks(drill, &fault_windows));
+    checks.extend(crate::availability::checks(drill, &history));
     checks.extend(crate::outage::checks::checks(
         &crate::outage::checks::Inputs {
             drill,
@@ -131,6 +149,10 @@ pub(super) async fn conclude(
         versions,
         configuration: serde_json::json!({
             "topology": drill.topology,
+            // What the controllers ran with: production's settings (k8s/),
+            // each marked when the drill overrode it.
+            "controller": info.controller,
+            "controller_overrides": info.controller.overridden(),
             "load": drill.load,
             "hypothesis": drill.hypothesis,
             "method": drill.method,
@@ -207,10 +229,14 @@ async fn measured_rtt(info: &DeploymentInfo) -> BTreeMap<String, BTreeMap<String
 /// a WAN each creation waits for its commit's round trip), in order.
 pub(super) async fn seed(
     instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
+    ca_pem: &str,
     count: u32,
+    api_key: &str,
 ) -> anyhow::Result<Vec<Uuid>> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
-    let client = reqwest::Client::new();
+    let client = crate::deployment::tls::client_builder(ca_pem)
+        .default_headers(crate::api_key::headers(api_key))
+        .build()?;
     let addresses: Vec<_> = instances.values().flatten().copied().collect();
     stream::iter(0..count)
         .map(|n| {
@@ -218,7 +244,7 @@ pub(super) async fn seed(
             let address = addresses[n as usize % addresses.len()];
             async move {
                 let response = client
-                    .post(format!("http://{address}/v1/accounts"))
+                    .post(format!("https://{address}/v1/accounts"))
                     .header("Idempotency-Key", format!("seed-{n}-{}", Uuid::new_v4()))
                     .json(&serde_json::json!({"owner": format!("drill-{n}"), "opening_balance": OPENING_BALANCE}))
                     .send()

@@ -28,6 +28,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Mutex as AsyncMutex;
 
 use self::evidence::Observed;
+use crate::controller_settings::ControllerSettings;
 use crate::deployment::{Deployment, DeploymentInfo, FaultAction, Options};
 use crate::driver::{ControlClient, FaultDriver};
 use crate::load::{self, LiveCounters, Plan, Target};
@@ -86,10 +87,8 @@ pub async fn run(
             let starting = Deployment::start(Options {
                 regions: drill.topology.regions.clone(),
                 instances_per_region: drill.topology.instances_per_region,
-                probe_interval_ms: drill.topology.probe_interval_ms,
-                dns_ttl_s: drill.topology.dns_ttl_s,
-                probe_timeout_ms: drill.topology.probe_timeout_ms,
-                failures_to_down: drill.topology.failures_to_down,
+                controller: ControllerSettings::new(&drill.controller)
+                    .map_err(|message| anyhow::anyhow!("{message}"))?,
                 wan: drill.topology.wan.clone(),
                 database_url: database_url.clone(),
                 run_dir: options.report_dir.join("run"),
@@ -113,15 +112,21 @@ pub async fn run(
             eprintln!("chaos: {} — attaching to {}", drill.title, client.url());
             let driver = FaultDriver::Remote(client.clone());
             let info = driver.info().await?;
-            check_topology(&drill.topology, &info)?;
+            let controller = ControllerSettings::new(&drill.controller)
+                .map_err(|message| anyhow::anyhow!("{message}"))?;
+            check_topology(&drill.topology, &controller, &info)?;
             run_on(&drill, &options, &driver, stop).await
         }
     }
 }
 
-/// Refuses a deployment whose topology differs from the drill's, naming
-/// every difference.
-pub fn check_topology(wanted: &Topology, info: &DeploymentInfo) -> anyhow::Result<()> {
+/// Refuses a deployment whose topology or controller settings differ from
+/// the drill's, naming every difference.
+pub fn check_topology(
+    wanted: &Topology,
+    controller: &ControllerSettings,
+    info: &DeploymentInfo,
+) -> anyhow::Result<()> {
     let regions: Vec<String> = info.regions.iter().map(|r| r.name.clone()).collect();
     let mut differences = Vec::new();
     if regions != wanted.regions {
@@ -131,33 +136,34 @@ pub fn check_topology(wanted: &Topology, info: &DeploymentInfo) -> anyhow::Resul
             regions.join(", ")
         ));
     }
-    let mut compare = |field: &str, drill: u64, deployment: u64| {
-        if drill != deployment {
+    if wanted.instances_per_region != info.instances_per_region {
+        differences.push(format!(
+            "instances_per_region: the drill wants {}, the deployment has {}",
+            wanted.instances_per_region, info.instances_per_region
+        ));
+    }
+    for setting in &controller.settings {
+        let running = info
+            .controller
+            .settings
+            .iter()
+            .find(|s| s.key == setting.key)
+            .map(|s| s.value);
+        if running != Some(setting.value) {
             differences.push(format!(
-                "{field}: the drill wants {drill}, the deployment has {deployment}"
+                "controller {}: the drill wants {}, the deployment has {}",
+                setting.key,
+                setting.value,
+                running.map_or("none".to_owned(), |v| v.to_string())
             ));
         }
-    };
-    compare(
-        "instances_per_region",
-        wanted.instances_per_region.into(),
-        info.instances_per_region.into(),
-    );
-    compare(
-        "probe_interval_ms",
-        wanted.probe_interval_ms,
-        info.probe_interval_ms,
-    );
-    compare("dns_ttl_s", wanted.dns_ttl_s.into(), info.dns_ttl_s.into());
-    if wanted.wan.is_some()
-        || wanted.probe_timeout_ms.is_some()
-        || wanted.failures_to_down.is_some()
-    {
-        // `chaos up` runs on the loopback with the default probe settings.
-        differences.push(
-            "wan, probe_timeout_ms, failures_to_down: the drill sets them, `chaos up` cannot"
-                .to_owned(),
-        );
+    }
+    if wanted.wan != info.wan {
+        differences.push(format!(
+            "wan: the drill wants {}, the deployment has {}",
+            describe_wan(wanted.wan.as_ref()),
+            describe_wan(info.wan.as_ref())
+        ));
     }
     differences.extend(crate::outage::attach_differences(wanted, info));
     if differences.is_empty() {
@@ -170,6 +176,14 @@ pub fn check_topology(wanted: &Topology, info: &DeploymentInfo) -> anyhow::Resul
     )
 }
 
+fn describe_wan(wan: Option<&crate::spec::Wan>) -> String {
+    match wan {
+        None => "none (loopback)".into(),
+        Some(wan) if *wan == crate::spec::Wan::default() => "the default WAN".into(),
+        Some(_) => "a custom WAN".into(),
+    }
+}
+
 async fn run_on(
     drill: &Drill,
     options: &DrillOptions,
@@ -180,7 +194,7 @@ async fn run_on(
     let target = target_of(&info, drill);
     let instances = info.instance_addresses();
     let accounts = tokio::select! {
-        seeded = evidence::seed(&instances, drill.load.accounts) => seeded?,
+        seeded = evidence::seed(&instances, &info.ca_pem, drill.load.accounts, &info.api_key) => seeded?,
         () = stop.clone() => bail!("interrupted while seeding; no fault was applied"),
     };
     let opening: BTreeMap<uuid::Uuid, i64> = accounts
@@ -335,12 +349,18 @@ fn target_of(deployment: &DeploymentInfo, drill: &Drill) -> Target {
     }
     Target {
         dns_servers: regions.iter().map(|r| r.controller_dns).collect(),
+        resolvers: regions
+            .iter()
+            .map(|r| (r.name.clone(), r.resolver))
+            .collect(),
+        ca_pem: deployment.ca_pem.clone(),
         client_addresses: regions
             .iter()
             .map(|r| (r.name.clone(), r.client_address))
             .collect(),
         instances: deployment.instance_addresses(),
         preference,
+        api_key: deployment.api_key.clone(),
     }
 }
 
@@ -361,12 +381,15 @@ mod tests {
                     controller_http: "127.0.0.1:1".parse().unwrap(),
                     controller_dns: "127.0.0.1:2".parse().unwrap(),
                     client_address: "127.0.0.1".parse().unwrap(),
+                    resolver: "127.0.0.1:3".parse().unwrap(),
                 })
                 .collect(),
             instances_per_region,
-            probe_interval_ms: 500,
-            dns_ttl_s: 1,
+            controller: ControllerSettings::production(),
+            wan: Some(crate::spec::Wan::default()),
+            api_key: String::new(),
             service_name: String::new(),
+            ca_pem: String::new(),
             database_url: String::new(),
             run_dir: PathBuf::new(),
             bin_dir: PathBuf::new(),
@@ -378,11 +401,15 @@ mod tests {
     #[test]
     fn an_attached_topology_must_match_the_drill() {
         let wanted = Topology::default();
+        let production = ControllerSettings::production();
         let same = info(&["us-east-1", "eu-west-1", "ap-southeast-1"], 2);
-        check_topology(&wanted, &same).unwrap();
+        check_topology(&wanted, &production, &same).unwrap();
 
-        let other = info(&["us-east-1", "eu-west-1"], 3);
-        let error = check_topology(&wanted, &other).unwrap_err().to_string();
+        let mut other = info(&["us-east-1", "eu-west-1"], 3);
+        other.wan = None;
+        let error = check_topology(&wanted, &production, &other)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains(
                 "regions: the drill wants [us-east-1, eu-west-1, ap-southeast-1], \
@@ -394,6 +421,21 @@ mod tests {
             error.contains("instances_per_region: the drill wants 2, the deployment has 3"),
             "{error}"
         );
-        assert!(!error.contains("probe_interval_ms"), "{error}");
+        assert!(
+            error.contains("wan: the drill wants the default WAN, the deployment has none"),
+            "{error}"
+        );
+        assert!(!error.contains("probe.interval_ms"), "{error}");
+
+        let fast = ControllerSettings::new(&crate::controller_settings::ControllerOverrides {
+            dns_ttl_s: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let error = check_topology(&wanted, &fast, &same).unwrap_err().to_string();
+        assert!(
+            error.contains("controller dns.ttl_seconds: the drill wants 1, the deployment has 30"),
+            "{error}"
+        );
     }
 }

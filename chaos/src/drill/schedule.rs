@@ -66,6 +66,7 @@ pub(super) async fn run_method(
                     end_s: None,
                     dns: None,
                     failback: None,
+                    reach_after_leaving: None,
                 });
             }
             Ok(()) => {
@@ -192,7 +193,7 @@ pub(super) async fn watch_dns(
         .map(|c| {
             (
                 c.clone(),
-                load::resolver(&target.dns_servers, target.client_addresses[c], false),
+                load::resolver(&target.dns_servers, Some(target.client_addresses[c]), false),
             )
         })
         .collect();

@@ -8,34 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{Drill, FaultKind};
 
-/// Settings of the deployment's processes changed on purpose. A drill's
-/// fail-on-purpose version is the shipped drill with one of these, so that
-/// it is seen to fail when the behaviour it guards is broken (a controller
-/// that keeps answering from a stale view, a database that acknowledges a
-/// commit before its WAL is written).
+/// Settings of the deployment changed on purpose, so that a drill's
+/// fail-on-purpose version is the shipped drill with one of these and is
+/// seen to fail when the behaviour it guards is broken (a database that
+/// acknowledges a commit before its WAL is written). Controller settings
+/// are overridden in the drill's `controller:` section instead.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Overrides {
-    /// Controller settings by dotted key (`decision.max_view_age_ms`), given
-    /// to every replica as `FAILOVER_<KEY>` environment variables, the
-    /// controller's own override layer.
-    pub controller: BTreeMap<String, String>,
     /// PostgreSQL settings (`synchronous_commit`) of the server the drill
     /// starts for itself (only drills that crash the database start one).
     pub database: BTreeMap<String, String>,
-}
-
-impl Overrides {
-    /// The controllers' environment for these overrides.
-    pub fn controller_env(&self) -> Vec<(String, String)> {
-        self.controller
-            .iter()
-            .map(|(key, value)| {
-                let name = key.replace('.', "__").to_ascii_uppercase();
-                (format!("FAILOVER_{name}"), value.clone())
-            })
-            .collect()
-    }
 }
 
 impl Drill {
@@ -96,18 +79,6 @@ pub fn validate(drill: &Drill) -> Result<(), String> {
             "applies only to drills that start their own server (a db-crash fault)",
         );
     }
-    for key in drill.topology.overrides.controller.keys() {
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
-        {
-            return bad(
-                format!("topology.overrides.controller.{key}"),
-                "is not a controller setting (dotted lower-case key)",
-            );
-        }
-    }
     Ok(())
 }
 
@@ -146,23 +117,5 @@ method:
             let error = Drill::parse(&text).unwrap_err();
             assert!(error.contains(field), "{field}: {error}");
         }
-    }
-
-    #[test]
-    fn controller_overrides_become_the_controllers_environment() {
-        let overrides = Overrides {
-            controller: BTreeMap::from([(
-                "decision.max_view_age_ms".to_owned(),
-                "600000".to_owned(),
-            )]),
-            database: BTreeMap::new(),
-        };
-        assert_eq!(
-            overrides.controller_env(),
-            vec![(
-                "FAILOVER_DECISION__MAX_VIEW_AGE_MS".to_owned(),
-                "600000".to_owned()
-            )]
-        );
     }
 }

@@ -109,6 +109,11 @@ pub async fn watch(
         .timeout(Duration::from_millis(400))
         .build()
         .expect("a plain HTTP client builds");
+    // The instances' load balancers speak HTTPS with the deployment's CA.
+    let https = crate::deployment::tls::client_builder(&info.ca_pem)
+        .timeout(Duration::from_millis(400))
+        .build()
+        .expect("an HTTPS client with the deployment's CA builds");
     let mut watched = Watched::default();
     if replicas.is_empty() && info.route53.is_none() {
         return watched;
@@ -141,8 +146,8 @@ pub async fn watch(
         for (region, instances) in &gated {
             let mut admitted = None;
             for instance in instances {
-                let url = format!("http://{instance}/healthz/region");
-                if let Ok(response) = http.get(url).send().await {
+                let url = format!("https://{instance}/healthz/region");
+                if let Ok(response) = https.get(url).send().await {
                     let ok = response.status().is_success();
                     admitted = Some(admitted.unwrap_or(false) || ok);
                 }

@@ -1,366 +1,332 @@
-//! The timeline charts: success ratio, p50/p99 latency and the serving
-//! region per client region, each with the faults shaded and the
-//! controller's events marked.
+//! The data of the timeline charts, as the JSON that `templates/charts.js`
+//! hands to uPlot: one x axis of seconds, the series per client region,
+//! the serving regions' stacks, the fault windows, the controller's events
+//! and the failover and failback milestones of each fault.
+//!
+//! Everything the charts show is decided here, in Rust and under test; the
+//! script only draws it.
 
-use std::fmt::Write;
+use serde::Serialize;
 
-use super::format::{
-    coordinate as c, escape_html, percent, Palette, FAILED_COLOUR, UNKNOWN_COLOUR,
-};
-use super::markers::{self, Badges};
-use super::summary::{success_ratio, ClientSeries, Derived};
-use super::svg::{
-    self, latency_range, latency_tick_label, latency_ticks, nice_ceiling, Frame, LineStyle, YScale,
-};
-use crate::model::DrillReport;
+use super::format::{event_kind_label, Palette, FAILED_COLOUR, UNKNOWN_COLOUR};
+use super::summary::{milestone_colour, success_ratio, Derived};
+use crate::model::{DrillReport, FaultDns, FaultWindow};
 
-/// Width of every timeline chart in SVG units; the page scales it.
-const CHART_WIDTH: f64 = 1100.0;
-const LEFT_MARGIN: f64 = 68.0;
-const RIGHT_MARGIN: f64 = 18.0;
-
-/// Success ratio per second and client region, 0-100% with 90-100%
-/// expanded so that a dip to 98% is as visible as one to 50%.
-pub(crate) fn success_chart(
-    report: &DrillReport,
-    derived: &Derived<'_>,
-    palette: &Palette,
-) -> String {
-    let frame = timeline_frame(derived, 300.0, AxisTitle::Shown, Badges::Shown);
-    let scale = YScale::Success {
-        knee: 0.9,
-        knee_share: 0.75,
-    };
-    let mut out = String::new();
-    svg::open(
-        &mut out,
-        &frame,
-        "success ratio per second and client region",
-    );
-    markers::fault_shading(&mut out, &frame, &report.faults);
-    let ticks: Vec<(f64, String)> = [0.0, 0.5, 0.9, 0.95, 0.99, 1.0]
-        .into_iter()
-        .map(|ratio| (ratio, format!("{:.0}%", ratio * 100.0)))
-        .collect();
-    svg::y_axis(&mut out, &frame, scale, &ticks, "success (%)");
-    // The knee is where the scale changes: draw it a little stronger.
-    let knee_y = frame.y(scale, 0.9);
-    let _ = write!(
-        out,
-        r#"<line class="knee" x1="{x1}" x2="{x2}" y1="{y}" y2="{y}"/>"#,
-        x1 = c(frame.plot_left()),
-        x2 = c(frame.plot_right()),
-        y = c(knee_y),
-    );
-    svg::x_axis(&mut out, &frame, true);
-    markers::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
-    if report.timeline.is_empty() {
-        svg::no_data(&mut out, &frame, "no requests were recorded");
-    }
-    // Every client region sits at 100% most of the time: earlier series are
-    // drawn wider so that each colour still shows where the lines coincide.
-    let series_count = derived.clients.len();
-    for (index, series) in derived.clients.iter().enumerate() {
-        let colour = palette.colour(&series.client_region);
-        let width = 2.0 + 2.75 * (series_count - 1 - index) as f64;
-        let points: Vec<(f64, Option<f64>)> = series
-            .buckets
-            .iter()
-            .map(|bucket| (bucket.second as f64 + 0.5, success_ratio(bucket)))
-            .collect();
-        svg::line_with_gaps(
-            &mut out,
-            &frame,
-            scale,
-            &points,
-            LineStyle {
-                colour,
-                width,
-                dashed: false,
-            },
-        );
-        // A dot on every second that lost requests, so one bad second out of
-        // sixty cannot hide in a thin line.
-        for bucket in &series.buckets {
-            let Some(ratio) = success_ratio(bucket).filter(|ratio| *ratio < 1.0) else {
-                continue;
-            };
-            let _ = write!(
-                out,
-                r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{colour}"><title>{title}</title></circle>"#,
-                x = c(frame.x(bucket.second as f64 + 0.5)),
-                y = c(frame.y(scale, ratio)),
-                title = escape_html(&format!(
-                    "{} clients, second {}: {} ok of {} ({} failed, {} unknown)",
-                    series.client_region,
-                    bucket.second,
-                    bucket.ok,
-                    bucket.requests,
-                    bucket.failed,
-                    bucket.unknown
-                )),
-            );
-        }
-        lowest_point_label(&mut out, &frame, scale, series, colour);
-    }
-    svg::close(&mut out);
-    out
+/// Everything the charts draw.
+#[derive(Debug, Serialize)]
+pub(crate) struct ChartData {
+    /// The x axis covers `0..=span_s` seconds.
+    pub span_s: f64,
+    /// The middle of every second, `0.5, 1.5, ...`: the x of each point.
+    pub x: Vec<f64>,
+    pub clients: Vec<ClientSeries>,
+    /// The top of the requests-per-second axis, shared by every panel so
+    /// that their heights compare.
+    pub requests_axis_max: f64,
+    pub faults: Vec<FaultMark>,
+    pub events: Vec<EventMark>,
+    pub milestones: Vec<MilestoneMark>,
 }
 
-/// "min 64.0%" beside the worst second of a client region that lost
-/// requests, so the depth of a dip reads without the axis.
-fn lowest_point_label(
-    out: &mut String,
-    frame: &Frame,
-    scale: YScale,
-    series: &ClientSeries<'_>,
-    colour: &str,
-) {
-    let lowest = series
-        .buckets
-        .iter()
-        .filter_map(|bucket| success_ratio(bucket).map(|ratio| (bucket.second, ratio)))
-        .filter(|(_, ratio)| *ratio < 1.0)
-        .min_by(|a, b| a.1.total_cmp(&b.1));
-    let Some((second, ratio)) = lowest else {
-        return;
-    };
-    // Under the point, where the line has just come down from 100%; above
-    // it when the point is too close to the axis.
-    let y = frame.y(scale, ratio);
-    let label_y = if y + 20.0 < frame.plot_bottom() {
-        y + 18.0
-    } else {
-        y - 9.0
-    };
-    let _ = write!(
-        out,
-        r#"<text class="dip-label" x="{x}" y="{y}" text-anchor="middle" fill="{colour}">min {ratio}</text>"#,
-        x = c(frame.x(second as f64 + 0.5)),
-        y = c(label_y),
-        ratio = percent(ratio),
-    );
+/// One client region's series, aligned with [`ChartData::x`] (`None` for a
+/// second without a bucket: a gap, never a zero).
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientSeries {
+    pub name: String,
+    pub colour: &'static str,
+    pub success: Vec<Option<f64>>,
+    pub p50_ms: Vec<Option<f64>>,
+    pub p99_ms: Vec<Option<f64>>,
+    /// Requests per second, bottom of the stack first: each serving region,
+    /// then failed, then unknown.
+    pub layers: Vec<Layer>,
 }
 
-/// p50 (solid) and p99 (dashed) latency per client region on a log scale.
-pub(crate) fn latency_chart(
-    report: &DrillReport,
-    derived: &Derived<'_>,
-    palette: &Palette,
-) -> String {
-    let frame = timeline_frame(derived, 300.0, AxisTitle::Shown, Badges::Shown);
-    let mut out = String::new();
-    svg::open(
-        &mut out,
-        &frame,
-        "p50 and p99 latency per second and client region",
-    );
-    markers::fault_shading(&mut out, &frame, &report.faults);
-    let values: Vec<f64> = report
-        .timeline
-        .iter()
-        .flat_map(|bucket| [bucket.p50_ms, bucket.p99_ms])
-        .flatten()
-        .filter(|value| value.is_finite() && *value > 0.0)
-        .collect();
-    let Some((min, max)) = latency_range(&values) else {
-        svg::y_axis(
-            &mut out,
-            &frame,
-            YScale::Linear { max: 1.0 },
-            &[],
-            "latency (ms, log scale)",
-        );
-        svg::x_axis(&mut out, &frame, true);
-        markers::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
-        svg::no_data(&mut out, &frame, "no completed requests, so no latency");
-        svg::close(&mut out);
-        return out;
-    };
-    let scale = YScale::Log { min, max };
-    let ticks: Vec<(f64, String)> = latency_ticks(min, max)
-        .into_iter()
-        .map(|value| (value, latency_tick_label(value)))
-        .collect();
-    svg::y_axis(&mut out, &frame, scale, &ticks, "latency (ms, log scale)");
-    svg::x_axis(&mut out, &frame, true);
-    markers::event_markers(&mut out, &frame, &derived.events, Badges::Shown);
-    for series in &derived.clients {
-        let colour = palette.colour(&series.client_region);
-        let p99: Vec<(f64, Option<f64>)> = series
-            .buckets
-            .iter()
-            .map(|bucket| (bucket.second as f64 + 0.5, bucket.p99_ms))
-            .collect();
-        let p50: Vec<(f64, Option<f64>)> = series
-            .buckets
-            .iter()
-            .map(|bucket| (bucket.second as f64 + 0.5, bucket.p50_ms))
-            .collect();
-        svg::line_with_gaps(
-            &mut out,
-            &frame,
-            scale,
-            &p99,
-            LineStyle {
-                colour,
-                width: 1.6,
-                dashed: true,
-            },
-        );
-        svg::line_with_gaps(
-            &mut out,
-            &frame,
-            scale,
-            &p50,
-            LineStyle {
-                colour,
-                width: 2.2,
-                dashed: false,
-            },
-        );
-    }
-    svg::close(&mut out);
-    out
+#[derive(Debug, Serialize)]
+pub(crate) struct Layer {
+    pub label: String,
+    pub colour: &'static str,
+    pub counts: Vec<Option<u64>>,
 }
 
-/// One small stacked-bar chart per client region: requests per second by
-/// the region that served them, with failed and unknown requests on top.
-/// All panels share one y scale so their heights compare.
-pub(crate) fn served_by_panels(
-    report: &DrillReport,
-    derived: &Derived<'_>,
-    palette: &Palette,
-) -> Vec<(String, String)> {
-    let max_requests = report
-        .timeline
-        .iter()
-        .map(|bucket| bucket.requests)
-        .max()
-        .unwrap_or(0);
-    let scale = YScale::Linear {
-        max: nice_ceiling(max_requests as f64),
-    };
-    let serving = palette.serving_regions(report);
-    let last = derived.clients.len().saturating_sub(1);
-    derived
-        .clients
-        .iter()
-        .enumerate()
-        .map(|(index, series)| {
-            let badges = if index == 0 {
-                Badges::Shown
-            } else {
-                Badges::Hidden
-            };
-            let title = if index == last {
-                AxisTitle::Shown
-            } else {
-                AxisTitle::Hidden
-            };
-            let frame = timeline_frame(derived, 150.0, title, badges);
-            let svg = served_by_panel(
-                report, derived, palette, &serving, series, &frame, scale, badges,
-            );
-            (series.client_region.clone(), svg)
-        })
-        .collect()
+#[derive(Debug, Serialize)]
+pub(crate) struct FaultMark {
+    pub label: String,
+    pub start_s: f64,
+    /// The end of the drill when the fault lasted to it.
+    pub end_s: f64,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn served_by_panel(
-    report: &DrillReport,
-    derived: &Derived<'_>,
-    palette: &Palette,
-    serving: &[String],
-    series: &ClientSeries<'_>,
-    frame: &Frame,
-    scale: YScale,
-    badges: Badges,
-) -> String {
-    let mut out = String::new();
-    let label = format!(
-        "requests of {} clients per second by serving region",
-        series.client_region
-    );
-    svg::open(&mut out, frame, &label);
-    markers::fault_shading(&mut out, frame, &report.faults);
-    // The bars hide the shading: a strip above the plot marks the faults.
-    markers::fault_strip(&mut out, frame, &report.faults);
-    let max = match scale {
-        YScale::Linear { max } => max,
-        _ => 1.0,
-    };
-    let ticks: Vec<(f64, String)> = [0.0, max / 2.0, max]
-        .into_iter()
-        .map(|value| (value, format!("{value}")))
-        .collect();
-    svg::y_axis(&mut out, frame, scale, &ticks, "req/s");
-    svg::x_axis(&mut out, frame, frame.bottom > 30.0);
-    if series.buckets.is_empty() {
-        svg::no_data(&mut out, frame, "no requests from this client region");
-    }
-    for bucket in &series.buckets {
-        let x1 = frame.x(bucket.second as f64);
-        let x2 = frame.x(bucket.second as f64 + 1.0);
-        let gap = if x2 - x1 > 6.0 { 1.5 } else { 0.0 };
-        let mut stacked = 0.0;
-        let mut layers: Vec<(&str, u64, String)> = serving
+/// A controller event; its 1-based number matches the events table.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventMark {
+    pub number: usize,
+    pub at_s: f64,
+    pub title: String,
+}
+
+/// A named moment of one fault: the way out (fault, out of DNS) and the way
+/// back (fault ended, back in DNS, served again).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct MilestoneMark {
+    pub label: &'static str,
+    pub at_s: f64,
+    pub colour: &'static str,
+    /// "failover" or "failback": the failback ones are drawn solid.
+    pub direction: &'static str,
+    pub title: String,
+}
+
+impl ChartData {
+    pub fn new(report: &DrillReport, derived: &Derived<'_>, palette: &Palette) -> Self {
+        let seconds = derived.span_s as usize;
+        let x = (0..seconds).map(|second| second as f64 + 0.5).collect();
+        let serving = palette.serving_regions(report);
+        let clients = derived
+            .clients
             .iter()
-            .filter_map(|region| bucket.served_by.get(region).map(|count| (region, *count)))
-            .map(|(region, count)| (palette.colour(region), count, format!("served by {region}")))
+            .map(|series| {
+                let mut aligned = vec![None; seconds];
+                for bucket in &series.buckets {
+                    if let Some(slot) = aligned.get_mut(bucket.second as usize) {
+                        *slot = Some(*bucket);
+                    }
+                }
+                let each = |value: &dyn Fn(&crate::model::SecondBucket) -> Option<f64>| {
+                    aligned
+                        .iter()
+                        .map(|bucket| bucket.and_then(value))
+                        .collect::<Vec<_>>()
+                };
+                // A log axis cannot show zero: such a latency is left out.
+                let positive = |value: Option<f64>| value.filter(|ms| ms.is_finite() && *ms > 0.0);
+                let count = |get: &dyn Fn(&crate::model::SecondBucket) -> u64| {
+                    aligned
+                        .iter()
+                        .map(|bucket| bucket.map(get))
+                        .collect::<Vec<_>>()
+                };
+                let mut layers: Vec<Layer> = serving
+                    .iter()
+                    .map(|region| Layer {
+                        label: format!("served by {region}"),
+                        colour: palette.colour(region),
+                        counts: count(&|bucket| bucket.served_by.get(region).copied().unwrap_or(0)),
+                    })
+                    .collect();
+                layers.push(Layer {
+                    label: "failed".to_string(),
+                    colour: FAILED_COLOUR,
+                    counts: count(&|bucket| bucket.failed),
+                });
+                layers.push(Layer {
+                    label: "unknown".to_string(),
+                    colour: UNKNOWN_COLOUR,
+                    counts: count(&|bucket| bucket.unknown),
+                });
+                ClientSeries {
+                    name: series.client_region.clone(),
+                    colour: palette.colour(&series.client_region),
+                    success: each(&success_ratio),
+                    p50_ms: each(&|bucket| positive(bucket.p50_ms)),
+                    p99_ms: each(&|bucket| positive(bucket.p99_ms)),
+                    layers,
+                }
+            })
             .collect();
-        layers.push((FAILED_COLOUR, bucket.failed, "failed".to_string()));
-        layers.push((UNKNOWN_COLOUR, bucket.unknown, "unknown".to_string()));
-        for (colour, count, what) in layers {
-            if count == 0 {
-                continue;
-            }
-            let y_top = frame.y(scale, stacked + count as f64);
-            let y_bottom = frame.y(scale, stacked);
-            stacked += count as f64;
-            let _ = write!(
-                out,
-                r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{colour}"><title>{title}</title></rect>"#,
-                x = c(x1 + gap / 2.0),
-                y = c(y_top),
-                w = c((x2 - x1 - gap).max(0.5)),
-                h = c((y_bottom - y_top).max(0.0)),
-                title = escape_html(&format!("second {}: {count} {what}", bucket.second)),
-            );
+        let max_requests = report
+            .timeline
+            .iter()
+            .map(|bucket| bucket.requests)
+            .max()
+            .unwrap_or(0);
+        Self {
+            span_s: derived.span_s,
+            x,
+            clients,
+            requests_axis_max: nice_ceiling(max_requests as f64),
+            faults: report
+                .faults
+                .iter()
+                .map(|fault| FaultMark {
+                    label: fault_label(fault),
+                    start_s: fault.start_s,
+                    end_s: fault.end_s.unwrap_or(derived.span_s),
+                })
+                .collect(),
+            events: derived
+                .events
+                .iter()
+                .enumerate()
+                .map(|(index, event)| EventMark {
+                    number: index + 1,
+                    at_s: event.at_s,
+                    title: format!(
+                        "{}. {} at {:.2} s{}",
+                        index + 1,
+                        event_kind_label(&event.kind),
+                        event.at_s,
+                        event
+                            .region
+                            .as_deref()
+                            .map(|region| format!(" ({region})"))
+                            .unwrap_or_default()
+                    ),
+                })
+                .collect(),
+            // A moment past the chart's end (an aborted drill's) cannot be
+            // drawn: it stays in the phases and faults tables.
+            milestones: report
+                .faults
+                .iter()
+                .flat_map(fault_milestones)
+                .filter(|mark| mark.at_s <= derived.span_s)
+                .collect(),
         }
     }
-    // Markers go over the bars: they would vanish under them.
-    markers::event_markers(&mut out, frame, &derived.events, badges);
-    svg::close(&mut out);
-    out
 }
 
-/// Whether a chart prints "seconds since the load started" under its axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AxisTitle {
-    Shown,
-    Hidden,
-}
-
-fn timeline_frame(derived: &Derived<'_>, height: f64, title: AxisTitle, badges: Badges) -> Frame {
-    let bottom = if title == AxisTitle::Shown {
-        48.0
-    } else {
-        24.0
-    };
-    let base = Frame {
-        width: CHART_WIDTH,
-        height,
-        left: LEFT_MARGIN,
-        right: RIGHT_MARGIN,
-        top: 10.0,
-        bottom,
-        x_max: derived.span_s,
-    };
-    if badges == Badges::Hidden {
-        return base;
+/// The way out and the way back of one fault window, each moment that was
+/// observed: the fault, its target out of DNS, the fault's end, the target
+/// back in DNS and serving again.
+pub(crate) fn fault_milestones(fault: &FaultWindow) -> Vec<MilestoneMark> {
+    let target = &fault.target;
+    let mut marks = vec![mark(
+        "fault",
+        fault.start_s,
+        "failover",
+        format!("{} {target} at {:.2} s", fault.kind, fault.start_s),
+    )];
+    if let Some(FaultDns::Left { at_s, after_s }) = fault.dns {
+        marks.push(mark(
+            "out of DNS",
+            at_s,
+            "failover",
+            format!("{target} out of the clients' DNS answers at {at_s:.2} s, {after_s:.2} s after the fault"),
+        ));
     }
-    let rows = markers::marker_rows(&base, &derived.events);
-    base.with_marker_rows(rows)
+    let Some(end_s) = fault.end_s else {
+        return marks;
+    };
+    marks.push(mark(
+        "fault ended",
+        end_s,
+        "failback",
+        format!("{} {target} undone at {end_s:.2} s", fault.kind),
+    ));
+    let Some(failback) = fault.failback else {
+        return marks;
+    };
+    if let (Some(at_s), Some(after_s)) = (failback.dns_back_at_s, failback.dns_back_after_s) {
+        marks.push(mark(
+            "back in DNS",
+            at_s,
+            "failback",
+            format!("{target} back in the clients' DNS answers at {at_s:.2} s, {after_s:.2} s after the fault ended"),
+        ));
+    }
+    if let (Some(at_s), Some(after_s)) = (failback.served_again_at_s, failback.served_again_after_s)
+    {
+        marks.push(mark(
+            "served again",
+            at_s,
+            "failback",
+            format!("{target} served a request again at {at_s:.2} s, {after_s:.2} s after the fault ended"),
+        ));
+    }
+    marks
+}
+
+fn mark(label: &'static str, at_s: f64, direction: &'static str, title: String) -> MilestoneMark {
+    // The milestone colours of the phases table, so a marker and its row
+    // read as one thing ("out of DNS" is the phases' "DNS changed").
+    let colour = match label {
+        "out of DNS" => milestone_colour("DNS changed"),
+        other => milestone_colour(other),
+    };
+    MilestoneMark {
+        label,
+        at_s,
+        colour,
+        direction,
+        title,
+    }
+}
+
+/// "region-kill us-east-1 (20.0 s to 45.0 s)".
+pub(crate) fn fault_label(fault: &FaultWindow) -> String {
+    let end = fault
+        .end_s
+        .map(|end| format!("{end:.1} s"))
+        .unwrap_or_else(|| "end".to_string());
+    format!(
+        "{} {} ({:.1} s to {end})",
+        fault.kind, fault.target, fault.start_s
+    )
+}
+
+/// The smallest 1-2-5 step at or above `value` (at least 1).
+pub(crate) fn nice_ceiling(value: f64) -> f64 {
+    (0..7)
+        .flat_map(|exponent| [1.0, 2.0, 5.0].map(|mantissa| mantissa * 10f64.powi(exponent)))
+        .find(|step| *step >= value.max(1.0))
+        .unwrap_or(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture::region_kill_report;
+
+    #[test]
+    fn request_axis_rounds_up_to_a_round_number() {
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(43.0), 50.0);
+        assert_eq!(nice_ceiling(101.0), 200.0);
+    }
+
+    #[test]
+    fn each_fault_marks_its_way_out_and_its_way_back() {
+        let report = region_kill_report();
+        let labels: Vec<(&str, f64)> = fault_milestones(&report.faults[0])
+            .iter()
+            .map(|mark| (mark.label, mark.at_s))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("fault", 20.0),
+                ("out of DNS", 21.2),
+                ("fault ended", 45.0),
+                ("back in DNS", 48.4),
+                ("served again", 48.9),
+            ]
+        );
+        // A fault still active at the end has no way back to mark.
+        let mut open = report.faults[0].clone();
+        open.end_s = None;
+        assert_eq!(fault_milestones(&open).len(), 2);
+    }
+
+    #[test]
+    fn series_are_aligned_on_one_axis_with_gaps_for_missing_seconds() {
+        let mut report = region_kill_report();
+        report
+            .timeline
+            .retain(|bucket| !(bucket.client_region == "eu-west-1" && bucket.second == 5));
+        let derived = Derived::new(&report);
+        let data = ChartData::new(&report, &derived, &Palette::new(&report));
+        assert_eq!(data.x.len(), 60);
+        let eu = &data.clients[1];
+        assert_eq!(eu.name, "eu-west-1");
+        assert_eq!(eu.success[5], None);
+        assert_eq!(eu.success[4], Some(1.0));
+        let us = &data.clients[0];
+        // Second 20 of us-east-1: 6 served there, 30 by eu-west-1, 12
+        // failed, 2 unknown; stacked bottom up.
+        let at_20: Vec<Option<u64>> = us.layers.iter().map(|layer| layer.counts[20]).collect();
+        assert_eq!(at_20, [Some(6), Some(30), Some(0), Some(12), Some(2)]);
+        assert_eq!(data.requests_axis_max, 50.0);
+        assert_eq!(data.milestones.len(), 5);
+    }
 }

@@ -40,11 +40,28 @@ pub(crate) fn region_kill_report() -> DrillReport {
             ("postgresql".to_string(), "16.4".to_string()),
             ("service".to_string(), "0.1.0".to_string()),
         ]),
+        // The shape drill/evidence.rs writes: laboratory probe settings
+        // (so the report marks them as overriding production's), the
+        // default WAN and the round trips the probes measured.
         configuration: json!({
-            "topology": { "regions": REGIONS, "instances_per_region": 2 },
+            "topology": {
+                "regions": REGIONS, "instances_per_region": 2,
+                "wan": {
+                    "rtt_ms": {"us-east-1/eu-west-1": 70.0, "us-east-1/ap-southeast-1": 220.0, "eu-west-1/ap-southeast-1": 165.0},
+                    "local_rtt_ms": 1.0, "database_rtt_ms": {}, "jitter_ms": 2.0, "loss": 0.001,
+                },
+            },
+            "controller": laboratory_settings(),
+            "controller_overrides": laboratory_settings().overridden(),
             "load": { "rate_per_client_region": RATE_PER_CLIENT, "write_ratio": 0.3, "duration_s": 60 },
-            "controller": { "probe_interval_ms": 500, "dns_ttl_s": 1, "quorum": "2 of 3" },
-            "method": [{ "fault": "region-kill", "region": "us-east-1", "at_s": 20, "duration_s": 25 }],
+            "method": [{ "fault": "region-kill", "target": "us-east-1", "start_s": 20, "duration_s": 25 }],
+            "database": { "fsync": "on", "synchronous_commit": "on", "full_page_writes": "on" },
+            "attached": false,
+            "measured_rtt_ms": {
+                "us-east-1": {"us-east-1": 5.3, "eu-west-1": 74.8, "ap-southeast-1": 223.8},
+                "eu-west-1": {"us-east-1": 74.6, "eu-west-1": 6.1, "ap-southeast-1": 169.6},
+                "ap-southeast-1": {"us-east-1": 224.1, "eu-west-1": 169.9, "ap-southeast-1": 5.8},
+            },
         }),
         verdict: Verdict::Passed,
         abort_reason: None,
@@ -83,6 +100,12 @@ pub(crate) fn region_kill_report() -> DrillReport {
                 dns_back_after_s: Some(3.4),
                 served_again_at_s: Some(48.9),
                 served_again_after_s: Some(3.9),
+            }),
+            reach_after_leaving: Some(crate::stickiness::ReachAfterLeaving {
+                pooled_s: Some(0.4),
+                pooled_requests: 3,
+                fresh_s: Some(0.2),
+                fresh_requests: 2,
             }),
         }],
         events: vec![
@@ -274,4 +297,20 @@ fn event(at_s: f64, kind: &str, detail: &str) -> ControllerEvent {
         region: Some("us-east-1".to_string()),
         detail: detail.to_string(),
     }
+}
+
+/// Laboratory settings that override production's: 500 ms probes with a
+/// 400 ms timeout and a 1 s DNS TTL.
+pub(crate) fn laboratory_settings() -> crate::controller_settings::ControllerSettings {
+    crate::controller_settings::ControllerSettings::new(
+        &crate::controller_settings::ControllerOverrides {
+            probe: std::collections::BTreeMap::from([
+                ("interval_ms".into(), 500),
+                ("timeout_ms".into(), 400),
+            ]),
+            dns_ttl_s: Some(1),
+            ..Default::default()
+        },
+    )
+    .expect("valid laboratory settings")
 }

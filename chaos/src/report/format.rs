@@ -1,4 +1,4 @@
-//! Escaping, number formatting and the one colour per region that every
+//! Markdown escaping, number formatting and the one colour per region that every
 //! chart and legend shares.
 
 use crate::model::DrillReport;
@@ -68,22 +68,6 @@ impl Palette {
         }
         regions
     }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 /// Escapes text for a Markdown table cell: pipes would end the cell and
@@ -170,18 +154,6 @@ pub(crate) fn signed_count(value: i64) -> String {
     format!("{sign}{}", count(value.unsigned_abs()))
 }
 
-/// A coordinate for SVG output: one decimal, no "-0.0".
-pub(crate) fn coordinate(value: f64) -> String {
-    let rounded = (value * 10.0).round() / 10.0;
-    if rounded == 0.0 {
-        return "0".to_string();
-    }
-    if rounded.fract() == 0.0 {
-        return format!("{rounded:.0}");
-    }
-    format!("{rounded:.1}")
-}
-
 /// Human name of a controller event kind, e.g. "dns_change" -> "DNS change".
 pub(crate) fn event_kind_label(kind: &str) -> String {
     match kind {
@@ -208,11 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn escaping_covers_markup_and_table_syntax() {
-        assert_eq!(
-            escape_html("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+    fn escaping_covers_table_syntax() {
         assert_eq!(escape_markdown_cell("a|b\nc"), "a\\|b c");
     }
 

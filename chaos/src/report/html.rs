@@ -1,37 +1,124 @@
-//! The HTML page: one self-contained file with inline CSS and inline SVG.
-//! The header carries the verdict and the key figures; the charts follow;
-//! the details (phases, budget, totals, events, configuration) come last.
+//! The HTML page: `templates/report.html` and its parts, rendered with
+//! minijinja into one self-contained file (inline CSS, the vendored uPlot
+//! and `charts.js` inline, the chart data as inline JSON).
+//!
+//! minijinja rather than askama: it needs nothing newer than the
+//! workspace's Rust 1.80 (askama 0.16 needs 1.88), has no dependency but
+//! serde, and renders the report's serde model as it is; strict undefined
+//! variables and a test that renders every fixture stand in for askama's
+//! compile-time checks. The templates are embedded at compile time.
 
-use std::fmt::Write;
+use std::sync::OnceLock;
 
-use super::format::{count, escape_html, percent, seconds, Palette};
-use super::sections;
-use super::summary::{failover_detail, Derived};
+use minijinja::value::{Serde, Value};
+use minijinja::{context, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use super::charts::{fault_label, ChartData};
+use super::confidence::AvailabilityBound;
+use super::format::{
+    count, event_kind_label, millis, percent, seconds, signed_count, signed_seconds, Palette,
+    FAILED_COLOUR, UNKNOWN_COLOUR,
+};
+use super::settings::{controller_settings, latency_matrix};
+use super::summary::{
+    failback_detail, failover_detail, fault_dns_text, fault_failback_text, fault_operations_text,
+    is_return_milestone, milestone_colour, Derived,
+};
 use crate::model::{DrillReport, Verdict};
+
+const PAGE: &str = include_str!("../../templates/report.html");
+const DETAILS: &str = include_str!("../../templates/details.html");
+const STYLE: &str = include_str!("../../templates/report.css");
+const CHARTS_JS: &str = include_str!("../../templates/charts.js");
+const UPLOT_JS: &str = include_str!("../../vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../vendor/uplot/uPlot.min.css");
 
 /// Renders the whole report as one HTML document.
 pub fn render_html(report: &DrillReport) -> String {
     let derived = Derived::new(report);
     let palette = Palette::new(report);
-    let mut out = String::with_capacity(64 * 1024);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{verdict}: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
-        verdict = verdict_word(report.verdict),
-        title = escape_html(&report.title),
-    );
-    header(&mut out, report);
-    key_figures(&mut out, report, &derived);
-    sections::checks(&mut out, report);
-    sections::timeline_charts(&mut out, report, &derived, &palette);
-    sections::phases(&mut out, &derived);
-    sections::error_budget(&mut out, report);
-    sections::totals(&mut out, report);
-    super::operations::html(&mut out, report);
-    sections::faults_and_events(&mut out, report, &derived);
-    sections::run_details(&mut out, report);
-    out.push_str("</main>\n</body>\n</html>\n");
-    out
+    let charts = ChartData::new(report, &derived, &palette);
+    // The legends' entries: (name, colour, has requests) per client region,
+    // (name, colour) per serving region.
+    let clients: Vec<_> = derived
+        .clients
+        .iter()
+        .map(|series| {
+            let name = &series.client_region;
+            (name, palette.colour(name), !series.buckets.is_empty())
+        })
+        .collect();
+    let serving: Vec<_> = palette
+        .serving_regions(report)
+        .into_iter()
+        .map(|region| {
+            let colour = palette.colour(&region);
+            (region, colour)
+        })
+        .collect();
+    // (DNS outcome, way back, failed and unknown operations) per fault.
+    let faults: Vec<_> = report
+        .faults
+        .iter()
+        .map(|fault| {
+            (
+                fault_dns_text(fault),
+                fault_failback_text(fault),
+                fault_operations_text(report, fault),
+            )
+        })
+        .collect();
+    let events: Vec<_> = derived
+        .events
+        .iter()
+        .map(|event| (event_kind_label(&event.kind), event))
+        .collect();
+    let context = context! {
+        report => Serde(report),
+        verdict => verdict_word(report.verdict),
+        verdict_class => verdict_word(report.verdict).to_lowercase(),
+        checks_passed => report.checks.iter().filter(|check| check.passed).count(),
+        figures => Serde(key_figures(report, &derived)),
+        availability => Serde(AvailabilityBound::new(&report.totals, report.error_budget.slo)),
+        clients => Serde(clients),
+        serving => Serde(serving),
+        failed_colour => FAILED_COLOUR,
+        unknown_colour => UNKNOWN_COLOUR,
+        fault_labels => Serde(report.faults.iter().map(fault_label).collect::<Vec<_>>()),
+        milestone_legend => Serde(milestone_legend(&charts)),
+        phases => Serde(Phases::new(&derived)),
+        faults => Serde(faults),
+        events => Serde(events),
+        settings => Serde(controller_settings(&report.configuration)),
+        matrix => Serde(latency_matrix(&report.configuration, &report.regions)),
+        configuration => serde_json::to_string_pretty(&report.configuration)
+            .unwrap_or_else(|error| format!("unprintable configuration: {error}")),
+        // Trusted text, inlined as it is: the stylesheets, the scripts and
+        // the chart data (escaped for a script element by script_json).
+        style => Value::from_safe_string(format!("{UPLOT_CSS}\n{STYLE}")),
+        scripts => Value::from_safe_string(format!("{UPLOT_JS}\n{CHARTS_JS}")),
+        chart_data => Value::from_safe_string(script_json(&charts)),
+    };
+    environment()
+        .get_template("report.html")
+        .and_then(|template| template.render(context))
+        // The templates are fixed at compile time and every fixture renders
+        // in the tests: an error here is a bug in them, not in the data.
+        .unwrap_or_else(|error| panic!("the report template failed: {}", error_chain(&error)))
+}
+
+/// An error and its causes: minijinja's says "error in details.html" and
+/// keeps the line and the reason in its source.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 pub(crate) fn verdict_word(verdict: Verdict) -> &'static str {
@@ -42,72 +129,55 @@ pub(crate) fn verdict_word(verdict: Verdict) -> &'static str {
     }
 }
 
-fn header(out: &mut String, report: &DrillReport) {
-    let class = match report.verdict {
-        Verdict::Passed => "passed",
-        Verdict::Failed => "failed",
-        Verdict::Aborted => "aborted",
-    };
-    let passed = report.checks.iter().filter(|check| check.passed).count();
-    let _ = write!(
-        out,
-        r#"<header class="verdict {class}"><div class="verdict-word">{word}</div><div class="headline"><h1>{title}</h1><p>{checks_passed} of {checks} hypothesis checks passed · {duration:.0} s of load · started {started} · seed {seed} · <code>{file}</code></p>"#,
-        word = verdict_word(report.verdict),
-        title = escape_html(&report.title),
-        checks_passed = passed,
-        checks = report.checks.len(),
-        duration = report.duration_s,
-        started = escape_html(
-            &report
-                .started_at
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string()
-        ),
-        seed = report.seed,
-        file = escape_html(&report.drill_file),
-    );
-    if report.verdict == Verdict::Aborted {
-        let reason = report
-            .abort_reason
-            .as_deref()
-            .unwrap_or("no reason was recorded");
-        let _ = write!(
-            out,
-            r#"<p class="abort-reason">Aborted: {}</p>"#,
-            escape_html(reason)
-        );
-    }
-    out.push_str("</div></header>\n");
+/// The templates and the number formats they use, built once.
+fn environment() -> &'static Environment<'static> {
+    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        let mut env = Environment::new();
+        // A misspelt variable is an error, not an empty cell.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template("report.html", PAGE)
+            .expect("report.html parses");
+        env.add_template("details.html", DETAILS)
+            .expect("details.html parses");
+        env.add_filter("count", count);
+        env.add_filter("signed_count", signed_count);
+        env.add_filter("percent", percent);
+        env.add_filter("seconds", seconds);
+        env.add_filter("signed_seconds", signed_seconds);
+        env.add_filter("millis", millis);
+        env.add_filter("fixed", |value: f64, decimals: usize| {
+            format!("{value:.decimals$}")
+        });
+        env
+    })
 }
 
-/// Good, bad or neutral: the colour of a key figure.
-#[derive(Clone, Copy)]
-enum Tone {
-    Good,
-    Bad,
-    Neutral,
+/// JSON for a `<script type="application/json">`: `<`, `>` and `&` as
+/// `\u` escapes, so that no string in the data can close the script.
+fn script_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .expect("chart data serialises")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
-fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
-    out.push_str(r#"<section class="figures">"#);
-    let failover_detail = failover_detail(report);
-    figure(
-        out,
-        "Failover time",
-        &seconds(derived.failover_s),
-        &failover_detail,
-        Tone::Neutral,
-    );
+/// A key figure of the header: name, value, detail and colour.
+#[derive(Serialize)]
+struct Figure {
+    name: &'static str,
+    value: String,
+    detail: String,
+    /// "good", "bad" or "neutral".
+    tone: &'static str,
+}
 
-    figure(
-        out,
-        "Failback time",
-        &seconds(derived.failback_s),
-        &super::summary::failback_detail(report),
-        Tone::Neutral,
-    );
-
-    let (window_value, window_detail, window_tone) = match &derived.failure_window {
+fn key_figures(report: &DrillReport, derived: &Derived<'_>) -> Vec<Figure> {
+    let totals = &report.totals;
+    let budget = &report.error_budget;
+    let tone = |bad: bool| if bad { "bad" } else { "good" };
+    let (window_value, window_detail) = match &derived.failure_window {
         Some(window) => (
             format!("{} s", window.length_s()),
             format!(
@@ -117,163 +187,169 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
                 window.seconds_with_failures,
                 window.client_regions.join(", ")
             ),
-            Tone::Bad,
         ),
-        None => (
-            "none".to_string(),
-            "no failed or unknown request".to_string(),
-            Tone::Good,
-        ),
+        None => ("none".into(), "no failed or unknown request".into()),
     };
-    figure(
-        out,
-        "Failure window",
-        &window_value,
-        &window_detail,
-        window_tone,
-    );
-
-    let totals = &report.totals;
-    let lost_tone = if totals.writes_lost == 0 && report.ledger_findings.is_empty() {
-        Tone::Good
-    } else {
-        Tone::Bad
-    };
-    figure(
-        out,
-        "Lost writes",
-        &count(totals.writes_lost),
-        &format!(
-            "of {} acknowledged · {} accounts unreconciled",
-            count(totals.writes_acknowledged),
-            count(totals.accounts_unreconciled)
-        ),
-        lost_tone,
-    );
-
-    let budget = &report.error_budget;
-    let budget_tone = if budget.consumed_fraction >= 1.0 {
-        Tone::Bad
-    } else {
-        Tone::Neutral
-    };
-    figure(
-        out,
-        "Error budget used",
-        &percent(budget.consumed_fraction),
-        &format!(
-            "{:.1} s of the {:.2} min in 30 days at {:.0} req/s",
-            budget.consumed_minutes * 60.0,
-            budget.budget_minutes,
-            budget.request_rate_per_s
-        ),
-        budget_tone,
-    );
-
-    let failed_tone = if totals.failed + totals.unknown == 0 {
-        Tone::Good
-    } else {
-        Tone::Bad
-    };
-    figure(
-        out,
-        "Failed requests",
-        &count(totals.failed),
-        &format!(
-            "after the retry, of {} requests · {} success · {} unknown · {} retried ok",
-            count(totals.requests),
-            derived
-                .overall_success
-                .map(percent)
-                .unwrap_or_else(|| "n/a".to_string()),
-            count(totals.unknown),
-            count(totals.retried_ok)
-        ),
-        failed_tone,
-    );
-    out.push_str("</section>\n");
+    vec![
+        Figure {
+            name: "Failover time",
+            value: seconds(derived.failover_s),
+            detail: failover_detail(report),
+            tone: "neutral",
+        },
+        Figure {
+            name: "Failback time",
+            value: seconds(derived.failback_s),
+            detail: failback_detail(report),
+            tone: "neutral",
+        },
+        Figure {
+            name: "Failure window",
+            tone: tone(derived.failure_window.is_some()),
+            value: window_value,
+            detail: window_detail,
+        },
+        Figure {
+            name: "Lost writes",
+            value: count(totals.writes_lost),
+            detail: format!(
+                "of {} acknowledged · {} accounts unreconciled",
+                count(totals.writes_acknowledged),
+                count(totals.accounts_unreconciled)
+            ),
+            tone: tone(totals.writes_lost > 0 || !report.ledger_findings.is_empty()),
+        },
+        Figure {
+            name: "Error budget used",
+            value: percent(budget.consumed_fraction),
+            detail: format!(
+                "{:.1} s of the {:.2} min in 30 days at {:.0} req/s",
+                budget.consumed_minutes * 60.0,
+                budget.budget_minutes,
+                budget.request_rate_per_s
+            ),
+            tone: if budget.consumed_fraction >= 1.0 {
+                "bad"
+            } else {
+                "neutral"
+            },
+        },
+        Figure {
+            name: "Failed requests",
+            value: count(totals.failed),
+            detail: format!(
+                "after the retry, of {} requests · {} success · {} unknown · {} retried ok",
+                count(totals.requests),
+                derived
+                    .overall_success
+                    .map(percent)
+                    .unwrap_or_else(|| "n/a".to_string()),
+                count(totals.unknown),
+                count(totals.retried_ok)
+            ),
+            tone: tone(totals.failed + totals.unknown > 0),
+        },
+    ]
 }
 
-fn figure(out: &mut String, name: &str, value: &str, detail: &str, tone: Tone) {
-    let class = match tone {
-        Tone::Good => "good",
-        Tone::Bad => "bad",
-        Tone::Neutral => "neutral",
-    };
-    let _ = write!(
-        out,
-        r#"<div class="figure {class}"><div class="figure-name">{name}</div><div class="figure-value">{value}</div><div class="figure-detail">{detail}</div></div>"#,
-        name = escape_html(name),
-        value = escape_html(value),
-        detail = escape_html(detail),
-    );
+/// The legend entries of the milestone markers that the charts carry.
+fn milestone_legend(charts: &ChartData) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut legend: Vec<(&str, &str, &str)> = Vec::new();
+    for mark in &charts.milestones {
+        if !legend.iter().any(|(label, _, _)| *label == mark.label) {
+            legend.push((mark.label, mark.colour, mark.direction));
+        }
+    }
+    legend
 }
 
-const STYLE: &str = r#"
-:root { --ink: #0f172a; --muted: #64748b; --line: #e2e8f0; --card: #ffffff; --page: #f1f5f9;
-  --good: #15803d; --bad: #b91c1c; --warn: #b45309; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--page); color: var(--ink);
-  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 20px 48px; }
-h1 { font-size: 26px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 0 0 6px; }
-h2.spaced { margin-top: 18px; }
-h3 { font-size: 15px; margin: 14px 0 2px; }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
-.verdict { display: flex; align-items: center; gap: 24px; padding: 20px 26px; border-radius: 12px; color: #fff; }
-.verdict.passed { background: linear-gradient(90deg, #15803d, #16a34a); }
-.verdict.failed { background: linear-gradient(90deg, #b91c1c, #dc2626); }
-.verdict.aborted { background: linear-gradient(90deg, #b45309, #d97706); }
-.verdict-word { font-size: 44px; font-weight: 800; letter-spacing: 2px; padding-right: 24px; border-right: 2px solid rgba(255,255,255,.5); }
-.verdict p { margin: 0; opacity: .95; }
-.verdict code { background: rgba(255,255,255,.18); padding: 1px 5px; border-radius: 4px; }
-.verdict .abort-reason { margin-top: 6px; font-weight: 700; font-size: 17px; }
-.figures { display: grid; grid-template-columns: repeat(5, 1fr); gap: 12px; margin: 14px 0 18px; }
-.figure { background: var(--card); border-radius: 10px; padding: 12px 14px; border-top: 4px solid var(--muted); box-shadow: 0 1px 2px rgba(15,23,42,.08); }
-.figure.good { border-top-color: var(--good); } .figure.bad { border-top-color: var(--bad); }
-.figure-name { color: var(--muted); font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.figure-value { font-size: 30px; font-weight: 750; margin: 2px 0; }
-.figure.good .figure-value { color: var(--good); } .figure.bad .figure-value { color: var(--bad); }
-.figure-detail { color: var(--muted); font-size: 13px; }
-.card { background: var(--card); border-radius: 10px; padding: 16px 18px; margin: 0 0 16px; box-shadow: 0 1px 2px rgba(15,23,42,.08); }
-.note { color: var(--muted); font-size: 13px; margin: 0 0 6px; }
-.legend { display: flex; flex-wrap: wrap; gap: 6px 18px; font-size: 13px; margin: 4px 0 6px; align-items: center; }
-.legend span { display: inline-flex; align-items: center; gap: 6px; }
-.swatch { width: 14px; height: 14px; border-radius: 3px; display: inline-block; }
-.swatch.line { height: 4px; border-radius: 2px; }
-.swatch.dashed { height: 0; border-top: 3px dashed var(--ink); border-radius: 0; width: 20px; background: none; }
-.swatch.solid { height: 0; border-top: 3px solid var(--ink); border-radius: 0; width: 20px; background: none; }
-.swatch.fault { background: #fecaca; border: 1px solid #f87171; }
-.swatch.event { width: 16px; height: 16px; border-radius: 8px; background: #334155; color: #fff; font-size: 11px; font-weight: 700; display: inline-flex; justify-content: center; align-items: center; }
-svg.chart { width: 100%; height: auto; display: block; font-family: inherit; }
-svg .grid { stroke: #e2e8f0; stroke-width: 1; }
-svg .knee { stroke: #94a3b8; stroke-width: 1; stroke-dasharray: 2 3; }
-svg .axis { stroke: #64748b; stroke-width: 1; }
-svg .tick { fill: #475569; font-size: 12px; }
-svg .axis-title { fill: #334155; font-size: 13px; font-weight: 600; }
-svg .fault { fill: #fecaca; fill-opacity: .55; }
-svg .fault-strip { fill: #f87171; }
-svg .dip-label { font-size: 12px; font-weight: 700; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
-svg .event { stroke: #334155; stroke-width: 1; stroke-dasharray: 4 3; stroke-opacity: .75; }
-svg .badge rect { fill: #334155; } svg .badge line { stroke: #334155; stroke-width: 1.2; }
-svg .badge text { fill: #fff; font-size: 11px; font-weight: 700; }
-svg .no-data { fill: #64748b; font-size: 16px; font-style: italic; }
-svg .phase-name { fill: #0f172a; font-size: 13.5px; font-weight: 600; }
-svg .phase-value { fill: #0f172a; font-size: 13.5px; font-weight: 700; }
-svg .track { fill: #e2e8f0; }
-svg .gauge-label { fill: #0f172a; font-size: 14px; font-weight: 700; } svg .gauge-label.inside { fill: #fff; }
-.panel-title { font-size: 13px; font-weight: 700; margin: 8px 0 0 4px; display: flex; align-items: center; gap: 6px; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { color: var(--muted); font-weight: 600; font-size: 13px; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.pass { color: var(--good); font-weight: 700; } .fail { color: var(--bad); font-weight: 700; }
-.row { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
-.row > .card { margin: 0 0 16px; }
-tr.bad td { background: #fef2f2; }
-table.events td:nth-child(-n+4) { white-space: nowrap; }
-details summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
-pre { background: #f8fafc; border: 1px solid var(--line); border-radius: 6px; padding: 10px; overflow: auto; max-height: 480px; }
-@media (max-width: 900px) { .figures { grid-template-columns: repeat(2, 1fr); } .row { grid-template-columns: 1fr; } }
-"#;
+/// The phases section: one bar per milestone after the fault, on one axis
+/// of seconds since the fault, and the table of every milestone.
+#[derive(Serialize)]
+struct Phases {
+    /// Instead of the bars, when there are none to draw.
+    message: Option<String>,
+    bars: Vec<PhaseBar>,
+    /// The axis's end, seconds after the fault.
+    axis_s: f64,
+    rows: Vec<PhaseRow>,
+}
+
+#[derive(Serialize)]
+struct PhaseBar {
+    label: &'static str,
+    colour: &'static str,
+    /// Width in percent of the axis.
+    percent: f64,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct PhaseRow {
+    label: &'static str,
+    colour: &'static str,
+    at_s: f64,
+    since_fault: String,
+    since_previous: String,
+}
+
+impl Phases {
+    fn new(derived: &Derived<'_>) -> Self {
+        let all = derived.phase_rows();
+        let rows = all
+            .iter()
+            .map(|row| PhaseRow {
+                label: row.label,
+                colour: milestone_colour(row.label),
+                at_s: row.at_s,
+                since_fault: seconds(row.since_fault_s),
+                since_previous: signed_seconds(row.since_previous_s),
+            })
+            .collect();
+        let fault = all.iter().find(|row| row.label == "fault");
+        let later: Vec<_> = all.iter().filter(|row| row.label != "fault").collect();
+        let message = match fault {
+            None => Some("no fault was injected, so there are no failover phases".to_string()),
+            Some(fault) if later.iter().all(|row| is_return_milestone(row.label)) => Some(format!(
+                "fault at {:.2} s; the controllers never decided to drain",
+                fault.at_s
+            )),
+            Some(_) => None,
+        };
+        let longest = later
+            .iter()
+            .filter_map(|row| row.since_fault_s)
+            .fold(0.0, f64::max);
+        let axis_s = axis_end(longest);
+        let bars = later
+            .iter()
+            .map(|row| {
+                let since = row.since_fault_s.unwrap_or(0.0);
+                PhaseBar {
+                    label: row.label,
+                    colour: milestone_colour(row.label),
+                    percent: (since.max(0.0) / axis_s * 100.0).clamp(0.2, 100.0),
+                    value: signed_seconds(Some(since)),
+                }
+            })
+            .collect();
+        Self {
+            message,
+            bars: if fault.is_some() { bars } else { Vec::new() },
+            axis_s,
+            rows,
+        }
+    }
+}
+
+/// A round end for the phases' axis: the longest bar rounded up to a step
+/// that gives 4 to 10 ticks.
+fn axis_end(longest: f64) -> f64 {
+    let step = [
+        0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+    .find(|step| longest / step <= 10.0)
+    .unwrap_or(600.0);
+    ((longest / step).ceil() * step).max(step)
+}

@@ -8,10 +8,11 @@ use super::format::{
     signed_seconds,
 };
 use super::html::verdict_word;
-use super::markdown_timeline;
 use super::summary::{
-    failback_detail, failover_detail, fault_dns_text, fault_failback_text, Derived,
+    failback_detail, failover_detail, fault_dns_text, fault_failback_text, fault_operations_text,
+    Derived,
 };
+use super::{markdown_conditions, markdown_timeline};
 use crate::model::{DrillReport, Verdict};
 
 /// Renders the report as GitHub-flavoured Markdown.
@@ -30,6 +31,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
         markdown_timeline::around_failures(&mut out, &derived, window);
     }
     faults_and_events(&mut out, report, &derived);
+    markdown_conditions::conditions(&mut out, report);
     run(&mut out, report);
     out
 }
@@ -116,6 +118,7 @@ fn key_figures(out: &mut String, report: &DrillReport, derived: &Derived<'_>) {
                 budget.request_rate_per_s
             ),
         ),
+        markdown_conditions::availability_row(report),
         (
             "Failed after the retry",
             count(totals.failed),
@@ -181,7 +184,7 @@ fn phases(out: &mut String, derived: &Derived<'_>) {
     let decided = derived
         .milestones
         .iter()
-        .any(|m| m.label != "fault" && !super::gauges::is_return_milestone(m.label));
+        .any(|m| m.label != "fault" && !super::summary::is_return_milestone(m.label));
     if !decided {
         out.push_str("\nThe controllers never decided to drain.\n");
     }
@@ -250,7 +253,7 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
     if report.faults.is_empty() {
         out.push_str("No fault was injected.\n\n");
     } else {
-        out.push_str("| Kind | Target | Start (s) | End (s) | DNS | Way back |\n|---|---|---:|---:|---|---|\n");
+        out.push_str("| Kind | Target | Start (s) | End (s) | DNS | Way back | Failed or unknown in it |\n|---|---|---:|---:|---|---|---|\n");
         for fault in &report.faults {
             let end = fault
                 .end_s
@@ -258,12 +261,13 @@ fn faults_and_events(out: &mut String, report: &DrillReport, derived: &Derived<'
                 .unwrap_or_else(|| "end of drill".to_string());
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {end} | {} | {} |",
+                "| {} | {} | {:.2} | {end} | {} | {} | {} |",
                 cell(&fault.kind),
                 cell(&fault.target),
                 fault.start_s,
                 cell(&fault_dns_text(fault)),
-                cell(&fault_failback_text(fault))
+                cell(&fault_failback_text(fault)),
+                fault_operations_text(report, fault)
             );
         }
         out.push('\n');

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::charts::fault_milestones;
 use super::format::{escape_markdown_cell as cell, event_kind_label, millis, percent};
 use super::summary::{Derived, FailureWindow};
 use crate::model::{DrillReport, SecondBucket};
@@ -123,6 +124,12 @@ fn marks_cell(report: &DrillReport, derived: &Derived<'_>, start: u32, end: u32)
                 "{} {} ends at {:.1} s",
                 fault.kind, fault.target, end_s
             ));
+        }
+    }
+    // The way out and the way back, as the charts tag them.
+    for mark in report.faults.iter().flat_map(fault_milestones) {
+        if inside(mark.at_s) && !matches!(mark.label, "fault" | "fault ended") {
+            marks.push(format!("{} at {:.1} s", mark.label, mark.at_s));
         }
     }
     for (index, event) in derived.events.iter().enumerate() {

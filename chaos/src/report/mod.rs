@@ -1,40 +1,49 @@
 //! The drill report: `report.json`, `report.md` and one self-contained
-//! `report.html` (inline CSS, charts as inline SVG, no scripts, no URLs).
+//! `report.html` (inline CSS, the vendored uPlot and the chart script
+//! inline, the chart data as inline JSON; nothing loaded from anywhere).
 //!
 //! # Layout
 //! - [`summary`]: the figures both renderers derive from a
 //!   [`DrillReport`] (failover time, failure window, per-second ratios),
 //!   so that Markdown and HTML never disagree.
-//! - [`markdown`], [`markdown_timeline`]: GitHub-flavoured tables.
-//! - [`html`], [`sections`]: the page, its header and its detail sections;
-//!   [`operations`]: the verifier's findings and every failed or unknown
-//!   operation (both renderings).
-//! - [`charts`]: the timeline charts; [`gauges`]: the phase bar and the
-//!   error-budget gauge.
-//! - [`svg`]: the plot frame, scales, axes and lines of every chart;
-//!   [`markers`]: fault windows and numbered controller events on them.
+//! - [`markdown`], [`markdown_timeline`], [`markdown_conditions`],
+//!   [`operations`]: GitHub-flavoured tables.
+//! - [`html`]: the page, rendered with minijinja from `chaos/templates/`
+//!   (`report.html`, `details.html`, `report.css`), embedded at compile
+//!   time.
+//! - [`charts`]: the data of the timeline charts (series, fault windows,
+//!   events, failover and failback milestones), which
+//!   `templates/charts.js` draws with uPlot (`chaos/vendor/uplot/`).
+//! - [`settings`]: the controller settings beside production's and the
+//!   measured round trips beside the configured WAN.
+//! - [`confidence`]: the availability the drill's request count can vouch
+//!   for (one-sided Clopper-Pearson bound).
 //! - [`format`]: escaping, number formatting and the region palette.
 //!
-//! Invariant: the HTML references nothing outside itself (no `http`, no
-//! fonts, no images, no JavaScript), so it can be mailed or attached to a
-//! ticket and still read the same.
+//! Invariant: the HTML references nothing outside itself (no URL, no
+//! fonts, no images, no `src` or `href`), so it can be mailed or attached
+//! to a ticket and still read the same in a browser. Its one script is
+//! inline; without JavaScript every figure is still in its tables.
 
 mod charts;
+pub(crate) mod confidence;
 mod format;
-mod gauges;
 mod html;
 mod markdown;
+mod markdown_conditions;
 mod markdown_timeline;
-mod markers;
 mod operations;
-mod sections;
+mod settings;
 mod summary;
-mod svg;
 
+#[cfg(test)]
+mod browser;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conditions;
 
 use std::fs;
 use std::io::Write;

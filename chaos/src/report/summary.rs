@@ -252,6 +252,32 @@ pub(crate) fn fault_dns_text(fault: &FaultWindow) -> String {
 /// DNS after 12.40 s, served again after 12.50 s", or why there is nothing
 /// to say.
 pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
+    let way_back = way_back_text(fault);
+    match fault.reach_after_leaving {
+        Some(reach) => format!("{way_back}; {}", reach_text(&reach)),
+        None => way_back,
+    }
+}
+
+/// How long clients kept reaching a region after it left DNS: pooled
+/// keep-alive connections, and fresh connections through a resolver's
+/// cached answer.
+fn reach_text(reach: &crate::stickiness::ReachAfterLeaving) -> String {
+    let part = |kind: &str, last: Option<f64>, count: u64| match last {
+        Some(last) => format!("{kind} clients for {last:.2} s ({count} requests)"),
+        None => format!("no {kind} client"),
+    };
+    if reach.pooled_s.is_none() && reach.fresh_s.is_none() {
+        return "no client reached it after it left DNS".to_string();
+    }
+    format!(
+        "after it left DNS it served {}, {}",
+        part("pooled", reach.pooled_s, reach.pooled_requests),
+        part("fresh", reach.fresh_s, reach.fresh_requests)
+    )
+}
+
+fn way_back_text(fault: &FaultWindow) -> String {
     let Some(failback) = fault.failback else {
         return match fault.end_s {
             None => "still faulted at the end".to_string(),
@@ -264,6 +290,29 @@ pub(crate) fn fault_failback_text(fault: &FaultWindow) -> String {
         }
         (Some(back), None) => format!("back in DNS after {back:.2} s, served nothing after"),
         (None, _) => "not back before its next fault or the end".to_string(),
+    }
+}
+
+/// The operations that failed or ended unknown with their intended start
+/// in a fault's window, for the faults tables: "12 failed, 2 unknown" or
+/// "none" (each one is listed under "Failed and unknown operations").
+pub(crate) fn fault_operations_text(report: &DrillReport, fault: &FaultWindow) -> String {
+    let inside = |at: f64| at >= fault.start_s && !matches!(fault.end_s, Some(end) if at >= end);
+    let (mut failed, mut unknown) = (0, 0);
+    for operation in &report.failed_operations {
+        if !inside(operation.intended_s) {
+            continue;
+        }
+        match operation.outcome.as_str() {
+            "unknown" => unknown += 1,
+            _ => failed += 1,
+        }
+    }
+    match (failed, unknown) {
+        (0, 0) => "none".to_string(),
+        (failed, 0) => format!("{failed} failed"),
+        (0, unknown) => format!("{unknown} unknown"),
+        (failed, unknown) => format!("{failed} failed, {unknown} unknown"),
     }
 }
 
@@ -302,4 +351,9 @@ pub(crate) fn milestone_colour(label: &str) -> &'static str {
         "served again" => "#10b981",
         _ => "#64748b",
     }
+}
+
+/// The milestones of the way back, which follow the failover ones.
+pub(crate) fn is_return_milestone(label: &str) -> bool {
+    matches!(label, "fault ended" | "back in DNS" | "served again")
 }

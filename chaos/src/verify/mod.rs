@@ -23,14 +23,19 @@ use crate::load::Operation;
 use crate::model::Totals;
 
 /// Reads `/v1/ledger/summary` from the first instance that answers.
-pub async fn api_summary(instances: &[SocketAddr]) -> anyhow::Result<serde_json::Value> {
-    let client = reqwest::Client::builder()
+pub async fn api_summary(
+    instances: &[SocketAddr],
+    ca_pem: &str,
+    api_key: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let client = crate::deployment::tls::client_builder(ca_pem)
+        .default_headers(crate::api_key::headers(api_key))
         .timeout(Duration::from_secs(2))
         .build()?;
     for _ in 0..10 {
         for address in instances {
             if let Ok(response) = client
-                .get(format!("http://{address}/v1/ledger/summary"))
+                .get(format!("https://{address}/v1/ledger/summary"))
                 .send()
                 .await
             {

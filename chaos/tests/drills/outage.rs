@@ -110,8 +110,8 @@ fn a_database_crash_drains_nothing_and_loses_no_acknowledged_write() {
 fn a_database_crash_fails_when_commits_are_acknowledged_before_the_wal_is_written() {
     let report = run_broken("database-crash", "async-commit", |text| {
         text.replace(
-            "  dns_ttl_s: 1\n",
-            "  dns_ttl_s: 1\n  overrides:\n    database: { synchronous_commit: \"off\", wal_writer_delay: \"10s\" }\n",
+            "  instances_per_region: 2\n",
+            "  instances_per_region: 2\n  overrides:\n    database: { synchronous_commit: \"off\", wal_writer_delay: \"10s\" }\n",
         )
     });
     assert_eq!(report.verdict, Verdict::Failed);
@@ -258,8 +258,8 @@ fn a_controller_cut_off_from_the_database_stops_answering_and_drains_nothing() {
 fn a_controller_cut_fails_when_replicas_answer_from_a_stale_view() {
     let report = run_broken("controller-database-cut", "stale-view", |text| {
         text.replace(
-            "  dns_ttl_s: 1\n",
-            "  dns_ttl_s: 1\n  overrides:\n    controller: { decision.max_view_age_ms: \"600000\" }\n",
+            "\nload:\n",
+            "\ncontroller: { decision: { max_view_age_ms: 600000 } }\nload:\n",
         )
     });
     assert_eq!(report.verdict, Verdict::Failed);
@@ -284,8 +284,8 @@ fn route53_throttling_delays_the_records_but_not_the_drain() {
 fn route53_throttling_fails_when_the_controller_never_fails_back() {
     let report = run_broken("route53-throttling", "no-failback", |text| {
         text.replace(
-            "  route53: true\n",
-            "  route53: true\n  overrides:\n    controller: { decision.hold_down_base_ms: \"600000\" }\n",
+            "\nload:\n",
+            "\ncontroller: { decision: { hold_down_base_ms: 600000 } }\nload:\n",
         )
     });
     assert_eq!(report.verdict, Verdict::Failed);

@@ -173,6 +173,7 @@ fn operation() -> Operation {
         latency_ms: 5.0,
         outcome: Outcome::Ok,
         served_by: Some("us-east-1".to_owned()),
+        connection: chaos::load::Connection::Pooled,
         attempts: 1,
         first_error: None,
         transfer: None,

@@ -312,14 +312,14 @@ health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab"
         let region = &settings.regions[0];
         assert!(region.instances.is_empty() && region.has_alias());
         assert_eq!(
-            region.probe_urls("/healthz/instance"),
+            region.probe_urls("http", "/healthz/instance"),
             vec!["https://api-a.example.com/healthz/instance".to_string()]
         );
         // Instances and URLs together: both probed, instances first.
         let mixed = "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:8080\"]\nhealth_urls = [\"http://localhost:8080/h\"]\n";
         let settings = load_regions(mixed, "").unwrap();
         assert_eq!(
-            settings.regions[0].probe_urls("/healthz/instance"),
+            settings.regions[0].probe_urls("http", "/healthz/instance"),
             vec![
                 "http://127.0.0.1:8080/healthz/instance".to_string(),
                 "http://localhost:8080/h".to_string()
@@ -378,6 +378,11 @@ health_check_id = "0b6c6f1e-1111-4a8e-9d3b-0123456789ab"
                 "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\n",
                 "[probe]\npath = \"/healthz/region\"\n",
                 "probe.path: /healthz/region answers 503 for a region the controller drained",
+            ),
+            (
+                "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\n",
+                "[probe]\ninstance_scheme = \"ftp\"\n",
+                "probe.instance_scheme: must be \"http\" or \"https\"",
             ),
             (
                 "[[regions]]\nname = \"a\"\ninstances = [\"127.0.0.1:1\"]\nhealth_urls = [\"https://x/healthz/region/\"]\n",

@@ -64,6 +64,11 @@ pub struct ProbeSettings {
     /// Votes older than this are ignored: that vantage is not "heard from".
     pub vote_freshness_ms: u64,
     pub path: String,
+    /// How `regions[].instances` are probed: `http`, or `https` when the
+    /// instances sit behind a TLS-terminating load balancer that has a
+    /// certificate for their IP addresses (trusted through `ca_file`).
+    /// `health_urls` carry their own scheme.
+    pub instance_scheme: String,
     /// Source address for probes; empty lets the kernel choose.
     pub local_address: String,
     /// PEM bundle of private CAs trusted for https health URLs beside the
@@ -247,11 +252,12 @@ impl Settings {
 
 impl RegionSettings {
     /// Every URL the prober checks for this region: the instances at
-    /// `probe_path` over plain HTTP, then the health URLs as given.
-    pub fn probe_urls(&self, probe_path: &str) -> Vec<String> {
+    /// `probe_path` over `scheme` (`probe.instance_scheme`), then the health
+    /// URLs as given.
+    pub fn probe_urls(&self, scheme: &str, probe_path: &str) -> Vec<String> {
         self.instances
             .iter()
-            .map(|i| format!("http://{i}{probe_path}"))
+            .map(|i| format!("{scheme}://{i}{probe_path}"))
             .chain(self.health_urls.iter().cloned())
             .collect()
     }

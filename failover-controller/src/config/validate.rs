@@ -60,6 +60,12 @@ impl Settings {
         if !p.path.starts_with('/') {
             return Err("probe.path: must start with /".into());
         }
+        if !matches!(self.probe.instance_scheme.as_str(), "http" | "https") {
+            return Err(format!(
+                "probe.instance_scheme: must be \"http\" or \"https\", not {:?}",
+                self.probe.instance_scheme
+            ));
+        }
         if p.path.trim_end_matches('/') == ADMISSION_PATH {
             return Err(format!("probe.path: {}", admission_probe_message()));
         }

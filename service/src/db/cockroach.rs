@@ -237,7 +237,20 @@ const TABLE_LOCALITIES: &[(&str, &str, &str)] = &[
         "GLOBAL",
         "ALTER TABLE region_state SET LOCALITY GLOBAL",
     ),
+    // Read by every instance of every region (the key snapshot), written
+    // only when an operator creates or revokes a key.
+    (
+        "api_keys",
+        "GLOBAL",
+        "ALTER TABLE api_keys SET LOCALITY GLOBAL",
+    ),
 ];
+
+/// Drops the global uniqueness of `transfers.idempotency_key` (created
+/// with the table; keys are now unique per principal): CockroachDB drops a
+/// `UNIQUE` constraint made by `CREATE TABLE` only through its index.
+pub const DROP_GLOBAL_TRANSFER_KEY: &str =
+    "DROP INDEX IF EXISTS transfers@transfers_idempotency_key_key CASCADE";
 
 /// The queries that read a database's [`MultiRegionState`], `{database}`
 /// standing for the quoted database name (pinned by a golden file).
@@ -327,6 +340,7 @@ mod tests {
                 ("transfers", "REGIONAL BY ROW"),
                 ("idempotency_keys", "REGIONAL BY ROW"),
                 ("region_state", "GLOBAL"),
+                ("api_keys", "GLOBAL"),
             ]
             .into_iter()
             .map(|(t, l)| (t.to_owned(), l.to_owned()))

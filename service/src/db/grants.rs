@@ -31,6 +31,10 @@ pub fn runtime_grants(role: &str) -> Vec<String> {
         format!("GRANT SELECT, INSERT ON TABLE transfers, idempotency_keys TO {role}"),
         // The drain flags are the controller's; the service only reads them.
         format!("GRANT SELECT ON TABLE region_state TO {role}"),
+        // API keys are created and revoked by operators (`service api-key`,
+        // as the migration role): a service pod can read them, never mint
+        // or un-revoke one.
+        format!("GRANT SELECT ON TABLE api_keys TO {role}"),
         // `service wait-for-schema` reads which migrations are applied.
         format!("GRANT SELECT ON TABLE _sqlx_migrations TO {role}"),
     ]

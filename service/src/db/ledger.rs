@@ -16,7 +16,12 @@ use super::Pool;
 pub struct Account {
     pub id: Uuid,
     pub owner: String,
-    /// Balance in integer minor units (never negative).
+    /// The principal the account belongs to (who created it): only it
+    /// (and admins) can read it, only it can debit it.
+    pub principal: String,
+    /// Balance in integer minor units, 0 to 2^53 - 1 (exact in any JSON
+    /// client's IEEE double).
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub balance: i64,
     /// The region that served the request that created the account.
     pub home_region: String,
@@ -36,13 +41,20 @@ pub struct Transfer {
     pub created_at: DateTime<Utc>,
 }
 
+/// Largest balance of an account: 2^53 - 1, so that every balance is an
+/// exact integer in a JavaScript client (and the database's CHECK agrees).
+pub const MAX_BALANCE: i64 = (1 << 53) - 1;
+
 /// Totals read in one snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct LedgerSummary {
     pub accounts: i64,
     pub transfers: i64,
-    /// Sum of all balances; transfers conserve it.
-    #[schema(value_type = i64)]
+    /// Sum of all balances, in minor units, as a decimal string: it can
+    /// exceed 2^53, beyond which JSON numbers lose digits in most clients.
+    /// Transfers conserve it.
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
+    #[serde(with = "decimal_string")]
     pub total_balance: i128,
     /// Smallest balance (0 when there is no account); never negative.
     pub min_balance: i64,
@@ -64,9 +76,12 @@ impl Operation {
     }
 }
 
-/// An idempotent request: the key, the fingerprint of its body, who serves it.
+/// An idempotent request: who sent it, the key, the fingerprint of its
+/// body, who serves it. Keys are scoped to the principal: two principals'
+/// equal keys are two keys.
 #[derive(Debug, Clone)]
 pub struct IdempotentRequest {
+    pub principal: std::sync::Arc<str>,
     pub operation: Operation,
     pub key: String,
     pub request_hash: String,
@@ -87,18 +102,24 @@ pub struct StoredResponse {
 pub enum Rejection {
     /// The key was used before with another body.
     KeyReusedWithDifferentBody,
+    /// No such account, or (for the debited account) not the caller's: an
+    /// account that is not yours does not exist for you.
     UnknownAccount(Uuid),
     InsufficientFunds {
         account: Uuid,
         balance: i64,
         amount: i64,
     },
-    /// The credit would push the destination balance past the 64-bit range.
-    BalanceOverflow(Uuid),
+    /// The credit would push the destination balance past [`MAX_BALANCE`].
+    BalanceLimit(Uuid),
 }
 
 /// A write ends as a stored response, a rejection, or a database error.
 pub type WriteOutcome = Result<Result<StoredResponse, Rejection>, TxError>;
+
+/// The status and body a rejection is answered with, so that it can be
+/// stored under the idempotency key (the API layer's problem documents).
+pub type RenderRejection = fn(&Rejection) -> (u16, serde_json::Value);
 
 /// Creates an account homed in `request.region`.
 pub async fn create_account(
@@ -106,16 +127,18 @@ pub async fn create_account(
     request: &IdempotentRequest,
     owner: &str,
     opening_balance: i64,
+    render: RenderRejection,
 ) -> WriteOutcome {
     let owner = owner.to_owned();
-    run_idempotent(transactor, request, move |connection, request| {
+    run_idempotent(transactor, request, render, move |connection, request| {
         let owner = owner.clone();
         Box::pin(async move {
             let row = sqlx::query(
-                "INSERT INTO accounts (owner, balance, home_region) VALUES ($1, $2, $3) \
-                 RETURNING id, owner, balance, home_region, created_at",
+                "INSERT INTO accounts (owner, principal, balance, home_region) VALUES ($1, $2, $3, $4) \
+                 RETURNING id, owner, principal, balance, home_region, created_at",
             )
             .bind(&owner)
+            .bind(&*request.principal)
             .bind(opening_balance)
             .bind(&request.region)
             .fetch_one(&mut *connection)
@@ -130,20 +153,22 @@ pub async fn create_account(
     .await
 }
 
-/// Moves `amount` from `from` to `to` in one serializable transaction.
+/// Moves `amount` from `from` (which must be the caller's) to `to` (anyone's)
+/// in one serializable transaction.
 pub async fn transfer(
     transactor: &Transactor,
     request: &IdempotentRequest,
     from: Uuid,
     to: Uuid,
     amount: i64,
+    render: RenderRejection,
 ) -> WriteOutcome {
-    run_idempotent(transactor, request, move |connection, request| {
+    run_idempotent(transactor, request, render, move |connection, request| {
         Box::pin(async move {
             // Lock both rows in id order so that concurrent transfers queue
             // instead of deadlocking.
             let rows = sqlx::query(
-                "SELECT id, balance FROM accounts WHERE id = $1 OR id = $2 ORDER BY id FOR UPDATE",
+                "SELECT id, balance, principal FROM accounts WHERE id = $1 OR id = $2 ORDER BY id FOR UPDATE",
             )
             .bind(from)
             .bind(to)
@@ -152,12 +177,17 @@ pub async fn transfer(
             let balance_of = |id: Uuid| {
                 rows.iter()
                     .find(|row| row.get::<Uuid, _>("id") == id)
-                    .map(|row| row.get::<i64, _>("balance"))
+                    .map(|row| (row.get::<i64, _>("balance"), row.get::<String, _>("principal")))
             };
-            let Some(from_balance) = balance_of(from) else {
+            // Every rejection comes before the first write, so that storing
+            // it under the key and committing changes nothing else.
+            let Some((from_balance, owner)) = balance_of(from) else {
                 return Ok(Err(Rejection::UnknownAccount(from)));
             };
-            let Some(to_balance) = balance_of(to) else {
+            if owner != *request.principal {
+                return Ok(Err(Rejection::UnknownAccount(from)));
+            }
+            let Some((to_balance, _)) = balance_of(to) else {
                 return Ok(Err(Rejection::UnknownAccount(to)));
             };
             if from_balance < amount {
@@ -167,8 +197,8 @@ pub async fn transfer(
                     amount,
                 }));
             }
-            if to_balance.checked_add(amount).is_none() {
-                return Ok(Err(Rejection::BalanceOverflow(to)));
+            if to_balance.checked_add(amount).is_none_or(|balance| balance > MAX_BALANCE) {
+                return Ok(Err(Rejection::BalanceLimit(to)));
             }
             sqlx::query(
                 "UPDATE accounts SET balance = CASE WHEN id = $1 THEN balance - $3 ELSE balance + $3 END \
@@ -180,13 +210,14 @@ pub async fn transfer(
             .execute(&mut *connection)
             .await?;
             let row = sqlx::query(
-                "INSERT INTO transfers (from_account, to_account, amount, idempotency_key, served_by_region) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at",
+                "INSERT INTO transfers (from_account, to_account, amount, idempotency_key, principal, served_by_region) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
             )
             .bind(from)
             .bind(to)
             .bind(amount)
             .bind(&request.key)
+            .bind(&*request.principal)
             .bind(&request.region)
             .fetch_one(&mut *connection)
             .await?;
@@ -207,15 +238,21 @@ pub async fn transfer(
 type Body<'c> =
     super::retry::BoxFuture<'c, Result<Result<(u16, serde_json::Value), Rejection>, sqlx::Error>>;
 
-/// The idempotency protocol around a write:
+/// The idempotency protocol around a write, keys scoped to the principal:
 /// 1. in the transaction, a stored answer for the key is replayed (or the
 ///    request rejected when its body differs);
-/// 2. otherwise the write runs and its answer is stored with the key;
+/// 2. otherwise the write runs and its answer is stored with the key,
+///    rejections included (insufficient funds, an unknown account: the
+///    request was executed, so its retry gets the same answer, as Stripe
+///    does); a request refused before it reaches here (malformed,
+///    unauthenticated, rate-limited, overloaded) stores nothing and its key
+///    stays usable;
 /// 3. when the commit outcome is unknown, the key is looked up outside the
 ///    transaction: found means committed (replay), absent means not (re-run once).
 async fn run_idempotent<F>(
     transactor: &Transactor,
     request: &IdempotentRequest,
+    render: RenderRejection,
     write: F,
 ) -> WriteOutcome
 where
@@ -236,13 +273,14 @@ where
                 }
                 let (status, body) = match write(&mut *connection, &request).await? {
                     Ok(answer) => answer,
-                    Err(rejection) => return Ok(Err(rejection)),
+                    Err(rejection) => render(&rejection),
                 };
                 sqlx::query(
                     "INSERT INTO idempotency_keys \
-                     (operation, idempotency_key, request_hash, response_status, response_body, served_by_region) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                     (principal, operation, idempotency_key, request_hash, response_status, response_body, served_by_region) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
+                .bind(&*request.principal)
                 .bind(request.operation.as_str())
                 .bind(&request.key)
                 .bind(&request.request_hash)
@@ -288,8 +326,9 @@ async fn lookup_key(
 ) -> Result<Option<Result<StoredResponse, Rejection>>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT request_hash, response_status, response_body FROM idempotency_keys \
-         WHERE operation = $1 AND idempotency_key = $2",
+         WHERE principal = $1 AND operation = $2 AND idempotency_key = $3",
     )
+    .bind(&*request.principal)
     .bind(request.operation.as_str())
     .bind(&request.key)
     .fetch_optional(&mut *connection)
@@ -316,13 +355,25 @@ pub enum Consistency {
     Stale,
 }
 
-pub async fn get_transfer(pool: &Pool, id: Uuid) -> Result<Option<Transfer>, sqlx::Error> {
+/// A transfer, with the principals of its two accounts (who may see it).
+#[derive(Debug, Clone)]
+pub struct VisibleTransfer {
+    pub transfer: Transfer,
+    pub from_principal: String,
+    pub to_principal: String,
+}
+
+pub async fn get_transfer(pool: &Pool, id: Uuid) -> Result<Option<VisibleTransfer>, sqlx::Error> {
     let row = pool
         .run(move |connection| {
             Box::pin(
                 sqlx::query(
-                    "SELECT id, from_account, to_account, amount, served_by_region, created_at \
-                     FROM transfers WHERE id = $1",
+                    "SELECT t.id, t.from_account, t.to_account, t.amount, t.served_by_region, t.created_at, \
+                            f.principal AS from_principal, d.principal AS to_principal \
+                     FROM transfers AS t \
+                     JOIN accounts AS f ON f.id = t.from_account \
+                     JOIN accounts AS d ON d.id = t.to_account \
+                     WHERE t.id = $1",
                 )
                 .bind(id)
                 .fetch_optional(connection),
@@ -330,13 +381,18 @@ pub async fn get_transfer(pool: &Pool, id: Uuid) -> Result<Option<Transfer>, sql
         })
         .await?;
     row.map(|row| {
-        Ok(Transfer {
+        let transfer = Transfer {
             id: row.try_get("id")?,
             from: row.try_get("from_account")?,
             to: row.try_get("to_account")?,
             amount: row.try_get("amount")?,
             served_by_region: row.try_get("served_by_region")?,
             created_at: row.try_get("created_at")?,
+        };
+        Ok(VisibleTransfer {
+            transfer,
+            from_principal: row.try_get("from_principal")?,
+            to_principal: row.try_get("to_principal")?,
         })
     })
     .transpose()
@@ -372,8 +428,24 @@ pub(super) fn account_from_row(row: &sqlx::postgres::PgRow) -> Result<Account, s
     Ok(Account {
         id: row.try_get("id")?,
         owner: row.try_get("owner")?,
+        principal: row.try_get("principal")?,
         balance: row.try_get("balance")?,
         home_region: row.try_get("home_region")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// `i128` as a JSON string of decimal digits.
+mod decimal_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &i128, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i128, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }

@@ -56,9 +56,10 @@ pub fn connect(
     size: usize,
     opened: prometheus::IntCounter,
 ) -> Result<Pool, sqlx::Error> {
-    Ok(Pool::new(
+    Ok(Pool::with_queue(
         connect_options(settings)?,
         size,
+        size.saturating_mul(settings.database_queue_per_connection),
         Duration::from_millis(settings.database_acquire_timeout_ms),
         settings.database_statement_timeout_ms,
         settings.database_idle_in_transaction_timeout_ms,
@@ -85,6 +86,10 @@ fn connect_options(settings: &Settings) -> Result<PgConnectOptions, sqlx::Error>
     Ok(PgConnectOptions::from_str(settings.database_url.expose())?
         .application_name(&format!("ledger-service/{}", settings.region)))
 }
+
+/// PostgreSQL's form of [`cockroach::DROP_GLOBAL_TRANSFER_KEY`].
+const DROP_GLOBAL_TRANSFER_KEY_POSTGRES: &str =
+    "ALTER TABLE transfers DROP CONSTRAINT IF EXISTS transfers_idempotency_key_key";
 
 /// What `migrate` did.
 #[derive(Debug)]
@@ -141,6 +146,19 @@ pub async fn migrate(
         .run(&mut *connection)
         .await
         .context("schema migration failed")?;
+    // Idempotency keys are scoped to the principal (migration
+    // 20261206100001); the old global uniqueness of a transfer's key would
+    // make two principals' equal keys collide. The statement differs per
+    // dialect, so it cannot live in the portable migration; it is
+    // idempotent and runs on every `migrate`.
+    let drop_global_key = match dialect {
+        Dialect::Postgres => DROP_GLOBAL_TRANSFER_KEY_POSTGRES,
+        Dialect::Cockroach => cockroach::DROP_GLOBAL_TRANSFER_KEY,
+    };
+    connection
+        .execute(drop_global_key)
+        .await
+        .with_context(|| format!("cannot drop the global transfer key: {drop_global_key}"))?;
 
     if !settings.database_runtime_role.is_empty() {
         let role = &settings.database_runtime_role;

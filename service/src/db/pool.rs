@@ -82,6 +82,14 @@ pub type Connection = Object<PgManager>;
 #[derive(Clone)]
 pub struct Pool {
     inner: managed::Pool<PgManager>,
+    /// Acquisitions waiting for a connection right now, and their bound:
+    /// beyond it an acquisition fails at once (load shedding, a fast 503)
+    /// instead of queueing for the acquire timeout.
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max_waiting: usize,
+    /// The statement timeout: how long a cancelled request's connection
+    /// may take to finish its statement and roll back.
+    cancel_cleanup: Duration,
 }
 
 impl std::fmt::Debug for Pool {
@@ -114,6 +122,28 @@ impl Pool {
         idle_in_transaction_timeout_ms: u64,
         opened: IntCounter,
     ) -> Self {
+        Self::with_queue(
+            options,
+            max_size,
+            usize::MAX,
+            acquire_timeout,
+            statement_timeout_ms,
+            idle_in_transaction_timeout_ms,
+            opened,
+        )
+    }
+
+    /// [`Pool::new`] with at most `max_waiting` acquisitions queued for a
+    /// connection; the next fails at once with [`sqlx::Error::PoolTimedOut`].
+    pub fn with_queue(
+        options: PgConnectOptions,
+        max_size: usize,
+        max_waiting: usize,
+        acquire_timeout: Duration,
+        statement_timeout_ms: u64,
+        idle_in_transaction_timeout_ms: u64,
+        opened: IntCounter,
+    ) -> Self {
         let manager = PgManager {
             options,
             statement_timeout: format!("SET statement_timeout = {statement_timeout_ms}"),
@@ -130,7 +160,20 @@ impl Pool {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a runtime and timeouts are set");
-        Self { inner }
+        Self {
+            inner,
+            waiting: std::sync::Arc::default(),
+            max_waiting,
+            // The statement in flight ends within the statement timeout;
+            // a second on top for the ROLLBACK's round trip.
+            cancel_cleanup: Duration::from_millis(statement_timeout_ms) + Duration::from_secs(1),
+        }
+    }
+
+    /// How long the background clean-up of a cancelled request's
+    /// connection may take ([`recover_in_background`]).
+    pub fn cancel_cleanup(&self) -> Duration {
+        self.cancel_cleanup
     }
 
     /// Runs `work` on a pooled connection. A connection whose state is
@@ -141,20 +184,28 @@ impl Pool {
     where
         F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     {
-        let mut guard = DiscardUnlessClean {
+        let mut guard = RunGuard {
             connection: Some(self.acquire().await?),
-            clean: false,
+            outcome: RunOutcome::InFlight,
+            cancel_cleanup: self.cancel_cleanup,
         };
         let result = work(guard.connection.as_mut().expect("present until drop")).await;
-        guard.clean = match &result {
-            Ok(_) => true,
-            Err(error) => !leaves_connection_unusable(error),
+        guard.outcome = match &result {
+            Err(error) if leaves_connection_unusable(error) => RunOutcome::Broken,
+            _ => RunOutcome::Clean,
         };
         result
     }
 
-    /// A connection within the acquire timeout.
+    /// A connection within the acquire timeout; at once
+    /// [`sqlx::Error::PoolTimedOut`] when the queue for one is full.
     pub async fn acquire(&self) -> Result<Connection, sqlx::Error> {
+        use std::sync::atomic::Ordering;
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.max_waiting && self.inner.status().available == 0 {
+            return Err(sqlx::Error::PoolTimedOut);
+        }
         self.inner.get().await.map_err(|error| match error {
             PoolError::Backend(error) => error,
             PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
@@ -181,20 +232,81 @@ impl Pool {
 /// A boxed future borrowing the connection for `'c`.
 pub type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
 
-/// Takes the connection out of the pool when dropped unclean.
-struct DiscardUnlessClean {
-    connection: Option<Connection>,
-    clean: bool,
+/// One acquisition in the queue until dropped.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
-impl Drop for DiscardUnlessClean {
+/// How a [`Pool::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunOutcome {
+    /// Cancelled with its statement perhaps in flight.
+    InFlight,
+    Clean,
+    Broken,
+}
+
+/// Puts the connection of a [`Pool::run`] back, closes it when broken, or
+/// recovers it in the background when the work was cancelled.
+struct RunGuard {
+    connection: Option<Connection>,
+    outcome: RunOutcome,
+    cancel_cleanup: Duration,
+}
+
+impl Drop for RunGuard {
     fn drop(&mut self) {
-        if !self.clean {
-            if let Some(connection) = self.connection.take() {
-                drop(Object::take(connection));
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        match self.outcome {
+            RunOutcome::Clean => {}
+            RunOutcome::InFlight => {
+                recover_in_background(connection, Recovery::Sync, self.cancel_cleanup)
             }
+            RunOutcome::Broken => drop(Object::take(connection)),
         }
     }
+}
+
+/// What brings a connection left by a cancelled request back to a known state.
+#[derive(Debug, Clone, Copy)]
+pub enum Recovery {
+    /// Its transaction is open: roll it back.
+    Rollback,
+    /// No transaction: wait for the statement in flight to finish (a ping).
+    Sync,
+}
+
+/// Brings `connection` back to a known state in a task of its own, then
+/// returns it to the pool; closes it when that fails or takes longer than
+/// `within`. The connection keeps its pool slot meanwhile, so the pool
+/// never opens more than its size, however many requests are cancelled
+/// (clients that disconnect mid-request): closing it at once instead left
+/// its server process running the statement in flight while the pool
+/// opened another. Outside a runtime (shutting down) it is closed.
+pub fn recover_in_background(connection: Connection, recovery: Recovery, within: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        drop(Object::take(connection));
+        return;
+    };
+    runtime.spawn(async move {
+        let mut connection = connection;
+        let recovered = tokio::time::timeout(within, async {
+            match recovery {
+                Recovery::Rollback => connection.execute("ROLLBACK").await.map(drop),
+                Recovery::Sync => sqlx::Connection::ping(&mut *connection).await,
+            }
+        })
+        .await;
+        if !matches!(recovered, Ok(Ok(()))) {
+            drop(Object::take(connection));
+        }
+    });
 }
 
 /// True for errors after which the connection cannot be trusted: anything

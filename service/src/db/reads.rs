@@ -213,10 +213,10 @@ async fn answer(pool: &Pool, group: Vec<Pending>, follower_read: bool) {
     let ids: Vec<Uuid> = group.iter().map(|pending| pending.id).collect();
     let sql = if follower_read {
         format!(
-            "SELECT id, owner, balance, home_region, created_at FROM accounts {FOLLOWER_READ_CLAUSE} WHERE id = ANY($1)"
+            "SELECT id, owner, principal, balance, home_region, created_at FROM accounts {FOLLOWER_READ_CLAUSE} WHERE id = ANY($1)"
         )
     } else {
-        "SELECT id, owner, balance, home_region, created_at FROM accounts WHERE id = ANY($1)"
+        "SELECT id, owner, principal, balance, home_region, created_at FROM accounts WHERE id = ANY($1)"
             .to_owned()
     };
     let result = pool
@@ -252,7 +252,7 @@ async fn answer(pool: &Pool, group: Vec<Pending>, follower_read: bool) {
 fn classify(error: &sqlx::Error) -> ReadError {
     let unavailable = super::pool::leaves_connection_unusable(error)
         || matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
-        || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57") || c == "40001"));
+        || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("53") || c == "40001"));
     if unavailable {
         ReadError::Unavailable(error.to_string())
     } else {

@@ -105,7 +105,8 @@ impl Transactor {
             })?;
             let mut guard = TransactionGuard {
                 connection: Some(connection),
-                clean: true,
+                state: GuardState::Clean,
+                cancel_cleanup: self.pool.cancel_cleanup(),
             };
             match attempt_once(&mut guard, &mut body).await {
                 Ok(outcome) => return Ok(outcome),
@@ -134,13 +135,31 @@ impl Transactor {
     }
 }
 
-/// A connection inside `BEGIN` ... `COMMIT`/`ROLLBACK`. Dropped while not
-/// clean (an error left the transaction state unknown, or the request was
-/// cancelled mid-transaction), the connection is taken out of the pool and
-/// closed, so no other request ever inherits an open transaction.
+/// A connection inside `BEGIN` ... `COMMIT`/`ROLLBACK`.
+///
+/// Dropped in the middle of its transaction (the request was cancelled:
+/// its client went away, or its deadline passed), the connection is rolled
+/// back in the background and only then returned to the pool, keeping its
+/// pool slot all the while: a connection simply closed here would leave
+/// its server process running the statement in flight while the pool
+/// opened a new one for the slot, so a storm of disconnecting clients
+/// pushed the server past `max_connections`. Dropped after an error that
+/// left its state unknown, it is closed.
 struct TransactionGuard {
     connection: Option<Connection>,
-    clean: bool,
+    state: GuardState,
+    /// How long the background rollback of a cancelled transaction may take.
+    cancel_cleanup: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuardState {
+    /// No transaction open: back to the pool as it is.
+    Clean,
+    /// A transaction is open (or a statement of it in flight).
+    InTransaction,
+    /// An error left the connection's state unknown: close it.
+    Broken,
 }
 
 impl TransactionGuard {
@@ -151,10 +170,17 @@ impl TransactionGuard {
 
 impl Drop for TransactionGuard {
     fn drop(&mut self) {
-        if !self.clean {
-            if let Some(connection) = self.connection.take() {
-                drop(deadpool::managed::Object::take(connection));
-            }
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        match self.state {
+            GuardState::Clean => {}
+            GuardState::InTransaction => super::pool::recover_in_background(
+                connection,
+                super::pool::Recovery::Rollback,
+                self.cancel_cleanup,
+            ),
+            GuardState::Broken => drop(deadpool::managed::Object::take(connection)),
         }
     }
 }
@@ -166,31 +192,38 @@ async fn attempt_once<T, R, F>(
 where
     F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, Result<Result<T, R>, sqlx::Error>>,
 {
-    guard.clean = false;
+    guard.state = GuardState::InTransaction;
     guard
         .connection()
         .execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
         .await
-        .map_err(classify)?;
+        .map_err(|error| {
+            guard.state = GuardState::Broken;
+            classify(error)
+        })?;
     match body(guard.connection()).await {
         Ok(Ok(value)) => match guard.connection().execute("COMMIT").await {
             Ok(_) => {
-                guard.clean = true;
+                guard.state = GuardState::Clean;
                 Ok(Ok(value))
             }
             Err(error) => {
                 let answered = matches!(error, sqlx::Error::Database(_));
                 let classified = classify_commit(error);
                 // The server answered the COMMIT with an error (a
-                // serialization failure at commit, routine under SERIALIZABLE
-                // on PostgreSQL): the transaction is over and the connection
-                // is fine. The ROLLBACK confirms it (a no-op outside a
-                // transaction); only then does the connection go back to
-                // the pool instead of being replaced, which costs the server
-                // a new backend.
-                if answered && !matches!(classified, AttemptError::CommitUnknown(_)) {
-                    rollback(guard).await;
-                }
+                // serialization failure at commit, routine under
+                // SERIALIZABLE on PostgreSQL): a COMMIT ends the
+                // transaction whether it succeeds or fails, on PostgreSQL
+                // and CockroachDB alike, so the connection is idle and
+                // goes back to the pool (replacing it would cost the server
+                // a new backend). No ROLLBACK: outside a transaction it
+                // made the server log "there is no transaction in
+                // progress" on every such retry.
+                guard.state = if answered && !matches!(classified, AttemptError::CommitUnknown(_)) {
+                    GuardState::Clean
+                } else {
+                    GuardState::Broken
+                };
                 Err(classified)
             }
         },
@@ -206,10 +239,11 @@ where
 }
 
 async fn rollback(guard: &mut TransactionGuard) {
-    // A failed ROLLBACK leaves the guard unclean: the connection is closed.
-    if guard.connection().execute("ROLLBACK").await.is_ok() {
-        guard.clean = true;
-    }
+    // A failed ROLLBACK leaves the connection's state unknown: it is closed.
+    guard.state = match guard.connection().execute("ROLLBACK").await {
+        Ok(_) => GuardState::Clean,
+        Err(_) => GuardState::Broken,
+    };
 }
 
 /// Classifies an error raised before or instead of `COMMIT`.
@@ -267,7 +301,10 @@ fn is_idempotency_constraint(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => matches!(
             db.constraint(),
-            Some("idempotency_keys_pkey") | Some("transfers_idempotency_key_key")
+            Some("idempotency_keys_pkey")
+                | Some("transfers_principal_idempotency_key")
+                // Until `migrate` has dropped it (an older schema).
+                | Some("transfers_idempotency_key_key")
         ),
         _ => false,
     }

@@ -9,11 +9,13 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::auth::Caller;
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey, UuidPath};
 use super::AppState;
 use crate::db::ledger::{
-    self, Account, Consistency, IdempotentRequest, LedgerSummary, Operation, StoredResponse,
+    self, Account, Consistency, IdempotentRequest, LedgerSummary, Operation, Rejection,
+    StoredResponse,
     Transfer,
 };
 
@@ -82,6 +84,7 @@ pub struct ReadOptions {
 )]
 pub async fn create_account(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(request): ApiJson<CreateAccountRequest>,
 ) -> Result<Response, ApiError> {
@@ -97,12 +100,13 @@ pub async fn create_account(
         ));
     }
     check_amount("opening_balance", request.opening_balance, 0)?;
-    let idempotent = idempotent_request(&state, Operation::CreateAccount, key, &request);
+    let idempotent = idempotent_request(&state, &caller, Operation::CreateAccount, key, &request);
     let outcome = ledger::create_account(
         &state.transactor,
         &idempotent,
         owner,
         request.opening_balance,
+        render_rejection,
     )
     .await?;
     Ok(stored_response(outcome?, "/v1/accounts"))
@@ -114,18 +118,22 @@ pub async fn create_account(
     responses(
         (status = 200, description = "The account", body = Account),
         (status = 400, description = "Invalid id or query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account, or not the caller's (an account that is not yours does not exist for you)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_account(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     UuidPath(id): UuidPath,
     ApiQuery(options): ApiQuery<ReadOptions>,
 ) -> Result<Json<Account>, ApiError> {
+    // Someone else's account answers exactly as a missing one, so that
+    // account ids cannot be probed.
     state
         .reads
         .read(id, options.consistency)
         .await?
+        .filter(|account| caller.may_read(&account.principal))
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
 }
@@ -139,14 +147,15 @@ pub async fn get_account(
         (status = 400, description = "Invalid body, from == to, amount <= 0, or missing Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "An account does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Insufficient funds; nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An account does not exist, or `from` is not the caller's; nothing changed (stored under the key and replayed)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Insufficient funds; nothing changed (stored under the key and replayed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body, or the credit would take `to` past the balance limit (2^53 - 1; stored and replayed)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded or database unavailable; retry with the same key", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_transfer(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(request): ApiJson<CreateTransferRequest>,
 ) -> Result<Response, ApiError> {
@@ -156,13 +165,14 @@ pub async fn create_transfer(
         ));
     }
     check_amount("amount", request.amount, 1)?;
-    let idempotent = idempotent_request(&state, Operation::Transfer, key, &request);
+    let idempotent = idempotent_request(&state, &caller, Operation::Transfer, key, &request);
     let outcome = ledger::transfer(
         &state.transactor,
         &idempotent,
         request.from,
         request.to,
         request.amount,
+        render_rejection,
     )
     .await?;
     Ok(stored_response(outcome?, "/v1/transfers"))
@@ -174,26 +184,42 @@ pub async fn create_transfer(
     responses(
         (status = 200, description = "The transfer", body = Transfer),
         (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such transfer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such transfer, or neither of its accounts is the caller's", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_transfer(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     UuidPath(id): UuidPath,
 ) -> Result<Json<Transfer>, ApiError> {
+    // Visible to the owners of both accounts (payer and payee) and admins;
+    // to anyone else it does not exist.
     ledger::get_transfer(&state.transactor.pool, id)
         .await?
-        .map(Json)
+        .filter(|visible| {
+            caller.may_read(&visible.from_principal) || caller.may_read(&visible.to_principal)
+        })
+        .map(|visible| Json(visible.transfer))
         .ok_or_else(|| ApiError::NotFound(format!("transfer {id} does not exist")))
 }
 
 #[utoipa::path(
     get, path = "/v1/ledger/summary", tag = "ledger",
-    responses((status = 200, description = "Counts and the sum of balances, from one snapshot", body = LedgerSummary))
+    responses(
+        (status = 200, description = "Counts and the sum of balances, from one snapshot (a full scan: admin scope only)", body = LedgerSummary),
+        (status = 403, description = "The caller lacks the admin scope", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn ledger_summary(
     State(state): State<AppState>,
+    Caller(caller): Caller,
 ) -> Result<Json<LedgerSummary>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::Forbidden(format!(
+            "the ledger summary needs the `{}` scope",
+            crate::auth::ADMIN_SCOPE
+        )));
+    }
     Ok(Json(ledger::summary(&state.transactor.pool).await?))
 }
 
@@ -228,17 +254,30 @@ fn check_amount(field: &str, value: i64, minimum: i64) -> Result<(), ApiError> {
 /// that whitespace or field order in the retry does not matter.
 fn idempotent_request<T: Serialize>(
     state: &AppState,
+    caller: &crate::auth::Principal,
     operation: Operation,
     key: String,
     body: &T,
 ) -> IdempotentRequest {
     let canonical = serde_json::to_vec(body).expect("request serialises");
     IdempotentRequest {
+        principal: caller.name.clone(),
         operation,
         key,
         request_hash: hex::encode(Sha256::digest(canonical)),
         region: state.region().to_owned(),
     }
+}
+
+/// The status and problem document of an executed request's rejection,
+/// stored under its idempotency key.
+fn render_rejection(rejection: &Rejection) -> (u16, serde_json::Value) {
+    let error = ApiError::from(rejection.clone());
+    let problem = error.problem();
+    (
+        problem.status,
+        serde_json::to_value(problem).expect("a problem serialises"),
+    )
 }
 
 fn stored_response(stored: StoredResponse, collection: &str) -> Response {
@@ -249,7 +288,12 @@ fn stored_response(stored: StoredResponse, collection: &str) -> Response {
         .and_then(|id| id.as_str())
         .and_then(|id| HeaderValue::from_str(&format!("{collection}/{id}")).ok());
     let mut response = (status, Json(stored.body)).into_response();
-    if let Some(location) = location {
+    if status.is_client_error() {
+        // A stored rejection: a problem document, as when it was first sent.
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    } else if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     if stored.replayed {

@@ -34,6 +34,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// No credential (`invalid: false`) or a wrong one: the same body.
+    #[error("this operation needs credentials: send `Authorization: Bearer <API key or JWT>`; the ones sent, if any, are missing or not valid")]
+    Unauthenticated { invalid: bool },
+    /// Authenticated, but not allowed (a scope is missing).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -44,6 +50,9 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// The principal's rate limit is exhausted.
+    #[error("the rate limit of this principal is exhausted; retry after {retry_after_s} s (see the RateLimit header)")]
+    RateLimited { retry_after_s: u64 },
     /// Too many requests in flight; the client should retry shortly.
     #[error("the service is at its concurrency limit; retry after a second")]
     Overloaded,
@@ -75,6 +84,17 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            Unauthenticated { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Missing or invalid credentials",
+            ),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Rate limit exhausted",
             ),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed(_) => (
@@ -121,25 +141,51 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem document of this error.
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.parts();
+        Problem {
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.parts();
+        let (status, _, _) = self.parts();
         match &self {
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
             ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
             _ => {}
         }
-        let problem = Problem {
-            kind: format!("/problems/{slug}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-        };
+        let problem = self.problem();
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        match self {
+            // RFC 6750: the scheme and realm always; `invalid_token` when a
+            // credential was sent (the body stays the same).
+            ApiError::Unauthenticated { invalid } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(if invalid {
+                        r#"Bearer realm="ledger", error="invalid_token""#
+                    } else {
+                        r#"Bearer realm="ledger""#
+                    }),
+                );
+            }
+            ApiError::RateLimited { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            _ => {}
         }
         response
     }
@@ -160,8 +206,9 @@ impl From<Rejection> for ApiError {
             } => ApiError::InsufficientFunds(format!(
                 "account {account} has a balance of {balance}, less than the amount {amount}; nothing was changed"
             )),
-            Rejection::BalanceOverflow(account) => ApiError::Unprocessable(format!(
-                "crediting account {account} would overflow its 64-bit balance; nothing was changed"
+            Rejection::BalanceLimit(account) => ApiError::Unprocessable(format!(
+                "crediting account {account} would take its balance past the limit of {} (2^53 - 1, minor units); nothing was changed",
+                crate::db::ledger::MAX_BALANCE
             )),
         }
     }
@@ -197,8 +244,12 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => ApiError::Unavailable(error.to_string()),
             sqlx::Error::Database(db)
+                // 53: insufficient resources (53300: too many connections).
                 if db.code().is_some_and(|c| {
-                    c.starts_with("08") || c.starts_with("57") || c == "40001"
+                    c.starts_with("08")
+                        || c.starts_with("57")
+                        || c.starts_with("53")
+                        || c == "40001"
                 }) =>
             {
                 ApiError::Unavailable(error.to_string())

@@ -13,14 +13,104 @@
 //!   the hold-down; probing admission instead would read the controller's
 //!   own drain as a failure and keep the region out forever.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::{AppState, SharedState};
 use crate::region_gate::RegionVerdict;
+
+/// The database check of `/readyz`, made at most once per
+/// `readiness_cache_ms` whatever the number of callers: callers within the
+/// interval get the last answer, callers while a check is in flight wait
+/// for that one. A flood of probes (or of anyone: the endpoint is public)
+/// therefore costs the database one query per interval, and cannot take
+/// the health pool's two connections from the region gate, whose failure
+/// would take the region out of DNS.
+#[derive(Debug)]
+pub struct ReadinessCheck {
+    valid_for: Duration,
+    state: Mutex<CheckState>,
+}
+
+type CheckFuture = Shared<BoxFuture<'static, Result<(), String>>>;
+
+#[derive(Default)]
+struct CheckState {
+    last: Option<(Instant, Result<(), String>)>,
+    in_flight: Option<CheckFuture>,
+}
+
+impl std::fmt::Debug for CheckState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckState")
+            .field("last", &self.last)
+            .field("in_flight", &self.in_flight.is_some())
+            .finish()
+    }
+}
+
+impl ReadinessCheck {
+    pub fn new(valid_for: Duration) -> Self {
+        Self {
+            valid_for,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Whether the database answered `SELECT 1` within the readiness bound.
+    pub async fn check(&self, shared: &SharedState) -> Result<(), String> {
+        let check = {
+            let mut state = self.state.lock().expect("never poisoned");
+            if let Some((at, result)) = &state.last {
+                if at.elapsed() < self.valid_for {
+                    return result.clone();
+                }
+            }
+            match &state.in_flight {
+                Some(check) => check.clone(),
+                None => {
+                    let check = database_check(shared).boxed().shared();
+                    state.in_flight = Some(check.clone());
+                    check
+                }
+            }
+        };
+        let result = check.clone().await;
+        let mut state = self.state.lock().expect("never poisoned");
+        if state.in_flight.as_ref().is_some_and(|current| current.ptr_eq(&check)) {
+            state.in_flight = None;
+            state.last = Some((Instant::now(), result.clone()));
+        }
+        result
+    }
+}
+
+fn database_check(shared: &SharedState) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+    let pool = shared.health_pool.clone();
+    let bound = shared.settings.readiness_timeout();
+    let checks = shared.metrics.readiness_checks.clone();
+    async move {
+        checks.inc();
+        let check = pool.run(|connection| {
+            Box::pin(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(connection))
+        });
+        match tokio::time::timeout(bound, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "the database did not answer within {} ms",
+                bound.as_millis()
+            )),
+        }
+    }
+}
 
 /// Body of the health endpoints.
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,7 +135,7 @@ pub async fn livez(State(state): State<AppState>) -> Json<HealthReport> {
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "Ready: the database answered within the bound and no shutdown is under way", body = HealthReport),
+        (status = 200, description = "Ready: the API keys were read, the database answered within the bound (one check per readiness_cache_ms, shared by every caller) and no shutdown is under way", body = HealthReport),
         (status = 503, description = "Not ready", body = HealthReport),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
@@ -56,20 +146,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             "the instance is shutting down".into(),
         );
     }
-    let pool = &state.health_pool;
-    let check = pool
-        .run(|connection| Box::pin(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(connection)));
-    match tokio::time::timeout(state.settings.readiness_timeout(), check).await {
-        Ok(Ok(_)) => (StatusCode::OK, Json(report(&state, "ok", None))),
-        Ok(Err(error)) => unavailable(&state, "database_unreachable", error.to_string()),
-        Err(_) => unavailable(
+    if !state.auth.keys.is_loaded() {
+        return unavailable(
             &state,
-            "database_unreachable",
-            format!(
-                "the database did not answer within {} ms",
-                state.settings.readiness_timeout_ms
-            ),
-        ),
+            "keys_not_loaded",
+            "the API keys have not been read from the database yet".into(),
+        );
+    }
+    match state.readiness.check(&state).await {
+        Ok(()) => (StatusCode::OK, Json(report(&state, "ok", None))),
+        Err(error) => unavailable(&state, "database_unreachable", error),
     }
 }
 

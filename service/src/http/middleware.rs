@@ -55,14 +55,18 @@ pub(crate) async fn observe(
 
     let elapsed = started.elapsed();
     let status = response.status();
+    // Labels from a bounded set only: the matched route (never the raw
+    // path), a known method or OTHER (a client can send any token as a
+    // method), the status code.
     let route = route.as_ref().map_or("unmatched", |path| path.as_str());
+    let method_label = method_label(&method);
     metrics
         .http_request_duration
-        .with_label_values(&[route, method.as_str()])
+        .with_label_values(&[route, method_label])
         .observe(elapsed.as_secs_f64());
     metrics
         .http_requests
-        .with_label_values(&[route, method.as_str(), status.as_str()])
+        .with_label_values(&[route, method_label, status.as_str()])
         .inc();
     let headers = response.headers_mut();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -87,6 +91,23 @@ pub(crate) async fn observe(
         );
     }
     response
+}
+
+/// The metrics label of a method: the standard ones by name, any other
+/// (extension methods are unbounded) as `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
 }
 
 /// The placement headers' values, built once.

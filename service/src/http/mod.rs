@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+mod openapi;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use self::openapi::ApiDoc;
 
 use crate::config::Settings;
 use crate::db::retry::Transactor;
@@ -80,6 +83,12 @@ pub struct SharedState {
     /// Set on the shutdown signal: /readyz, /healthz/region and
     /// /healthz/instance answer 503.
     pub shutting_down: Arc<AtomicBool>,
+    /// API keys and JWTs to principals.
+    pub auth: crate::auth::Authenticator,
+    /// The per-principal buckets (`None`: no limit).
+    pub rate_limit: Option<crate::auth::rate_limit::RateLimit>,
+    /// The database check of /readyz, cached and shared.
+    pub readiness: Arc<health::ReadinessCheck>,
 }
 
 impl SharedState {
@@ -106,59 +115,6 @@ impl SharedState {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Ledger API",
-        description = "A regional, active-active ledger. Every response carries X-Served-By-Region and X-Served-By-Instance. Errors are application/problem+json (RFC 9457)."
-    ),
-    tags((name = "ledger", description = "Accounts and transfers"), (name = "health", description = "Kubernetes and Route53 probes")),
-    components(schemas(crate::db::ledger::Consistency))
-)]
-struct ApiDoc;
-
-/// OpenAPI links from each created resource to where it can be read, so
-/// that clients (and schemathesis' stateful phase in the test command) can
-/// follow an id from a 201 to the GET that takes it. Added to the JSON
-/// because utoipa 5 serialises a link's `operationId` as `operation_id`.
-fn link_operations(document: &mut serde_json::Value) {
-    /// Link name, target operation id, where the target's `id` comes from.
-    type Target = (&'static str, &'static str, &'static str);
-    let links: [(&str, &[Target]); 2] = [
-        (
-            "/v1/accounts",
-            &[("GetAccount", "get_account", "$response.body#/id")],
-        ),
-        (
-            "/v1/transfers",
-            &[
-                ("GetTransfer", "get_transfer", "$response.body#/id"),
-                ("GetSourceAccount", "get_account", "$response.body#/from"),
-                ("GetDestinationAccount", "get_account", "$response.body#/to"),
-            ],
-        ),
-    ];
-    for (path, targets) in links {
-        let response = document
-            .pointer_mut(&format!(
-                "/paths/{}/post/responses/201",
-                path.replace('~', "~0").replace('/', "~1")
-            ))
-            .and_then(serde_json::Value::as_object_mut)
-            .unwrap_or_else(|| panic!("POST {path} documents no 201 response to link from"));
-        let links = targets
-            .iter()
-            .map(|(name, operation_id, id)| {
-                (
-                    (*name).to_owned(),
-                    serde_json::json!({ "operationId": operation_id, "parameters": { "id": id } }),
-                )
-            })
-            .collect();
-        response.insert("links".to_owned(), serde_json::Value::Object(links));
-    }
-}
-
 /// Builds the public router and the OpenAPI document from the same route
 /// list, so that the document cannot drift from the code.
 pub fn router(state: AppState) -> Router {
@@ -177,12 +133,23 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     openapi.merge(health_doc);
     let mut document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
-    link_operations(&mut document);
+    openapi::link_operations(&mut document);
+    openapi::secure_operations(&mut document);
     let openapi = Arc::new(document);
 
-    // Overload guards on the API only: health probes must keep answering
-    // under load, or an overloaded region would be failed over.
+    // Overload guards and authentication on the API only: health probes
+    // must keep answering under load (or an overloaded region would be
+    // failed over), and the controllers and Route53 probe them without
+    // credentials. Innermost first: authentication and the rate limit run
+    // before any body is read; the guards' deadline covers them.
     let api = api
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_millis(state.settings.http_request_body_timeout_ms),
+        ))
         .layer(DefaultBodyLimit::max(state.settings.max_request_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -91,7 +91,7 @@ async fn the_summary_counts_and_sums_in_one_snapshot() {
     let summary: Value = app.get("/v1/ledger/summary").await.json().await.unwrap();
     assert_eq!(
         summary,
-        json!({"accounts": 2, "transfers": 1, "total_balance": 150, "min_balance": 70})
+        json!({"accounts": 2, "transfers": 1, "total_balance": "150", "min_balance": 70})
     );
     app.stop().await;
 }

@@ -34,12 +34,14 @@ async fn concurrent_transfers_among_hot_accounts_conserve_money() {
         let amount = 1 + (n as i64 * 7) % 40;
         async move {
             // A well-behaved client: on 503 it retries with the same key.
+            // Load shedding answers at once rather than after the acquire
+            // timeout, so a client retries more often in the same time.
             let mut unavailable = 0;
             loop {
                 let response = app.transfer(&format!("hot-{n}"), from, to, amount).await;
                 let status = response.status();
                 let body: Value = response.json().await.unwrap_or(Value::Null);
-                if status == StatusCode::SERVICE_UNAVAILABLE && unavailable < 20 {
+                if status == StatusCode::SERVICE_UNAVAILABLE && unavailable < 200 {
                     unavailable += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
@@ -66,7 +68,11 @@ async fn concurrent_transfers_among_hot_accounts_conserve_money() {
     );
 
     let summary: Value = app.get("/v1/ledger/summary").await.json().await.unwrap();
-    assert_eq!(summary["total_balance"], total_before, "money is conserved");
+    assert_eq!(
+        summary["total_balance"],
+        total_before.to_string(),
+        "money is conserved (a decimal string: totals can pass 2^53)"
+    );
     assert!(
         summary["min_balance"].as_i64().unwrap() >= 0,
         "no negative balance"

@@ -55,9 +55,53 @@ pub fn test_settings(region: &str, database_url: &str) -> Settings {
         database_url: Some(database_url.to_owned()),
         drain_period_ms: Some(0),
         region_state_refresh_ms: Some(200),
+        // New keys are accepted within 0.1 s; the rate limit is tested on
+        // its own (tests/api/limits.rs).
+        auth_api_key_refresh_ms: Some(100),
+        rate_limit_per_second: Some(0.0),
         ..Overrides::default()
     };
     Settings::from_layers(table, &overrides).expect("valid test settings")
+}
+
+/// The principal of [`TestApp::client`]'s key (with the admin scope).
+pub const TEST_PRINCIPAL: &str = "tester";
+
+/// Creates an API key for `principal` with `scopes` in the database of `pool`.
+pub async fn create_key(pool: &PgPool, principal: &str, scopes: &str) -> String {
+    let mut connection = pool.acquire().await.expect("connect");
+    service::auth::api_keys::create(
+        &mut connection,
+        principal,
+        &service::auth::Scopes::parse(scopes),
+        "test",
+    )
+    .await
+    .expect("create an API key")
+    .token
+    .expose()
+    .to_owned()
+}
+
+async fn has_api_keys(pool: &PgPool) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass('api_keys') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
+}
+
+/// A client that sends `key` as its bearer token.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// A running application and what tests need to talk to it.
@@ -65,7 +109,12 @@ pub struct TestApp {
     pub address: String,
     pub admin_address: String,
     pub pool: PgPool,
+    /// Sends the key of [`TEST_PRINCIPAL`] (an admin).
     pub client: reqwest::Client,
+    /// That key.
+    pub key: String,
+    /// Sends no credentials.
+    pub anonymous: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -88,6 +137,22 @@ impl TestApp {
                 .await
                 .expect("migrate");
         }
+        // Before the application starts, so that its first snapshot has
+        // it; through the server's own role (the instance's may be the
+        // runtime role, which cannot write keys), when the schema exists.
+        let owner_role = PgConnectOptions::from_str(&server_url())
+            .expect("valid TEST_DATABASE_URL")
+            .get_username()
+            .to_owned();
+        let owner_options = PgConnectOptions::from_str(settings.database_url.expose())
+            .expect("valid database URL")
+            .username(&owner_role);
+        let key = match PgPool::connect_with(owner_options).await {
+            Ok(owner) if migrate || has_api_keys(&owner).await => {
+                create_key(&owner, TEST_PRINCIPAL, service::auth::ADMIN_SCOPE).await
+            }
+            _ => String::new(),
+        };
         let application = Application::build(settings)
             .await
             .expect("build the application");
@@ -101,7 +166,9 @@ impl TestApp {
             address,
             admin_address,
             pool,
-            client: reqwest::Client::builder()
+            client: client_with_key(&key),
+            key,
+            anonymous: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
@@ -112,21 +179,45 @@ impl TestApp {
         app
     }
 
-    /// Waits for the first region-gate refresh (at most a few seconds).
+    /// Waits for the first region-gate refresh and the first API-key
+    /// snapshot (at most a few seconds).
     pub async fn wait_until_region_serves(&self) {
         for _ in 0..100 {
-            if let Ok(response) = self
-                .client
-                .get(format!("{}/healthz/region", self.address))
-                .send()
-                .await
-            {
-                if response.status() == StatusCode::OK {
-                    return;
+            let mut ok = 0;
+            for path in ["/healthz/region", "/readyz"] {
+                if let Ok(response) = self
+                    .anonymous
+                    .get(format!("{}{path}", self.address))
+                    .send()
+                    .await
+                {
+                    ok += usize::from(response.status() == StatusCode::OK);
                 }
+            }
+            if ok == 2 {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A new principal's key, once the application accepts it.
+    pub async fn principal(&self, name: &str, scopes: &str) -> reqwest::Client {
+        let key = create_key(&self.pool, name, scopes).await;
+        let client = client_with_key(&key);
+        for _ in 0..100 {
+            let status = client
+                .get(format!("{}/v1/transfers/{}", self.address, Uuid::new_v4()))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status != StatusCode::UNAUTHORIZED {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the key of {name} was never accepted");
     }
 
     /// Stops the application and waits for it to finish.
@@ -191,6 +282,32 @@ impl TestApp {
             &json!({ "from": from, "to": to, "amount": amount }),
         )
         .await
+    }
+
+    /// POSTs `body` with `client` (another principal's).
+    pub async fn post_as(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> Response {
+        client
+            .post(format!("{}{path}", self.address))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("send request")
+    }
+
+    /// GETs `path` with `client` (another principal's).
+    pub async fn get_as(&self, client: &reqwest::Client, path: &str) -> Response {
+        client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("send request")
     }
 
     /// Counts and sums read directly from the database.

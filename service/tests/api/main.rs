@@ -2,12 +2,15 @@
 //! HTTP, each test with its own database on the real PostgreSQL named by
 //! `TEST_DATABASE_URL` (scripts/test.sh starts one).
 
+mod abuse;
 mod accounts;
+mod auth;
 mod bad_inputs;
 mod concurrency;
 mod database_tls;
 mod health;
 mod helpers;
+mod limits;
 mod observability;
 mod overload;
 mod runtime_role;

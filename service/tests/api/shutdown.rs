@@ -35,6 +35,7 @@ async fn sigterm_during_a_slow_request(worker_threads: &str, thread_per_core: &s
     let seeder = TestApp::spawn_on(test_settings("us-east-1", &url), true).await;
     let a = seeder.create_account("a", 100).await;
     let b = seeder.create_account("b", 0).await;
+    let key = seeder.key.clone();
     seeder.stop().await;
 
     let port = free_port();
@@ -81,6 +82,7 @@ async fn sigterm_during_a_slow_request(worker_threads: &str, thread_per_core: &s
         async move {
             client
                 .post(format!("{base}/v1/transfers"))
+                .bearer_auth(&key)
                 .header("Idempotency-Key", "slow-one")
                 .header(
                     "traceparent",

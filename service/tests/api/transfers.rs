@@ -44,7 +44,7 @@ async fn a_transfer_moves_money_and_can_be_read_back() {
 }
 
 #[tokio::test]
-async fn insufficient_funds_is_409_and_changes_nothing() {
+async fn insufficient_funds_is_409_changes_nothing_and_is_replayed() {
     let app = TestApp::spawn().await;
     let a = app.create_account("a", 10).await;
     let b = app.create_account("b", 0).await;
@@ -55,16 +55,26 @@ async fn insufficient_funds_is_409_and_changes_nothing() {
         body["detail"].as_str().unwrap().contains("balance of 10"),
         "{body}"
     );
-    assert_eq!(app.database_snapshot().await, before);
-    // A rejected request does not consume its key: once funds arrive, the
-    // same request with the same key succeeds.
+    // Nothing moved; the answer is stored under the key (one more key row).
+    let (accounts, transfers, total, keys) = before;
+    assert_eq!(
+        app.database_snapshot().await,
+        (accounts, transfers, total, keys + 1)
+    );
+    // The request was executed, so its key is spent, as at Stripe: once
+    // funds arrive, a retry with the same key still gets the stored 409
+    // (marked as a replay), and a new key makes the transfer.
     let c = app.create_account("c", 5).await;
     assert_eq!(
         app.transfer("t-top-up", c, a, 5).await.status(),
         StatusCode::CREATED
     );
+    let replay = app.transfer("t-poor", a, b, 11).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let (status, replayed) = problem(replay).await;
+    assert_eq!((status, &replayed), (StatusCode::CONFLICT, &body));
     assert_eq!(
-        app.transfer("t-poor", a, b, 11).await.status(),
+        app.transfer("t-poor-again", a, b, 11).await.status(),
         StatusCode::CREATED
     );
     app.stop().await;

@@ -1,0 +1,182 @@
+//! A real recursive resolver per client region: Debian's `unbound`, with a
+//! stub zone for the service's zone pointing at every controller's name
+//! server, so that the clients' view of DNS has the internet's behaviour:
+//! answers cached for their TTL (and negative answers for the SOA's
+//! minimum), a dead name server skipped after a timeout and avoided
+//! afterwards, a SERVFAIL or REFUSED name server passed over for another.
+//!
+//! The resolver of client region `R` listens on `127.0.R.53:5300` and sends
+//! its queries from the region's client address `127.0.R.200`, which the
+//! controllers map to region `R` (`dns.client_subnets`): like a resolver of
+//! the clients' ISP, it is near the clients and gets their region's answer.
+//! It is not part of any region's failure domain: a region's outage leaves
+//! it running.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+use super::setup::spawn_logged;
+use super::{region_ip, Region};
+
+/// Where a client region's resolver answers.
+pub const RESOLVER_PORT: u16 = 5300;
+const RESOLVER_HOST: u8 = 53;
+
+/// A running resolver.
+#[derive(Debug)]
+pub struct Resolver {
+    pub client_region: String,
+    pub address: SocketAddr,
+    child: Child,
+}
+
+impl Resolver {
+    /// Starts the resolver of `client` (a region of the deployment) for
+    /// `zone`, whose name servers are the controllers of `regions`.
+    pub fn start(
+        client: &Region,
+        regions: &[Region],
+        zone: &str,
+        run_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let binary = unbound_binary()?;
+        let address = address_of(client);
+        let config = run_dir.join(format!("unbound-{}.conf", client.name));
+        std::fs::write(&config, config_text(client, regions, zone, address, run_dir))
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        let mut command = Command::new(binary);
+        command.arg("-d").arg("-c").arg(&config);
+        let child = spawn_logged(
+            command,
+            &run_dir.join("logs"),
+            &format!("unbound-{}", client.name),
+        )?;
+        Ok(Self {
+            client_region: client.name.clone(),
+            address,
+            child,
+        })
+    }
+
+    /// Waits until the resolver answers for the zone's SOA.
+    pub async fn wait_ready(&mut self, zone: &str, within: std::time::Duration) -> anyhow::Result<()> {
+        let resolver = crate::load::resolver(&[self.address], None, false);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "the resolver of {} (unbound) exited with {status}; see logs/unbound-{}.log",
+                    self.client_region,
+                    self.client_region
+                );
+            }
+            if resolver.soa_lookup(zone).await.is_ok() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "the resolver of {} (unbound at {}) did not answer for {zone} within {within:?}; \
+                     see logs/unbound-{}.log",
+                    self.client_region,
+                    self.address,
+                    self.client_region
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Where the resolver of `client`'s region answers.
+pub fn address_of(client: &Region) -> SocketAddr {
+    SocketAddr::new(region_ip(client.index, RESOLVER_HOST), RESOLVER_PORT)
+}
+
+/// The unbound binary, installed from the OS packages when missing.
+fn unbound_binary() -> anyhow::Result<&'static str> {
+    let find = || {
+        ["/usr/sbin/unbound", "/usr/local/sbin/unbound"]
+            .into_iter()
+            .find(|candidate| Path::new(candidate).exists())
+    };
+    if let Some(binary) = find() {
+        return Ok(binary);
+    }
+    crate::postgres::install_package("unbound").context(
+        "the drills resolve through a real recursive resolver (unbound), which is missing",
+    )?;
+    find().context("unbound not found after installing the package")
+}
+
+/// The resolver's configuration: a caching resolver with nothing between
+/// the clients and the controllers' zone but the stub delegation.
+fn config_text(
+    client: &Region,
+    regions: &[Region],
+    zone: &str,
+    address: SocketAddr,
+    run_dir: &Path,
+) -> String {
+    let mut stub_addresses = String::new();
+    for region in regions {
+        stub_addresses.push_str(&format!(
+            "  stub-addr: {}@{}\n",
+            region.controller_dns.ip(),
+            region.controller_dns.port()
+        ));
+    }
+    format!(
+        "# Generated by chaos: the recursive resolver of client region {name}.\n\
+server:\n\
+  interface: {ip}@{port}\n\
+  port: {port}\n\
+  outgoing-interface: {source}\n\
+  access-control: 127.0.0.0/8 allow\n\
+  do-ip6: no\n\
+  # The controllers are on the loopback; a resolver refuses to ask it by default.\n\
+  do-not-query-localhost: no\n\
+  # `test.` is a special-use domain unbound answers itself by default.\n\
+  local-zone: \"test.\" nodefault\n\
+  domain-insecure: \"{zone}\"\n\
+  module-config: \"iterator\"\n\
+  username: \"\"\n\
+  chroot: \"\"\n\
+  directory: \"{dir}\"\n\
+  pidfile: \"\"\n\
+  use-syslog: no\n\
+  logfile: \"\"\n\
+  verbosity: 1\n\
+  log-servfail: yes\n\
+  num-threads: 1\n\
+  so-reuseport: no\n\
+  outgoing-range: 256\n\
+  num-queries-per-thread: 128\n\
+  # A name server that was down is tried again soon after it returns, not\n\
+  # after the default 15 minutes: the controllers restart within a drill.\n\
+  infra-host-ttl: 30\n\
+  infra-keep-probing: yes\n\
+  # Answers live exactly their TTL: no prefetch, no serving expired ones.\n\
+  prefetch: no\n\
+  serve-expired: no\n\
+  cache-min-ttl: 0\n\
+  minimal-responses: yes\n\
+  qname-minimisation: no\n\
+\n\
+stub-zone:\n\
+  name: \"{zone}\"\n\
+{stub_addresses}",
+        name = client.name,
+        ip = address.ip(),
+        port = address.port(),
+        source = client.client_address,
+        dir = run_dir.display(),
+    )
+}
