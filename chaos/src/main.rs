@@ -196,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
                 database_url: cli.database_url,
                 run_dir: run_dir.clone(),
                 bin_dir,
+                outage: Default::default(),
             };
             let result = up(options, control_address).await;
             if temporary {

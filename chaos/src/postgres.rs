@@ -1,10 +1,14 @@
 //! A throwaway PostgreSQL for the local deployment: installed from the OS
 //! packages when missing, run as the `postgres` user (it refuses root) on a
 //! free loopback port in a temporary directory, removed on drop. Throwaway,
-//! yet durable while it runs (fsync and synchronous_commit on).
+//! yet durable while it runs (fsync and synchronous_commit on), so that a
+//! drill can crash it (SIGKILL, as a machine loses its database process)
+//! and restart it on the same data directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -13,10 +17,18 @@ pub struct Postgres {
     bin: PathBuf,
     dir: PathBuf,
     pub port: u16,
+    /// The server's command-line options, kept for a restart.
+    options: String,
 }
 
 impl Postgres {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&BTreeMap::new())
+    }
+
+    /// Starts a server with these settings over the durable defaults (a
+    /// drill's fail-on-purpose version turns `synchronous_commit` off).
+    pub fn start_with(settings: &BTreeMap<String, String>) -> anyhow::Result<Self> {
         let bin = match find_bin() {
             Some(bin) => bin,
             None => {
@@ -30,7 +42,12 @@ impl Postgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let server = Self { bin, dir, port };
+        let mut server = Self {
+            bin,
+            dir,
+            port,
+            options: String::new(),
+        };
         as_postgres(
             &server.bin.join("initdb"),
             &[
@@ -50,27 +67,69 @@ impl Postgres {
         // synchronous_commit and full_page_writes at their defaults, said
         // out loud), so a drill's "no acknowledged write lost" survives a
         // crash of the server, not only of the service.
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=on \
              -c synchronous_commit=on -c full_page_writes=on -c max_wal_size=256MB -c min_wal_size=64MB",
             server.dir.display()
         );
+        for (name, value) in settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
+        server.options = options;
+        server.pg_ctl_start()?;
+        Ok(server)
+    }
+
+    fn pg_ctl_start(&self) -> anyhow::Result<()> {
         as_postgres(
-            &server.bin.join("pg_ctl"),
+            &self.bin.join("pg_ctl"),
             &[
                 "-w",
                 "-t",
                 "60",
                 "-o",
-                &options,
+                &self.options,
                 "-l",
-                &server.dir.join("server.log").display().to_string(),
+                &self.dir.join("server.log").display().to_string(),
                 "-D",
-                &server.data().display().to_string(),
+                &self.data().display().to_string(),
                 "start",
             ],
-        )?;
-        Ok(server)
+        )
+    }
+
+    /// SIGKILLs the server, the postmaster first and then every process
+    /// still working in its data directory (a backend forked meanwhile
+    /// included), and waits until all are gone: what survives is what was
+    /// on disk.
+    pub fn crash(&self) -> anyhow::Result<()> {
+        let data = std::fs::canonicalize(self.data()).unwrap_or_else(|_| self.data());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut victims = processes_in(&data);
+            if victims.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the PostgreSQL processes {victims:?} outlived SIGKILL");
+            }
+            // The postmaster has the lowest pid of its server's processes.
+            victims.sort_unstable();
+            for pid in victims {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data directory and port: crash
+    /// recovery replays the WAL, and pg_ctl waits until it accepts
+    /// connections.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        self.pg_ctl_start()
     }
 
     fn data(&self) -> PathBuf {
@@ -106,6 +165,19 @@ impl Drop for Postgres {
         );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The live processes whose working directory is `data` (a PostgreSQL
+/// server's processes all work there), from /proc.
+fn processes_in(data: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data))
+        .collect()
 }
 
 fn find_bin() -> Option<PathBuf> {

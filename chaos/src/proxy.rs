@@ -14,7 +14,10 @@
 //!   clients are refused (the region's machines are gone).
 //!
 //! Independently, connections from `blocked_sources` are held: a partition
-//! between one prober's address and this region.
+//! between one prober's address and this region; and on a database path, a
+//! share of the chunks carrying `COMMIT` reach the server while the
+//! connection is cut before the answer reaches the client (the
+//! `commit-reset` fault: a commit whose outcome the client cannot know).
 //!
 //! Under every mode, a [`Wan`] link gives the proxy the geography of the
 //! wide-area network between the source's region and the proxied one: the
@@ -27,6 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,11 +106,15 @@ pub enum Mode {
     Down,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct ProxyState {
     mode: Mode,
     blocked_sources: BTreeSet<IpAddr>,
     wan: Option<Arc<Wan>>,
+    /// Share of `COMMIT` chunks whose answer is cut (0: none).
+    commit_reset_share: f64,
+    /// Commits cut so far, over the proxy's life.
+    commits_cut: Arc<AtomicU64>,
 }
 
 /// Handle to a running proxy.
@@ -138,6 +146,8 @@ impl Proxy {
             mode: Mode::Pass,
             blocked_sources: BTreeSet::new(),
             wan: None,
+            commit_reset_share: 0.0,
+            commits_cut: Arc::default(),
         });
         tokio::spawn(serve(Some(listener), listen, upstream, tls, receiver));
         Ok(Self {
@@ -172,11 +182,23 @@ impl Proxy {
         });
     }
 
-    /// Back to pass-through with no partition.
+    /// Cuts the answer of this share of the commits (0: none).
+    pub fn set_commit_reset(&self, share: f64) {
+        self.state
+            .send_modify(|state| state.commit_reset_share = share);
+    }
+
+    /// Commits whose answer was cut so far.
+    pub fn commits_cut(&self) -> u64 {
+        self.state.borrow().commits_cut.load(Ordering::Relaxed)
+    }
+
+    /// Back to pass-through with no partition and no commit cut.
     pub fn heal(&self) {
         self.state.send_modify(|state| {
             state.mode = Mode::Pass;
             state.blocked_sources.clear();
+            state.commit_reset_share = 0.0;
         });
     }
 }
@@ -268,7 +290,11 @@ async fn forward(
     }
     let _ = client.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
-    let link = Link { source, wan };
+    let link = Link {
+        source,
+        wan,
+        commit_cut: Arc::default(),
+    };
     let Some(tls) = tls else {
         let Ok(server) = TcpStream::connect(upstream).await else {
             return;
@@ -313,6 +339,9 @@ fn carries_commit(chunk: &[u8]) -> bool {
 struct Link {
     source: IpAddr,
     wan: Option<Arc<Wan>>,
+    /// Set when a `COMMIT` went to the server whose answer must be lost:
+    /// nothing more reaches the client, and the connection is closed.
+    commit_cut: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -327,7 +356,10 @@ impl Link {
         mut state: watch::Receiver<ProxyState>,
         towards_client: bool,
     ) -> std::io::Result<()> {
-        let (queue, mut due) = mpsc::channel::<(Instant, Vec<u8>)>(256);
+        // Each chunk with the time it is due and whether it is a commit
+        // whose answer is cut.
+        let (queue, mut due) = mpsc::channel::<(Instant, Vec<u8>, bool)>(256);
+        let commits_cut = state.borrow().commits_cut.clone();
         let reading = async move {
             let mut buffer = vec![0u8; 16 * 1024];
             let mut last = Instant::now();
@@ -350,17 +382,36 @@ impl Link {
                 if towards_client {
                     at += fault_delay;
                 }
+                let share = state.borrow().commit_reset_share;
+                let cut = !towards_client
+                    && share > 0.0
+                    && carries_commit(&buffer[..n])
+                    && rand::thread_rng().gen_bool(share.min(1.0));
                 // TCP delivers in order.
                 at = at.max(last);
                 last = at;
-                if queue.send((at, buffer[..n].to_vec())).await.is_err() {
+                if queue.send((at, buffer[..n].to_vec(), cut)).await.is_err() {
                     return Ok(());
                 }
             }
         };
         let writing = async move {
-            while let Some((at, bytes)) = due.recv().await {
+            while let Some((at, bytes, cut)) = due.recv().await {
                 tokio::time::sleep_until(at).await;
+                if towards_client && self.commit_cut.load(Ordering::SeqCst) {
+                    // The server answered a cut commit: drop the answer and
+                    // the connection (both directions end with this error).
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "commit answer cut",
+                    ));
+                }
+                if cut {
+                    // Marked before the commit leaves, so that its answer,
+                    // however fast, never reaches the client.
+                    self.commit_cut.store(true, Ordering::SeqCst);
+                    commits_cut.fetch_add(1, Ordering::Relaxed);
+                }
                 to.write_all(&bytes).await?;
             }
             to.shutdown().await

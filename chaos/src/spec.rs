@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::controller_settings::{ControllerOverrides, ControllerSettings};
+pub use crate::outage::spec::Overrides;
 
 /// A fault target meaning "the region whose controller holds the lease when
 /// the fault starts": the worst case, where the failover leader dies with
@@ -52,6 +53,12 @@ pub struct Topology {
     /// inter-region round trips of [`Wan::default`]; `wan: null` puts every
     /// region on the loopback, 0.1 ms from every other (the report says so).
     pub wan: Option<Wan>,
+    /// The controllers also keep one Route53 latency record per region, on
+    /// a loopback Route53 API server (moto) that the deployment starts.
+    pub route53: bool,
+    /// Settings changed on purpose, so that a drill's fail-on-purpose
+    /// version breaks what the drill guards (`crate::outage::spec`).
+    pub overrides: Overrides,
 }
 
 /// Round trips between regions, applied by the proxies to every path
@@ -170,6 +177,8 @@ impl Default for Topology {
             ],
             instances_per_region: 2,
             wan: Some(Wan::default()),
+            route53: false,
+            overrides: Overrides::default(),
         }
     }
 }
@@ -234,6 +243,24 @@ pub struct Hypothesis {
     /// ...within this many seconds of that fault's end.
     #[serde(default)]
     pub max_failback_s: Option<f64>,
+    /// Every client region back above `bad_second_below` within this many
+    /// seconds of the last fault's end, and from then on.
+    #[serde(default)]
+    pub max_recovery_s: Option<f64>,
+    /// At least this many commits cut by `commit-reset` reached the service
+    /// as an unknown outcome (the fault really happened).
+    #[serde(default)]
+    pub min_commit_resets: Option<u64>,
+    /// A controller cut off from the database answers DNS authoritatively
+    /// no later than this many seconds after its cut began, and again
+    /// after the cut ends.
+    #[serde(default)]
+    pub max_stale_answer_s: Option<f64>,
+    /// The Route53 records converge: each killed region's record removed
+    /// during its outage and restored after it, every record there at the
+    /// end (needs `topology.route53`).
+    #[serde(default)]
+    pub route53_converged: bool,
 }
 
 /// One fault of the method.
@@ -253,6 +280,9 @@ pub struct Fault {
     /// Added delay for `latency`, milliseconds.
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// Share of commits cut for `commit-reset` (0 to 1).
+    #[serde(default)]
+    pub share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -264,6 +294,17 @@ pub enum FaultKind {
     ProberPartition,
     Latency,
     DbStall,
+    /// SIGKILL the PostgreSQL server, restarted on the same data directory
+    /// when the fault ends (deployment-wide: no target).
+    DbCrash,
+    /// A share of the region's commits reach the server and lose their
+    /// answer: the connection is cut before it reaches the service.
+    CommitReset,
+    /// The region's controller replica is cut off from the database; its
+    /// service instances keep theirs.
+    ControllerDbCut,
+    /// The Route53 API answers Throttling to every call (deployment-wide).
+    Route53Throttle,
 }
 
 impl FaultKind {
@@ -275,7 +316,16 @@ impl FaultKind {
             FaultKind::ProberPartition => "prober-partition",
             FaultKind::Latency => "latency",
             FaultKind::DbStall => "db-stall",
+            FaultKind::DbCrash => "db-crash",
+            FaultKind::CommitReset => "commit-reset",
+            FaultKind::ControllerDbCut => "controller-db-cut",
+            FaultKind::Route53Throttle => "route53-throttle",
         }
+    }
+
+    /// A fault of the whole deployment, which names no region.
+    pub fn deployment_wide(self) -> bool {
+        matches!(self, FaultKind::DbCrash | FaultKind::Route53Throttle)
     }
 }
 
@@ -505,6 +555,7 @@ impl Drill {
         for (index, fault) in self.method.iter().enumerate() {
             let field = |name: &str| format!("method[{index}].{name}");
             if fault.fault != FaultKind::LeaderKill
+                && !fault.fault.deployment_wide()
                 && fault.target != LEADER
                 && !topology.regions.contains(&fault.target)
             {
@@ -540,6 +591,7 @@ impl Drill {
                 }
             }
         }
+        crate::outage::spec::validate(self)?;
         // Written to reject NaN too.
         if self.abort.max_error_budget_share.is_nan() || self.abort.max_error_budget_share <= 0.0 {
             return bad("abort.max_error_budget_share", "must be positive".into());

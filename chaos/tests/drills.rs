@@ -8,12 +8,15 @@
 //! --attach` and interrupts drills with Ctrl-C; `database_tls` checks the
 //! engine's database client against a PostgreSQL that accepts only TLS;
 //! `verifier` corrupts ledgers on purpose and sees each of the verifier's
-//! checks fail.
+//! checks fail; `outage` runs the drills that travel a whole outage and
+//! their fail-on-purpose versions.
 
 #[path = "drills/attach.rs"]
 mod attach;
 #[path = "drills/database_tls.rs"]
 mod database_tls;
+#[path = "drills/outage.rs"]
+mod outage;
 #[path = "drills/up.rs"]
 mod up;
 #[path = "drills/verifier.rs"]

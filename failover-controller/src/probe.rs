@@ -27,7 +27,7 @@ use crate::ca_bundle::{self, CaBundleError};
 use crate::client_identity::{self, ClientIdentityError};
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::verdict::{ProbeOutcome, VerdictTracker};
+use crate::verdict::{observe_round, Blindness, ProbeOutcome, VerdictTracker};
 use crate::votes::OwnVote;
 
 /// Errors building the prober.
@@ -78,6 +78,9 @@ pub struct Prober {
     timeout: Duration,
     targets: Vec<Target>,
     metrics: Metrics,
+    /// The last spell in which every region failed at once
+    /// (`verdict::observe_round`).
+    blindness: Blindness,
 }
 
 impl Prober {
@@ -127,6 +130,7 @@ impl Prober {
             timeout,
             targets,
             metrics,
+            blindness: Blindness::default(),
         })
     }
 
@@ -144,7 +148,7 @@ impl Prober {
             )
         }))
         .await;
-        let mut votes = Vec::with_capacity(self.targets.len());
+        let mut outcomes = Vec::with_capacity(self.targets.len());
         for (target, results) in self.targets.iter_mut().zip(per_region) {
             let mut rtts = Vec::new();
             let mut errors = Vec::new();
@@ -170,7 +174,7 @@ impl Prober {
             } else {
                 ProbeOutcome::Success
             };
-            target.tracker.observe(outcome);
+            outcomes.push(outcome);
             // A run of successes is as old as the round that began it; a
             // failure ends it.
             target.healthy_since = match outcome {
@@ -184,6 +188,12 @@ impl Prober {
                 });
             }
             target.last_error = errors.first().cloned().unwrap_or_default();
+        }
+        let mut trackers: Vec<&mut VerdictTracker> =
+            self.targets.iter_mut().map(|t| &mut t.tracker).collect();
+        observe_round(&mut trackers, &outcomes, &mut self.blindness);
+        let mut votes = Vec::with_capacity(self.targets.len());
+        for target in &self.targets {
             votes.push(OwnVote {
                 region: target.region.clone(),
                 verdict: target.tracker.verdict(),

@@ -97,10 +97,105 @@ impl VerdictTracker {
     }
 }
 
+/// What a vantage point remembers of its last blind spell: rounds in which
+/// every region failed at once (the vantage point cut off, or a dependency
+/// every region shares, such as the database, gone).
+#[derive(Debug, Clone, Default)]
+pub struct Blindness {
+    /// The trackers as they were before the spell began.
+    before: Option<Vec<VerdictTracker>>,
+    /// Rounds after the spell in which failures are not yet counted.
+    grace_rounds_left: u32,
+}
+
+/// Feeds one probe round to a vantage point's trackers (one per region, in
+/// the order of `outcomes`), so that a blind spell decides nothing about any
+/// region.
+///
+/// Blind rounds still count, so that the vantage point ends up voting every
+/// region down and is discarded by the tally; but the first round that is
+/// not blind puts every tracker back as it was before the spell, and for as
+/// many rounds as a recovery takes to be believed (`successes_to_up`) a
+/// region's failures are not counted yet. Regions come back from a shared
+/// outage one by one, as their connection pools fill again, not in one
+/// probe round: without this, the failures of the outage (and then of a
+/// recovery one or two rounds slower than the others') voted a region down
+/// as soon as the vantage point saw another one up, and it was drained
+/// although it was as healthy as the rest (seen in the database-crash
+/// drill: drained 1.6 s after the database restarted, then held out for the
+/// hold-down). A region still failing after that grace is voted down as
+/// usual, K failures later.
+pub fn observe_round(
+    trackers: &mut [&mut VerdictTracker],
+    outcomes: &[ProbeOutcome],
+    blindness: &mut Blindness,
+) {
+    let blind = outcomes.len() > 1 && outcomes.iter().all(|o| *o == ProbeOutcome::Failure);
+    if blind {
+        if blindness.before.is_none() {
+            blindness.before = Some(trackers.iter().map(|t| (**t).clone()).collect());
+        }
+    } else if let Some(before) = blindness.before.take() {
+        blindness.grace_rounds_left = before.iter().map(|t| t.successes_to_up).max().unwrap_or(0);
+        for (tracker, before) in trackers.iter_mut().zip(before) {
+            **tracker = before;
+        }
+    }
+    let in_grace = !blind && blindness.grace_rounds_left > 0;
+    for (tracker, outcome) in trackers.iter_mut().zip(outcomes) {
+        if in_grace && *outcome == ProbeOutcome::Failure {
+            continue;
+        }
+        tracker.observe(*outcome);
+    }
+    if in_grace {
+        blindness.grace_rounds_left -= 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ProbeOutcome::*;
+
+    /// A database outage: every region fails for a while, then they come
+    /// back a few rounds apart. The late one is not voted down.
+    #[test]
+    fn blind_rounds_decide_nothing_about_any_region() {
+        let mut a = VerdictTracker::new(2, 3);
+        let mut b = VerdictTracker::new(2, 3);
+        let mut blindness = Blindness::default();
+        for _ in 0..10 {
+            observe_round(&mut [&mut a, &mut b], &[Failure, Failure], &mut blindness);
+        }
+        // Blind: every region down, so that the tally discards the vantage.
+        assert_eq!((a.verdict(), b.verdict()), (Verdict::Down, Verdict::Down));
+        // A is back three rounds before B: both are as before the outage.
+        for _ in 0..3 {
+            observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut blindness);
+            assert_eq!((a.verdict(), b.verdict()), (Verdict::Up, Verdict::Up));
+        }
+        observe_round(&mut [&mut a, &mut b], &[Success, Success], &mut blindness);
+        assert_eq!(b.verdict(), Verdict::Up);
+        // After the grace, a region that stays down while another is up is
+        // voted down after K failures.
+        observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut blindness);
+        assert_eq!(b.verdict(), Verdict::Up);
+        observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut blindness);
+        assert_eq!(b.verdict(), Verdict::Down);
+        // A region that was down before the outage stays down.
+        for _ in 0..4 {
+            observe_round(&mut [&mut a, &mut b], &[Failure, Failure], &mut blindness);
+        }
+        observe_round(&mut [&mut a, &mut b], &[Success, Failure], &mut blindness);
+        assert_eq!((a.verdict(), b.verdict()), (Verdict::Up, Verdict::Down));
+        // One region alone is never blind.
+        let mut c = VerdictTracker::new(2, 3);
+        let mut blindness = Blindness::default();
+        observe_round(&mut [&mut c], &[Failure], &mut blindness);
+        observe_round(&mut [&mut c], &[Failure], &mut blindness);
+        assert_eq!(c.verdict(), Verdict::Down);
+    }
 
     #[test]
     fn needs_k_failures_then_m_successes() {

@@ -18,7 +18,7 @@ use crate::proxy::Mode;
 /// On the wire: `{"kind": "region-kill", "target": "eu-west-1", "on": true}`,
 /// `{"kind": "latency", "target": "eu-west-1", "on": true, "delay_ms": 200}`,
 /// `{"kind": "heal-network"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FaultAction {
     /// SIGKILL every process of the region and refuse its addresses; undone
@@ -40,6 +40,20 @@ pub enum FaultAction {
     },
     /// The region's database connections hang.
     DbStall { target: String, on: bool },
+    /// The database server is SIGKILLed; undone by restarting it.
+    DbCrash { on: bool },
+    /// A share of the commits on the region's service database path lose
+    /// their answer.
+    CommitReset {
+        target: String,
+        on: bool,
+        #[serde(default)]
+        share: Option<f64>,
+    },
+    /// The region's controller replica is cut off from the database.
+    ControllerDbCut { target: String, on: bool },
+    /// The Route53 API answers Throttling.
+    Route53Throttle { on: bool },
     /// Every proxy back to pass-through, every stopped process resumed.
     HealNetwork,
     /// Heal, resume and restart every killed process.
@@ -55,8 +69,13 @@ impl FaultAction {
             | Self::ControllerKill { target, .. }
             | Self::ProberPartition { target, .. }
             | Self::Latency { target, .. }
-            | Self::DbStall { target, .. } => Some(target),
-            Self::HealNetwork | Self::RestoreAll => None,
+            | Self::DbStall { target, .. }
+            | Self::CommitReset { target, .. }
+            | Self::ControllerDbCut { target, .. } => Some(target),
+            Self::HealNetwork
+            | Self::RestoreAll
+            | Self::DbCrash { .. }
+            | Self::Route53Throttle { .. } => None,
         }
     }
 }
@@ -80,6 +99,14 @@ impl Deployment {
                 self.delay_region(target, delay)
             }
             FaultAction::DbStall { target, on } => self.stall_database(target, *on),
+            FaultAction::DbCrash { on } => self.crash_database(*on),
+            FaultAction::CommitReset { target, on, share } => {
+                self.reset_commits(target, share.filter(|_| *on))
+            }
+            FaultAction::ControllerDbCut { target, on } => {
+                self.cut_controller_database(target, *on)
+            }
+            FaultAction::Route53Throttle { on } => self.throttle_route53(*on),
             FaultAction::HealNetwork => self.heal_network(),
             FaultAction::RestoreAll => self.restore_all(),
         }
@@ -97,9 +124,13 @@ impl Deployment {
         let database_url = self.database_url.clone();
         let config = self.controller_config.clone();
         let token = self.admin_token.clone();
+        let outage_env = self.controller_outage_env();
         let region = self.region_mut(name)?;
         let via_proxy = replace_host(&database_url, region.database_proxy.listen);
+        let controller_via_proxy =
+            replace_host(&database_url, region.controller_database_proxy.listen);
         region.database_proxy.heal();
+        region.controller_database_proxy.heal();
         for instance in &mut region.instances {
             instance.proxy.heal();
             if instance.child.is_none() {
@@ -133,8 +164,9 @@ impl Deployment {
                     "FAILOVER_PROBE__LOCAL_ADDRESS",
                     region.controller_http.ip().to_string(),
                 )
-                .env("FAILOVER_DATABASE_URL", &via_proxy)
-                .env("FAILOVER_ADMIN_TOKEN", &token);
+                .env("FAILOVER_DATABASE_URL", &controller_via_proxy)
+                .env("FAILOVER_ADMIN_TOKEN", &token)
+                .envs(outage_env);
             region.controller = Some(spawn_logged(
                 command,
                 &logs,
@@ -180,11 +212,13 @@ impl Deployment {
         Ok(())
     }
 
-    /// Holds (or releases) the region's database connections.
+    /// Holds (or releases) the region's database connections, its
+    /// instances' and its controller's.
     pub fn stall_database(&mut self, name: &str, on: bool) -> anyhow::Result<()> {
-        self.region(name)?
-            .database_proxy
-            .set_mode(if on { Mode::Hold } else { Mode::Pass });
+        let region = self.region(name)?;
+        let mode = if on { Mode::Hold } else { Mode::Pass };
+        region.database_proxy.set_mode(mode);
+        region.controller_database_proxy.set_mode(mode);
         Ok(())
     }
 
@@ -236,12 +270,15 @@ impl Deployment {
             self.partition_prober(&name, false)?;
             self.delay_region(&name, None)?;
             self.stall_database(&name, false)?;
+            self.reset_commits(&name, None)?;
         }
+        self.throttle_route53(false)?;
         Ok(())
     }
 
     /// Heals every proxy, resumes stopped processes, restarts killed ones.
     pub fn restore_all(&mut self) -> anyhow::Result<()> {
+        self.restore_database()?;
         for name in self.options.regions.clone() {
             self.blackhole_region(&name, false)?;
             self.start_region(&name)?;

@@ -8,7 +8,8 @@
 //! | `127.0.R.(10+i):18080`, `:19090` | the instance itself, its metrics |
 //! | `127.0.R.100:9190`, `:5353` | the region's controller replica: status/admin, DNS |
 //! | `127.0.R.200` | source address of the region's clients |
-//! | `127.0.R.250:5432` | proxy in front of the database for the region's processes |
+//! | `127.0.R.250:5432` | proxy in front of the database for the region's service instances |
+//! | `127.0.R.251:5432` | proxy in front of the database for the region's controller replica |
 //!
 //! Processes are started from the binaries next to the `chaos` executable,
 //! their output goes to `<run dir>/logs/`, and everything started is stopped
@@ -17,10 +18,12 @@
 //! Layout: this module brings the deployment up, waits for it and stops it;
 //! `faults` holds the fault operations and [`FaultAction`], their wire form;
 //! `setup` the controllers' configuration, database URLs and child
-//! processes. [`DeploymentInfo`] is what a drill needs to know about a
+//! processes; `outage` the faults of the outage drills and what they need
+//! (a database server of the deployment's own, the loopback Route53 API). [`DeploymentInfo`] is what a drill needs to know about a
 //! deployment, in-process or over the control API.
 
 mod faults;
+mod outage;
 mod resolvers;
 mod setup;
 pub mod tls;
@@ -37,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 pub use self::faults::FaultAction;
+pub use self::outage::{OutageOptions, Route53Info};
 pub use self::resolvers::Resolver;
 use self::tls::DeploymentTls;
 pub use self::setup::replace_database;
@@ -69,6 +73,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Where `service` and `failover-controller` are.
     pub bin_dir: PathBuf,
+    /// What the outage drills need (own database, Route53 mode, overrides).
+    pub outage: OutageOptions,
 }
 
 /// One service instance.
@@ -91,7 +97,11 @@ pub struct Region {
     pub controller_http: SocketAddr,
     pub controller_dns: SocketAddr,
     pub client_address: IpAddr,
+    /// The service instances' database path.
     pub database_proxy: Proxy,
+    /// The controller replica's own database path, so that a drill can cut
+    /// the controller off while the region's instances keep theirs.
+    pub controller_database_proxy: Proxy,
     controller: Option<Child>,
 }
 
@@ -120,6 +130,9 @@ pub struct DeploymentInfo {
     /// served with the topology on the loopback control API.
     #[serde(default)]
     pub api_key: String,
+    /// Where the Route53 records are, in Route53 mode.
+    #[serde(default)]
+    pub route53: Option<Route53Info>,
 }
 
 /// One region's addresses.
@@ -158,6 +171,9 @@ pub struct Deployment {
     /// The drills' API key, created once the schema is migrated.
     pub api_key: String,
     postgres: Option<Postgres>,
+    /// The database server is down (`db-crash`), to be restarted.
+    database_crashed: bool,
+    route53: Option<crate::outage::route53::LoopbackRoute53>,
     controller_config: PathBuf,
     tls: DeploymentTls,
     /// One recursive resolver per client region.
@@ -198,9 +214,11 @@ impl Deployment {
             }
         }
         let (postgres, server_url) = match &options.database_url {
-            Some(url) => (None, url.clone()),
-            None => {
-                let postgres = tokio::task::spawn_blocking(Postgres::start).await??;
+            Some(url) if !options.outage.own_database => (None, url.clone()),
+            _ => {
+                let settings = options.outage.overrides.database.clone();
+                let postgres =
+                    tokio::task::spawn_blocking(move || Postgres::start_with(&settings)).await??;
                 let url = postgres.url();
                 (Some(postgres), url)
             }
@@ -228,6 +246,8 @@ impl Deployment {
             regions: Vec::new(),
             database_url,
             postgres,
+            database_crashed: false,
+            route53: None,
         };
         for (offset, name) in deployment.options.regions.clone().iter().enumerate() {
             let index = u8::try_from(offset + 1).context("too many regions")?;
@@ -235,6 +255,12 @@ impl Deployment {
                 Proxy::start(SocketAddr::new(region_ip(index, 250), 5432), upstream)
                     .await
                     .with_context(|| format!("cannot bind the database proxy of {name}"))?;
+            let controller_database_proxy =
+                Proxy::start(SocketAddr::new(region_ip(index, 251), 5432), upstream)
+                    .await
+                    .with_context(|| {
+                        format!("cannot bind the controller's database proxy of {name}")
+                    })?;
             let mut instances = Vec::new();
             for i in 1..=deployment.options.instances_per_region {
                 let ip = region_ip(index, 10 + i);
@@ -260,10 +286,12 @@ impl Deployment {
                 controller_dns: SocketAddr::new(region_ip(index, 100), DNS_PORT),
                 client_address: region_ip(index, 200),
                 database_proxy,
+                controller_database_proxy,
                 controller: None,
             });
         }
         deployment.apply_wan();
+        deployment.start_route53().await?;
         std::fs::write(&deployment.controller_config, deployment.controller_toml())?;
         deployment.migrate().await?;
         deployment.api_key = crate::api_key::create(
@@ -289,6 +317,9 @@ impl Deployment {
         for resolver in &mut deployment.resolvers {
             resolver.wait_ready(ZONE, Duration::from_secs(10)).await?;
         }
+        deployment
+            .wait_route53_records(Duration::from_secs(30))
+            .await?;
         Ok(deployment)
     }
 
@@ -324,13 +355,16 @@ impl Deployment {
             // The SQL gateway is in the region; a write's commit waits for a
             // quorum in another region (docs/drills.md, "The database's
             // geography").
-            to.database_proxy.set_wan(Some(crate::proxy::Wan {
+            let database_link = crate::proxy::Wan {
                 default_rtt: wan.rtt(&to.name, &to.name).unwrap_or_default(),
                 jitter,
                 loss: wan.loss,
                 commit_rtt: wan.database_rtt(&to.name, &self.options.regions),
                 ..crate::proxy::Wan::default()
-            }));
+            };
+            to.controller_database_proxy
+                .set_wan(Some(database_link.clone()));
+            to.database_proxy.set_wan(Some(database_link));
         }
     }
 
@@ -467,6 +501,7 @@ impl Deployment {
             bin_dir: self.options.bin_dir.clone(),
             postgres_version: self.postgres_version(),
             api_key: self.api_key.clone(),
+            route53: self.route53_info(),
         }
     }
 

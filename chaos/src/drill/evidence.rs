@@ -26,6 +26,8 @@ pub(super) struct Observed {
     pub rollbacks: Vec<Rollback>,
     /// The seeded accounts and their opening balances.
     pub opening: BTreeMap<Uuid, i64>,
+    /// What the outage drills watched and counted.
+    pub outage: (crate::outage::watch::Watched, crate::outage::Counted),
 }
 
 /// Verifies the ledger and every write, reads the controllers' audit log,
@@ -45,6 +47,7 @@ pub(super) async fn conclude(
         abort_reason,
         rollbacks,
         opening,
+        outage: (watched, counted),
     } = observed;
     let database_url = &info.database_url;
     let all_instances: Vec<_> = info
@@ -111,6 +114,16 @@ pub(super) async fn conclude(
     let mut checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
     checks.extend(crate::failback::checks(drill, &fault_windows));
     checks.extend(crate::availability::checks(drill, &history));
+    checks.extend(crate::outage::checks::checks(
+        &crate::outage::checks::Inputs {
+            drill,
+            faults: &fault_windows,
+            timeline: &timeline,
+            events: &events,
+            watched: &watched,
+            counted: &counted,
+        },
+    ));
     let error_budget = analysis::error_budget(&totals, load_seconds);
     let verdict = if abort_reason.is_some() {
         Verdict::Aborted
@@ -169,6 +182,11 @@ pub(super) async fn conclude(
         failed_operations,
     };
     write_history(&options.report_dir.join("history.jsonl"), &history)?;
+    // What the outage watchers saw, for a reader who doubts a check.
+    std::fs::write(
+        options.report_dir.join("outage.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({"counted": counted, "watched": watched}))?,
+    )?;
     crate::report::write_all(&report, &options.report_dir)?;
     Ok(report)
 }

@@ -93,6 +93,7 @@ pub async fn run(
                 database_url: database_url.clone(),
                 run_dir: options.report_dir.join("run"),
                 bin_dir: bin_dir.clone(),
+                outage: crate::outage::deployment_options(&drill),
             });
             // Dropping a half-started deployment kills what it started.
             let deployment = tokio::select! {
@@ -164,6 +165,7 @@ pub fn check_topology(
             describe_wan(info.wan.as_ref())
         ));
     }
+    differences.extend(crate::outage::attach_differences(wanted, info));
     if differences.is_empty() {
         return Ok(());
     }
@@ -238,6 +240,13 @@ async fn run_on(
         t0,
         dns_stop.clone(),
     ));
+    let unknown_commits_before = crate::outage::unknown_commits_logged(&info);
+    let outage_watch = tokio::spawn(crate::outage::watch::watch(
+        info.clone(),
+        drill.clone(),
+        t0,
+        dns_stop.clone(),
+    ));
     let faults = Arc::new(Mutex::new(Vec::<FaultWindow>::new()));
     let method = tokio::spawn(schedule::run_method(
         drill.method.clone(),
@@ -261,6 +270,14 @@ async fn run_on(
     roll_back(driver, &rollbacks, &info).await;
     dns_stop.store(true, Ordering::Relaxed);
     let dns = dns_watch.await.unwrap_or_default();
+    let outage = (
+        outage_watch.await.unwrap_or_default(),
+        crate::outage::Counted {
+            commits_unknown: crate::outage::unknown_commits_logged(&info)
+                .saturating_sub(unknown_commits_before),
+            route53_calls_throttled: crate::outage::route53_calls_throttled(&info).await,
+        },
+    );
     if interrupted {
         bail!("interrupted; the faults were rolled back and no report was written");
     }
@@ -280,6 +297,7 @@ async fn run_on(
         abort_reason: abort_reason.lock().expect("abort lock").clone(),
         rollbacks,
         opening,
+        outage,
     };
     tokio::select! {
         report = evidence::conclude(drill, options, &info, observed) => report,
@@ -376,6 +394,7 @@ mod tests {
             run_dir: PathBuf::new(),
             bin_dir: PathBuf::new(),
             postgres_version: String::new(),
+            route53: None,
         }
     }
 

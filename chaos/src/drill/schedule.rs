@@ -105,6 +105,14 @@ fn fault_action(fault: &Fault, target: &str, start: bool) -> FaultAction {
             delay_ms: fault.delay_ms,
         },
         FaultKind::DbStall => FaultAction::DbStall { target, on },
+        FaultKind::DbCrash => FaultAction::DbCrash { on },
+        FaultKind::CommitReset => FaultAction::CommitReset {
+            target,
+            on,
+            share: fault.share,
+        },
+        FaultKind::ControllerDbCut => FaultAction::ControllerDbCut { target, on },
+        FaultKind::Route53Throttle => FaultAction::Route53Throttle { on },
     }
 }
 
