@@ -14,18 +14,18 @@ use nix::unistd::Pid;
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment, pids_in};
 
-/// The shipped region-kill drill, shortened: 12 s of load, the kill at 4 s
+/// The shipped kill-and-return drill, shortened: 12 s of load, the kill at 4 s
 /// lasting to the end (the rollback restarts the region, which then
 /// returns by itself after the drill).
 fn short_region_kill(directory: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/region-kill.yaml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/kill-and-return.yaml"),
     )
     .unwrap();
     let short = shipped
-        .replace("duration_s: 45", "duration_s: 12")
-        .replace("start_s: 10\n    duration_s: 10", "start_s: 4")
-        .replace("  must_return: [eu-west-1]\n  max_failback_s: 16\n", "");
+        .replace("duration_s: 80", "duration_s: 12")
+        .replace("start_s: 10\n    duration_s: 15", "start_s: 4")
+        .replace("  must_return: [eu-west-1]\n  max_failback_s: 25\n", "");
     assert_ne!(short, shipped, "the shipped drill changed shape");
     let path = directory.join(format!(
         "region-kill-{}.yaml",
