@@ -319,11 +319,11 @@ fn bad_drill_files_get_errors_that_name_the_field() {
         ),
         // A region cannot come back from a fault that never ends.
         (
-            good.replace("    duration_s: 10\n", ""),
+            good.replace("    duration_s: 15\n", ""),
             "hypothesis.must_return",
         ),
         (
-            good.replace("max_failback_s: 16", "max_failback_s: -1"),
+            good.replace("max_failback_s: 25", "max_failback_s: -1"),
             "hypothesis.max_failback_s",
         ),
         (
@@ -336,6 +336,7 @@ fn bad_drill_files_get_errors_that_name_the_field() {
         ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {
+        assert_ne!(text, &good, "case {index} ({field}) no longer changes the shipped drill");
         let path = directory.join(format!("bad-{index}.yaml"));
         std::fs::write(&path, text).unwrap();
         let output = Command::new(bin_dir().join("chaos"))
