@@ -96,18 +96,21 @@ fn http_status(runtime: &tokio::runtime::Runtime, request: reqwest::RequestBuild
 }
 
 /// Waits until every address answers `path` with 200.
+/// `base` is `http://` for the controllers and `https://` for the
+/// instances' load balancers, which `client` must trust.
 fn wait_until_answering(
     runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    base: &str,
     addresses: &[SocketAddr],
     path: &str,
     within: Duration,
 ) {
-    let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
         let silent: Vec<_> = addresses
             .iter()
-            .filter(|a| http_status(runtime, client.get(format!("http://{a}{path}"))) != Some(200))
+            .filter(|a| http_status(runtime, client.get(format!("{base}{a}{path}"))) != Some(200))
             .collect();
         if silent.is_empty() {
             return;
@@ -174,8 +177,12 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
         .collect();
     let controllers: Vec<SocketAddr> = topology.regions.iter().map(|r| r.controller_http).collect();
     assert_eq!(instances.len(), 6);
+    // The instances are behind TLS-terminating load balancers.
+    let https = chaos::deployment::tls::client_builder(&topology.ca_pem)
+        .build()
+        .unwrap();
     // The refused kill changed nothing.
-    wait_until_answering(&runtime, &instances, "/livez", Duration::from_secs(1));
+    wait_until_answering(&runtime, &https, "https://", &instances, "/livez", Duration::from_secs(1));
 
     // A drill for another topology is refused, naming the difference.
     let wider = short_region_kill(&scratch, |t| {
@@ -219,14 +226,16 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
     // admitted again by the controllers on their own after the hold-down
     // (10 s): /healthz/region, the admission endpoint, 200 everywhere.
     assert!(up.is_running(), "the drill shut chaos up down");
-    wait_until_answering(&runtime, &instances, "/livez", Duration::from_secs(15));
+    wait_until_answering(&runtime, &https, "https://", &instances, "/livez", Duration::from_secs(15));
     wait_until_answering(
         &runtime,
+        &https,
+        "https://",
         &instances,
         "/healthz/region",
         Duration::from_secs(30),
     );
-    wait_until_answering(&runtime, &controllers, "/healthz", Duration::from_secs(15));
+    wait_until_answering(&runtime, &client, "http://", &controllers, "/healthz", Duration::from_secs(15));
     assert!(
         pids_in(&run_dir).len() >= 9,
         "six instances and three controllers"
@@ -242,8 +251,8 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
     assert!(!interrupted.status.success(), "{stderr}");
     assert!(stderr.contains("faults were rolled back"), "{stderr}");
     assert!(up.is_running());
-    wait_until_answering(&runtime, &instances, "/livez", Duration::from_secs(15));
-    wait_until_answering(&runtime, &controllers, "/healthz", Duration::from_secs(15));
+    wait_until_answering(&runtime, &https, "https://", &instances, "/livez", Duration::from_secs(15));
+    wait_until_answering(&runtime, &client, "http://", &controllers, "/healthz", Duration::from_secs(15));
 
     // Ctrl-C on chaos up stops everything and removes the state file.
     let pids = pids_in(&run_dir);
