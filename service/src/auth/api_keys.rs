@@ -84,6 +84,24 @@ impl KeyStore {
         }
     }
 
+    /// A store already loaded with `keys` (prefix, secret, principal),
+    /// without a database: the auth benchmark (benches/auth.rs) and unit
+    /// tests have no `api_keys` table to read. Hidden because the service
+    /// itself loads keys only through [`KeyStore::refresh`].
+    #[doc(hidden)]
+    pub fn from_secrets<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str, Principal)>) -> Self {
+        let keys: HashMap<String, StoredKey> = keys
+            .into_iter()
+            .map(|(prefix, secret, principal)| {
+                let secret_sha256 = Sha256::digest(secret.as_bytes()).into();
+                (prefix.to_owned(), StoredKey { secret_sha256, principal })
+            })
+            .collect();
+        Self {
+            snapshot: Arc::new(RwLock::new(Some(Arc::new(keys)))),
+        }
+    }
+
     /// True once a snapshot was read.
     pub fn is_loaded(&self) -> bool {
         self.snapshot
@@ -227,17 +245,7 @@ mod tests {
     use super::*;
 
     fn store_with(prefix: &str, secret: &str) -> KeyStore {
-        let store = KeyStore::default();
-        let mut keys = HashMap::new();
-        keys.insert(
-            prefix.to_owned(),
-            StoredKey {
-                secret_sha256: Sha256::digest(secret.as_bytes()).into(),
-                principal: Principal::new("alice", Scopes::default()),
-            },
-        );
-        *store.snapshot.write().unwrap() = Some(Arc::new(keys));
-        store
+        KeyStore::from_secrets([(prefix, secret, Principal::new("alice", Scopes::default()))])
     }
 
     #[test]
