@@ -18,7 +18,14 @@ pub async fn create(
     database_url: &str,
 ) -> anyhow::Result<String> {
     let output = tokio::process::Command::new(service_binary)
-        .args(["api-key", "create", "--principal", PRINCIPAL, "--scopes", "admin"])
+        .args([
+            "api-key",
+            "create",
+            "--principal",
+            PRINCIPAL,
+            "--scopes",
+            "admin",
+        ])
         .args(["--description", "chaos drills"])
         .env("SERVICE_REGION", region)
         .env("SERVICE_DATABASE_URL", database_url)

@@ -139,13 +139,20 @@ mod tests {
     /// 99.9925%; five failures in a minute of 4,000 make it bad.
     #[test]
     fn availability_is_judged_by_its_lower_bound_and_minutes_are_counted() {
-        let few: Vec<Operation> = (0..1000).map(|i| op(i as f64 * 0.06, Outcome::Ok, 1)).collect();
+        let few: Vec<Operation> = (0..1000)
+            .map(|i| op(i as f64 * 0.06, Outcome::Ok, 1))
+            .collect();
         let result = checks(&drill(0.9999, 0), &few);
         assert!(!result[0].passed, "{:?}", result[0]);
-        assert!(result[0].observed.contains("100.000% observed"), "{:?}", result[0]);
+        assert!(
+            result[0].observed.contains("100.000% observed"),
+            "{:?}",
+            result[0]
+        );
 
-        let mut many: Vec<Operation> =
-            (0..40_000).map(|i| op(i as f64 * 0.015, Outcome::Ok, 1)).collect();
+        let mut many: Vec<Operation> = (0..40_000)
+            .map(|i| op(i as f64 * 0.015, Outcome::Ok, 1))
+            .collect();
         many[5].attempts = 2;
         let result = checks(&drill(0.9999, 0), &many);
         assert!(result[0].passed, "{:?}", result[0]);

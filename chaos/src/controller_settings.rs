@@ -71,7 +71,10 @@ impl ControllerSettings {
     /// Production's settings with `overrides` applied; the error names the
     /// drill file's field.
     pub fn new(overrides: &ControllerOverrides) -> Result<Self, String> {
-        let defaults = parse(CONTROLLER_DEFAULTS, "failover-controller/config/default.toml");
+        let defaults = parse(
+            CONTROLLER_DEFAULTS,
+            "failover-controller/config/default.toml",
+        );
         let production = parse(PRODUCTION, "k8s/base/failover-controller/config.toml");
         let mut settings = Vec::new();
         for table in TABLES {
@@ -183,7 +186,10 @@ impl ControllerSettings {
         };
         let interval = self.probe_interval_ms();
         if !(50..=10_000).contains(&interval) {
-            return Err(format!("{}: must be 50 to 10000 ms", field("probe.interval_ms")));
+            return Err(format!(
+                "{}: must be 50 to 10000 ms",
+                field("probe.interval_ms")
+            ));
         }
         let timeout = self.get("probe.timeout_ms");
         if timeout < 10 || timeout > interval * 4 {
@@ -194,10 +200,16 @@ impl ControllerSettings {
             ));
         }
         if !(1..=10).contains(&self.get("probe.failures_to_down")) {
-            return Err(format!("{}: must be 1 to 10", field("probe.failures_to_down")));
+            return Err(format!(
+                "{}: must be 1 to 10",
+                field("probe.failures_to_down")
+            ));
         }
         if !(1..=10).contains(&self.get("probe.successes_to_up")) {
-            return Err(format!("{}: must be 1 to 10", field("probe.successes_to_up")));
+            return Err(format!(
+                "{}: must be 1 to 10",
+                field("probe.successes_to_up")
+            ));
         }
         if self.get("lease.renew_interval_ms") >= self.get("lease.ttl_ms") {
             return Err(format!(
@@ -206,7 +218,10 @@ impl ControllerSettings {
             ));
         }
         if self.dns_ttl_s() > 300 {
-            return Err(format!("{}: must be at most 300 s", field("dns.ttl_seconds")));
+            return Err(format!(
+                "{}: must be at most 300 s",
+                field("dns.ttl_seconds")
+            ));
         }
         Ok(())
     }
@@ -250,7 +265,11 @@ mod tests {
             ("probe", "vote_freshness_ms"),
         ] {
             let deployed = production[table][key].as_integer().unwrap() as u64;
-            assert_eq!(settings.get(&format!("{table}.{key}")), deployed, "{table}.{key}");
+            assert_eq!(
+                settings.get(&format!("{table}.{key}")),
+                deployed,
+                "{table}.{key}"
+            );
         }
         let ttl = production["dns"]["ttl_seconds"].as_integer().unwrap() as u32;
         assert_eq!(settings.dns_ttl_s(), ttl);
@@ -274,7 +293,11 @@ mod tests {
         assert_eq!(settings.dns_ttl_s(), 1);
         assert_eq!(
             settings.overridden(),
-            ["probe.interval_ms = 500", "probe.timeout_ms = 400", "dns.ttl_seconds = 1"]
+            [
+                "probe.interval_ms = 500",
+                "probe.timeout_ms = 400",
+                "dns.ttl_seconds = 1"
+            ]
         );
         assert!(settings.toml_tables("").contains("\ninterval_ms = 500\n"));
 

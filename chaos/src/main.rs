@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chaos::controller_settings::{ControllerOverrides, ControllerSettings};
 use chaos::control::{ControlServer, StateFile, DEFAULT_CONTROL_ADDRESS, STATE_FILE};
+use chaos::controller_settings::{ControllerOverrides, ControllerSettings};
 use chaos::deployment::{Deployment, Options};
 use chaos::drill::{self, DeploymentSource, DrillOptions};
 use chaos::driver::ControlClient;
@@ -180,10 +180,9 @@ async fn main() -> anyhow::Result<()> {
                 dns_ttl_s,
                 ..ControllerOverrides::default()
             };
-            let controller = ControllerSettings::new(&overrides)
-                .map_err(|message| {
-                    anyhow::anyhow!("--probe-interval-ms or --dns-ttl-s: {message}")
-                })?;
+            let controller = ControllerSettings::new(&overrides).map_err(|message| {
+                anyhow::anyhow!("--probe-interval-ms or --dns-ttl-s: {message}")
+            })?;
             let temporary = run_dir.is_none();
             let run_dir = run_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("chaos-up-{}", std::process::id()))

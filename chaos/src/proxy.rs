@@ -587,7 +587,10 @@ mod tests {
         assert_eq!(answer.text().await.unwrap(), "ok");
         let cold = started.elapsed();
         assert!(cold >= rtt * 3, "cold HTTPS request {cold:?}");
-        assert!(cold < rtt * 3 + Duration::from_millis(150), "cold HTTPS request {cold:?}");
+        assert!(
+            cold < rtt * 3 + Duration::from_millis(150),
+            "cold HTTPS request {cold:?}"
+        );
         let started = std::time::Instant::now();
         client.get(&url).send().await.unwrap().text().await.unwrap();
         let warm = started.elapsed();

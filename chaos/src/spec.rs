@@ -783,7 +783,10 @@ rollbacks:
         let drill = Drill::parse(VALID).unwrap();
         assert_eq!(drill.topology.wan, Some(Wan::default()));
         let regions_only = VALID.replace("load:", "topology: { instances_per_region: 1 }\nload:");
-        assert_eq!(Drill::parse(&regions_only).unwrap().topology.wan, Some(Wan::default()));
+        assert_eq!(
+            Drill::parse(&regions_only).unwrap().topology.wan,
+            Some(Wan::default())
+        );
         let loopback = VALID.replace("load:", "topology: { wan: null }\nload:");
         assert_eq!(Drill::parse(&loopback).unwrap().topology.wan, None);
     }

@@ -333,7 +333,10 @@ fn bad_drill_files_get_errors_that_name_the_field() {
         ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {
-        assert_ne!(text, &good, "case {index} ({field}) no longer changes the shipped drill");
+        assert_ne!(
+            text, &good,
+            "case {index} ({field}) no longer changes the shipped drill"
+        );
         let path = directory.join(format!("bad-{index}.yaml"));
         std::fs::write(&path, text).unwrap();
         let output = Command::new(bin_dir().join("chaos"))
@@ -476,14 +479,20 @@ fn a_database_stall_everywhere_drains_nothing_and_loses_nothing() {
 #[test]
 fn a_slow_region_within_the_probe_timeout_is_slow_not_drained() {
     let report = run_drill("slow-region");
-    assert!(report.phases.drain_s.is_none(), "the slow region was drained");
+    assert!(
+        report.phases.drain_s.is_none(),
+        "the slow region was drained"
+    );
     let slow = report
         .timeline
         .iter()
         .filter(|b| b.client_region == "eu-west-1" && (12..24).contains(&b.second))
         .filter_map(|b| b.p50_ms)
         .fold(0.0f64, f64::max);
-    assert!(slow >= 800.0, "eu-west-1's clients did not see the slowness: p50 {slow} ms");
+    assert!(
+        slow >= 800.0,
+        "eu-west-1's clients did not see the slowness: p50 {slow} ms"
+    );
 }
 
 /// The game day, shortened for CI: the same faults in the same order at a
@@ -524,8 +533,12 @@ fn a_short_game_day_passes_every_fault_and_the_way_back() {
     assert!(report.phases.failback_s.is_some(), "eu-west-1 came back");
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
     assert!(
-        names.iter().any(|n| n.starts_with("availability after the retries"))
-            && names.iter().any(|n| n.starts_with("first-attempt availability"))
+        names
+            .iter()
+            .any(|n| n.starts_with("availability after the retries"))
+            && names
+                .iter()
+                .any(|n| n.starts_with("first-attempt availability"))
             && names.iter().any(|n| n.starts_with("minutes below")),
         "{names:?}"
     );

@@ -29,7 +29,10 @@ use service::auth::{Authenticator, Principal, Scopes};
 use service::config::{Overrides, Settings, DEFAULTS_TOML};
 
 fn main() {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
     let seconds: f64 = std::env::var("BENCH_AUTH_SECONDS")
         .ok()
         .and_then(|value| value.parse().ok())
@@ -39,9 +42,14 @@ fn main() {
         measured: Duration::from_secs_f64(seconds),
     };
     if cfg!(debug_assertions) {
-        eprintln!("warning: built without optimisations; run `cargo bench` (scripts/bench-auth.sh)");
+        eprintln!(
+            "warning: built without optimisations; run `cargo bench` (scripts/bench-auth.sh)"
+        );
     }
-    println!("{:<58} {:>12} {:>12} {:>9}", "case", "median ns", "p99 ns", "batches");
+    println!(
+        "{:<58} {:>12} {:>12} {:>9}",
+        "case", "median ns", "p99 ns", "batches"
+    );
 
     let jwt = JwtFixture::new();
     for key_count in [10, 10_000] {
@@ -57,15 +65,24 @@ fn main() {
             black_box(auth.authenticate(Some(header)).expect("a valid key"));
         });
         let wrong = &keys.wrong_secret;
-        bench.run(&format!("api key, right prefix, wrong secret ({key_count} keys)"), |i| {
-            let header = &wrong[i % wrong.len()];
-            black_box(auth.authenticate(Some(header)).expect_err("a wrong secret"));
-        });
+        bench.run(
+            &format!("api key, right prefix, wrong secret ({key_count} keys)"),
+            |i| {
+                let header = &wrong[i % wrong.len()];
+                black_box(auth.authenticate(Some(header)).expect_err("a wrong secret"));
+            },
+        );
         let unknown = &keys.unknown_prefix;
-        bench.run(&format!("api key, unknown prefix ({key_count} keys)"), |i| {
-            let header = &unknown[i % unknown.len()];
-            black_box(auth.authenticate(Some(header)).expect_err("an unknown prefix"));
-        });
+        bench.run(
+            &format!("api key, unknown prefix ({key_count} keys)"),
+            |i| {
+                let header = &unknown[i % unknown.len()];
+                black_box(
+                    auth.authenticate(Some(header))
+                        .expect_err("an unknown prefix"),
+                );
+            },
+        );
     }
 
     // JWTs go to the verifier whatever the API keys are; 10 keys will do.
@@ -84,15 +101,23 @@ fn main() {
         });
     }
 
-    let principals: Vec<Arc<str>> = (0..10_000).map(|n| Arc::from(format!("principal-{n}"))).collect();
+    let principals: Vec<Arc<str>> = (0..10_000)
+        .map(|n| Arc::from(format!("principal-{n}")))
+        .collect();
     // A rate no loop can reach, so that every call takes the admitted path.
     let unlimited = rate_limit(1e9, 1_000_000_000);
     bench.run("rate limit, admitted, 1 principal", |_| {
-        assert!(matches!(black_box(unlimited.check(&principals[0])), Decision::Allowed { .. }));
+        assert!(matches!(
+            black_box(unlimited.check(&principals[0])),
+            Decision::Allowed { .. }
+        ));
     });
     bench.run("rate limit, admitted, 10,000 principals in turn", |i| {
         let principal = &principals[i % principals.len()];
-        assert!(matches!(black_box(unlimited.check(principal)), Decision::Allowed { .. }));
+        assert!(matches!(
+            black_box(unlimited.check(principal)),
+            Decision::Allowed { .. }
+        ));
     });
     // The defaults (100/s, burst 200): past the first 200 calls of the
     // warm-up, every call is refused (429), which is what a flood costs.
@@ -112,7 +137,12 @@ impl Bench {
     /// Measures `call` (given the call's index, to cycle through inputs)
     /// and prints one line.
     fn run(&self, name: &str, mut call: impl FnMut(usize)) {
-        if !self.filters.is_empty() && !self.filters.iter().any(|filter| name.contains(filter.as_str())) {
+        if !self.filters.is_empty()
+            && !self
+                .filters
+                .iter()
+                .any(|filter| name.contains(filter.as_str()))
+        {
             return;
         }
         let mut index = 0usize;
@@ -140,7 +170,8 @@ impl Bench {
             per_call_ns.push(batch(calls).as_nanos() as f64 / calls as f64);
         }
         per_call_ns.sort_by(f64::total_cmp);
-        let percentile = |p: f64| per_call_ns[((per_call_ns.len() as f64 * p).ceil() as usize).max(1) - 1];
+        let percentile =
+            |p: f64| per_call_ns[((per_call_ns.len() as f64 * p).ceil() as usize).max(1) - 1];
         println!(
             "{name:<58} {:>12.0} {:>12.0} {:>9}",
             percentile(0.5),
@@ -163,7 +194,9 @@ struct ApiKeys {
 
 impl ApiKeys {
     fn new(count: usize) -> Self {
-        let keys: Vec<(String, String)> = (0..count).map(|_| (random_hex(6), random_hex(32))).collect();
+        let keys: Vec<(String, String)> = (0..count)
+            .map(|_| (random_hex(6), random_hex(32)))
+            .collect();
         let store = KeyStore::from_secrets(keys.iter().enumerate().map(|(n, (prefix, secret))| {
             let principal = Principal::new(&format!("principal-{n}"), Scopes::default());
             (prefix.as_str(), secret.as_str(), principal)
@@ -173,10 +206,19 @@ impl ApiKeys {
         };
         Self {
             store,
-            valid: keys.iter().map(|(prefix, secret)| bearer(prefix, secret)).collect(),
-            wrong_secret: keys.iter().map(|(prefix, _)| bearer(prefix, &random_hex(32))).collect(),
+            valid: keys
+                .iter()
+                .map(|(prefix, secret)| bearer(prefix, secret))
+                .collect(),
+            wrong_secret: keys
+                .iter()
+                .map(|(prefix, _)| bearer(prefix, &random_hex(32)))
+                .collect(),
             // 48 random bits: a collision with a stored prefix is not a concern.
-            unknown_prefix: keys.iter().map(|_| bearer(&random_hex(6), &random_hex(32))).collect(),
+            unknown_prefix: keys
+                .iter()
+                .map(|_| bearer(&random_hex(6), &random_hex(32)))
+                .collect(),
         }
     }
 }
@@ -198,8 +240,10 @@ struct JwtFixture {
 
 impl JwtFixture {
     fn new() -> Self {
-        let es256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
-        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+        let es256 =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+        let other =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
         let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let point = es256.public_key_raw();
@@ -209,7 +253,8 @@ impl JwtFixture {
             {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "alg": "EdDSA", "use": "sig",
              "x": b64(ed25519.public_key_raw())},
         ]});
-        let path = std::env::temp_dir().join(format!("bench-auth-jwks-{}.json", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("bench-auth-jwks-{}.json", std::process::id()));
         std::fs::write(&path, jwks.to_string()).expect("write the JWKS");
         let overrides = Overrides {
             region: Some("us-east-1".into()),
@@ -239,7 +284,9 @@ impl JwtFixture {
             let token = encode(&header, &claims, &key).expect("a signed token");
             HeaderValue::from_str(&format!("Bearer {token}")).expect("ASCII")
         };
-        let ec_pem = |key: &rcgen::KeyPair| EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("PEM");
+        let ec_pem = |key: &rcgen::KeyPair| {
+            EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("PEM")
+        };
         Self {
             verifier,
             es256: token(Algorithm::ES256, "es", ec_pem(&es256)),
@@ -265,6 +312,9 @@ fn rate_limit(per_second: f64, burst: u32) -> RateLimit {
 }
 
 fn settings(overrides: &Overrides) -> Settings {
-    Settings::from_layers(DEFAULTS_TOML.parse().expect("the defaults parse"), overrides)
-        .expect("valid settings")
+    Settings::from_layers(
+        DEFAULTS_TOML.parse().expect("the defaults parse"),
+        overrides,
+    )
+    .expect("valid settings")
 }

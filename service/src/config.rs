@@ -494,8 +494,14 @@ impl Settings {
         }
         for (field, value) in [
             ("readiness_cache_ms", self.readiness_cache_ms),
-            ("http_header_read_timeout_ms", self.http_header_read_timeout_ms),
-            ("http_request_body_timeout_ms", self.http_request_body_timeout_ms),
+            (
+                "http_header_read_timeout_ms",
+                self.http_header_read_timeout_ms,
+            ),
+            (
+                "http_request_body_timeout_ms",
+                self.http_request_body_timeout_ms,
+            ),
             ("auth_api_key_refresh_ms", self.auth_api_key_refresh_ms),
             ("auth_jwt_jwks_refresh_s", self.auth_jwt_jwks_refresh_s),
         ] {
@@ -522,10 +528,16 @@ impl Settings {
             return invalid("database_queue_per_connection", "must be at least 1");
         }
         if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
-            return invalid("rate_limit_per_second", "must be 0 (no limit) or a positive number");
+            return invalid(
+                "rate_limit_per_second",
+                "must be 0 (no limit) or a positive number",
+            );
         }
         if self.rate_limit_per_second > 0.0 && self.rate_limit_burst == 0 {
-            return invalid("rate_limit_burst", "must be at least 1 when rate_limit_per_second is set");
+            return invalid(
+                "rate_limit_burst",
+                "must be at least 1 when rate_limit_per_second is set",
+            );
         }
         if self.rate_limit_instances_per_region == 0 {
             return invalid("rate_limit_instances_per_region", "must be at least 1");

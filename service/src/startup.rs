@@ -83,9 +83,9 @@ impl Application {
                 jwt: crate::auth::jwt::JwtVerifier::from_settings(&settings),
             },
             rate_limit: crate::auth::rate_limit::RateLimit::from_settings(&settings),
-            readiness: Arc::new(crate::http::health::ReadinessCheck::new(Duration::from_millis(
-                settings.readiness_cache_ms,
-            ))),
+            readiness: Arc::new(crate::http::health::ReadinessCheck::new(
+                Duration::from_millis(settings.readiness_cache_ms),
+            )),
             settings: Arc::new(settings),
         };
         Ok(Self {

@@ -42,9 +42,9 @@ use tokio::process::{Child, Command};
 pub use self::faults::FaultAction;
 pub use self::outage::{OutageOptions, Route53Info};
 pub use self::resolvers::Resolver;
-use self::tls::DeploymentTls;
 pub use self::setup::replace_database;
 use self::setup::{create_database, database_socket};
+use self::tls::DeploymentTls;
 use crate::controller_settings::ControllerSettings;
 use crate::postgres::Postgres;
 use crate::proxy::Proxy;
@@ -230,9 +230,8 @@ impl Deployment {
 
         let public_addresses: Vec<SocketAddr> = (1..=options.regions.len())
             .flat_map(|index| {
-                (1..=options.instances_per_region).map(move |i| {
-                    SocketAddr::new(region_ip(index as u8, 10 + i), SERVICE_PORT)
-                })
+                (1..=options.instances_per_region)
+                    .map(move |i| SocketAddr::new(region_ip(index as u8, 10 + i), SERVICE_PORT))
             })
             .collect();
         let tls = DeploymentTls::create(&options.run_dir, SERVICE_NAME, &public_addresses)?;
@@ -266,9 +265,10 @@ impl Deployment {
                 let ip = region_ip(index, 10 + i);
                 let public = SocketAddr::new(ip, SERVICE_PORT);
                 let listen = SocketAddr::new(ip, 10_000 + SERVICE_PORT);
-                let proxy = Proxy::start_with_tls(public, listen, Some(deployment.tls.acceptor.clone()))
-                    .await
-                    .with_context(|| format!("cannot bind {public}"))?;
+                let proxy =
+                    Proxy::start_with_tls(public, listen, Some(deployment.tls.acceptor.clone()))
+                        .await
+                        .with_context(|| format!("cannot bind {public}"))?;
                 instances.push(Instance {
                     id: format!("{name}-{i}"),
                     public,

@@ -45,8 +45,11 @@ impl Resolver {
         let binary = unbound_binary()?;
         let address = address_of(client);
         let config = run_dir.join(format!("unbound-{}.conf", client.name));
-        std::fs::write(&config, config_text(client, regions, zone, address, run_dir))
-            .with_context(|| format!("cannot write {}", config.display()))?;
+        std::fs::write(
+            &config,
+            config_text(client, regions, zone, address, run_dir),
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
         let mut command = Command::new(binary);
         command.arg("-d").arg("-c").arg(&config);
         let child = spawn_logged(
@@ -62,7 +65,11 @@ impl Resolver {
     }
 
     /// Waits until the resolver answers for the zone's SOA.
-    pub async fn wait_ready(&mut self, zone: &str, within: std::time::Duration) -> anyhow::Result<()> {
+    pub async fn wait_ready(
+        &mut self,
+        zone: &str,
+        within: std::time::Duration,
+    ) -> anyhow::Result<()> {
         let resolver = crate::load::resolver(&[self.address], None, false);
         let deadline = tokio::time::Instant::now() + within;
         loop {

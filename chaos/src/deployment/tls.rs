@@ -67,8 +67,7 @@ impl DeploymentTls {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let certificate = params.signed_by(&key, &issuer)?;
 
-        let chain: Vec<CertificateDer<'static>> =
-            vec![certificate.der().clone(), ca.der().clone()];
+        let chain: Vec<CertificateDer<'static>> = vec![certificate.der().clone(), ca.der().clone()];
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),

@@ -432,7 +432,9 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let error = check_topology(&wanted, &fast, &same).unwrap_err().to_string();
+        let error = check_topology(&wanted, &fast, &same)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("controller dns.ttl_seconds: the drill wants 1, the deployment has 30"),
             "{error}"

@@ -179,7 +179,9 @@ mod tests {
         assert_eq!(timeout.drill, timeout.production);
 
         let production = serde_json::json!({ "controller": ControllerSettings::production() });
-        assert!(controller_settings(&production).iter().all(|row| !row.overridden));
+        assert!(controller_settings(&production)
+            .iter()
+            .all(|row| !row.overridden));
         assert!(controller_settings(&serde_json::json!({})).is_empty());
     }
 

@@ -91,12 +91,15 @@ fn the_controller_settings_say_which_production_defaults_a_drill_overrode() {
     ), "{html}");
     assert!(html.contains("<tr><td>good probes to turn a verdict up (probe.successes_to_up)</td><td>3</td><td>3</td><td>as production</td></tr>"), "{html}");
     let markdown = render_markdown(&report);
-    assert!(markdown.contains("| probe interval (probe.interval_ms) | 500 ms | 1000 ms | **overridden** |"), "{markdown}");
+    assert!(
+        markdown
+            .contains("| probe interval (probe.interval_ms) | 500 ms | 1000 ms | **overridden** |"),
+        "{markdown}"
+    );
 
     let mut production = report.clone();
-    production.configuration["controller"] = serde_json::json!(
-        crate::controller_settings::ControllerSettings::production()
-    );
+    production.configuration["controller"] =
+        serde_json::json!(crate::controller_settings::ControllerSettings::production());
     let html = render_html(&production);
     assert!(html.contains("This drill ran with the production settings of <code>k8s/</code>."));
     assert!(!html.contains("overridden</td>"));

@@ -182,7 +182,14 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
         .build()
         .unwrap();
     // The refused kill changed nothing.
-    wait_until_answering(&runtime, &https, "https://", &instances, "/livez", Duration::from_secs(1));
+    wait_until_answering(
+        &runtime,
+        &https,
+        "https://",
+        &instances,
+        "/livez",
+        Duration::from_secs(1),
+    );
 
     // A drill for another topology is refused, naming the difference.
     let wider = short_region_kill(&scratch, |t| {
@@ -226,7 +233,14 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
     // admitted again by the controllers on their own after the hold-down
     // (10 s): /healthz/region, the admission endpoint, 200 everywhere.
     assert!(up.is_running(), "the drill shut chaos up down");
-    wait_until_answering(&runtime, &https, "https://", &instances, "/livez", Duration::from_secs(15));
+    wait_until_answering(
+        &runtime,
+        &https,
+        "https://",
+        &instances,
+        "/livez",
+        Duration::from_secs(15),
+    );
     wait_until_answering(
         &runtime,
         &https,
@@ -235,7 +249,14 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
         "/healthz/region",
         Duration::from_secs(30),
     );
-    wait_until_answering(&runtime, &client, "http://", &controllers, "/healthz", Duration::from_secs(15));
+    wait_until_answering(
+        &runtime,
+        &client,
+        "http://",
+        &controllers,
+        "/healthz",
+        Duration::from_secs(15),
+    );
     assert!(
         pids_in(&run_dir).len() >= 9,
         "six instances and three controllers"
@@ -251,8 +272,22 @@ fn a_drill_attached_to_chaos_up_runs_through_its_control_api_and_leaves_it_healt
     assert!(!interrupted.status.success(), "{stderr}");
     assert!(stderr.contains("faults were rolled back"), "{stderr}");
     assert!(up.is_running());
-    wait_until_answering(&runtime, &https, "https://", &instances, "/livez", Duration::from_secs(15));
-    wait_until_answering(&runtime, &client, "http://", &controllers, "/healthz", Duration::from_secs(15));
+    wait_until_answering(
+        &runtime,
+        &https,
+        "https://",
+        &instances,
+        "/livez",
+        Duration::from_secs(15),
+    );
+    wait_until_answering(
+        &runtime,
+        &client,
+        "http://",
+        &controllers,
+        "/healthz",
+        Duration::from_secs(15),
+    );
 
     // Ctrl-C on chaos up stops everything and removes the state file.
     let pids = pids_in(&run_dir);

@@ -94,7 +94,13 @@ impl KeyStore {
             .into_iter()
             .map(|(prefix, secret, principal)| {
                 let secret_sha256 = Sha256::digest(secret.as_bytes()).into();
-                (prefix.to_owned(), StoredKey { secret_sha256, principal })
+                (
+                    prefix.to_owned(),
+                    StoredKey {
+                        secret_sha256,
+                        principal,
+                    },
+                )
             })
             .collect();
         Self {
@@ -260,11 +266,23 @@ mod tests {
             KeyRefusal::UnknownOrWrong
         );
         assert_eq!(
-            store.verify(&format!("lk_ffffffffffff_{secret}")).unwrap_err(),
+            store
+                .verify(&format!("lk_ffffffffffff_{secret}"))
+                .unwrap_err(),
             KeyRefusal::UnknownOrWrong
         );
-        for malformed in ["", "lk_", "lk_0123456789ab", "Bearer x", &format!("lk_{prefix}_{}", &secret[1..])] {
-            assert_eq!(store.verify(malformed).unwrap_err(), KeyRefusal::Malformed, "{malformed}");
+        for malformed in [
+            "",
+            "lk_",
+            "lk_0123456789ab",
+            "Bearer x",
+            &format!("lk_{prefix}_{}", &secret[1..]),
+        ] {
+            assert_eq!(
+                store.verify(malformed).unwrap_err(),
+                KeyRefusal::Malformed,
+                "{malformed}"
+            );
         }
     }
 

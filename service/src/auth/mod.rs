@@ -104,10 +104,12 @@ impl Authenticator {
             })
             .ok_or(Refusal::Invalid("not_bearer"))?;
         match &self.jwt {
-            Some(jwt) if !token.starts_with(api_keys::KEY_PREFIX) => jwt.verify(token).map_err(|reason| {
-                tracing::debug!(%reason, "JWT refused");
-                Refusal::Invalid("jwt")
-            }),
+            Some(jwt) if !token.starts_with(api_keys::KEY_PREFIX) => {
+                jwt.verify(token).map_err(|reason| {
+                    tracing::debug!(%reason, "JWT refused");
+                    Refusal::Invalid("jwt")
+                })
+            }
             // Anything that is not a JWT is checked as an API key, even
             // when malformed, so that it costs the same work.
             _ => self.keys.verify(token).map_err(|refusal| match refusal {
@@ -157,7 +159,9 @@ pub(crate) async fn authenticate(
     let mut limit_headers = None;
     if let Some(limit) = &state.rate_limit {
         match limit.check(&principal.name) {
-            rate_limit::Decision::Allowed { policy, state } => limit_headers = Some((policy, state)),
+            rate_limit::Decision::Allowed { policy, state } => {
+                limit_headers = Some((policy, state))
+            }
             rate_limit::Decision::Limited {
                 policy,
                 state: limit_state,
@@ -219,11 +223,10 @@ impl Refresher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut keys = tokio::time::interval(self.key_interval);
         keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let jwks_interval = self
-            .auth
-            .jwt
-            .as_ref()
-            .map_or(Duration::from_secs(3600), jwt::JwtVerifier::refresh_interval);
+        let jwks_interval = self.auth.jwt.as_ref().map_or(
+            Duration::from_secs(3600),
+            jwt::JwtVerifier::refresh_interval,
+        );
         let mut jwks = tokio::time::interval(jwks_interval);
         jwks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buckets = tokio::time::interval(Duration::from_secs(60));

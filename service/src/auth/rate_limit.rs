@@ -52,7 +52,10 @@ impl std::fmt::Debug for RateLimit {
 #[derive(Debug)]
 pub enum Decision {
     /// Admitted; the headers to answer with.
-    Allowed { policy: HeaderValue, state: HeaderValue },
+    Allowed {
+        policy: HeaderValue,
+        state: HeaderValue,
+    },
     /// Refused: retry after this many seconds.
     Limited {
         policy: HeaderValue,
@@ -71,13 +74,15 @@ impl RateLimit {
         let per_second = settings.rate_limit_per_second / share;
         let burst = ((f64::from(settings.rate_limit_burst) / share).floor() as u32).max(1);
         let period = Duration::from_secs_f64(1.0 / per_second);
-        let quota = Quota::with_period(period)?
-            .allow_burst(NonZeroU32::new(burst).expect("at least 1"));
+        let quota =
+            Quota::with_period(period)?.allow_burst(NonZeroU32::new(burst).expect("at least 1"));
         let window_s = (f64::from(burst) / per_second).ceil().max(1.0) as u64;
         let policy = HeaderValue::from_str(&format!("\"per-principal\";q={burst};w={window_s}"))
             .expect("a valid header value");
         Some(Self {
-            limiter: Arc::new(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()),
+            limiter: Arc::new(
+                RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            ),
             policy,
             window_s,
         })
@@ -134,11 +139,9 @@ mod tests {
             rate_limit_instances_per_region: Some(instances),
             ..Default::default()
         };
-        let settings = Settings::from_layers(
-            crate::config::DEFAULTS_TOML.parse().unwrap(),
-            &overrides,
-        )
-        .unwrap();
+        let settings =
+            Settings::from_layers(crate::config::DEFAULTS_TOML.parse().unwrap(), &overrides)
+                .unwrap();
         RateLimit::from_settings(&settings).unwrap()
     }
 
@@ -150,7 +153,11 @@ mod tests {
             assert!(matches!(limit.check(&alice), Decision::Allowed { .. }));
         }
         match limit.check(&alice) {
-            Decision::Limited { retry_after_s, state, policy } => {
+            Decision::Limited {
+                retry_after_s,
+                state,
+                policy,
+            } => {
                 assert_eq!(retry_after_s, 1);
                 assert_eq!(state, "\"per-principal\";r=0;t=1");
                 assert_eq!(policy, "\"per-principal\";q=3;w=3");
@@ -158,7 +165,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Another principal has a bucket of its own.
-        assert!(matches!(limit.check(&Arc::from("bob")), Decision::Allowed { .. }));
+        assert!(matches!(
+            limit.check(&Arc::from("bob")),
+            Decision::Allowed { .. }
+        ));
     }
 
     #[test]

@@ -10,13 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::error::{ApiError, Problem, PROBLEM_JSON};
-use crate::auth::Caller;
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey, UuidPath};
 use super::AppState;
+use crate::auth::Caller;
 use crate::db::ledger::{
     self, Account, Consistency, IdempotentRequest, LedgerSummary, Operation, Rejection,
-    StoredResponse,
-    Transfer,
+    StoredResponse, Transfer,
 };
 
 /// Largest amount or opening balance, in minor units (10^15): large enough

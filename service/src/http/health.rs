@@ -84,7 +84,11 @@ impl ReadinessCheck {
         };
         let result = check.clone().await;
         let mut state = self.state.lock().expect("never poisoned");
-        if state.in_flight.as_ref().is_some_and(|current| current.ptr_eq(&check)) {
+        if state
+            .in_flight
+            .as_ref()
+            .is_some_and(|current| current.ptr_eq(&check))
+        {
             state.in_flight = None;
             state.last = Some((Instant::now(), result.clone()));
         }
@@ -92,7 +96,9 @@ impl ReadinessCheck {
     }
 }
 
-fn database_check(shared: &SharedState) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+fn database_check(
+    shared: &SharedState,
+) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
     let pool = shared.health_pool.clone();
     let bound = shared.settings.readiness_timeout();
     let checks = shared.metrics.readiness_checks.clone();

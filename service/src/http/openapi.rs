@@ -64,7 +64,8 @@ pub(super) fn link_operations(document: &mut serde_json::Value) {
 pub(super) fn secure_operations(document: &mut serde_json::Value) {
     use serde_json::json;
     let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
-    let header = |description: &str| json!({ "description": description, "schema": { "type": "string" } });
+    let header =
+        |description: &str| json!({ "description": description, "schema": { "type": "string" } });
     document["components"]["securitySchemes"] = json!({
         "bearer": {
             "type": "http",
@@ -79,7 +80,11 @@ pub(super) fn secure_operations(document: &mut serde_json::Value) {
         if !path.starts_with("/v1/") {
             continue;
         }
-        for operation in item.as_object_mut().into_iter().flat_map(|item| item.values_mut()) {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|item| item.values_mut())
+        {
             let Some(operation) = operation.as_object_mut() else {
                 continue;
             };

@@ -12,7 +12,9 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{create_database, database_url, metric_value, server_url, test_settings, TestApp};
+use crate::helpers::{
+    create_database, database_url, metric_value, server_url, test_settings, TestApp,
+};
 
 /// A TCP proxy to `upstream` that delays everything the server sends by
 /// `delay`: a slow database (every query takes at least that long).
@@ -22,7 +24,9 @@ async fn slow_proxy(upstream: std::net::SocketAddr, delay: Duration) -> std::net
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(upstream).await else { return };
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut server_read, mut server_write) = server.into_split();
                 let upstream = tokio::spawn(async move {
@@ -48,8 +52,14 @@ async fn slow_proxy(upstream: std::net::SocketAddr, delay: Duration) -> std::net
 fn socket_of(url: &str) -> std::net::SocketAddr {
     let url = url::Url::parse(url).unwrap();
     let host = url.host_str().unwrap();
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
-    format!("{host}:{}", url.port().unwrap_or(5432)).parse().unwrap()
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{}", url.port().unwrap_or(5432))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -72,7 +82,12 @@ async fn a_health_flood_with_a_slow_database_does_not_drain_the_region() {
                 let path = ["/readyz", "/healthz/region", "/healthz/instance"][n % 3];
                 let mut statuses = Vec::new();
                 while started.elapsed() < flood {
-                    let response = app.anonymous.get(format!("{}{path}", app.address)).send().await.unwrap();
+                    let response = app
+                        .anonymous
+                        .get(format!("{}{path}", app.address))
+                        .send()
+                        .await
+                        .unwrap();
                     statuses.push(response.status());
                 }
                 (path, statuses)
@@ -83,10 +98,14 @@ async fn a_health_flood_with_a_slow_database_does_not_drain_the_region() {
     for task in tasks {
         let (path, statuses) = task.await.unwrap();
         answered += statuses.len();
-        let failed = statuses.iter().filter(|status| **status != StatusCode::OK).count();
+        let failed = statuses
+            .iter()
+            .filter(|status| **status != StatusCode::OK)
+            .count();
         assert_eq!(failed, 0, "{path}: {failed} of {} not 200", statuses.len());
     }
-    let checks = metric_value(&app.metrics().await, "service_readiness_db_checks_total") - metrics_before;
+    let checks =
+        metric_value(&app.metrics().await, "service_readiness_db_checks_total") - metrics_before;
     println!("{answered} health answers in 3 s with a 100 ms database; {checks} database checks for /readyz");
     // One check per readiness_cache_ms (250 ms) at most, each at least 100 ms.
     assert!(checks <= 3000.0 / 250.0 + 2.0, "{checks} database checks");
@@ -107,13 +126,22 @@ async fn backends(pool: &sqlx::PgPool, database: &str) -> i64 {
 #[tokio::test]
 async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
     let url = create_database(&server_url()).await;
-    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let database = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
     let mut settings = test_settings("us-east-1", &url);
     settings.database_pool_size = 4;
     let app = Arc::new(TestApp::spawn_on(settings, true).await);
     let a = app.create_account("a", 1_000).await;
     let b = app.create_account("b", 0).await;
-    let observer = sqlx::PgPool::connect(&database_url(&server_url(), "postgres")).await.unwrap();
+    let observer = sqlx::PgPool::connect(&database_url(&server_url(), "postgres"))
+        .await
+        .unwrap();
 
     // Transfers from a locked row wait in the database; their clients give
     // up after 200 ms and disconnect, three waves of forty.
@@ -122,7 +150,10 @@ async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
         .timeout(Duration::from_millis(200))
         .default_headers({
             let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert("authorization", format!("Bearer {}", app.key).parse().unwrap());
+            headers.insert(
+                "authorization",
+                format!("Bearer {}", app.key).parse().unwrap(),
+            );
             headers
         })
         .build()
@@ -158,11 +189,17 @@ async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
     }
     let opened = metric_value(&app.metrics().await, "service_db_connections_opened_total");
     println!("at most {most} server connections (pool 4 + health 2); {opened} opened by the request pools");
-    assert!(most <= 4 + 2, "{most} server connections for a pool of 4 and a health pool of 2");
+    assert!(
+        most <= 4 + 2,
+        "{most} server connections for a pool of 4 and a health pool of 2"
+    );
     // The cancelled requests' connections were rolled back and reused, not replaced.
     assert!(opened <= 4.0, "{opened} connections opened");
     // And the service still serves.
-    assert_eq!(app.transfer("after-the-storm", a, b, 1).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.transfer("after-the-storm", a, b, 1).await.status(),
+        StatusCode::CREATED
+    );
     Arc::into_inner(app).expect("sole owner").stop().await;
 }
 
@@ -181,7 +218,10 @@ async fn slowloris_does_not_stop_legitimate_requests() {
         .env("SERVICE_REGION", "us-east-1")
         .env("SERVICE_DATABASE_URL", &url)
         .env("SERVICE_LISTEN_ADDRESS", format!("127.0.0.1:{port}"))
-        .env("SERVICE_ADMIN_ADDRESS", format!("127.0.0.1:{}", crate::helpers::free_port()))
+        .env(
+            "SERVICE_ADMIN_ADDRESS",
+            format!("127.0.0.1:{}", crate::helpers::free_port()),
+        )
         .env("SERVICE_HTTP_HEADER_READ_TIMEOUT_MS", "3000")
         .env("SERVICE_RATE_LIMIT_PER_SECOND", "0")
         .env("SERVICE_LOG_FILTER", "error")
@@ -193,7 +233,11 @@ async fn slowloris_does_not_stop_legitimate_requests() {
     let base = format!("http://127.0.0.1:{port}");
     let client = crate::helpers::client_with_key(&key);
     let ready = crate::helpers::eventually(Duration::from_secs(10), || async {
-        client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
     })
     .await;
     assert!(ready.is_some(), "the service did not become ready");
@@ -202,26 +246,38 @@ async fn slowloris_does_not_stop_legitimate_requests() {
     let mut attackers = Vec::new();
     for _ in 0..3000 {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.write_all(b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        stream
+            .write_all(b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
         attackers.push(stream);
     }
     let opened = Instant::now();
     let mut latencies = Vec::new();
     while opened.elapsed() < Duration::from_secs(2) {
         let started = Instant::now();
-        let response = client.get(format!("{base}/v1/accounts/{account}")).send().await.unwrap();
+        let response = client
+            .get(format!("{base}/v1/accounts/{account}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         latencies.push(started.elapsed());
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
-    println!("slowloris: 3000 half-open connections; {} reads, p99 {p99:?}", latencies.len());
+    println!(
+        "slowloris: 3000 half-open connections; {} reads, p99 {p99:?}",
+        latencies.len()
+    );
     assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
     // The header-read timeout closes every half-open connection.
     let mut closed = 0;
     for mut stream in attackers {
         let mut buffer = [0u8; 1024];
-        let deadline = Duration::from_secs(6).saturating_sub(opened.elapsed()).max(Duration::from_millis(10));
+        let deadline = Duration::from_secs(6)
+            .saturating_sub(opened.elapsed())
+            .max(Duration::from_millis(10));
         if let Ok(Ok(_)) = tokio::time::timeout(deadline, async {
             // A 408 or nothing, then the end of the stream.
             loop {
@@ -236,5 +292,8 @@ async fn slowloris_does_not_stop_legitimate_requests() {
             closed += 1;
         }
     }
-    assert_eq!(closed, 3000, "half-open connections still open after the header timeout");
+    assert_eq!(
+        closed, 3000,
+        "half-open connections still open after the header timeout"
+    );
 }

@@ -38,8 +38,14 @@ async fn every_api_route_refuses_missing_and_wrong_credentials_alike() {
         ("none", None),
         ("not bearer", Some(format!("Basic {}", app.key))),
         ("garbage", Some("Bearer not-a-key".into())),
-        ("unknown prefix", Some(format!("Bearer lk_ffffffffffff_{}", "ab".repeat(32)))),
-        ("right prefix, wrong secret", Some(format!("Bearer {known_prefix}_{}", "ab".repeat(32)))),
+        (
+            "unknown prefix",
+            Some(format!("Bearer lk_ffffffffffff_{}", "ab".repeat(32))),
+        ),
+        (
+            "right prefix, wrong secret",
+            Some(format!("Bearer {known_prefix}_{}", "ab".repeat(32))),
+        ),
     ];
     let mut bodies = std::collections::BTreeSet::new();
     for (method, path) in api_operations(&app).await {
@@ -53,10 +59,24 @@ async fn every_api_route_refuses_missing_and_wrong_credentials_alike() {
                 request = request.header("Authorization", credential);
             }
             let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} {name}");
-            let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-            assert!(challenge.starts_with("Bearer realm=\"ledger\""), "{challenge}");
-            assert_eq!(challenge.contains("invalid_token"), credential.is_some(), "{name}: {challenge}");
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {name}"
+            );
+            let challenge = response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                challenge.starts_with("Bearer realm=\"ledger\""),
+                "{challenge}"
+            );
+            assert_eq!(
+                challenge.contains("invalid_token"),
+                credential.is_some(),
+                "{name}: {challenge}"
+            );
             let (_, body) = problem(response).await;
             bodies.insert(body.to_string());
         }
@@ -64,8 +84,20 @@ async fn every_api_route_refuses_missing_and_wrong_credentials_alike() {
     assert_eq!(bodies.len(), 1, "one body for every refusal: {bodies:?}");
     assert_eq!(app.database_snapshot().await, before, "nothing changed");
     // Health probes and the document need no credentials.
-    for path in ["/livez", "/readyz", "/healthz/region", "/healthz/instance", "/openapi.json"] {
-        let status = app.anonymous.get(format!("{}{path}", app.address)).send().await.unwrap().status();
+    for path in [
+        "/livez",
+        "/readyz",
+        "/healthz/region",
+        "/healthz/instance",
+        "/openapi.json",
+    ] {
+        let status = app
+            .anonymous
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, StatusCode::OK, "{path}");
     }
     app.stop().await;
@@ -77,13 +109,28 @@ async fn a_principal_reads_and_debits_only_its_own_accounts() {
     let alice = app.principal("alice", "").await;
     let mallory = app.principal("mallory", "").await;
     let create = |owner: &str| json!({"owner": owner, "opening_balance": 100});
-    let created: Value = app.post_as(&alice, "/v1/accounts", "a1", &create("alice")).await.json().await.unwrap();
+    let created: Value = app
+        .post_as(&alice, "/v1/accounts", "a1", &create("alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(created["principal"], "alice");
     let alices = created["id"].as_str().unwrap().to_owned();
-    let mallorys: Value = app.post_as(&mallory, "/v1/accounts", "m1", &create("mallory")).await.json().await.unwrap();
+    let mallorys: Value = app
+        .post_as(&mallory, "/v1/accounts", "m1", &create("mallory"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let mallorys = mallorys["id"].as_str().unwrap().to_owned();
     let paid: Value = app
-        .post_as(&alice, "/v1/transfers", "pay", &json!({"from": alices, "to": mallorys, "amount": 10}))
+        .post_as(
+            &alice,
+            "/v1/transfers",
+            "pay",
+            &json!({"from": alices, "to": mallorys, "amount": 10}),
+        )
         .await
         .json()
         .await
@@ -92,29 +139,55 @@ async fn a_principal_reads_and_debits_only_its_own_accounts() {
 
     // Mallory cannot read Alice's account, nor debit it: both answer as for
     // an account that does not exist, and nothing changes.
-    let (status, _) = problem(app.get_as(&mallory, &format!("/v1/accounts/{alices}")).await).await;
+    let (status, _) = problem(
+        app.get_as(&mallory, &format!("/v1/accounts/{alices}"))
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = problem(
-        app.post_as(&mallory, "/v1/transfers", "steal", &json!({"from": alices, "to": mallorys, "amount": 50}))
-            .await,
+        app.post_as(
+            &mallory,
+            "/v1/transfers",
+            "steal",
+            &json!({"from": alices, "to": mallorys, "amount": 50}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (accounts, transfers, total, keys) = before;
-    assert_eq!(app.database_snapshot().await, (accounts, transfers, total, keys + 1));
-    let balance: Value = app.get_as(&alice, &format!("/v1/accounts/{alices}")).await.json().await.unwrap();
+    assert_eq!(
+        app.database_snapshot().await,
+        (accounts, transfers, total, keys + 1)
+    );
+    let balance: Value = app
+        .get_as(&alice, &format!("/v1/accounts/{alices}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(balance["balance"], 90);
     // A transfer is visible to payer and payee, not to a third principal.
     let transfer = format!("/v1/transfers/{}", paid["id"].as_str().unwrap());
     assert_eq!(app.get_as(&alice, &transfer).await.status(), StatusCode::OK);
-    assert_eq!(app.get_as(&mallory, &transfer).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_as(&mallory, &transfer).await.status(),
+        StatusCode::OK
+    );
     let eve = app.principal("eve", "").await;
-    assert_eq!(app.get_as(&eve, &transfer).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get_as(&eve, &transfer).await.status(),
+        StatusCode::NOT_FOUND
+    );
     // The summary (a full scan) needs the admin scope; the admin reads all.
     let (status, _) = problem(app.get_as(&alice, "/v1/ledger/summary").await).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(app.get("/v1/ledger/summary").await.status(), StatusCode::OK);
-    assert_eq!(app.get(&format!("/v1/accounts/{alices}")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/v1/accounts/{alices}")).await.status(),
+        StatusCode::OK
+    );
     app.stop().await;
 }
 
@@ -124,7 +197,9 @@ async fn idempotency_keys_are_scoped_to_the_principal() {
     let alice = app.principal("alice", "").await;
     let bob = app.principal("bob", "").await;
     let body = json!({"owner": "same", "opening_balance": 5});
-    let first = app.post_as(&alice, "/v1/accounts", "shared-key", &body).await;
+    let first = app
+        .post_as(&alice, "/v1/accounts", "shared-key", &body)
+        .await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: Value = first.json().await.unwrap();
     // Bob's request with the same key and body is his own: a new account,
@@ -136,12 +211,31 @@ async fn idempotency_keys_are_scoped_to_the_principal() {
     assert_ne!(first["id"], second["id"]);
     assert_eq!(second["principal"], "bob");
     // With another body Bob is not blocked by Alice's key either.
-    let third = app.post_as(&bob, "/v1/transfers", "shared-key", &json!({"from": second["id"], "to": first["id"], "amount": 1})).await;
+    let third = app
+        .post_as(
+            &bob,
+            "/v1/transfers",
+            "shared-key",
+            &json!({"from": second["id"], "to": first["id"], "amount": 1}),
+        )
+        .await;
     assert_eq!(third.status(), StatusCode::CREATED);
-    let again = app.post_as(&bob, "/v1/transfers", "shared-key", &json!({"from": second["id"], "to": first["id"], "amount": 1})).await;
+    let again = app
+        .post_as(
+            &bob,
+            "/v1/transfers",
+            "shared-key",
+            &json!({"from": second["id"], "to": first["id"], "amount": 1}),
+        )
+        .await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     // Alice replaying her key still gets her own answer.
-    let replay: Value = app.post_as(&alice, "/v1/accounts", "shared-key", &body).await.json().await.unwrap();
+    let replay: Value = app
+        .post_as(&alice, "/v1/accounts", "shared-key", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(replay, first);
     app.stop().await;
 }
@@ -158,7 +252,9 @@ async fn a_revoked_key_is_refused_within_the_refresh_interval() {
     .await;
     assert!(accepted.is_some(), "the new key was never accepted");
     let mut connection = app.pool.acquire().await.unwrap();
-    assert!(service::auth::api_keys::revoke(&mut connection, &key).await.unwrap());
+    assert!(service::auth::api_keys::revoke(&mut connection, &key)
+        .await
+        .unwrap());
     let refused = crate::helpers::eventually(Duration::from_secs(3), || async {
         app.get_as(&client, &path).await.status() == StatusCode::UNAUTHORIZED
     })
@@ -173,7 +269,14 @@ async fn median_latency(app: &TestApp, credential: &str, count: usize) -> Durati
     let path = format!("{}/v1/accounts/{}", app.address, Uuid::new_v4());
     for _ in 0..count {
         let started = Instant::now();
-        let status = app.anonymous.get(&path).header("Authorization", credential).send().await.unwrap().status();
+        let status = app
+            .anonymous
+            .get(&path)
+            .header("Authorization", credential)
+            .send()
+            .await
+            .unwrap()
+            .status();
         times.push(started.elapsed());
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
@@ -198,7 +301,9 @@ async fn a_wrong_key_is_answered_as_fast_as_a_right_prefix_with_a_wrong_secret()
     unknown.sort();
     let (known, unknown) = (known[2], unknown[2]);
     let difference = known.abs_diff(unknown);
-    println!("median 401 latency: right prefix, wrong secret {known:?}; unknown prefix {unknown:?}");
+    println!(
+        "median 401 latency: right prefix, wrong secret {known:?}; unknown prefix {unknown:?}"
+    );
     // Within noise: no database round trip on either path (that would be
     // 100 µs or more on loopback), so no more than 50 µs or a fifth apart.
     assert!(
@@ -243,12 +348,43 @@ async fn jwts_are_checked_for_signature_issuer_audience_and_expiry() {
     let good = token(&signing, claims("https://idp.example", "ledger", now + 60));
     let cases = [
         ("valid", good.clone(), StatusCode::CREATED),
-        ("expired beyond the leeway", token(&signing, claims("https://idp.example", "ledger", now - 60)), StatusCode::UNAUTHORIZED),
-        ("wrong audience", token(&signing, claims("https://idp.example", "other", now + 60)), StatusCode::UNAUTHORIZED),
-        ("wrong issuer", token(&signing, claims("https://evil.example", "ledger", now + 60)), StatusCode::UNAUTHORIZED),
-        ("signed by another key", token(&other, claims("https://idp.example", "ledger", now + 60)), StatusCode::UNAUTHORIZED),
-        ("no expiry", token(&signing, json!({"sub": "jwt-user", "iss": "https://idp.example", "aud": "ledger"})), StatusCode::UNAUTHORIZED),
-        ("alg none", format!("{}.{}.", b64(br#"{"alg":"none","kid":"k1"}"#), good.split('.').nth(1).unwrap()), StatusCode::UNAUTHORIZED),
+        (
+            "expired beyond the leeway",
+            token(&signing, claims("https://idp.example", "ledger", now - 60)),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong audience",
+            token(&signing, claims("https://idp.example", "other", now + 60)),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong issuer",
+            token(&signing, claims("https://evil.example", "ledger", now + 60)),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "signed by another key",
+            token(&other, claims("https://idp.example", "ledger", now + 60)),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no expiry",
+            token(
+                &signing,
+                json!({"sub": "jwt-user", "iss": "https://idp.example", "aud": "ledger"}),
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none","kid":"k1"}"#),
+                good.split('.').nth(1).unwrap()
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
     ];
     for (n, (name, token, expected)) in cases.into_iter().enumerate() {
         let response = app

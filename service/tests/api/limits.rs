@@ -23,10 +23,18 @@ async fn a_principal_beyond_its_rate_is_refused_with_429_and_its_key_stays_usabl
     tokio::time::sleep(Duration::from_secs(3)).await;
     let body = json!({"owner": "alice", "opening_balance": 1});
     for n in 0..3 {
-        let response = app.post_as(&alice, "/v1/accounts", &format!("ok-{n}"), &body).await;
+        let response = app
+            .post_as(&alice, "/v1/accounts", &format!("ok-{n}"), &body)
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED);
-        assert_eq!(response.headers()["ratelimit-policy"], "\"per-principal\";q=3;w=3");
-        assert!(response.headers()["ratelimit"].to_str().unwrap().starts_with("\"per-principal\";r="));
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"per-principal\";q=3;w=3"
+        );
+        assert!(response.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"per-principal\";r="));
     }
     let refused = app.post_as(&alice, "/v1/accounts", "limited", &body).await;
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -35,7 +43,14 @@ async fn a_principal_beyond_its_rate_is_refused_with_429_and_its_key_stays_usabl
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem_body}");
     // Another principal is not affected.
     assert_eq!(
-        app.post_as(&bob, "/v1/accounts", "bob-1", &json!({"owner": "bob", "opening_balance": 1})).await.status(),
+        app.post_as(
+            &bob,
+            "/v1/accounts",
+            "bob-1",
+            &json!({"owner": "bob", "opening_balance": 1})
+        )
+        .await
+        .status(),
         StatusCode::CREATED
     );
     // The refused request stored nothing: after Retry-After, the same key
@@ -44,7 +59,10 @@ async fn a_principal_beyond_its_rate_is_refused_with_429_and_its_key_stays_usabl
     let retried = app.post_as(&alice, "/v1/accounts", "limited", &body).await;
     assert_eq!(retried.status(), StatusCode::CREATED);
     assert!(!retried.headers().contains_key("idempotent-replayed"));
-    assert_eq!(metric_value(&app.metrics().await, "service_rate_limited_total"), 1.0);
+    assert_eq!(
+        metric_value(&app.metrics().await, "service_rate_limited_total"),
+        1.0
+    );
     app.stop().await;
 }
 
@@ -66,8 +84,15 @@ async fn unknown_methods_and_paths_fold_into_bounded_metric_labels() {
         .lines()
         .filter(|line| line.starts_with("service_http_requests_total{"))
         .collect();
-    assert!(series.len() <= 10, "{} series:\n{}", series.len(), series.join("\n"));
-    assert!(series.iter().any(|line| line.contains("method=\"OTHER\"") && line.contains("route=\"unmatched\"")));
+    assert!(
+        series.len() <= 10,
+        "{} series:\n{}",
+        series.len(),
+        series.join("\n")
+    );
+    assert!(series
+        .iter()
+        .any(|line| line.contains("method=\"OTHER\"") && line.contains("route=\"unmatched\"")));
     app.stop().await;
 }
 
@@ -87,7 +112,10 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
     let mut extra = tokio::net::TcpStream::connect(&address).await.unwrap();
     let mut buffer = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buffer)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the extra connection was not closed: {read:?}");
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the extra connection was not closed: {read:?}"
+    );
     // (The test clients' own pooled connection counts too.)
     assert!(metric_value(&app.metrics().await, "service_connections_refused_total") >= 1.0);
     drop(held);
