@@ -315,7 +315,10 @@ fn a_duplicate_under_one_key_is_found_once_the_unique_key_is_gone() {
         let fixture = Fixture::new().await;
         let [b, c] = [fixture.accounts[1], fixture.accounts[2]];
         fixture
-            .sql("ALTER TABLE transfers DROP CONSTRAINT transfers_idempotency_key_key")
+            .sql(
+                "ALTER TABLE transfers DROP CONSTRAINT IF EXISTS transfers_idempotency_key_key; \
+                 DROP INDEX transfers_principal_idempotency_key;",
+            )
             .await;
         fixture.apply("ack-2", b, c, 1).await;
         let (totals, reconciliation, failed) = fixture.verify().await;
