@@ -278,12 +278,18 @@ fn gate(inputs: &Inputs, region: &str, since: f64) -> (bool, String) {
         .iter()
         .filter(|g| g.region == region)
         .collect();
-    // The gate follows the flag within the service's refresh (250 ms).
+    // The gate follows the flag within the service's refresh (250 ms) and
+    // one read over the WAN. The audit row that dates the flag's change is
+    // written after the write has committed and been read back (one to two
+    // round trips of the leader's database path, up to 220 ms each), so the
+    // gate may admit up to that long before the restore's audit time: the
+    // same margin at both ends.
+    const MARGIN_S: f64 = 0.5;
     let between = |from: f64, to: f64| looks.iter().filter(move |g| g.t > from && g.t < to);
-    let admitted_while_drained = between(drained + 0.5, restored)
+    let admitted_while_drained = between(drained + MARGIN_S, restored - MARGIN_S)
         .filter(|g| g.admitted == Some(true))
         .count();
-    let refused_while_drained = between(drained + 0.5, restored)
+    let refused_while_drained = between(drained + MARGIN_S, restored - MARGIN_S)
         .filter(|g| g.admitted == Some(false))
         .count();
     let admitted_after = between(restored + 1.0, f64::INFINITY)
@@ -297,4 +303,74 @@ fn gate(inputs: &Inputs, region: &str, since: f64) -> (bool, String) {
              admitted; {admitted_after} admitted after the restore"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outage::watch::GateSeen;
+
+    fn judge(looks: &[(f64, Option<bool>)]) -> (bool, String) {
+        let drill = Drill::parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../drills/route53-throttling.yaml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let event = |at_s: f64, kind: &str| ControllerEvent {
+            at_s,
+            kind: kind.into(),
+            region: Some("eu-west-1".into()),
+            detail: String::new(),
+        };
+        // Drained at 13 s, restored (audit time) at 40 s.
+        let events = [event(13.0, "drain_flag"), event(40.0, "restore")];
+        let watched = Watched {
+            gates: looks
+                .iter()
+                .map(|&(t, admitted)| GateSeen {
+                    t,
+                    region: "eu-west-1".into(),
+                    admitted,
+                })
+                .collect(),
+            ..Watched::default()
+        };
+        let inputs = Inputs {
+            drill: &drill,
+            faults: &[],
+            timeline: &[],
+            events: &events,
+            watched: &watched,
+            counted: &Counted::default(),
+        };
+        gate(&inputs, "eu-west-1", 10.0)
+    }
+
+    #[test]
+    fn the_gate_must_refuse_between_the_drain_and_the_restore_and_admit_after() {
+        let refused = |t: f64| (t, Some(false));
+        let admitted = |t: f64| (t, Some(true));
+        // Admitted just after the flag (the refresh), down, refused, admitted
+        // just before the restore's audit row (written after the write was
+        // read back), admitted after.
+        let fine = [
+            admitted(13.2),
+            (20.0, None),
+            refused(30.0),
+            admitted(39.7),
+            admitted(42.0),
+        ];
+        assert!(judge(&fine).0, "{}", judge(&fine).1);
+        // Admitted well inside the drain: the gate let traffic in.
+        let leaked = [refused(20.0), admitted(30.0), admitted(42.0)];
+        let (passed, observed) = judge(&leaked);
+        assert!(!passed);
+        assert!(observed.contains("1 admitted"), "{observed}");
+        // Never refused, or never admitted after the restore.
+        assert!(!judge(&[(20.0, None), admitted(42.0)]).0);
+        assert!(!judge(&[refused(20.0), refused(42.0)]).0);
+    }
 }
