@@ -218,7 +218,10 @@ pub fn rto_observed(objectives: &Objectives) -> String {
         1 => String::new(),
         n => format!("worst of {n} faults: "),
     };
-    let fault = format!("{of}{} {} at {:.1} s", worst.kind, worst.target, worst.start_s);
+    let fault = format!(
+        "{of}{} {} at {:.1} s",
+        worst.kind, worst.target, worst.start_s
+    );
     match worst.rto_s {
         Some(rto) => format!("{rto:.2} s ({fault})"),
         None => format!(

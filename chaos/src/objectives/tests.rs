@@ -111,7 +111,10 @@ fn the_clock_runs_from_injection_to_the_end_of_the_last_bad_second() {
     assert_eq!(judged.len(), 1, "no RPO objective, no RPO check");
     assert!(judged[0].passed);
     assert_eq!(judged[0].expected, "<= 4 s");
-    assert_eq!(judged[0].observed, "3.70 s (region-kill eu-west-1 at 10.3 s)");
+    assert_eq!(
+        judged[0].observed,
+        "3.70 s (region-kill eu-west-1 at 10.3 s)"
+    );
 
     // Tighter than measured: the objective fails, and with it the drill.
     let result = measured(rto(3.5), &faults, &timeline, &totals(100, 0));
@@ -139,7 +142,11 @@ fn clients_still_failing_when_the_load_ends_never_recovered() {
     assert_eq!(result.faults[0].rto_s, None);
     assert_eq!(result.rto.measured_s, None);
     assert!(!result.rto.recovered);
-    assert_eq!(result.rto.passed, Some(false), "no objective is met unrecovered");
+    assert_eq!(
+        result.rto.passed,
+        Some(false),
+        "no objective is met unrecovered"
+    );
     let check = &checks(&result)[0];
     assert!(!check.passed);
     assert_eq!(
@@ -249,9 +256,18 @@ fn objectives_parse_and_bad_ones_are_named() {
     assert_eq!(Drill::parse(&without).unwrap().objectives, None);
 
     let cases = [
-        ("rto_s: -1", "field `objectives.rto_s`: must be 0 or more seconds, got -1"),
-        ("rto_s: .nan", "field `objectives.rto_s`: must be a finite number of seconds"),
-        ("rto_s: .inf", "field `objectives.rto_s`: must be a finite number of seconds"),
+        (
+            "rto_s: -1",
+            "field `objectives.rto_s`: must be 0 or more seconds, got -1",
+        ),
+        (
+            "rto_s: .nan",
+            "field `objectives.rto_s`: must be a finite number of seconds",
+        ),
+        (
+            "rto_s: .inf",
+            "field `objectives.rto_s`: must be a finite number of seconds",
+        ),
         (
             "rpo_writes: -2",
             "field `objectives.rpo_writes`: must be 0 or more acknowledged writes, got -2",

@@ -201,9 +201,7 @@ pub(crate) fn with_objectives(report: &mut DrillReport, objectives: Option<&Reco
     report
         .checks
         .retain(|check| !check.name.starts_with("RTO:") && !check.name.starts_with("RPO:"));
-    report
-        .checks
-        .extend(crate::objectives::checks(&measured));
+    report.checks.extend(crate::objectives::checks(&measured));
     report.objectives = Some(measured);
     report.verdict = Verdict::judge(report.abort_reason.is_some(), &report.checks);
 }

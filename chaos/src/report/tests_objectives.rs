@@ -32,9 +32,8 @@ fn the_objectives_are_measured_and_shown_near_the_verdict() {
     let html = render_html(&report);
     let objectives_at = html.find(r#"id="objectives""#).expect("objectives card");
     assert!(objectives_at < html.find(r#"id="availability""#).unwrap());
-    assert!(html.contains(
-        r#"<td>Recovery time (RTO)</td><td>&lt;= 5 s</td><td class="num">3.00 s</td>"#
-    ));
+    assert!(html
+        .contains(r#"<td>Recovery time (RTO)</td><td>&lt;= 5 s</td><td class="num">3.00 s</td>"#));
     assert!(html.contains(r#"<td>Time to failback</td><td>—</td><td class="num">3.40 s</td>"#));
     assert!(html.contains(
         r#"<td>Recovery point (RPO)</td><td>&lt;= 0 writes</td><td class="num">0 writes</td>"#
@@ -109,15 +108,19 @@ fn without_objectives_the_figures_say_no_objective_and_judge_nothing() {
     let mut report = region_kill_report();
     with_objectives(&mut report, None);
     assert!(report.checks.iter().all(|check| check.passed));
-    assert!(!report.checks.iter().any(|check| check.name.starts_with("RTO")));
+    assert!(!report
+        .checks
+        .iter()
+        .any(|check| check.name.starts_with("RTO")));
     assert_eq!(report.verdict, Verdict::Passed);
     let html = render_html(&report);
     assert!(html.contains(
         r#"<td>Recovery time (RTO)</td><td>no objective</td><td class="num">3.00 s</td>"#
     ));
     assert!(html.contains(r#"<td class="muted">no objective</td>"#));
-    assert!(render_markdown(&report)
-        .contains("| Recovery point (RPO) | no objective | **0 writes** |"));
+    assert!(
+        render_markdown(&report).contains("| Recovery point (RPO) | no objective | **0 writes** |")
+    );
     assert!(summary_line(&report)
         .unwrap()
         .contains("Recovery time (RTO) 3.00 s (no objective)"));
