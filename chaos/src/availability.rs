@@ -160,8 +160,8 @@ mod tests {
         assert!(result[2].passed);
 
         // Minute 1 holds 4,000 requests: 5 failures leave it at 99.875%.
-        for i in 10..14 {
-            many[i].outcome = Outcome::Fail;
+        for op in &mut many[10..14] {
+            op.outcome = Outcome::Fail;
         }
         many[20].outcome = Outcome::Unknown;
         let result = checks(&drill(0.9999, 0), &many);

@@ -15,6 +15,7 @@ pub mod failback;
 pub mod failures;
 pub mod load;
 pub mod model;
+pub mod objectives;
 pub mod outage;
 pub mod postgres;
 pub mod proxy;

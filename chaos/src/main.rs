@@ -325,6 +325,9 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
             show(phases.served_again_s)
         );
     }
+    if let Some(line) = chaos::report::objectives_summary_line(report) {
+        println!("{line}");
+    }
     let totals = &report.totals;
     println!(
         "  requests {}  ok {}  failed {}  unknown {}  ok after retry {}  lost writes {}",

@@ -41,6 +41,10 @@ pub struct DrillReport {
     /// (empty when it reconciled); at most [`MAX_LEDGER_FINDINGS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ledger_findings: Vec<String>,
+    /// The recovery objectives and what was measured against them (RTO,
+    /// failback, RPO); `None` only in reports written before they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<Objectives>,
     /// Every operation that did not succeed, with the fault active at its
     /// intended start and what the ledger says of it (the whole history is
     /// in `history.jsonl`).
@@ -77,6 +81,83 @@ pub enum Verdict {
     Passed,
     Failed,
     Aborted,
+}
+
+impl Verdict {
+    /// Aborted when the drill was, else passed only when every check did
+    /// (the objectives' checks among them).
+    pub fn judge(aborted: bool, checks: &[HypothesisCheck]) -> Self {
+        if aborted {
+            Verdict::Aborted
+        } else if checks.iter().all(|c| c.passed) {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        }
+    }
+}
+
+/// The drill's recovery objectives and what it measured against them
+/// (`crate::objectives` says exactly what each figure is). Each `passed`
+/// is `None` when the drill states no such objective.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Objectives {
+    /// `hypothesis.bad_second_below`: a second counts as served when every
+    /// client region's after-retry success ratio is at or above it.
+    pub served_at_or_above: f64,
+    pub rto: RtoMeasure,
+    pub rpo: RpoMeasure,
+    /// The recovery of each fault window, in injection order.
+    pub faults: Vec<FaultRecovery>,
+}
+
+/// Recovery time: fault injection to clients served again after the retry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RtoMeasure {
+    pub objective_s: Option<f64>,
+    /// The worst fault's recovery time; `None` when some fault never
+    /// recovered, or no fault was injected.
+    pub measured_s: Option<f64>,
+    /// Every fault recovered (false without faults).
+    pub recovered: bool,
+    /// Index into `faults` of the worst: one that never recovered, else
+    /// the slowest to.
+    pub worst_fault: Option<usize>,
+    /// Time to failback, reported beside the RTO: the end of the last fault
+    /// on the first fault's region to that region back in DNS
+    /// ([`Phases::failback_s`]).
+    pub failback_s: Option<f64>,
+    pub passed: Option<bool>,
+}
+
+/// Recovery point: acknowledged writes missing from the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RpoMeasure {
+    pub objective_writes: Option<u64>,
+    /// [`Totals::writes_lost`].
+    pub measured_writes: u64,
+    pub acknowledged_writes: u64,
+    pub passed: Option<bool>,
+}
+
+/// How one fault window's clients were served again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultRecovery {
+    pub kind: String,
+    pub target: String,
+    /// Injection: the clock's start.
+    pub start_s: f64,
+    /// The end of the window searched: the next fault's start, or the end
+    /// of the load.
+    pub until_s: f64,
+    /// The start of the first second from which every client region stayed
+    /// served; `None`: not before `until_s`.
+    pub served_again_at_s: Option<f64>,
+    /// `served_again_at_s` minus `start_s`: this fault's RTO.
+    pub rto_s: Option<f64>,
+    /// This fault's end to its region back in DNS (`None` when it never
+    /// left DNS, lasted to the end, or did not return in time).
+    pub failback_s: Option<f64>,
 }
 
 /// One steady-state hypothesis check with its tolerance.

@@ -30,6 +30,10 @@ pub struct Drill {
     pub controller: ControllerOverrides,
     pub load: Load,
     pub hypothesis: Hypothesis,
+    /// Recovery objectives (RTO, RPO) judged with the hypothesis; absent,
+    /// the report gives the measured figures with "no objective".
+    #[serde(default)]
+    pub objectives: Option<crate::objectives::RecoveryObjectives>,
     /// Faults, each with its start offset and duration.
     pub method: Vec<Fault>,
     /// Actions that undo the method, registered before the first fault and
@@ -592,6 +596,7 @@ impl Drill {
             }
         }
         crate::outage::spec::validate(self)?;
+        crate::objectives::validate(self)?;
         // Written to reject NaN too.
         if self.abort.max_error_budget_share.is_nan() || self.abort.max_error_budget_share <= 0.0 {
             return bad("abort.max_error_budget_share", "must be positive".into());

@@ -135,6 +135,16 @@ fn kill_and_return_fails_over_and_back_without_losing_writes() {
     );
     assert_eq!(report.totals.writes_lost, 0);
     assert!(report.totals.writes_acknowledged > 100);
+    // The drill file's recovery objectives, measured from the kill and
+    // judged as checks of the verdict.
+    let objectives = report.objectives.as_ref().expect("objectives measured");
+    println!(
+        "kill-and-return: RTO {:?} s (objective {:?}), RPO {} writes",
+        objectives.rto.measured_s, objectives.rto.objective_s, objectives.rpo.measured_writes
+    );
+    assert_eq!(objectives.rto.passed, Some(true));
+    assert_eq!(objectives.rpo.passed, Some(true));
+    assert!(report.checks.iter().any(|c| c.name.starts_with("RTO:")));
     let phases = &report.phases;
     // A broken failover never changes DNS, or never drains.
     let dns = phases

@@ -124,14 +124,18 @@ pub(super) async fn conclude(
             counted: &counted,
         },
     ));
+    let objectives = crate::objectives::measure(&crate::objectives::Inputs {
+        objectives: drill.objectives.as_ref(),
+        faults: &fault_windows,
+        timeline: &timeline,
+        served_at_or_above: drill.hypothesis.bad_second_below,
+        load_end_s: load_seconds,
+        phases: &phases,
+        totals: &totals,
+    });
+    checks.extend(crate::objectives::checks(&objectives));
     let error_budget = analysis::error_budget(&totals, load_seconds);
-    let verdict = if abort_reason.is_some() {
-        Verdict::Aborted
-    } else if checks.iter().all(|c| c.passed) {
-        Verdict::Passed
-    } else {
-        Verdict::Failed
-    };
+    let verdict = Verdict::judge(abort_reason.is_some(), &checks);
 
     let mut versions = BTreeMap::new();
     versions.insert("chaos".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
@@ -159,6 +163,7 @@ pub(super) async fn conclude(
             "controller_overrides": info.controller.overridden(),
             "load": drill.load,
             "hypothesis": drill.hypothesis,
+            "objectives": drill.objectives,
             "method": drill.method,
             "rollbacks": rollbacks,
             "abort": drill.abort,
@@ -179,6 +184,7 @@ pub(super) async fn conclude(
         totals,
         error_budget,
         ledger_findings: reconciliation.findings,
+        objectives: Some(objectives),
         failed_operations,
     };
     write_history(&options.report_dir.join("history.jsonl"), &history)?;

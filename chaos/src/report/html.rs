@@ -80,6 +80,7 @@ pub fn render_html(report: &DrillReport) -> String {
         verdict_class => verdict_word(report.verdict).to_lowercase(),
         checks_passed => report.checks.iter().filter(|check| check.passed).count(),
         figures => Serde(key_figures(report, &derived)),
+        objectives => Serde(super::objectives::ObjectivesView::new(report)),
         availability => Serde(AvailabilityBound::new(&report.totals, report.error_budget.slo)),
         clients => Serde(clients),
         serving => Serde(serving),

@@ -21,6 +21,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
     let mut out = String::with_capacity(16 * 1024);
     header(&mut out, report);
     key_figures(&mut out, report, &derived);
+    super::objectives::markdown(&mut out, report);
     checks(&mut out, report);
     phases(&mut out, &derived);
     error_budget(&mut out, report);

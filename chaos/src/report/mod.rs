@@ -14,6 +14,9 @@
 //! - [`charts`]: the data of the timeline charts (series, fault windows,
 //!   events, failover and failback milestones), which
 //!   `templates/charts.js` draws with uPlot (`chaos/vendor/uplot/`).
+//! - [`objectives`]: the recovery objectives (RTO, time to failback,
+//!   RPO) beside what was measured, for all three renderings and the
+//!   terminal.
 //! - [`settings`]: the controller settings beside production's and the
 //!   measured round trips beside the configured WAN.
 //! - [`confidence`]: the availability the drill's request count can vouch
@@ -32,6 +35,7 @@ mod html;
 mod markdown;
 mod markdown_conditions;
 mod markdown_timeline;
+mod objectives;
 mod operations;
 mod settings;
 mod summary;
@@ -44,6 +48,8 @@ mod fixture;
 mod tests;
 #[cfg(test)]
 mod tests_conditions;
+#[cfg(test)]
+mod tests_objectives;
 
 use std::fs;
 use std::io::Write;
@@ -56,6 +62,7 @@ use crate::model::DrillReport;
 
 pub use html::render_html;
 pub use markdown::render_markdown;
+pub use objectives::summary_line as objectives_summary_line;
 
 /// Where [`write_all`] put the three files.
 #[derive(Debug, Clone, PartialEq, Eq)]
