@@ -22,4 +22,5 @@ pub mod proxy;
 pub mod report;
 pub mod spec;
 pub mod stickiness;
+pub mod target;
 pub mod verify;

@@ -19,6 +19,8 @@ use chaos::drill::{self, DeploymentSource, DrillOptions};
 use chaos::driver::ControlClient;
 use chaos::model::Verdict;
 use chaos::spec::{Drill, Wan};
+use chaos::target::preflight::{Preflight, PREFLIGHT_FAILED_EXIT_CODE};
+use chaos::target::{local_target, write_target, Target};
 use clap::{Parser, Subcommand};
 use futures_util::FutureExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -93,9 +95,22 @@ enum Command {
         /// Token of the control API, when attaching by URL.
         #[arg(long, env = "CHAOS_CONTROL_TOKEN", hide_env_values = true)]
         control_token: Option<String>,
+        /// Run on the deployment a target file describes: preflight first
+        /// (the drill does not start when it fails, exit code 3); for now
+        /// the target needs a `local` section (a `chaos up` deployment).
+        #[arg(long, conflicts_with = "attach")]
+        target: Option<PathBuf>,
     },
-    /// Validate a drill file and print it, without running anything.
-    Check { drill: String },
+    /// Validate a drill file, and/or run the preflight checks of a target
+    /// file (exit code 3 when one fails), without changing anything.
+    Check {
+        drill: Option<String>,
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Also print the preflight result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -115,30 +130,85 @@ async fn main() -> anyhow::Result<()> {
             .to_owned(),
     };
     match cli.command {
-        Command::Check { drill } => {
-            let path = Drill::resolve(&drill);
-            match Drill::load(&path) {
-                Ok(parsed) => {
-                    println!("{}: ok ({} faults)", path.display(), parsed.method.len());
-                    Ok(())
-                }
-                Err(error) => {
-                    eprintln!("chaos: invalid drill: {error}");
-                    std::process::exit(2);
+        Command::Check {
+            drill,
+            target,
+            json,
+        } => {
+            if drill.is_none() && target.is_none() {
+                eprintln!("chaos: check needs a drill, --target <file>, or both");
+                std::process::exit(2);
+            }
+            if let Some(drill) = drill {
+                let path = Drill::resolve(&drill);
+                match Drill::load(&path) {
+                    Ok(parsed) => {
+                        println!("{}: ok ({} faults)", path.display(), parsed.method.len())
+                    }
+                    Err(error) => {
+                        eprintln!("chaos: invalid drill: {error}");
+                        std::process::exit(2);
+                    }
                 }
             }
+            if let Some(target) = target {
+                let preflight = preflight(&target).await;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&preflight)?);
+                }
+                if !preflight.passed {
+                    std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
+                }
+            }
+            Ok(())
         }
         Command::Drill {
             drill,
             report_dir,
             attach,
             control_token,
+            target,
         } => {
             let path = Drill::resolve(&drill);
             if let Err(error) = Drill::load(&path) {
                 eprintln!("chaos: invalid drill: {error}");
                 std::process::exit(2);
             }
+            let attach = match target {
+                None => attach,
+                Some(target_path) => {
+                    let result = preflight(&target_path).await;
+                    if !result.passed {
+                        eprintln!("chaos: preflight failed; the drill does not start");
+                        std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
+                    }
+                    let target = Target::load(&target_path)?;
+                    let Some(local) = &target.local else {
+                        eprintln!(
+                            "chaos: {}: drilling a target without a `local` section (remote \
+                             actuators) is not supported yet",
+                            target_path.display()
+                        );
+                        std::process::exit(2);
+                    };
+                    let token = local
+                        .token
+                        .resolve("local.token", &target.base_dir)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    // The local section is `chaos up`'s control API: the
+                    // existing attach path drives it.
+                    return run_drill(
+                        path,
+                        report_dir,
+                        DeploymentSource::Attach(ControlClient::new(
+                            &local.control_url,
+                            token.expose(),
+                        )?),
+                        Some(result),
+                    )
+                    .await;
+                }
+            };
             let deployment = match attach {
                 Some(target) => DeploymentSource::Attach(ControlClient::attach(
                     &target,
@@ -149,20 +219,7 @@ async fn main() -> anyhow::Result<()> {
                     database_url: cli.database_url,
                 },
             };
-            let report = drill::run(
-                DrillOptions {
-                    drill_file: path,
-                    report_dir: report_dir.clone(),
-                    deployment,
-                },
-                stop_signal()?,
-            )
-            .await?;
-            print_summary(&report, &report_dir);
-            if report.verdict != Verdict::Passed {
-                std::process::exit(1);
-            }
-            Ok(())
+            run_drill(path, report_dir, deployment, None).await
         }
         Command::Up {
             regions,
@@ -204,6 +261,52 @@ async fn main() -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// Runs the drill, adds the preflight (when there was one) to its report,
+/// prints the summary; exit code 1 when the hypothesis fails.
+async fn run_drill(
+    drill_file: PathBuf,
+    report_dir: PathBuf,
+    deployment: DeploymentSource,
+    preflight: Option<Preflight>,
+) -> anyhow::Result<()> {
+    let mut report = drill::run(
+        DrillOptions {
+            drill_file,
+            report_dir: report_dir.clone(),
+            deployment,
+        },
+        stop_signal()?,
+    )
+    .await?;
+    if let Some(preflight) = preflight {
+        // In the configuration, which every renderer already shows.
+        if let Some(configuration) = report.configuration.as_object_mut() {
+            configuration.insert("preflight".into(), serde_json::to_value(&preflight)?);
+        }
+        chaos::report::write_all(&report, &report_dir)?;
+    }
+    print_summary(&report, &report_dir);
+    if report.verdict != Verdict::Passed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Loads the target file (exit code 2 when invalid), runs the preflight
+/// checks and prints them.
+async fn preflight(path: &std::path::Path) -> Preflight {
+    let target = match Target::load(path) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("chaos: {error}");
+            std::process::exit(2);
+        }
+    };
+    let result = chaos::target::preflight::run(&target).await;
+    print!("{}", result.render());
+    result
 }
 
 /// `chaos up`: binds the control API first (a wrong or busy address fails
@@ -249,6 +352,17 @@ async fn serve_until_stopped(
     }
     .write(&state_path)
     .with_context(|| format!("cannot write {}", state_path.display()))?;
+    let target_path = {
+        let deployment = deployment.lock().await;
+        let (target, secrets) = local_target(
+            &deployment.info(),
+            &control.url(),
+            &deployment.admin_token,
+            &token,
+        );
+        write_target(run_dir, &target, &secrets)
+            .with_context(|| format!("cannot write the target file into {}", run_dir.display()))?
+    };
     println!(
         "chaos: deployment up (logs in {})",
         run_dir.join("logs").display()
@@ -262,6 +376,11 @@ async fn serve_until_stopped(
     println!(
         "drill on it    chaos drill region-kill --attach {}",
         run_dir.display()
+    );
+    println!(
+        "target file    {} (chaos check --target {})",
+        target_path.display(),
+        target_path.display()
     );
     println!("chaos: Ctrl-C stops everything");
     let mut server = tokio::spawn(control.serve(deployment.clone(), token, stop.clone()));

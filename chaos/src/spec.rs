@@ -617,7 +617,7 @@ impl Drill {
 /// One line: the field (as far as the parser got), where in the file and
 /// what is wrong, e.g. "field `method[0].fault`: line 31 column 12:
 /// unknown variant `region-melt`, expected one of ...".
-fn yaml_error(path: Option<&str>, error: &serde_saphyr::Error) -> String {
+pub(crate) fn yaml_error(path: Option<&str>, error: &serde_saphyr::Error) -> String {
     let rendered = error.to_string();
     let first_line = rendered.lines().next().unwrap_or_default();
     let mut message = first_line.strip_prefix("error: ").unwrap_or(first_line);

@@ -17,6 +17,8 @@ mod attach;
 mod database_tls;
 #[path = "drills/outage.rs"]
 mod outage;
+#[path = "drills/target.rs"]
+mod target;
 #[path = "drills/up.rs"]
 mod up;
 #[path = "drills/verifier.rs"]
