@@ -169,6 +169,7 @@ pub(crate) fn region_kill_report() -> DrillReport {
                 in_ledger: None,
             },
         ],
+        stop: None,
     }
 }
 
