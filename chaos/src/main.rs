@@ -265,13 +265,21 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let records = journal::read(&args.journal)?;
     let client = match (&args.attach, journal::deployment_of(&records)) {
         (Some(target), _) => ControlClient::attach(target, args.control_token.as_deref())?,
-        (None, Some(JournalDeployment::Attached { state_file: Some(file), .. })) => {
-            ControlClient::attach(&file.display().to_string(), None)
-                .context("the deployment the journal names; pass --attach if it moved")?
-        }
-        (None, Some(JournalDeployment::Attached { control_url, state_file: None })) => {
-            ControlClient::attach(&control_url, args.control_token.as_deref())?
-        }
+        (
+            None,
+            Some(JournalDeployment::Attached {
+                state_file: Some(file),
+                ..
+            }),
+        ) => ControlClient::attach(&file.display().to_string(), None)
+            .context("the deployment the journal names; pass --attach if it moved")?,
+        (
+            None,
+            Some(JournalDeployment::Attached {
+                control_url,
+                state_file: None,
+            }),
+        ) => ControlClient::attach(&control_url, args.control_token.as_deref())?,
         (None, Some(JournalDeployment::InProcess { run_dir })) => anyhow::bail!(
             "{} names a deployment that lived in the drill's own process (run directory {}): \
              nothing can reach it now",
@@ -279,7 +287,10 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
             run_dir.display()
         ),
         (None, None) => {
-            println!("chaos: {} holds no fault: nothing to roll back", args.journal.display());
+            println!(
+                "chaos: {} holds no fault: nothing to roll back",
+                args.journal.display()
+            );
             return Ok(());
         }
     };

@@ -71,13 +71,8 @@ pub(super) struct Stopped {
 impl Stopped {
     pub fn now(cause: String, phase: StopPhase, t0: Option<Instant>) -> Self {
         let at = Instant::now();
-        let at_s = t0
-            .filter(|t0| at >= *t0)
-            .map(|t0| (at - t0).as_secs_f64());
-        eprintln!(
-            "chaos: STOP ({cause}) {}: rolling back",
-            phase.describe()
-        );
+        let at_s = t0.filter(|t0| at >= *t0).map(|t0| (at - t0).as_secs_f64());
+        eprintln!("chaos: STOP ({cause}) {}: rolling back", phase.describe());
         Self {
             cause,
             at,
@@ -189,10 +184,7 @@ pub(super) async fn conclude_stopped(
         failed_operations: Vec::new(),
         stop: Some(record),
     };
-    super::evidence::write_history(
-        &options.report_dir.join("history.jsonl"),
-        partial.history,
-    )?;
+    super::evidence::write_history(&options.report_dir.join("history.jsonl"), partial.history)?;
     crate::report::write_all(&report, &options.report_dir)?;
     Ok(report)
 }
@@ -279,7 +271,8 @@ mod tests {
         );
         stop.restored_after_s = None;
         stop.still_wrong = vec!["eu-west-1: not in DNS (its clients are sent to us-east-1)".into()];
-        assert!(describe_stop(&stop).contains("30 s after the stop not every region was back: eu-west-1: not in DNS"));
+        assert!(describe_stop(&stop)
+            .contains("30 s after the stop not every region was back: eu-west-1: not in DNS"));
     }
 
     #[test]

@@ -174,8 +174,7 @@ pub async fn problems(info: &DeploymentInfo) -> Vec<String> {
             // As the drill's DNS watcher asks: from the region's client
             // address, so the controllers answer with its nearest serving
             // region, which is itself when it is in DNS.
-            let resolver =
-                crate::load::resolver(dns_servers, Some(region.client_address), false);
+            let resolver = crate::load::resolver(dns_servers, Some(region.client_address), false);
             match resolver.lookup_ip(SERVICE_NAME).await {
                 Ok(answer) => {
                     let answered: Vec<String> = answer
