@@ -53,6 +53,9 @@ pub struct ControlClient {
     url: String,
     token: String,
     http: reqwest::Client,
+    /// The state file the token came from, when attached by run directory:
+    /// the fault journal names it (never the token itself).
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl ControlClient {
@@ -65,6 +68,7 @@ impl ControlClient {
             url: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             http,
+            state_file: None,
         })
     }
 
@@ -90,7 +94,14 @@ impl ControlClient {
         let state = StateFile::read(&file).with_context(|| {
             format!("cannot attach to {target}: is `chaos up` running with this run directory?")
         })?;
-        Self::new(&state.control_url, token.unwrap_or(&state.token))
+        let mut client = Self::new(&state.control_url, token.unwrap_or(&state.token))?;
+        client.state_file = Some(std::path::absolute(&file).unwrap_or(file));
+        Ok(client)
+    }
+
+    /// Where the token is, when attached by run directory.
+    pub fn state_file(&self) -> Option<&Path> {
+        self.state_file.as_deref()
     }
 
     pub fn url(&self) -> &str {

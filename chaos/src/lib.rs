@@ -13,6 +13,7 @@ pub mod drill;
 pub mod driver;
 pub mod failback;
 pub mod failures;
+pub mod journal;
 pub mod load;
 pub mod model;
 pub mod objectives;

@@ -1,7 +1,9 @@
 //! The `chaos` binary: `chaos up` runs the local multi-region deployment
 //! and its control API until Ctrl-C; `chaos drill <file or name>` runs a
 //! drill (on its own deployment, or `--attach`ed to a running `chaos up`)
-//! and writes its report, exiting non-zero when the hypothesis fails.
+//! and writes its report, exiting non-zero when the hypothesis fails (4
+//! when stopped by Ctrl-C, SIGTERM or its stop file and rolled back);
+//! `chaos rollback --journal` undoes what a dead drill left applied.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -100,7 +102,14 @@ enum Command {
         /// the target needs a `local` section (a `chaos up` deployment).
         #[arg(long, conflicts_with = "attach")]
         target: Option<PathBuf>,
+        /// Emergency stop: when this file appears the drill rolls back and
+        /// exits 4 (default: STOP in the report directory).
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
     },
+    /// Undo every fault a drill's journal holds as applied and not undone
+    /// (newest first), then wait until every region serves and is in DNS.
+    Rollback(RollbackArgs),
     /// Validate a drill file, and/or run the preflight checks of a target
     /// file (exit code 3 when one fails), without changing anything.
     Check {
@@ -111,6 +120,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RollbackArgs {
+    /// The drill's fault journal: `<report dir>/journal.jsonl`.
+    #[arg(long)]
+    journal: PathBuf,
+    /// The deployment, when the journal's is stale: a `chaos up` run
+    /// directory, or its control URL (then with the token).
+    #[arg(long, value_name = "RUN_DIR_OR_URL")]
+    attach: Option<String>,
+    /// Token of the control API, when attaching by URL.
+    #[arg(long, env = "CHAOS_CONTROL_TOKEN", hide_env_values = true)]
+    control_token: Option<String>,
+    /// How long to wait for every region (default: the controllers'
+    /// hold-down plus ten probe intervals plus 10 s).
+    #[arg(long)]
+    wait_s: Option<u64>,
 }
 
 #[tokio::main]
@@ -168,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
             attach,
             control_token,
             target,
+            stop_file,
         } => {
             let path = Drill::resolve(&drill);
             if let Err(error) = Drill::load(&path) {
@@ -205,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
                             token.expose(),
                         )?),
                         Some(result),
+                        stop_file,
                     )
                     .await;
                 }
@@ -219,8 +248,9 @@ async fn main() -> anyhow::Result<()> {
                     database_url: cli.database_url,
                 },
             };
-            run_drill(path, report_dir, deployment, None).await
+            run_drill(path, report_dir, deployment, None, stop_file).await
         }
+        Command::Rollback(args) => rollback(args).await,
         Command::Up {
             regions,
             instances_per_region,
@@ -263,23 +293,42 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs the drill, adds the preflight (when there was one) to its report,
-/// prints the summary; exit code 1 when the hypothesis fails.
+/// Runs the drill (stopped by a signal or the stop file), adds the
+/// preflight (when there was one) to its report, prints the summary; exit
+/// code 1 when the hypothesis fails, 4 or 5 when stopped.
 async fn run_drill(
     drill_file: PathBuf,
     report_dir: PathBuf,
     deployment: DeploymentSource,
     preflight: Option<Preflight>,
+    stop_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut report = drill::run(
+    let stop_file = stop_file.unwrap_or_else(|| report_dir.join(drill::STOP_FILE));
+    let stop_file = drill::watch_stop_file(stop_file)?;
+    let signals = stop_signal()?;
+    let stop = async move {
+        tokio::select! {
+            cause = signals => cause.to_owned(),
+            cause = stop_file => cause,
+        }
+    };
+    let result = drill::run(
         DrillOptions {
             drill_file,
             report_dir: report_dir.clone(),
             deployment,
         },
-        stop_signal()?,
+        stop,
     )
-    .await?;
+    .await;
+    let mut report = match result {
+        Ok(report) => report,
+        Err(error) if error.is::<drill::StoppedEarly>() => {
+            eprintln!("chaos: {error}");
+            std::process::exit(drill::STOPPED_EXIT_CODE);
+        }
+        Err(error) => return Err(error),
+    };
     if let Some(preflight) = preflight {
         // In the configuration, which every renderer already shows.
         if let Some(configuration) = report.configuration.as_object_mut() {
@@ -288,10 +337,14 @@ async fn run_drill(
         chaos::report::write_all(&report, &report_dir)?;
     }
     print_summary(&report, &report_dir);
-    if report.verdict != Verdict::Passed {
-        std::process::exit(1);
+    match (&report.verdict, &report.stop) {
+        (Verdict::Passed, _) => Ok(()),
+        (Verdict::Stopped, Some(stop)) if stop.restored_after_s.is_some() => {
+            std::process::exit(drill::STOPPED_EXIT_CODE)
+        }
+        (Verdict::Stopped, _) => std::process::exit(drill::STOPPED_NOT_RESTORED_EXIT_CODE),
+        _ => std::process::exit(1),
     }
-    Ok(())
 }
 
 /// Loads the target file (exit code 2 when invalid), runs the preflight
@@ -309,11 +362,94 @@ async fn preflight(path: &std::path::Path) -> Preflight {
     result
 }
 
+/// `chaos rollback`: finds the deployment (`--attach`, else the one the
+/// journal names), undoes what is pending and checks every region; exits
+/// non-zero naming what is still wrong.
+async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    use chaos::journal::rollback::{self as journal_rollback, restore_bound};
+    use chaos::journal::{self, Journal, JournalDeployment};
+    let records = journal::read(&args.journal)?;
+    let client = match (&args.attach, journal::deployment_of(&records)) {
+        (Some(target), _) => ControlClient::attach(target, args.control_token.as_deref())?,
+        (
+            None,
+            Some(JournalDeployment::Attached {
+                state_file: Some(file),
+                ..
+            }),
+        ) => ControlClient::attach(&file.display().to_string(), None)
+            .context("the deployment the journal names; pass --attach if it moved")?,
+        (
+            None,
+            Some(JournalDeployment::Attached {
+                control_url,
+                state_file: None,
+            }),
+        ) => ControlClient::attach(&control_url, args.control_token.as_deref())?,
+        (None, Some(JournalDeployment::InProcess { run_dir })) => anyhow::bail!(
+            "{} names a deployment that lived in the drill's own process (run directory {}): \
+             nothing can reach it now",
+            args.journal.display(),
+            run_dir.display()
+        ),
+        (None, None) => {
+            println!(
+                "chaos: {} holds no fault: nothing to roll back",
+                args.journal.display()
+            );
+            return Ok(());
+        }
+    };
+    let driver = chaos::driver::FaultDriver::Remote(client);
+    let started = std::time::Instant::now();
+    let journal = Journal::open(&args.journal)?;
+    let pending = journal::pending(&records);
+    println!(
+        "chaos: {} holds {} fault(s) applied and not undone",
+        args.journal.display(),
+        pending.len()
+    );
+    let undone = journal_rollback::undo_pending(&journal, &driver, "chaos rollback").await;
+    let info = driver.info().await?;
+    let within = args
+        .wait_s
+        .map_or_else(|| restore_bound(&info), Duration::from_secs);
+    println!(
+        "chaos: undone {}; waiting up to {:.0} s for every region to serve and be in DNS",
+        undone.undone.len(),
+        within.as_secs_f64()
+    );
+    match journal_rollback::wait_until_restored(&info, started, within).await {
+        Ok(after) if undone.failed.is_empty() => {
+            println!(
+                "chaos: every region serves and is in DNS ({:.1} s after the rollback began)",
+                after.as_secs_f64()
+            );
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!(
+            "every region serves, but {} undo(s) failed: {}",
+            undone.failed.len(),
+            undone
+                .failed
+                .iter()
+                .map(|(id, error)| format!("#{id}: {error}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Err(wrong) => anyhow::bail!(
+            "after {:.0} s not every region is back: {}",
+            within.as_secs_f64(),
+            wrong.join("; ")
+        ),
+    }
+}
+
 /// `chaos up`: binds the control API first (a wrong or busy address fails
 /// before anything starts), brings the deployment up, serves until a stop
 /// signal, then stops everything.
 async fn up(options: Options, control_address: SocketAddr) -> anyhow::Result<()> {
-    let stop = stop_signal()?.boxed().shared();
+    let stop = stop_signal()?.map(|_| ()).boxed().shared();
     let control = ControlServer::bind(control_address)
         .await
         .context("cannot start the control API")?;
@@ -402,16 +538,17 @@ async fn serve_until_stopped(
     Ok(())
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed
-/// here, at once, so that a signal arriving before the future is first
-/// polled is not the default "die at once, leave the children running".
-fn stop_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+/// Completes on Ctrl-C (SIGINT) or SIGTERM, naming which. The handlers
+/// are installed here, at once, so that a signal arriving before the future
+/// is first polled is not the default "die at once, leave the children
+/// running".
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str> + Send + 'static> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     Ok(async move {
         tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
         }
     })
 }
@@ -421,6 +558,9 @@ fn print_summary(report: &chaos::model::DrillReport, dir: &std::path::Path) {
     let show = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{v:.2} s"));
     println!();
     println!("{}: {:?}", report.title, report.verdict);
+    if let Some(stop) = &report.stop {
+        println!("  {}", drill::describe_stop(stop));
+    }
     for check in &report.checks {
         println!(
             "  [{}] {:<48} expected {:<16} observed {}",

@@ -50,6 +50,52 @@ pub struct DrillReport {
     /// in `history.jsonl`).
     #[serde(default)]
     pub failed_operations: Vec<FailedOperation>,
+    /// The emergency stop, when the drill was stopped (verdict `stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopRecord>,
+}
+
+/// An emergency stop: what stopped the drill, when, and how long the
+/// rollback took until every region served and was in DNS again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StopRecord {
+    /// "SIGTERM", "SIGINT" or "stop file <path>".
+    pub cause: String,
+    pub phase: StopPhase,
+    /// Since the start of the load; `None` before it started.
+    pub at_s: Option<f64>,
+    /// From the stop to every region serving and in DNS; `None` when that
+    /// did not happen within `restore_bound_s`.
+    pub restored_after_s: Option<f64>,
+    pub restore_bound_s: f64,
+    /// What was still wrong when the wait ended, one sentence each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_wrong: Vec<String>,
+}
+
+/// Where in the drill an emergency stop came.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopPhase {
+    /// Before the first fault was applied (bringing up, seeding, steady load).
+    BeforeFault,
+    /// While a fault was applied.
+    Fault,
+    /// After every applied fault had ended, with the load still running.
+    WayBack,
+    /// While the ledger was being verified, after the rollback.
+    Verification,
+}
+
+impl StopPhase {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::BeforeFault => "before the first fault",
+            Self::Fault => "during a fault",
+            Self::WayBack => "on the way back",
+            Self::Verification => "during verification",
+        }
+    }
 }
 
 /// How many findings the report keeps; the counts in [`Totals`] are complete.
@@ -81,6 +127,8 @@ pub enum Verdict {
     Passed,
     Failed,
     Aborted,
+    /// Stopped by Ctrl-C, SIGTERM or the stop file; rolled back.
+    Stopped,
 }
 
 impl Verdict {

@@ -9,7 +9,8 @@
 //! engine's database client against a PostgreSQL that accepts only TLS;
 //! `verifier` corrupts ledgers on purpose and sees each of the verifier's
 //! checks fail; `outage` runs the drills that travel a whole outage and
-//! their fail-on-purpose versions.
+//! their fail-on-purpose versions; `stop` stops attached drills in each
+//! phase and repairs a SIGKILLed one with `chaos rollback`.
 
 #[path = "drills/attach.rs"]
 mod attach;
@@ -17,6 +18,8 @@ mod attach;
 mod database_tls;
 #[path = "drills/outage.rs"]
 mod outage;
+#[path = "drills/stop.rs"]
+mod stop;
 #[path = "drills/target.rs"]
 mod target;
 #[path = "drills/up.rs"]

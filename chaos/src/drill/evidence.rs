@@ -186,6 +186,7 @@ pub(super) async fn conclude(
         ledger_findings: reconciliation.findings,
         objectives: Some(objectives),
         failed_operations,
+        stop: None,
     };
     write_history(&options.report_dir.join("history.jsonl"), &history)?;
     // What the outage watchers saw, for a reader who doubts a check.
@@ -341,7 +342,7 @@ async fn database_settings(database_url: &str) -> serde_json::Value {
         .unwrap_or_else(|error| serde_json::json!({ "unreadable": format!("{error:#}") }))
 }
 
-fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {
+pub(super) fn write_history(path: &Path, history: &[Operation]) -> anyhow::Result<()> {
     let mut text = String::new();
     for operation in history {
         text.push_str(&serde_json::to_string(operation)?);

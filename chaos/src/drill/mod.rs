@@ -8,12 +8,23 @@
 //! fault goes through a [`FaultDriver`], so an attached drill and an
 //! in-process one share all of this.
 //!
-//! A stop signal (Ctrl-C) at any point runs the rollbacks that are due and
-//! tears down what the drill started; it never shuts an attached deployment
-//! down.
+//! Every fault the drill applies is first written to the fault journal
+//! (`<report dir>/journal.jsonl`, see [`crate::journal`]); the rollbacks
+//! undo what the journal holds, newest first, then run the catch-alls.
+//!
+//! A stop (Ctrl-C, SIGTERM or the stop file) at any point runs the
+//! rollbacks, waits until every region serves and is in DNS, writes a
+//! report whose verdict is `stopped` (`stop`) and tears down what the drill
+//! started; it never shuts an attached deployment down.
 
 mod evidence;
 mod schedule;
+mod stop;
+
+pub use stop::{
+    describe_stop, watch_stop_file, StoppedEarly, STOPPED_EXIT_CODE,
+    STOPPED_NOT_RESTORED_EXIT_CODE, STOP_FILE,
+};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,11 +39,14 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Mutex as AsyncMutex;
 
 use self::evidence::Observed;
+use self::stop::{Partial, Stopped};
 use crate::controller_settings::ControllerSettings;
 use crate::deployment::{Deployment, DeploymentInfo, FaultAction, Options};
 use crate::driver::{ControlClient, FaultDriver};
+use crate::journal::rollback::undo_pending;
+use crate::journal::{Journal, JournalDeployment, JOURNAL_FILE};
 use crate::load::{self, LiveCounters, Plan, Target};
-use crate::model::{DrillReport, FaultWindow};
+use crate::model::{DrillReport, FaultWindow, StopPhase};
 use crate::spec::{Drill, Rollback, Topology};
 
 /// Opening balance of every seeded account.
@@ -60,15 +74,18 @@ pub enum DeploymentSource {
     Attach(ControlClient),
 }
 
-/// The stop signal, awaited wherever the drill can be interrupted.
-type Stop = Shared<BoxFuture<'static, ()>>;
+/// The stop signal, awaited wherever the drill can be interrupted; its
+/// output names what stopped it ("SIGTERM", "stop file <path>").
+type Stop = Shared<BoxFuture<'static, String>>;
 
 /// Runs the drill and writes its report; the caller decides the exit code.
-/// When `stop` completes first, the faults are rolled back, what the drill
-/// started is torn down, and an error says the drill was interrupted.
+/// When `stop` completes first, the faults are rolled back, the report's
+/// verdict is [`crate::model::Verdict::Stopped`], and what the drill
+/// started is torn down; stopped while its own deployment was coming up,
+/// the error is [`StoppedEarly`].
 pub async fn run(
     options: DrillOptions,
-    stop: impl Future<Output = ()> + Send + 'static,
+    stop: impl Future<Output = String> + Send + 'static,
 ) -> anyhow::Result<DrillReport> {
     let stop: Stop = stop.boxed().shared();
     let drill = Drill::load(&options.drill_file)?;
@@ -98,12 +115,16 @@ pub async fn run(
             // Dropping a half-started deployment kills what it started.
             let deployment = tokio::select! {
                 started = starting => started?,
-                () = stop.clone() => bail!("interrupted while bringing the deployment up; stopped what was started"),
+                cause = stop.clone() => return Err(StoppedEarly { cause }.into()),
             };
             eprint!("{}", deployment.endpoints());
             let deployment = Arc::new(AsyncMutex::new(deployment));
             let driver = FaultDriver::InProcess(deployment.clone());
-            let result = run_on(&drill, &options, &driver, stop).await;
+            let journaled = JournalDeployment::InProcess {
+                run_dir: std::path::absolute(options.report_dir.join("run"))
+                    .unwrap_or_else(|_| options.report_dir.join("run")),
+            };
+            let result = run_on(&drill, &options, &driver, &journaled, stop).await;
             eprintln!("chaos: stopping the deployment");
             deployment.lock().await.shutdown().await;
             result
@@ -115,7 +136,11 @@ pub async fn run(
             let controller = ControllerSettings::new(&drill.controller)
                 .map_err(|message| anyhow::anyhow!("{message}"))?;
             check_topology(&drill.topology, &controller, &info)?;
-            run_on(&drill, &options, &driver, stop).await
+            let journaled = JournalDeployment::Attached {
+                control_url: client.url().to_owned(),
+                state_file: client.state_file().map(ToOwned::to_owned),
+            };
+            run_on(&drill, &options, &driver, &journaled, stop).await
         }
     }
 }
@@ -188,14 +213,20 @@ async fn run_on(
     drill: &Drill,
     options: &DrillOptions,
     driver: &FaultDriver,
+    journaled: &JournalDeployment,
     stop: Stop,
 ) -> anyhow::Result<DrillReport> {
     let info = driver.info().await?;
+    let journal = Arc::new(open_journal(&options.report_dir)?);
     let target = target_of(&info, drill);
     let instances = info.instance_addresses();
     let accounts = tokio::select! {
         seeded = evidence::seed(&instances, &info.ca_pem, drill.load.accounts, &info.api_key) => seeded?,
-        () = stop.clone() => bail!("interrupted while seeding; no fault was applied"),
+        cause = stop.clone() => {
+            let stopped = Stopped::now(cause, StopPhase::BeforeFault, None);
+            let partial = Partial { history: &[], windows: Vec::new(), t0_wall: Utc::now() };
+            return stop::conclude_stopped(drill, options, &info, stopped, partial).await;
+        }
     };
     let opening: BTreeMap<uuid::Uuid, i64> = accounts
         .iter()
@@ -254,20 +285,27 @@ async fn run_on(
         t0,
         faults.clone(),
         abort.clone(),
+        schedule::Journaled {
+            journal: journal.clone(),
+            deployment: journaled.clone(),
+        },
     ));
-    let interrupted = tokio::select! {
-        () = schedule::monitor(drill, t0, duration, &live, &abort, &abort_reason, &faults) => false,
-        () = stop.clone() => true,
+    let stopped = tokio::select! {
+        () = schedule::monitor(drill, t0, duration, &live, &abort, &abort_reason, &faults) => None,
+        cause = stop.clone() => {
+            let phase = stop::phase_of(journal.path(), &faults.lock().expect("faults lock"));
+            Some(Stopped::now(cause, phase, Some(t0)))
+        }
     };
-    if interrupted {
-        eprintln!("chaos: interrupted; stopping the load and rolling back");
+    if stopped.is_some() {
         abort.store(true, Ordering::Relaxed);
     }
-    // No fault may start once the rollbacks run.
+    // No fault may start once the rollbacks run; they run before waiting
+    // for the load's last requests, so that a stop rolls back at once.
     method.abort();
     let _ = method.await;
+    roll_back(driver, &rollbacks, &info, &journal).await;
     let history = load.await.context("load task")?;
-    roll_back(driver, &rollbacks, &info).await;
     dns_stop.store(true, Ordering::Relaxed);
     let dns = dns_watch.await.unwrap_or_default();
     let outage = (
@@ -278,8 +316,13 @@ async fn run_on(
             route53_calls_throttled: crate::outage::route53_calls_throttled(&info).await,
         },
     );
-    if interrupted {
-        bail!("interrupted; the faults were rolled back and no report was written");
+    if let Some(stopped) = stopped {
+        let partial = Partial {
+            history: &history,
+            windows: faults.lock().expect("faults lock").clone(),
+            t0_wall,
+        };
+        return stop::conclude_stopped(drill, options, &info, stopped, partial).await;
     }
     let end_s = t0.elapsed().as_secs_f64();
     let mut fault_windows = faults.lock().expect("faults lock").clone();
@@ -288,6 +331,9 @@ async fn run_on(
             .end_s
             .get_or_insert(end_s.min(duration.as_secs_f64()));
     }
+    // Kept for a stopped report, should a stop come during verification.
+    let history_kept = history.clone();
+    let windows_kept = fault_windows.clone();
     let observed = Observed {
         history,
         dns,
@@ -301,13 +347,61 @@ async fn run_on(
     };
     tokio::select! {
         report = evidence::conclude(drill, options, &info, observed) => report,
-        () = stop => bail!("interrupted while verifying; the faults were already rolled back"),
+        cause = stop => {
+            // The faults were rolled back before verification began.
+            let stopped = Stopped::now(cause, StopPhase::Verification, Some(t0));
+            let partial = Partial { history: &history_kept, windows: windows_kept, t0_wall };
+            stop::conclude_stopped(drill, options, &info, stopped, partial).await
+        }
     }
 }
 
-/// Runs the rollbacks in reverse order of registration; a failing one is
-/// reported and the others still run.
-async fn roll_back(driver: &FaultDriver, rollbacks: &[Rollback], info: &DeploymentInfo) {
+/// Opens the report directory's fault journal. Faults an earlier drill left
+/// on an attached deployment must be rolled back first; those of a
+/// deployment that lived in a dead drill's process died with it.
+fn open_journal(report_dir: &std::path::Path) -> anyhow::Result<Journal> {
+    let path = report_dir.join(JOURNAL_FILE);
+    let journal = Journal::open(&path)?;
+    let pending = crate::journal::pending(&crate::journal::read(&path)?);
+    let attached: Vec<String> = pending
+        .iter()
+        .filter(|entry| matches!(entry.deployment, JournalDeployment::Attached { .. }))
+        .map(|entry| {
+            format!(
+                "#{} {}",
+                entry.id,
+                crate::journal::rollback::describe(&entry.action)
+            )
+        })
+        .collect();
+    if !attached.is_empty() {
+        bail!(
+            "the fault journal {} holds faults an earlier drill applied and never undid ({}): \
+             run `chaos rollback --journal {}` first",
+            path.display(),
+            attached.join(", "),
+            path.display()
+        );
+    }
+    for entry in pending {
+        journal.undone(
+            entry.id,
+            "abandoned: its deployment lived in a drill process that is gone",
+        )?;
+    }
+    Ok(journal)
+}
+
+/// Undoes what the fault journal holds, newest first, then runs the
+/// rollbacks in reverse order of registration; a failing one is reported
+/// and the others still run.
+async fn roll_back(
+    driver: &FaultDriver,
+    rollbacks: &[Rollback],
+    info: &DeploymentInfo,
+    journal: &Journal,
+) {
+    undo_pending(journal, driver, "drill").await;
     for rollback in rollbacks.iter().rev() {
         let result = match rollback {
             Rollback::HealNetwork => driver.apply(&FaultAction::HealNetwork).await,

@@ -9,18 +9,33 @@ use std::time::{Duration, Instant};
 use crate::analysis::DnsObservation;
 use crate::deployment::{FaultAction, SERVICE_NAME};
 use crate::driver::FaultDriver;
+use crate::journal::{Journal, JournalDeployment};
 use crate::load::{self, LiveCounters, Target};
 use crate::model::FaultWindow;
 use crate::spec::{Drill, Fault, FaultKind, LEADER};
 
-/// Applies each fault at its offset and undoes it after its duration.
+/// The fault journal and the deployment its entries name.
+pub(super) struct Journaled {
+    pub journal: Arc<Journal>,
+    pub deployment: JournalDeployment,
+}
+
+/// Applies each fault at its offset and undoes it after its duration. Each
+/// fault is journaled before it is applied (a fault that cannot be
+/// journaled is not applied), and its entry marked undone after its undo.
 pub(super) async fn run_method(
     method: Vec<Fault>,
     driver: FaultDriver,
     t0: Instant,
     windows: Arc<Mutex<Vec<FaultWindow>>>,
     abort: Arc<AtomicBool>,
+    journaled: Journaled,
 ) {
+    let Journaled {
+        journal,
+        deployment,
+    } = journaled;
+    let mut entries: BTreeMap<usize, u64> = BTreeMap::new();
     // Timeline of (time, fault index, start?).
     let mut steps: Vec<(f64, usize, bool)> = Vec::new();
     for (index, fault) in method.iter().enumerate() {
@@ -53,7 +68,23 @@ pub(super) async fn run_method(
         } else {
             fault.target.clone()
         };
-        let result = driver.apply(&fault_action(fault, &target, start)).await;
+        let action = fault_action(fault, &target, start);
+        if start {
+            match journal.applying(&deployment, &action) {
+                Ok(Some(id)) => {
+                    entries.insert(index, id);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    eprintln!(
+                        "chaos: fault {} on {target} not applied: {error:#}",
+                        fault.fault.as_str()
+                    );
+                    continue;
+                }
+            }
+        }
+        let result = driver.apply(&action).await;
         let now = t0.elapsed().as_secs_f64();
         match result {
             Ok(()) if start => {
@@ -74,6 +105,11 @@ pub(super) async fn run_method(
                     "chaos: t={now:.1}s restored {} {target}",
                     fault.fault.as_str()
                 );
+                if let Some(id) = entries.remove(&index) {
+                    if let Err(error) = journal.undone(id, "drill: the fault's end") {
+                        eprintln!("chaos: {error:#}");
+                    }
+                }
                 if let Some(window) = windows.lock().expect("faults lock").iter_mut().find(|w| {
                     w.target == target && w.kind == fault.fault.as_str() && w.end_s.is_none()
                 }) {

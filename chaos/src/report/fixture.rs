@@ -172,6 +172,7 @@ pub(crate) fn region_kill_report() -> DrillReport {
                 in_ledger: None,
             },
         ],
+        stop: None,
     };
     // Measured as drill/evidence.rs does, against a 5 s RTO and no lost
     // write: the clients are served again 3 s after the kill.

@@ -127,6 +127,7 @@ pub(crate) fn verdict_word(verdict: Verdict) -> &'static str {
         Verdict::Passed => "PASSED",
         Verdict::Failed => "FAILED",
         Verdict::Aborted => "ABORTED",
+        Verdict::Stopped => "STOPPED",
     }
 }
 

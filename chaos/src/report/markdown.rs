@@ -51,6 +51,13 @@ fn header(out: &mut String, report: &DrillReport) {
         verdict_word(report.verdict),
         report.checks.len()
     );
+    if report.verdict == Verdict::Stopped {
+        let reason = report
+            .abort_reason
+            .as_deref()
+            .unwrap_or("no reason was recorded");
+        let _ = writeln!(out, "> **Stopped:** {}\n", reason.replace('\n', " "));
+    }
     if report.verdict == Verdict::Aborted {
         let reason = report
             .abort_reason
