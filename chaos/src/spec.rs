@@ -424,14 +424,7 @@ impl Drill {
     /// Parses and validates; the error names the field and, for what the
     /// YAML parser finds, the line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut path = None;
-        let parsed = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
-            serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                path = Some(error.path().to_string());
-                error.into_inner()
-            })
-        });
-        let drill: Drill = parsed.map_err(|error| yaml_error(path.as_deref(), &error))?;
+        let drill: Drill = parse_yaml(text)?;
         drill.validate()?;
         Ok(drill)
     }
@@ -617,7 +610,20 @@ impl Drill {
 /// One line: the field (as far as the parser got), where in the file and
 /// what is wrong, e.g. "field `method[0].fault`: line 31 column 12:
 /// unknown variant `region-melt`, expected one of ...".
-pub(crate) fn yaml_error(path: Option<&str>, error: &serde_saphyr::Error) -> String {
+/// Deserializes a YAML document; the error names the field's path and,
+/// for what the parser finds, the line and column.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut path = None;
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            path = Some(error.path().to_string());
+            error.into_inner()
+        })
+    });
+    parsed.map_err(|error| yaml_error(path.as_deref(), &error))
+}
+
+fn yaml_error(path: Option<&str>, error: &serde_saphyr::Error) -> String {
     let rendered = error.to_string();
     let first_line = rendered.lines().next().unwrap_or_default();
     let mut message = first_line.strip_prefix("error: ").unwrap_or(first_line);

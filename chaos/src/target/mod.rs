@@ -174,15 +174,7 @@ impl Target {
 
     /// Parses and validates; the error names the field.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut path = None;
-        let parsed = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
-            serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                path = Some(error.path().to_string());
-                error.into_inner()
-            })
-        });
-        let target: Target =
-            parsed.map_err(|error| crate::spec::yaml_error(path.as_deref(), &error))?;
+        let target: Target = crate::spec::parse_yaml(text)?;
         target.validate()?;
         Ok(target)
     }
