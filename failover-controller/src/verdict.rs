@@ -95,6 +95,12 @@ impl VerdictTracker {
         }
         None
     }
+
+    /// Turns the verdict down without a run of failures: a vantage point in
+    /// a blind spell votes every region down (see [`observe_round`]).
+    fn force_down(&mut self) {
+        self.verdict = Verdict::Down;
+    }
 }
 
 /// What a vantage point remembers of its last blind spell: rounds in which
@@ -113,9 +119,15 @@ pub struct Blindness {
 /// region.
 ///
 /// Blind rounds still count, so that the vantage point ends up voting every
-/// region down and is discarded by the tally; but the first round that is
-/// not blind puts every tracker back as it was before the spell, and for as
-/// many rounds as a recovery takes to be believed (`successes_to_up`) a
+/// region down and is discarded by the tally. Once any region is voted down
+/// in a blind round, every region is: a shared outage does not begin in the
+/// same probe round everywhere, and a region whose failures began one round
+/// before the others' reached K first, so that for a round or two this
+/// vantage point voted it down and the others up, was not discarded, and
+/// (seen in the database-stall drill, with two vantage points doing the
+/// same) drained it, although it was no worse off than the rest. The first
+/// round that is not blind puts every tracker back as it was before the
+/// spell, and for as many rounds as a recovery takes to be believed (`successes_to_up`) a
 /// region's failures are not counted yet. Regions come back from a shared
 /// outage one by one, as their connection pools fill again, not in one
 /// probe round: without this, the failures of the outage (and then of a
@@ -147,6 +159,11 @@ pub fn observe_round(
             continue;
         }
         tracker.observe(*outcome);
+    }
+    if blind && trackers.iter().any(|t| t.verdict() == Verdict::Down) {
+        for tracker in trackers.iter_mut() {
+            tracker.force_down();
+        }
     }
     if in_grace {
         blindness.grace_rounds_left -= 1;
@@ -195,6 +212,51 @@ mod tests {
         observe_round(&mut [&mut c], &[Failure], &mut blindness);
         observe_round(&mut [&mut c], &[Failure], &mut blindness);
         assert_eq!(c.verdict(), Verdict::Down);
+    }
+
+    /// A shared outage seen one round earlier in one region: while the
+    /// vantage point is blind it never votes that region down alone, and
+    /// afterwards the early region is as the others.
+    #[test]
+    fn a_staggered_blind_spell_votes_every_region_down_together() {
+        let mut a = VerdictTracker::new(3, 3);
+        let mut b = VerdictTracker::new(3, 3);
+        let mut c = VerdictTracker::new(3, 3);
+        let mut blindness = Blindness::default();
+        let verdicts = |a: &VerdictTracker, b: &VerdictTracker, c: &VerdictTracker| {
+            (a.verdict(), b.verdict(), c.verdict())
+        };
+        // A fails a round before B and C.
+        observe_round(
+            &mut [&mut a, &mut b, &mut c],
+            &[Failure, Success, Success],
+            &mut blindness,
+        );
+        for _ in 0..5 {
+            observe_round(&mut [&mut a, &mut b, &mut c], &[Failure; 3], &mut blindness);
+            let votes = verdicts(&a, &b, &c);
+            assert!(
+                votes == (Verdict::Up, Verdict::Up, Verdict::Up)
+                    || votes == (Verdict::Down, Verdict::Down, Verdict::Down),
+                "a blind vantage point voted {votes:?}"
+            );
+        }
+        assert_eq!(
+            verdicts(&a, &b, &c),
+            (Verdict::Down, Verdict::Down, Verdict::Down)
+        );
+        // B and C come back first: A is not voted down for the outage.
+        for _ in 0..3 {
+            observe_round(
+                &mut [&mut a, &mut b, &mut c],
+                &[Failure, Success, Success],
+                &mut blindness,
+            );
+            assert_eq!(
+                verdicts(&a, &b, &c),
+                (Verdict::Up, Verdict::Up, Verdict::Up)
+            );
+        }
     }
 
     #[test]

@@ -164,6 +164,37 @@ fn assert_stopped(
     restored
 }
 
+/// The port of the control API the journal's first applied entry names.
+fn applied_control_port(journal: &str) -> Option<u16> {
+    let line = journal
+        .lines()
+        .find(|l| l.contains("\"record\":\"applied\""))?;
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let url = value["deployment"]["control_url"].as_str()?;
+    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
+
+/// Whether a connection to local `port` holds bytes its (frozen) server has
+/// not read yet, from the kernel's socket tables.
+fn request_waiting_on(port: u16) -> bool {
+    let port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1).and_then(|a| a.rsplit(':').next());
+                let rx_queue = fields
+                    .get(4)
+                    .and_then(|q| q.split(':').nth(1))
+                    .and_then(|q| u64::from_str_radix(q, 16).ok());
+                local_port == Some(port.as_str()) && rx_queue.is_some_and(|q| q > 0)
+            })
+    })
+}
+
 fn phase_words(phase: StopPhase) -> &'static str {
     phase.describe()
 }
@@ -248,12 +279,27 @@ fn an_emergency_stop_in_each_phase_rolls_back_and_rollback_repairs_a_killed_dril
     let up_pid = Pid::from_raw(up.pid() as i32);
     kill(up_pid, Signal::SIGSTOP).unwrap();
     let waited = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("\"record\":\"applied\"")
-        && waited.elapsed() < Duration::from_secs(10)
-    {
+    let control_port = loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if let Some(port) = applied_control_port(&text) {
+            break port;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "no fault journaled within a minute: {text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
+    };
+    // The journal line is written before the request: SIGKILL only once the
+    // request waits in the frozen chaos up's socket, or the kill never
+    // reaches it (seen in CI, under load).
+    let waited = Instant::now();
+    while !request_waiting_on(control_port) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "the fault's request never reached chaos up's port {control_port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
     kill(running.pid(), Signal::SIGKILL).unwrap();
     kill(up_pid, Signal::SIGCONT).unwrap();
