@@ -270,7 +270,6 @@ fn a_controller_cut_fails_when_replicas_answer_from_a_stale_view() {
 /// still takes the region out, and the records converge once it ends:
 /// removed, then restored at failback.
 #[test]
-#[ignore = "flaky on 2026-12-06 under production settings: one look at the drained region's /healthz/region answered 200 between its restart and its restore (see the closing note); run with --ignored"]
 fn route53_throttling_delays_the_records_but_not_the_drain() {
     let report = run_drill("route53-throttling");
     print_figures("route53-throttling", &report);
