@@ -202,7 +202,12 @@ pub fn region_ip(index: u8, host: u8) -> IpAddr {
 impl Deployment {
     /// Starts the database, migrates, starts every process, waits until all
     /// are ready and a controller holds the lease.
-    pub async fn start(options: Options) -> anyhow::Result<Self> {
+    pub async fn start(mut options: Options) -> anyhow::Result<Self> {
+        // Absolute, because the resolvers (unbound) and PostgreSQL chdir
+        // to it or below it: a relative run directory (the README's
+        // `--report-dir reports/<drill>`) made unbound exit at start.
+        options.run_dir = std::path::absolute(&options.run_dir)
+            .with_context(|| format!("cannot make {} absolute", options.run_dir.display()))?;
         std::fs::create_dir_all(options.run_dir.join("logs"))?;
         for binary in ["service", "failover-controller"] {
             if !options.bin_dir.join(binary).exists() {

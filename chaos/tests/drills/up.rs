@@ -34,7 +34,10 @@ impl ChaosUp {
                 "127.0.0.1:0",
                 "--run-dir",
             ])
-            .arg(run_dir)
+            // Relative, as a user types it (`--run-dir run`): unbound
+            // refused to start on a relative run directory.
+            .arg(run_dir.file_name().unwrap())
+            .current_dir(run_dir.parent().unwrap())
             .env_remove("CHAOS_DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
