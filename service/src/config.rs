@@ -115,6 +115,10 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_DATABASE_POOL_SIZE", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_pool_size: Option<u32>,
+    /// Open every pooled connection before reporting ready.
+    #[arg(long, env = "SERVICE_DATABASE_POOL_WARM", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_pool_warm: Option<bool>,
     /// How long a request waits for a pooled connection.
     #[arg(long, env = "SERVICE_DATABASE_ACQUIRE_TIMEOUT_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,6 +281,7 @@ pub struct Settings {
     pub admin_address: SocketAddr,
     pub database_url: SecretString,
     pub database_pool_size: u32,
+    pub database_pool_warm: bool,
     pub database_acquire_timeout_ms: u64,
     pub database_statement_timeout_ms: u64,
     pub database_idle_in_transaction_timeout_ms: u64,

@@ -184,6 +184,33 @@ struct Thread {
     closed: watch::Receiver<bool>,
 }
 
+/// Opens the thread's pool (on the thread's runtime, whose reactor its
+/// connections then belong to), retrying with backoff while the database
+/// is unreachable, and counts the pool warm.
+async fn warm(pool: Pool, cold_pools: Arc<AtomicUsize>, thread: usize) {
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match pool.warm().await {
+            Ok(connections) => {
+                cold_pools.fetch_sub(1, Ordering::AcqRel);
+                tracing::info!(
+                    thread,
+                    connections,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request pool warm"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(thread, %error, "cannot warm the request pool yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 impl Thread {
     fn run(
         self,
@@ -234,6 +261,13 @@ impl Thread {
                 policy: RetryPolicy::new(settings.transaction_max_retries),
                 metrics: shared.metrics.clone(),
             };
+            if settings.database_pool_warm {
+                tokio::spawn(warm(
+                    pool.clone(),
+                    Arc::clone(&shared.cold_pools),
+                    index,
+                ));
+            }
             let drained = shared.region_gate.drained_changes();
             let router = crate::http::router(shared.with_pool(transactor, reads));
             tokio::spawn(keep_a_timer_pending(settings.request_timeout()));

@@ -86,6 +86,13 @@ impl Application {
             readiness: Arc::new(crate::http::health::ReadinessCheck::new(
                 Duration::from_millis(settings.readiness_cache_ms),
             )),
+            cold_pools: Arc::new(std::sync::atomic::AtomicUsize::new(
+                if settings.database_pool_warm {
+                    pools.len()
+                } else {
+                    0
+                },
+            )),
             settings: Arc::new(settings),
         };
         Ok(Self {

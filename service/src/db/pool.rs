@@ -214,6 +214,16 @@ impl Pool {
         })
     }
 
+    /// Opens every connection the pool may hold and gives them back: all
+    /// acquired at once, so each is a connection of its own. Fails, with
+    /// the pool partly warm, when one cannot be opened.
+    pub async fn warm(&self) -> Result<usize, sqlx::Error> {
+        let size = self.state().max_size;
+        let connections =
+            futures_util::future::try_join_all((0..size).map(|_| self.acquire())).await?;
+        Ok(connections.len())
+    }
+
     pub fn state(&self) -> PoolState {
         let status = self.inner.status();
         PoolState {

@@ -141,7 +141,7 @@ pub async fn livez(State(state): State<AppState>) -> Json<HealthReport> {
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "Ready: the API keys were read, the database answered within the bound (one check per readiness_cache_ms, shared by every caller) and no shutdown is under way", body = HealthReport),
+        (status = 200, description = "Ready: the request pools are open (database_pool_warm), the API keys were read, the database answered within the bound (one check per readiness_cache_ms, shared by every caller) and no shutdown is under way", body = HealthReport),
         (status = 503, description = "Not ready", body = HealthReport),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
@@ -151,6 +151,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             "shutting_down",
             "the instance is shutting down".into(),
         );
+    }
+    if let Some(cold) = warming_up(&state) {
+        return cold;
     }
     if !state.auth.keys.is_loaded() {
         return unavailable(
@@ -168,9 +171,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
 #[utoipa::path(get, path = "/healthz/region", tag = "health",
     responses(
         (status = 200, description = "This region serves: the database is reachable and the region is not drained", body = HealthReport),
-        (status = 503, description = "Take this region out of DNS: drained, database unreachable, or shutting down", body = HealthReport),
+        (status = 503, description = "Take this region out of DNS: drained, database unreachable, request pools still opening, or shutting down", body = HealthReport),
     ))]
 pub async fn region_health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    if let Some(cold) = warming_up(&state) {
+        return cold;
+    }
     match verdict(&state) {
         RegionVerdict::Serving => (StatusCode::OK, Json(report(&state, "ok", None))),
         RegionVerdict::Drained { reason, actor } => {
@@ -237,6 +243,19 @@ fn report(state: &AppState, status: &str, reason: Option<String>) -> HealthRepor
         reason,
         drained: None,
     }
+}
+
+/// The 503 of /readyz and /healthz/region while a request pool is still
+/// opening its connections (`database_pool_warm`).
+fn warming_up(state: &AppState) -> Option<(StatusCode, Json<HealthReport>)> {
+    let cold = state.cold_pools.load(std::sync::atomic::Ordering::Acquire);
+    (cold > 0).then(|| {
+        unavailable(
+            state,
+            "warming_up",
+            format!("{cold} request pool(s) still opening their database connections"),
+        )
+    })
 }
 
 fn unavailable(state: &AppState, status: &str, reason: String) -> (StatusCode, Json<HealthReport>) {

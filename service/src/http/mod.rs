@@ -89,6 +89,9 @@ pub struct SharedState {
     pub rate_limit: Option<crate::auth::rate_limit::RateLimit>,
     /// The database check of /readyz, cached and shared.
     pub readiness: Arc<health::ReadinessCheck>,
+    /// Request pools not warm yet (`database_pool_warm`): while any is,
+    /// /readyz and /healthz/region answer 503 `warming_up`.
+    pub cold_pools: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SharedState {

@@ -242,3 +242,27 @@ async fn a_drained_region_closes_pooled_connections_and_keeps_them_after_it_retu
     );
     app.stop().await;
 }
+
+/// An instance reports ready only with its request pool open: a cold pool
+/// meeting the first burst of requests sheds them while it connects (the
+/// game day lost 111 requests in its first seconds that way).
+#[tokio::test]
+async fn an_instance_is_ready_only_once_its_request_pool_is_open() {
+    let url = create_database(&crate::helpers::server_url()).await;
+    let mut settings = test_settings("us-east-1", &url);
+    settings.database_pool_size = 6;
+    let app = TestApp::spawn_on(settings, true).await;
+    let (open,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'ledger-service/us-east-1'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    // The request pool's six, and the health pool's one or two.
+    assert!(
+        open >= 6,
+        "ready with {open} connections open, fewer than the pool's 6"
+    );
+    app.stop().await;
+}
