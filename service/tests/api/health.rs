@@ -243,9 +243,8 @@ async fn a_drained_region_closes_pooled_connections_and_keeps_them_after_it_retu
     app.stop().await;
 }
 
-/// An instance reports ready only with its request pool open: a cold pool
-/// meeting the first burst of requests sheds them while it connects (the
-/// game day lost 111 requests in its first seconds that way).
+/// An instance reports ready only with its request pool open, so that the
+/// first burst of requests does not wait for connections to be set up.
 #[tokio::test]
 async fn an_instance_is_ready_only_once_its_request_pool_is_open() {
     let url = create_database(&crate::helpers::server_url()).await;
