@@ -345,21 +345,48 @@ pub enum Rollback {
     ClearDrainFlags,
 }
 
-/// When to stop early and roll back.
+/// When to stop early and roll back (the stop conditions, checked every
+/// second by [`crate::drill::conditions`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AbortConditions {
     /// Abort when the drill has burned more than this share of the 30-day
     /// 99.99% error budget (at its own request rate).
     pub max_error_budget_share: f64,
+    /// Abort when the requests of the last `success_window_s` seconds (every
+    /// client region together) succeed less often than this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_success_ratio: Option<f64>,
+    pub success_window_s: u32,
+    /// Abort when a region that no fault of the drill names has had none of
+    /// its instances healthy (`/healthz/instance`) for this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_region_failing_s: Option<u32>,
+    /// Abort when this Prometheus query returns any series, for example
+    /// `ALERTS{alertstate="firing",severity="page"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusCondition>,
 }
 
 impl Default for AbortConditions {
     fn default() -> Self {
         Self {
             max_error_budget_share: 1.0,
+            min_success_ratio: None,
+            success_window_s: 10,
+            other_region_failing_s: None,
+            prometheus: None,
         }
     }
+}
+
+/// A Prometheus query that stops the drill when it returns anything.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusCondition {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090`.
+    pub url: String,
+    pub query: String,
 }
 
 fn default_seed() -> u64 {
@@ -593,6 +620,31 @@ impl Drill {
         // Written to reject NaN too.
         if self.abort.max_error_budget_share.is_nan() || self.abort.max_error_budget_share <= 0.0 {
             return bad("abort.max_error_budget_share", "must be positive".into());
+        }
+        if let Some(ratio) = self.abort.min_success_ratio {
+            if !(0.0..=1.0).contains(&ratio) {
+                return bad(
+                    "abort.min_success_ratio",
+                    format!("{ratio} is not a ratio between 0 and 1"),
+                );
+            }
+        }
+        if self.abort.success_window_s == 0 {
+            return bad("abort.success_window_s", "must be at least 1".into());
+        }
+        if self.abort.other_region_failing_s == Some(0) {
+            return bad("abort.other_region_failing_s", "must be at least 1".into());
+        }
+        if let Some(prometheus) = &self.abort.prometheus {
+            if !(prometheus.url.starts_with("http://") || prometheus.url.starts_with("https://")) {
+                return bad(
+                    "abort.prometheus.url",
+                    format!("{:?} is not an http:// or https:// URL", prometheus.url),
+                );
+            }
+            if prometheus.query.trim().is_empty() {
+                return bad("abort.prometheus.query", "must not be empty".into());
+            }
         }
         Ok(())
     }

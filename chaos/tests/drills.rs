@@ -10,10 +10,13 @@
 //! `verifier` corrupts ledgers on purpose and sees each of the verifier's
 //! checks fail; `outage` runs the drills that travel a whole outage and
 //! their fail-on-purpose versions; `stop` stops attached drills in each
-//! phase and repairs a SIGKILLed one with `chaos rollback`.
+//! phase and repairs a SIGKILLed one with `chaos rollback`; `conditions`
+//! trips the stop conditions of drills run through a target file.
 
 #[path = "drills/attach.rs"]
 mod attach;
+#[path = "drills/conditions.rs"]
+mod conditions;
 #[path = "drills/database_tls.rs"]
 mod database_tls;
 #[path = "drills/outage.rs"]

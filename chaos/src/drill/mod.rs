@@ -17,6 +17,7 @@
 //! report whose verdict is `stopped` (`stop`) and tears down what the drill
 //! started; it never shuts an attached deployment down.
 
+pub mod conditions;
 mod evidence;
 mod schedule;
 mod stop;
@@ -290,8 +291,21 @@ async fn run_on(
             deployment: journaled.clone(),
         },
     ));
+    let watched = conditions::watch(conditions::Watch {
+        conditions: &drill.abort,
+        touched: conditions::touched_regions(drill),
+        instances: &target.instances,
+        ca_pem: &target.ca_pem,
+        t0,
+        until: duration,
+        abort: &abort,
+        abort_reason: &abort_reason,
+    });
     let stopped = tokio::select! {
-        () = schedule::monitor(drill, t0, duration, &live, &abort, &abort_reason, &faults) => None,
+        ((), ()) = futures_util::future::join(
+            schedule::monitor(drill, t0, duration, &live, &abort, &abort_reason, &faults),
+            watched,
+        ) => None,
         cause = stop.clone() => {
             let phase = stop::phase_of(journal.path(), &faults.lock().expect("faults lock"));
             Some(Stopped::now(cause, phase, Some(t0)))

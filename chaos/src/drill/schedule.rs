@@ -165,11 +165,17 @@ pub(super) async fn monitor(
 ) {
     let total_rate = drill.load.rate_per_client_region * drill.client_regions().len() as f64;
     let budget_requests = 1e-4 * 30.0 * 86_400.0 * total_rate;
+    let mut success = super::conditions::SuccessWindow::new(&drill.abort);
     tokio::time::sleep_until(t0.into()).await;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     while t0.elapsed() < duration + Duration::from_millis(drill.load.request_timeout_ms * 2) {
         ticker.tick().await;
+        // A tripped stop condition ends the monitor, so that the drill
+        // rolls back at once instead of at the end of the load.
+        if abort.load(Ordering::Relaxed) {
+            return;
+        }
         let window = live.take_window();
         let active: Vec<String> = faults
             .lock()
@@ -204,15 +210,30 @@ pub(super) async fn monitor(
             ratios.join("  ")
         );
         let burned = live.failed_total.load(Ordering::Relaxed) as f64 / budget_requests;
-        if burned > drill.abort.max_error_budget_share && !abort.load(Ordering::Relaxed) {
-            let reason = format!(
-                "{:.1}% of the 30-day error budget burned, above the abort limit of {:.1}%",
+        let mut tripped = (burned > drill.abort.max_error_budget_share).then(|| {
+            format!(
+                "stop condition abort.max_error_budget_share: {:.1}% of the 30-day error budget burned, above the limit of {:.1}%",
                 burned * 100.0,
                 drill.abort.max_error_budget_share * 100.0
-            );
-            eprintln!("chaos: ABORT: {reason}");
-            *abort_reason.lock().expect("abort lock") = Some(reason);
+            )
+        });
+        if let Some(success) = &mut success {
+            let (ok, failed) = window
+                .values()
+                .fold((0, 0), |(a, b), (ok, failed)| (a + ok, b + failed));
+            if let Some(reason) = success.observe(ok, failed) {
+                tripped.get_or_insert(reason);
+            }
+        }
+        if let Some(reason) = tripped {
+            let mut slot = abort_reason.lock().expect("abort lock");
+            if slot.is_none() {
+                let reason = format!("{reason} (at t={:.1} s)", t0.elapsed().as_secs_f64());
+                eprintln!("chaos: ABORT: {reason}");
+                *slot = Some(reason);
+            }
             abort.store(true, Ordering::Relaxed);
+            return;
         }
     }
 }
