@@ -10,12 +10,15 @@
 //! `verifier` corrupts ledgers on purpose and sees each of the verifier's
 //! checks fail; `outage` runs the drills that travel a whole outage and
 //! their fail-on-purpose versions; `stop` stops attached drills in each
-//! phase and repairs a SIGKILLed one with `chaos rollback`.
+//! phase and repairs a SIGKILLed one with `chaos rollback`; `guard` refuses
+//! a drill outside a target's blast radius and plans one without change.
 
 #[path = "drills/attach.rs"]
 mod attach;
 #[path = "drills/database_tls.rs"]
 mod database_tls;
+#[path = "drills/guard.rs"]
+mod guard;
 #[path = "drills/outage.rs"]
 mod outage;
 #[path = "drills/stop.rs"]
