@@ -3,7 +3,8 @@
 //! outside the target's `blast_radius.may_touch` is refused (exit 6)
 //! before anything is applied, and `chaos drill --plan` prints the
 //! schedule and changes nothing; after each, preflight passes (every
-//! region healthy and in DNS) and no journal was written.
+//! region healthy and in DNS) and no journal was written. `--plan` and
+//! `chaos check` of the refused drill exit 6 too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -146,6 +147,9 @@ fn a_drill_outside_the_blast_radius_is_refused_and_a_plan_changes_nothing() {
     );
     assert_eq!(output.status.code(), Some(BLAST_RADIUS_EXIT_CODE));
     assert!(String::from_utf8_lossy(&output.stdout).contains("blast radius: REFUSED"));
+    // And so does `chaos check` of the drill against the target.
+    let output = chaos(&["check"], &[&outside, Path::new("--target"), &narrow]);
+    assert_eq!(output.status.code(), Some(BLAST_RADIUS_EXIT_CODE));
     drop(up);
     let _ = std::fs::remove_dir_all(&run_dir);
 }
