@@ -2,7 +2,10 @@
 //! and its control API until Ctrl-C; `chaos drill <file or name>` runs a
 //! drill (on its own deployment, or `--attach`ed to a running `chaos up`)
 //! and writes its report, exiting non-zero when the hypothesis fails (4
-//! when stopped by Ctrl-C, SIGTERM or its stop file and rolled back);
+//! when stopped by Ctrl-C, SIGTERM or its stop file and rolled back; with
+//! `--target`, 6 when the blast-radius guard refuses it and 3 when
+//! preflight fails, before anything is applied; `--plan` prints what it
+//! would do and changes nothing);
 //! `chaos rollback --journal` undoes what a dead drill left applied.
 #![forbid(unsafe_code)]
 
@@ -17,10 +20,12 @@ use anyhow::Context;
 use chaos::control::{ControlServer, StateFile, DEFAULT_CONTROL_ADDRESS, STATE_FILE};
 use chaos::controller_settings::{ControllerOverrides, ControllerSettings};
 use chaos::deployment::{Deployment, Options};
+use chaos::drill::plan::PlanTarget;
 use chaos::drill::{self, DeploymentSource, DrillOptions};
 use chaos::driver::ControlClient;
 use chaos::model::Verdict;
 use chaos::spec::{Drill, Wan};
+use chaos::target::guard::{self, BLAST_RADIUS_EXIT_CODE};
 use chaos::target::preflight::{Preflight, PREFLIGHT_FAILED_EXIT_CODE};
 use chaos::target::{local_target, write_target, Target};
 use clap::{Parser, Subcommand};
@@ -97,21 +102,30 @@ enum Command {
         /// Token of the control API, when attaching by URL.
         #[arg(long, env = "CHAOS_CONTROL_TOKEN", hide_env_values = true)]
         control_token: Option<String>,
-        /// Run on the deployment a target file describes: preflight first
-        /// (the drill does not start when it fails, exit code 3); for now
-        /// the target needs a `local` section (a `chaos up` deployment).
+        /// Run on the deployment a target file describes: the blast-radius
+        /// guard first (exit code 6 when it refuses), then preflight (exit
+        /// code 3 when a check fails); the drill does not start on either.
+        /// For now the target needs a `local` section (a `chaos up`
+        /// deployment).
         #[arg(long, conflicts_with = "attach")]
         target: Option<PathBuf>,
         /// Emergency stop: when this file appears the drill rolls back and
         /// exits 4 (default: STOP in the report directory).
         #[arg(long)]
         stop_file: Option<PathBuf>,
+        /// Print what the drill would do (each fault, its region, when, how
+        /// it is undone; the rollbacks; with --target the blast-radius
+        /// verdict and the preflight) and change nothing: no deployment
+        /// started, no fault applied, no journal written.
+        #[arg(long)]
+        plan: bool,
     },
     /// Undo every fault a drill's journal holds as applied and not undone
     /// (newest first), then wait until every region serves and is in DNS.
     Rollback(RollbackArgs),
     /// Validate a drill file, and/or run the preflight checks of a target
-    /// file (exit code 3 when one fails), without changing anything.
+    /// file (exit code 3 when one fails), without changing anything; with
+    /// both, also the blast-radius guard (exit code 6 when it refuses).
     Check {
         drill: Option<String>,
         #[arg(long)]
@@ -166,11 +180,13 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("chaos: check needs a drill, --target <file>, or both");
                 std::process::exit(2);
             }
+            let mut parsed = None;
             if let Some(drill) = drill {
                 let path = Drill::resolve(&drill);
                 match Drill::load(&path) {
-                    Ok(parsed) => {
-                        println!("{}: ok ({} faults)", path.display(), parsed.method.len())
+                    Ok(drill) => {
+                        println!("{}: ok ({} faults)", path.display(), drill.method.len());
+                        parsed = Some(drill);
                     }
                     Err(error) => {
                         eprintln!("chaos: invalid drill: {error}");
@@ -179,9 +195,21 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             if let Some(target) = target {
+                // With a drill, its blast-radius verdict too.
+                let allowed = match &parsed {
+                    Some(drill) => {
+                        let verdict = blast_radius(drill, &load_target(&target));
+                        print!("{}", verdict.render());
+                        verdict.allowed()
+                    }
+                    None => true,
+                };
                 let preflight = preflight(&target).await;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&preflight)?);
+                }
+                if !allowed {
+                    std::process::exit(BLAST_RADIUS_EXIT_CODE);
                 }
                 if !preflight.passed {
                     std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
@@ -196,15 +224,31 @@ async fn main() -> anyhow::Result<()> {
             control_token,
             target,
             stop_file,
+            plan,
         } => {
             let path = Drill::resolve(&drill);
-            if let Err(error) = Drill::load(&path) {
-                eprintln!("chaos: invalid drill: {error}");
-                std::process::exit(2);
+            let parsed = match Drill::load(&path) {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    eprintln!("chaos: invalid drill: {error}");
+                    std::process::exit(2);
+                }
+            };
+            if plan {
+                return print_plan(&parsed, target.as_deref()).await;
             }
             let attach = match target {
                 None => attach,
                 Some(target_path) => {
+                    let verdict = blast_radius(&parsed, &load_target(&target_path));
+                    if !verdict.allowed() {
+                        eprint!("{}", verdict.render());
+                        eprintln!(
+                            "chaos: the blast-radius guard refuses the drill; it does not start"
+                        );
+                        std::process::exit(BLAST_RADIUS_EXIT_CODE);
+                    }
+                    print!("{}", verdict.render());
                     let result = preflight(&target_path).await;
                     if !result.passed {
                         eprintln!("chaos: preflight failed; the drill does not start");
@@ -350,16 +394,59 @@ async fn run_drill(
 /// Loads the target file (exit code 2 when invalid), runs the preflight
 /// checks and prints them.
 async fn preflight(path: &std::path::Path) -> Preflight {
-    let target = match Target::load(path) {
+    let target = load_target(path);
+    let result = chaos::target::preflight::run(&target).await;
+    print!("{}", result.render());
+    result
+}
+
+/// The target file, or exit code 2 naming what is wrong with it.
+fn load_target(path: &std::path::Path) -> Target {
+    match Target::load(path) {
         Ok(target) => target,
         Err(error) => {
             eprintln!("chaos: {error}");
             std::process::exit(2);
         }
+    }
+}
+
+/// The blast-radius guard's verdict on `drill` for `target`.
+fn blast_radius(drill: &Drill, target: &Target) -> guard::Verdict {
+    let regions: Vec<String> = target.regions.keys().cloned().collect();
+    guard::check(drill, &regions, &target.blast_radius)
+}
+
+/// `chaos drill --plan`: prints the plan (with a target: the guard's
+/// verdict and the read-only preflight) and changes nothing. Exits as the
+/// drill would before its first fault: 6 when the guard refuses, 3 when
+/// preflight fails, else 0.
+async fn print_plan(drill: &Drill, target_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(target_path) = target_path else {
+        print!("{}", drill::plan::render(drill, PlanTarget::Local));
+        return Ok(());
     };
-    let result = chaos::target::preflight::run(&target).await;
-    print!("{}", result.render());
-    result
+    let target = load_target(target_path);
+    let verdict = blast_radius(drill, &target);
+    let preflight = chaos::target::preflight::run(&target).await;
+    print!(
+        "{}",
+        drill::plan::render(
+            drill,
+            PlanTarget::Target {
+                name: &target.name,
+                guard: &verdict,
+                preflight: &preflight,
+            }
+        )
+    );
+    if !verdict.allowed() {
+        std::process::exit(BLAST_RADIUS_EXIT_CODE);
+    }
+    if !preflight.passed {
+        std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
+    }
+    Ok(())
 }
 
 /// `chaos rollback`: finds the deployment (`--attach`, else the one the

@@ -11,7 +11,9 @@
 //! checks fail; `outage` runs the drills that travel a whole outage and
 //! their fail-on-purpose versions; `stop` stops attached drills in each
 //! phase and repairs a SIGKILLed one with `chaos rollback`; `conditions`
-//! trips the stop conditions of drills run through a target file.
+//! trips the stop conditions of drills run through a target file; `guard`
+//! refuses a drill outside a target's blast radius and plans one without
+//! change.
 
 #[path = "drills/attach.rs"]
 mod attach;
@@ -19,6 +21,8 @@ mod attach;
 mod conditions;
 #[path = "drills/database_tls.rs"]
 mod database_tls;
+#[path = "drills/guard.rs"]
+mod guard;
 #[path = "drills/outage.rs"]
 mod outage;
 #[path = "drills/stop.rs"]

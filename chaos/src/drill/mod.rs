@@ -4,7 +4,8 @@
 //!
 //! Layout: this module orchestrates and owns the rollbacks; `schedule` runs
 //! the faults, the progress and abort monitor and the DNS watcher during the
-//! load; `evidence` seeds before it and verifies and reports after it. Every
+//! load; `evidence` seeds before it and verifies and reports after it;
+//! `plan` prints what a drill would do without doing it (`--plan`). Every
 //! fault goes through a [`FaultDriver`], so an attached drill and an
 //! in-process one share all of this.
 //!
@@ -19,6 +20,7 @@
 
 pub mod conditions;
 mod evidence;
+pub mod plan;
 mod schedule;
 mod stop;
 
@@ -210,6 +212,19 @@ fn describe_wan(wan: Option<&crate::spec::Wan>) -> String {
     }
 }
 
+/// The drill's `rollbacks:`, with the catch-alls `heal-network` and
+/// `restore-processes` added when missing; run in reverse order.
+pub fn registered_rollbacks(drill: &Drill) -> Vec<Rollback> {
+    let mut rollbacks: Vec<Rollback> = drill.rollbacks.clone();
+    if !rollbacks.contains(&Rollback::HealNetwork) {
+        rollbacks.push(Rollback::HealNetwork);
+    }
+    if !rollbacks.contains(&Rollback::RestoreProcesses) {
+        rollbacks.push(Rollback::RestoreProcesses);
+    }
+    rollbacks
+}
+
 async fn run_on(
     drill: &Drill,
     options: &DrillOptions,
@@ -235,13 +250,7 @@ async fn run_on(
         .collect();
 
     // Rollbacks are registered before any fault.
-    let mut rollbacks: Vec<Rollback> = drill.rollbacks.clone();
-    if !rollbacks.contains(&Rollback::HealNetwork) {
-        rollbacks.push(Rollback::HealNetwork);
-    }
-    if !rollbacks.contains(&Rollback::RestoreProcesses) {
-        rollbacks.push(Rollback::RestoreProcesses);
-    }
+    let rollbacks = registered_rollbacks(drill);
 
     let duration = Duration::from_secs(u64::from(drill.load.duration_s));
     let t0 = Instant::now() + Duration::from_millis(500);

@@ -127,7 +127,7 @@ pub(super) async fn run_method(
 /// The drill file's fault as the driver's action: applied when `start`,
 /// undone otherwise. A leader-kill kills the controller of `target`, the
 /// leader's region found when the fault starts.
-fn fault_action(fault: &Fault, target: &str, start: bool) -> FaultAction {
+pub(super) fn fault_action(fault: &Fault, target: &str, start: bool) -> FaultAction {
     let target = target.to_owned();
     let on = start;
     match fault.fault {

@@ -81,6 +81,7 @@ pub fn render_html(report: &DrillReport) -> String {
         checks_passed => report.checks.iter().filter(|check| check.passed).count(),
         figures => Serde(key_figures(report, &derived)),
         objectives => Serde(super::objectives::ObjectivesView::new(report)),
+        preflight => Serde(super::preflight::PreflightView::new(report)),
         availability => Serde(AvailabilityBound::new(&report.totals, report.error_budget.slo)),
         clients => Serde(clients),
         serving => Serde(serving),

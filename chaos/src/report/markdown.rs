@@ -23,6 +23,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
     key_figures(&mut out, report, &derived);
     super::objectives::markdown(&mut out, report);
     checks(&mut out, report);
+    super::preflight::markdown(&mut out, report);
     phases(&mut out, &derived);
     error_budget(&mut out, report);
     totals(&mut out, report);

@@ -17,6 +17,8 @@
 //! - [`objectives`]: the recovery objectives (RTO, time to failback,
 //!   RPO) beside what was measured, for all three renderings and the
 //!   terminal.
+//! - [`preflight`]: the preflight of a drill on a target (each check,
+//!   its status, detail and time), for report.md and report.html.
 //! - [`settings`]: the controller settings beside production's and the
 //!   measured round trips beside the configured WAN.
 //! - [`confidence`]: the availability the drill's request count can vouch
@@ -37,6 +39,7 @@ mod markdown_conditions;
 mod markdown_timeline;
 mod objectives;
 mod operations;
+mod preflight;
 mod settings;
 mod summary;
 
@@ -50,6 +53,8 @@ mod tests;
 mod tests_conditions;
 #[cfg(test)]
 mod tests_objectives;
+#[cfg(test)]
+mod tests_preflight;
 
 use std::fs;
 use std::io::Write;

@@ -8,8 +8,10 @@
 //!
 //! Layout: this module is the format and its validation; `secret` the
 //! secret references; `write` the YAML writer and what `chaos up` writes;
-//! `preflight` the checks run before a drill.
+//! `preflight` the checks run before a drill; `guard` the blast-radius
+//! guard.
 
+pub mod guard;
 pub mod preflight;
 pub mod secret;
 mod write;
