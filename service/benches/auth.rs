@@ -86,14 +86,36 @@ fn main() {
     }
 
     // JWTs go to the verifier whatever the API keys are; 10 keys will do.
+    // A token's first use costs its signature check; later uses of the
+    // same token are remembered (a hash and a map lookup).
     let auth = Authenticator {
         keys: ApiKeys::new(10).store,
         jwt: Some(jwt.verifier.clone()),
     };
-    for (name, header, valid) in [
-        ("jwt ES256, valid", &jwt.es256, true),
-        ("jwt EdDSA (Ed25519), valid", &jwt.eddsa, true),
-        ("jwt ES256, signed by another key", &jwt.es256_forged, false),
+    let first_use = Authenticator {
+        keys: ApiKeys::new(10).store,
+        jwt: Some(jwt.uncached.clone()),
+    };
+    for (name, auth, header, valid) in [
+        ("jwt ES256, valid, first use", &first_use, &jwt.es256, true),
+        (
+            "jwt ES256, valid, again (remembered)",
+            &auth,
+            &jwt.es256,
+            true,
+        ),
+        (
+            "jwt EdDSA (Ed25519), valid, first use",
+            &first_use,
+            &jwt.eddsa,
+            true,
+        ),
+        (
+            "jwt ES256, signed by another key",
+            &auth,
+            &jwt.es256_forged,
+            false,
+        ),
     ] {
         bench.run(name, |_| {
             let result = black_box(auth.authenticate(Some(header)));
@@ -232,7 +254,11 @@ fn random_hex(bytes: usize) -> String {
 /// A verifier with an ES256 and an Ed25519 key in its JWKS, and tokens,
 /// made as tests/api/auth.rs makes them (rcgen keys, a JWKS file).
 struct JwtFixture {
+    /// Remembers verified tokens (the default).
     verifier: JwtVerifier,
+    /// Verifies every call in full (`auth_jwt_cache_size = 0`): a token's
+    /// first use.
+    uncached: JwtVerifier,
     es256: HeaderValue,
     eddsa: HeaderValue,
     es256_forged: HeaderValue,
@@ -264,15 +290,20 @@ impl JwtFixture {
             auth_jwt_audience: Some("ledger".into()),
             ..Overrides::default()
         };
-        let settings = settings(&overrides);
-        let verifier = JwtVerifier::from_settings(&settings).expect("JWTs configured");
+        let verifier = JwtVerifier::from_settings(&settings(&overrides)).expect("JWTs configured");
+        let uncached = JwtVerifier::from_settings(&settings(&Overrides {
+            auth_jwt_cache_size: Some(0),
+            ..overrides.clone()
+        }))
+        .expect("JWTs configured");
         // `load` is async (it may fetch a URL); a file needs no more than this.
-        tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("a runtime")
-            .block_on(verifier.load())
-            .expect("the JWKS loads");
+            .expect("a runtime");
+        for verifier in [&verifier, &uncached] {
+            runtime.block_on(verifier.load()).expect("the JWKS loads");
+        }
         std::fs::remove_file(&path).ok();
 
         // Valid for the whole run (an hour), so that no case sees it expire.
@@ -289,6 +320,7 @@ impl JwtFixture {
         };
         Self {
             verifier,
+            uncached,
             es256: token(Algorithm::ES256, "es", ec_pem(&es256)),
             eddsa: token(
                 Algorithm::EdDSA,

@@ -253,6 +253,10 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_AUTH_JWT_JWKS_REFRESH_S", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_jwt_jwks_refresh_s: Option<u64>,
+    /// Verified JWTs remembered until they expire or the JWKS is read again (0: none).
+    #[arg(long, env = "SERVICE_AUTH_JWT_CACHE_SIZE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_jwt_cache_size: Option<usize>,
     /// Sustained requests per second per principal in this region (0: no limit).
     #[arg(long, env = "SERVICE_RATE_LIMIT_PER_SECOND", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,6 +316,7 @@ pub struct Settings {
     pub auth_jwt_audience: String,
     pub auth_jwt_leeway_s: u64,
     pub auth_jwt_jwks_refresh_s: u64,
+    pub auth_jwt_cache_size: usize,
     pub rate_limit_per_second: f64,
     pub rate_limit_burst: u32,
     pub rate_limit_instances_per_region: u32,
