@@ -157,6 +157,17 @@ bud commit -q --rm "$base" localhost/geo/runtime-base:local >/dev/null
 trap - EXIT
 
 : >"$work/sizes.txt"
+# The images carry the binaries without their debug information (line
+# tables: 76 of the service's 93 MB, 111 of the controller's 139 MB); it is
+# kept beside them in target/stripped/<profile>/<binary>.debug, linked by
+# .gnu_debuglink, to symbolise a core dump or a backtrace's addresses.
+for bin in "${binaries[@]}"; do
+  stripped="target/stripped/$profile"
+  mkdir -p "$stripped"
+  objcopy --only-keep-debug "target/$profile/$bin" "$stripped/$bin.debug"
+  strip --strip-debug -o "$stripped/$bin" "target/$profile/$bin"
+  objcopy --add-gnu-debuglink="$stripped/$bin.debug" "$stripped/$bin"
+done
 for bin in "${binaries[@]}"; do
   echo "== images: $bin (buildah bud, prebuilt $profile binary)" >&2
   nice -n 15 "$(command -v buildah)" "${storage[@]}" \
