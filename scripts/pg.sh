@@ -86,7 +86,7 @@ pg_start() {
   local durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
   [ "${PG_DURABLE:-on}" = off ] && durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 $durability -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB ${PG_EXTRA_OPTIONS:-}" \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=800 $durability -c shared_buffers=256MB -c max_wal_size=256MB -c min_wal_size=64MB ${PG_EXTRA_OPTIONS:-}" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   export PG_DIR PG_PORT PG_BIN="$bin"
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"

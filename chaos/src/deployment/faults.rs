@@ -134,6 +134,10 @@ impl Deployment {
         for instance in &mut region.instances {
             instance.proxy.heal();
             if instance.child.is_none() {
+                // The pool is the production default (16, as k8s/ runs it):
+                // with 8, a region's write load alone kept its pool nearly
+                // full, and any slower second (the first of the load, a
+                // killed region's locks) shed requests.
                 let mut command = Command::new(bin_dir.join("service"));
                 command
                     .env("SERVICE_REGION", &region.name)
@@ -141,7 +145,6 @@ impl Deployment {
                     .env("SERVICE_LISTEN_ADDRESS", instance.listen.to_string())
                     .env("SERVICE_ADMIN_ADDRESS", instance.admin.to_string())
                     .env("SERVICE_DATABASE_URL", &via_proxy)
-                    .env("SERVICE_DATABASE_POOL_SIZE", "8")
                     .env("SERVICE_READINESS_TIMEOUT_MS", "500")
                     .env("SERVICE_REGION_STATE_REFRESH_MS", "250")
                     .env("SERVICE_DRAIN_PERIOD_MS", "0");
