@@ -234,3 +234,46 @@ fn what_chaos_up_writes_reads_back_the_same_with_owner_only_secrets() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The worked examples of docs/drill-examples.md are files the tool
+/// accepts: every target file and every whole drill file in it parses and
+/// validates, and the drills pass the blast-radius guard of the target
+/// before them.
+#[test]
+fn the_worked_examples_in_the_docs_parse() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/drill-examples.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), line) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    let (mut targets, mut drills) = (0, 0);
+    let mut last_target: Option<Target> = None;
+    for block in &blocks {
+        if block.starts_with("name:") {
+            last_target = Some(Target::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}")));
+            targets += 1;
+        } else if block.starts_with("title:") {
+            let drill =
+                crate::spec::Drill::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            let target = last_target.as_ref().expect("a target before the drill");
+            let regions: Vec<String> = target.regions.keys().cloned().collect();
+            let verdict = super::guard::check(&drill, &regions, &target.blast_radius);
+            assert!(verdict.allowed(), "{}", verdict.render());
+            drills += 1;
+        }
+    }
+    assert_eq!((targets, drills), (2, 1), "the examples in {}", path.display());
+}
