@@ -234,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
                         )?),
                         Some(result),
                         stop_file,
+                        Some(target),
                     )
                     .await;
                 }
@@ -248,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
                     database_url: cli.database_url,
                 },
             };
-            run_drill(path, report_dir, deployment, None, stop_file).await
+            run_drill(path, report_dir, deployment, None, stop_file, None).await
         }
         Command::Rollback(args) => rollback(args).await,
         Command::Up {
@@ -302,6 +303,7 @@ async fn run_drill(
     deployment: DeploymentSource,
     preflight: Option<Preflight>,
     stop_file: Option<PathBuf>,
+    actuators: Option<Target>,
 ) -> anyhow::Result<()> {
     let stop_file = stop_file.unwrap_or_else(|| report_dir.join(drill::STOP_FILE));
     let stop_file = drill::watch_stop_file(stop_file)?;
@@ -317,6 +319,7 @@ async fn run_drill(
             drill_file,
             report_dir: report_dir.clone(),
             deployment,
+            actuators,
         },
         stop,
     )

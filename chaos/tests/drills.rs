@@ -10,8 +10,12 @@
 //! `verifier` corrupts ledgers on purpose and sees each of the verifier's
 //! checks fail; `outage` runs the drills that travel a whole outage and
 //! their fail-on-purpose versions; `stop` stops attached drills in each
-//! phase and repairs a SIGKILLed one with `chaos rollback`.
+//! phase and repairs a SIGKILLed one with `chaos rollback`; `actuators`
+//! evacuates a region through the target file and rolls a killed
+//! evacuation back.
 
+#[path = "drills/actuators.rs"]
+mod actuators;
 #[path = "drills/attach.rs"]
 mod attach;
 #[path = "drills/database_tls.rs"]
@@ -76,6 +80,7 @@ fn run_drill_file(name: &str, drill_file: &Path) -> DrillReport {
                     bin_dir: bin_dir(),
                     database_url: std::env::var("TEST_DATABASE_URL").ok(),
                 },
+                actuators: None,
             },
             std::future::pending(),
         ))

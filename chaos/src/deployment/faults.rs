@@ -54,6 +54,23 @@ pub enum FaultAction {
     ControllerDbCut { target: String, on: bool },
     /// The Route53 API answers Throttling.
     Route53Throttle { on: bool },
+    /// The region drained through the controllers' admin API (an
+    /// actuator: the drill applies it itself, a deployment refuses it).
+    Evacuate {
+        target: String,
+        on: bool,
+        admin: crate::actuators::evacuate::AdminApi,
+    },
+    /// A fault started (`on`) by running `start` and stopped by running
+    /// `stop`, argv lists without a shell (an actuator).
+    Command {
+        #[serde(default)]
+        target: String,
+        on: bool,
+        start: Vec<String>,
+        stop: Vec<String>,
+        timeout_s: f64,
+    },
     /// Every proxy back to pass-through, every stopped process resumed.
     HealNetwork,
     /// Heal, resume and restart every killed process.
@@ -71,7 +88,10 @@ impl FaultAction {
             | Self::Latency { target, .. }
             | Self::DbStall { target, .. }
             | Self::CommitReset { target, .. }
-            | Self::ControllerDbCut { target, .. } => Some(target),
+            | Self::ControllerDbCut { target, .. }
+            | Self::Evacuate { target, .. } => Some(target),
+            Self::Command { target, .. } if !target.is_empty() => Some(target),
+            Self::Command { .. } => None,
             Self::HealNetwork
             | Self::RestoreAll
             | Self::DbCrash { .. }
@@ -109,6 +129,10 @@ impl Deployment {
             FaultAction::Route53Throttle { on } => self.throttle_route53(*on),
             FaultAction::HealNetwork => self.heal_network(),
             FaultAction::RestoreAll => self.restore_all(),
+            FaultAction::Evacuate { .. } | FaultAction::Command { .. } => anyhow::bail!(
+                "evacuate and command are actuators, which the drill carries out itself; a \
+                 deployment does not apply them"
+            ),
         }
     }
 
