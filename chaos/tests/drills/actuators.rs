@@ -3,7 +3,9 @@
 //! admin API and gives it back; a drill SIGKILLed while a region is
 //! evacuated leaves the override, which `chaos rollback --journal` removes;
 //! a drain the controllers refuse (min_healthy_regions) aborts the drill
-//! with the refusal in its report and undoes the evacuations before it.
+//! with the refusal in its report and undoes the evacuations before it;
+//! command hooks run start and stop in order with their runs in the
+//! report, and a start past its timeout aborts the drill and runs stop.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -325,6 +327,80 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     );
     assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
     wait_all_well(&runtime, &info);
+
+    // (d) Command hooks: start and stop run in order, without a shell
+    // unless asked for, and their runs are in report.json.
+    let hooks_file = scratch.join("hooks.log");
+    let drill = drill_file(
+        &scratch,
+        "hooks",
+        20,
+        &format!(
+            "  - fault: command
+    start_s: 3
+    duration_s: 4
+    start: [sh, -c, 'echo start \"$0\" >> {file}', '$HOME; not expanded']
+    stop: [sh, -c, 'echo stop >> {file}']
+    timeout_s: 10\n",
+            file = hooks_file.display()
+        ),
+        "",
+    );
+    let report_dir = scratch.join("hooks");
+    let (code, stderr) =
+        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&hooks_file).unwrap(),
+        "start $HOME; not expanded\nstop\n"
+    );
+    let hooked = report(&report_dir);
+    let runs = &hooked.faults[0].hooks;
+    assert_eq!(runs.len(), 2, "{:?}", hooked.faults);
+    assert!(runs.iter().all(|run| run.exit_code == Some(0)), "{runs:?}");
+    assert_eq!(
+        runs[1].argv[2],
+        format!("echo stop >> {}", hooks_file.display())
+    );
+
+    // (e) A start command past its timeout (sleep 30, 1 s) is killed at the
+    // timeout, aborts the drill, and the stop command still runs.
+    let stop_file = scratch.join("stopped.log");
+    let drill = drill_file(
+        &scratch,
+        "timeout",
+        20,
+        &format!(
+            "  - {{ fault: command, start_s: 3, start: [sleep, '30'], timeout_s: 1, \
+             stop: [sh, -c, 'echo stop >> {}'] }}\n",
+            stop_file.display()
+        ),
+        "",
+    );
+    let report_dir = scratch.join("timeout");
+    let (code, stderr) =
+        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(code, Some(1), "{stderr}");
+    let timed_out = report(&report_dir);
+    assert_eq!(timed_out.verdict, Verdict::Aborted, "{stderr}");
+    let reason = timed_out.abort_reason.unwrap_or_default();
+    assert!(reason.contains("timed out after"), "{reason}");
+    let failed_at: f64 = reason
+        .split("failed to start at t=")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {reason}"));
+    assert!(
+        failed_at - 3.0 < 2.5,
+        "the 1 s timeout took {:.1} s",
+        failed_at - 3.0
+    );
+    assert_eq!(std::fs::read_to_string(&stop_file).unwrap(), "stop\n");
+    println!(
+        "a 1 s start timeout failed the fault {:.1} s after it began",
+        failed_at - 3.0
+    );
 
     println!("chaos rollback of an evacuation after SIGKILL took {rollback_took:?}");
     println!("the whole test took {:?}", started.elapsed());
