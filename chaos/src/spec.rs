@@ -287,14 +287,14 @@ pub struct Fault {
     /// Share of commits cut for `commit-reset` (0 to 1).
     #[serde(default)]
     pub share: Option<f64>,
-    /// The command that starts a `command` fault: an argv list, run
-    /// without a shell (write `[sh, -c, "..."]` for one).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub start: Vec<String>,
+    /// What starts a `command` fault (an argv list, run without a shell:
+    /// write `[sh, -c, "..."]` for one) or an `http` fault (a call).
+    #[serde(default, skip_serializing_if = "crate::actuators::Hook::is_empty")]
+    pub start: crate::actuators::Hook,
     /// The command that stops it: at its end, and in every rollback.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stop: Vec<String>,
-    /// Each command's timeout for a `command` fault, seconds (default 60).
+    #[serde(default, skip_serializing_if = "crate::actuators::Hook::is_empty")]
+    pub stop: crate::actuators::Hook,
+    /// Each hook's timeout, seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
 }
@@ -324,6 +324,8 @@ pub enum FaultKind {
     Evacuate,
     /// Started and stopped by commands the drill runs (an actuator).
     Command,
+    /// Started and stopped by HTTP calls the drill makes (an actuator).
+    Http,
 }
 
 impl FaultKind {
@@ -341,6 +343,7 @@ impl FaultKind {
             FaultKind::Route53Throttle => "route53-throttle",
             FaultKind::Evacuate => "evacuate",
             FaultKind::Command => "command",
+            FaultKind::Http => "http",
         }
     }
 
@@ -348,7 +351,10 @@ impl FaultKind {
     /// machinery (`crate::actuators`), rather than a local fault that only
     /// a `chaos up` deployment can apply.
     pub fn actuator(self) -> bool {
-        matches!(self, FaultKind::Evacuate | FaultKind::Command)
+        matches!(
+            self,
+            FaultKind::Evacuate | FaultKind::Command | FaultKind::Http
+        )
     }
 
     /// A fault of the whole deployment, which names no region.
@@ -577,7 +583,8 @@ impl Drill {
             let field = |name: &str| format!("method[{index}].{name}");
             // A command's target only labels it (and names the region
             // whose DNS the report follows); it may be left out.
-            let unlabelled_command = fault.fault == FaultKind::Command && fault.target.is_empty();
+            let unlabelled_command = matches!(fault.fault, FaultKind::Command | FaultKind::Http)
+                && fault.target.is_empty();
             if fault.fault != FaultKind::LeaderKill
                 && !fault.fault.deployment_wide()
                 && !unlabelled_command
@@ -795,8 +802,12 @@ rollbacks:
              stop: [sh, -c, 'kubectl scale --replicas=2'], timeout_s: 30 }",
         ))
         .unwrap();
-        assert_eq!(drill.method[0].start[0], "kubectl");
-        assert_eq!(drill.method[0].stop[2], "kubectl scale --replicas=2");
+        let argv = |hook: &crate::actuators::Hook| match hook {
+            crate::actuators::Hook::Command(argv) => argv.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(argv(&drill.method[0].start)[0], "kubectl");
+        assert_eq!(argv(&drill.method[0].stop)[2], "kubectl scale --replicas=2");
         let cases = [
             (
                 "{ fault: command, start_s: 5, stop: [true] }",
@@ -831,6 +842,52 @@ rollbacks:
             let error = error_of(&method(fault));
             assert!(
                 error.starts_with(&format!("field `{field}`")),
+                "{field}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_hooks_parse_with_env_headers_and_name_the_bad_field() {
+        let method = |fault: &str| {
+            VALID.replace(
+                "{ fault: region-kill, target: us-east-1, start_s: 10 }",
+                fault,
+            )
+        };
+        let good = "{ fault: http, target: eu-west-1, start_s: 5, duration_s: 5, \
+             start: { url: 'https://chaos.example/start', headers: { authorization: { env: HOOK_TOKEN }, \
+             x-team: sre }, body: '{}' }, stop: { method: DELETE, url: 'https://chaos.example/stop' } }";
+        let drill = Drill::parse(&method(good)).unwrap();
+        let crate::actuators::Hook::Http(start) = &drill.method[0].start else {
+            panic!("{:?}", drill.method[0].start)
+        };
+        assert_eq!(start.method, "POST");
+        assert_eq!(
+            start.headers["authorization"],
+            crate::actuators::http::HeaderValue::Env {
+                env: "HOOK_TOKEN".into()
+            }
+        );
+        let cases = [
+            (
+                good.replace("https://chaos.example/start", "ftp://x"),
+                "method[0].start.url",
+            ),
+            (good.replace("DELETE", "DE LETE"), "method[0].stop.method"),
+            (good.replace("body:", "bodee:"), "method[0].start"),
+            (
+                good.replace(
+                    "{ method: DELETE, url: 'https://chaos.example/stop' }",
+                    "[true]",
+                ),
+                "method[0].stop",
+            ),
+        ];
+        for (fault, field) in cases {
+            let error = error_of(&method(&fault));
+            assert!(
+                error.starts_with(&format!("field `{field}")),
                 "{field}: {error}"
             );
         }

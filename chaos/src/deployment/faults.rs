@@ -71,6 +71,17 @@ pub enum FaultAction {
         stop: Vec<String>,
         timeout_s: f64,
     },
+    /// A fault started (`on`) by calling `start` and stopped by calling
+    /// `stop` (an actuator); header values from the environment are named,
+    /// never held.
+    Http {
+        #[serde(default)]
+        target: String,
+        on: bool,
+        start: crate::actuators::http::HttpHook,
+        stop: crate::actuators::http::HttpHook,
+        timeout_s: f64,
+    },
     /// Every proxy back to pass-through, every stopped process resumed.
     HealNetwork,
     /// Heal, resume and restart every killed process.
@@ -90,8 +101,10 @@ impl FaultAction {
             | Self::CommitReset { target, .. }
             | Self::ControllerDbCut { target, .. }
             | Self::Evacuate { target, .. } => Some(target),
-            Self::Command { target, .. } if !target.is_empty() => Some(target),
-            Self::Command { .. } => None,
+            Self::Command { target, .. } | Self::Http { target, .. } if !target.is_empty() => {
+                Some(target)
+            }
+            Self::Command { .. } | Self::Http { .. } => None,
             Self::HealNetwork
             | Self::RestoreAll
             | Self::DbCrash { .. }
@@ -129,8 +142,10 @@ impl Deployment {
             FaultAction::Route53Throttle { on } => self.throttle_route53(*on),
             FaultAction::HealNetwork => self.heal_network(),
             FaultAction::RestoreAll => self.restore_all(),
-            FaultAction::Evacuate { .. } | FaultAction::Command { .. } => anyhow::bail!(
-                "evacuate and command are actuators, which the drill carries out itself; a \
+            FaultAction::Evacuate { .. }
+            | FaultAction::Command { .. }
+            | FaultAction::Http { .. } => anyhow::bail!(
+                "evacuate, command and http are actuators, which the drill carries out itself; a \
                  deployment does not apply them"
             ),
         }

@@ -194,7 +194,7 @@ fn fault_action(
         },
         FaultKind::ControllerDbCut => FaultAction::ControllerDbCut { target, on },
         FaultKind::Route53Throttle => FaultAction::Route53Throttle { on },
-        FaultKind::Command => crate::actuators::command_action(fault, target, on),
+        FaultKind::Command | FaultKind::Http => crate::actuators::hook_action(fault, target, on),
         FaultKind::Evacuate => FaultAction::Evacuate {
             target,
             on,

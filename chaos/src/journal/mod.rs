@@ -158,6 +158,22 @@ pub fn undo_of(action: &FaultAction) -> Option<(FaultAction, FaultAction)> {
             };
             (undo.clone(), undo)
         }
+        A::Http {
+            target,
+            on: true,
+            start,
+            stop,
+            timeout_s,
+        } => {
+            let undo = A::Http {
+                target,
+                on: false,
+                start,
+                stop,
+                timeout_s,
+            };
+            (undo.clone(), undo)
+        }
         _ => return None,
     };
     Some((undo, catch_all))
