@@ -100,7 +100,7 @@ pub async fn run(
             .find(|(_, f)| f.fault.actuator())
         {
             bail!(
-                "method[{index}]: a {} fault acts through the target's own machinery: run the \
+                "method[{index}]: {} faults act through the target's own machinery: run the \
                  drill with --target <target.yaml>",
                 fault.fault.as_str()
             );
