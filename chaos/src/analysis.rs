@@ -413,6 +413,7 @@ mod tests {
             dns: None,
             failback: None,
             reach_after_leaving: None,
+            hooks: Vec::new(),
         }
     }
 

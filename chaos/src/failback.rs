@@ -160,6 +160,7 @@ mod tests {
             dns: crate::analysis::fault_dns(dns, TARGET, start_s),
             failback: None,
             reach_after_leaving: None,
+            hooks: Vec::new(),
         }
     }
 

@@ -81,6 +81,7 @@ mod tests {
             dns: None,
             failback: None,
             reach_after_leaving: None,
+            hooks: Vec::new(),
         }];
         let history = [
             operation(12.0, Outcome::Unknown, Some("applied")),

@@ -2,6 +2,7 @@
 //! drills that measure availability, failover time and lost writes.
 #![forbid(unsafe_code)]
 
+pub mod actuators;
 pub mod analysis;
 pub mod api_key;
 pub mod availability;

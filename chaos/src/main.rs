@@ -256,11 +256,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                     let target = Target::load(&target_path)?;
                     let Some(local) = &target.local else {
-                        eprintln!(
-                            "chaos: {}: drilling a target without a `local` section (remote \
-                             actuators) is not supported yet",
-                            target_path.display()
-                        );
+                        eprintln!("chaos: {}", no_local_section(&path, &target_path));
                         std::process::exit(2);
                     };
                     let token = local
@@ -278,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
                         )?),
                         Some(result),
                         stop_file,
+                        Some(target),
                     )
                     .await;
                 }
@@ -292,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
                     database_url: cli.database_url,
                 },
             };
-            run_drill(path, report_dir, deployment, None, stop_file).await
+            run_drill(path, report_dir, deployment, None, stop_file, None).await
         }
         Command::Rollback(args) => rollback(args).await,
         Command::Up {
@@ -346,6 +343,7 @@ async fn run_drill(
     deployment: DeploymentSource,
     preflight: Option<Preflight>,
     stop_file: Option<PathBuf>,
+    actuators: Option<Target>,
 ) -> anyhow::Result<()> {
     let stop_file = stop_file.unwrap_or_else(|| report_dir.join(drill::STOP_FILE));
     let stop_file = drill::watch_stop_file(stop_file)?;
@@ -361,6 +359,7 @@ async fn run_drill(
             drill_file,
             report_dir: report_dir.clone(),
             deployment,
+            actuators,
         },
         stop,
     )
@@ -388,6 +387,34 @@ async fn run_drill(
         }
         (Verdict::Stopped, _) => std::process::exit(drill::STOPPED_NOT_RESTORED_EXIT_CODE),
         _ => std::process::exit(1),
+    }
+}
+
+/// Why a target without a `local` section cannot be drilled yet: a local
+/// fault of the drill is named first (those need `chaos up` for good);
+/// a drill of actuators only still needs the load and the report to read
+/// the deployment from the target file, which they do not yet.
+fn no_local_section(drill_path: &std::path::Path, target_path: &std::path::Path) -> String {
+    let local_fault = Drill::load(drill_path).ok().and_then(|drill| {
+        drill
+            .method
+            .iter()
+            .enumerate()
+            .find(|(_, fault)| !fault.fault.actuator())
+            .map(|(index, fault)| format!("method[{index}] ({})", fault.fault.as_str()))
+    });
+    match local_fault {
+        Some(fault) => format!(
+            "{}: {fault} is a local fault, which only a `chaos up` deployment (a target with a \
+             `local` section) can apply; on this target use evacuate, command or http faults",
+            target_path.display()
+        ),
+        None => format!(
+            "{}: every fault is an actuator, but a drill still reads the deployment's addresses \
+             from `chaos up` (a `local` section): drilling a target without one is not \
+             supported yet",
+            target_path.display()
+        ),
     }
 }
 

@@ -261,6 +261,10 @@ pub struct FaultWindow {
     /// reaching it (`None` when it never left).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach_after_leaving: Option<crate::stickiness::ReachAfterLeaving>,
+    /// A `command` or `http` fault's runs (start, then stop): argv, exit
+    /// status and output tail, or the call, its status and answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::actuators::HookRun>,
 }
 
 /// When a fault's target came back after the fault ended (`end_s`), before

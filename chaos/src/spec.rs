@@ -287,6 +287,16 @@ pub struct Fault {
     /// Share of commits cut for `commit-reset` (0 to 1).
     #[serde(default)]
     pub share: Option<f64>,
+    /// What starts a `command` fault (an argv list, run without a shell:
+    /// write `[sh, -c, "..."]` for one) or an `http` fault (a call).
+    #[serde(default, skip_serializing_if = "crate::actuators::Hook::is_empty")]
+    pub start: crate::actuators::Hook,
+    /// The command that stops it: at its end, and in every rollback.
+    #[serde(default, skip_serializing_if = "crate::actuators::Hook::is_empty")]
+    pub stop: crate::actuators::Hook,
+    /// Each hook's timeout, seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -309,6 +319,13 @@ pub enum FaultKind {
     ControllerDbCut,
     /// The Route53 API answers Throttling to every call (deployment-wide).
     Route53Throttle,
+    /// The region drained through the controllers' admin API (an
+    /// actuator: works on any target, needs `--target`).
+    Evacuate,
+    /// Started and stopped by commands the drill runs (an actuator).
+    Command,
+    /// Started and stopped by HTTP calls the drill makes (an actuator).
+    Http,
 }
 
 impl FaultKind {
@@ -324,7 +341,20 @@ impl FaultKind {
             FaultKind::CommitReset => "commit-reset",
             FaultKind::ControllerDbCut => "controller-db-cut",
             FaultKind::Route53Throttle => "route53-throttle",
+            FaultKind::Evacuate => "evacuate",
+            FaultKind::Command => "command",
+            FaultKind::Http => "http",
         }
+    }
+
+    /// A fault the drill makes happen by asking the deployment's own
+    /// machinery (`crate::actuators`), rather than a local fault that only
+    /// a `chaos up` deployment can apply.
+    pub fn actuator(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Evacuate | FaultKind::Command | FaultKind::Http
+        )
     }
 
     /// A fault of the whole deployment, which names no region.
@@ -578,8 +608,13 @@ impl Drill {
         }
         for (index, fault) in self.method.iter().enumerate() {
             let field = |name: &str| format!("method[{index}].{name}");
+            // A command's target only labels it (and names the region
+            // whose DNS the report follows); it may be left out.
+            let unlabelled_command = matches!(fault.fault, FaultKind::Command | FaultKind::Http)
+                && fault.target.is_empty();
             if fault.fault != FaultKind::LeaderKill
                 && !fault.fault.deployment_wide()
+                && !unlabelled_command
                 && fault.target != LEADER
                 && !topology.regions.contains(&fault.target)
             {
@@ -605,6 +640,7 @@ impl Drill {
                     return bad(&field("duration_s"), "must be positive".into());
                 }
             }
+            crate::actuators::validate_fault(fault, &field)?;
             match (fault.fault, fault.delay_ms) {
                 (FaultKind::Latency, None) => {
                     return bad(&field("delay_ms"), "is required for a latency fault".into())
@@ -787,6 +823,126 @@ rollbacks:
         // The parser's hint to programmers stays out of a drill author's way.
         let error = error_of(&VALID.replace("title:", "title: again\ntitle:"));
         assert!(error.ends_with("duplicate mapping key: title"), "{error}");
+    }
+
+    #[test]
+    fn an_evacuation_names_a_region() {
+        let drill = Drill::parse(&VALID.replace(
+            "{ fault: region-kill, target: us-east-1, start_s: 10 }",
+            "{ fault: evacuate, target: eu-west-1, start_s: 5, duration_s: 10 }",
+        ))
+        .unwrap();
+        assert_eq!(drill.method[0].fault, FaultKind::Evacuate);
+        assert!(drill.method[0].fault.actuator());
+        let error = error_of(&VALID.replace(
+            "{ fault: region-kill, target: us-east-1, start_s: 10 }",
+            "{ fault: evacuate, start_s: 5 }",
+        ));
+        assert!(error.starts_with("field `method[0].target`"), "{error}");
+    }
+
+    #[test]
+    fn command_hooks_need_both_argv_lists_and_name_the_field() {
+        let method = |fault: &str| {
+            VALID.replace(
+                "{ fault: region-kill, target: us-east-1, start_s: 10 }",
+                fault,
+            )
+        };
+        let drill = Drill::parse(&method(
+            "{ fault: command, start_s: 5, duration_s: 5, start: [kubectl, scale, --replicas=0], \
+             stop: [sh, -c, 'kubectl scale --replicas=2'], timeout_s: 30 }",
+        ))
+        .unwrap();
+        let argv = |hook: &crate::actuators::Hook| match hook {
+            crate::actuators::Hook::Command(argv) => argv.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(argv(&drill.method[0].start)[0], "kubectl");
+        assert_eq!(argv(&drill.method[0].stop)[2], "kubectl scale --replicas=2");
+        let cases = [
+            (
+                "{ fault: command, start_s: 5, stop: [true] }",
+                "method[0].start",
+            ),
+            (
+                "{ fault: command, start_s: 5, start: [true] }",
+                "method[0].stop",
+            ),
+            (
+                "{ fault: command, start_s: 5, start: [''], stop: [true] }",
+                "method[0].start[0]",
+            ),
+            (
+                "{ fault: command, start_s: 5, start: [true], stop: [true], timeout_s: 0 }",
+                "method[0].timeout_s",
+            ),
+            (
+                "{ fault: command, start_s: 5, start: true, stop: [true] }",
+                "method[0].start",
+            ),
+            (
+                "{ fault: region-kill, target: us-east-1, start_s: 5, start: [true] }",
+                "method[0].start",
+            ),
+            (
+                "{ fault: command, target: mars-1, start_s: 5, start: [true], stop: [true] }",
+                "method[0].target",
+            ),
+        ];
+        for (fault, field) in cases {
+            let error = error_of(&method(fault));
+            assert!(
+                error.starts_with(&format!("field `{field}`")),
+                "{field}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_hooks_parse_with_env_headers_and_name_the_bad_field() {
+        let method = |fault: &str| {
+            VALID.replace(
+                "{ fault: region-kill, target: us-east-1, start_s: 10 }",
+                fault,
+            )
+        };
+        let good = "{ fault: http, target: eu-west-1, start_s: 5, duration_s: 5, \
+             start: { url: 'https://chaos.example/start', headers: { authorization: { env: HOOK_TOKEN }, \
+             x-team: sre }, body: '{}' }, stop: { method: DELETE, url: 'https://chaos.example/stop' } }";
+        let drill = Drill::parse(&method(good)).unwrap();
+        let crate::actuators::Hook::Http(start) = &drill.method[0].start else {
+            panic!("{:?}", drill.method[0].start)
+        };
+        assert_eq!(start.method, "POST");
+        assert_eq!(
+            start.headers["authorization"],
+            crate::actuators::http::HeaderValue::Env {
+                env: "HOOK_TOKEN".into()
+            }
+        );
+        let cases = [
+            (
+                good.replace("https://chaos.example/start", "ftp://x"),
+                "method[0].start.url",
+            ),
+            (good.replace("DELETE", "DE LETE"), "method[0].stop.method"),
+            (good.replace("body:", "bodee:"), "method[0].start"),
+            (
+                good.replace(
+                    "{ method: DELETE, url: 'https://chaos.example/stop' }",
+                    "[true]",
+                ),
+                "method[0].stop",
+            ),
+        ];
+        for (fault, field) in cases {
+            let error = error_of(&method(&fault));
+            assert!(
+                error.starts_with(&format!("field `{field}")),
+                "{field}: {error}"
+            );
+        }
     }
 
     #[test]

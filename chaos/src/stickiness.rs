@@ -108,6 +108,7 @@ mod tests {
             }),
             failback: None,
             reach_after_leaving: None,
+            hooks: Vec::new(),
         };
         let history = vec![
             // Before it left: not counted.

@@ -13,8 +13,11 @@
 //! phase and repairs a SIGKILLed one with `chaos rollback`; `conditions`
 //! trips the stop conditions of drills run through a target file; `guard`
 //! refuses a drill outside a target's blast radius and plans one without
-//! change.
+//! change; `actuators` evacuates a region through the target file, runs
+//! command hooks and rolls a killed evacuation back.
 
+#[path = "drills/actuators.rs"]
+mod actuators;
 #[path = "drills/attach.rs"]
 mod attach;
 #[path = "drills/conditions.rs"]
@@ -83,6 +86,7 @@ fn run_drill_file(name: &str, drill_file: &Path) -> DrillReport {
                     bin_dir: bin_dir(),
                     database_url: std::env::var("TEST_DATABASE_URL").ok(),
                 },
+                actuators: None,
             },
             std::future::pending(),
         ))

@@ -54,6 +54,34 @@ pub enum FaultAction {
     ControllerDbCut { target: String, on: bool },
     /// The Route53 API answers Throttling.
     Route53Throttle { on: bool },
+    /// The region drained through the controllers' admin API (an
+    /// actuator: the drill applies it itself, a deployment refuses it).
+    Evacuate {
+        target: String,
+        on: bool,
+        admin: crate::actuators::evacuate::AdminApi,
+    },
+    /// A fault started (`on`) by running `start` and stopped by running
+    /// `stop`, argv lists without a shell (an actuator).
+    Command {
+        #[serde(default)]
+        target: String,
+        on: bool,
+        start: Vec<String>,
+        stop: Vec<String>,
+        timeout_s: f64,
+    },
+    /// A fault started (`on`) by calling `start` and stopped by calling
+    /// `stop` (an actuator); header values from the environment are named,
+    /// never held.
+    Http {
+        #[serde(default)]
+        target: String,
+        on: bool,
+        start: crate::actuators::http::HttpHook,
+        stop: crate::actuators::http::HttpHook,
+        timeout_s: f64,
+    },
     /// Every proxy back to pass-through, every stopped process resumed.
     HealNetwork,
     /// Heal, resume and restart every killed process.
@@ -71,7 +99,12 @@ impl FaultAction {
             | Self::Latency { target, .. }
             | Self::DbStall { target, .. }
             | Self::CommitReset { target, .. }
-            | Self::ControllerDbCut { target, .. } => Some(target),
+            | Self::ControllerDbCut { target, .. }
+            | Self::Evacuate { target, .. } => Some(target),
+            Self::Command { target, .. } | Self::Http { target, .. } if !target.is_empty() => {
+                Some(target)
+            }
+            Self::Command { .. } | Self::Http { .. } => None,
             Self::HealNetwork
             | Self::RestoreAll
             | Self::DbCrash { .. }
@@ -109,6 +142,12 @@ impl Deployment {
             FaultAction::Route53Throttle { on } => self.throttle_route53(*on),
             FaultAction::HealNetwork => self.heal_network(),
             FaultAction::RestoreAll => self.restore_all(),
+            FaultAction::Evacuate { .. }
+            | FaultAction::Command { .. }
+            | FaultAction::Http { .. } => anyhow::bail!(
+                "evacuate, command and http are actuators, which the drill carries out itself; a \
+                 deployment does not apply them"
+            ),
         }
     }
 

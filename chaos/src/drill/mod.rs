@@ -61,6 +61,9 @@ pub struct DrillOptions {
     pub drill_file: PathBuf,
     pub report_dir: PathBuf,
     pub deployment: DeploymentSource,
+    /// The actuators' access to the target file's deployment (`--target`);
+    /// a drill with an actuator fault does not start without it.
+    pub actuators: Option<crate::target::Target>,
 }
 
 /// Which deployment the drill runs on.
@@ -92,6 +95,20 @@ pub async fn run(
 ) -> anyhow::Result<DrillReport> {
     let stop: Stop = stop.boxed().shared();
     let drill = Drill::load(&options.drill_file)?;
+    if options.actuators.is_none() {
+        if let Some((index, fault)) = drill
+            .method
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.fault.actuator())
+        {
+            bail!(
+                "method[{index}]: {} faults act through the target's own machinery: run the \
+                 drill with --target <target.yaml>",
+                fault.fault.as_str()
+            );
+        }
+    }
     std::fs::create_dir_all(&options.report_dir)
         .with_context(|| format!("cannot create {}", options.report_dir.display()))?;
     match &options.deployment {
@@ -298,6 +315,14 @@ async fn run_on(
         schedule::Journaled {
             journal: journal.clone(),
             deployment: journaled.clone(),
+        },
+        schedule::MethodContext {
+            actuators: options
+                .actuators
+                .as_ref()
+                .map(|target| crate::actuators::Actuators::from_target(target, &drill.title)),
+            load_s: duration.as_secs_f64(),
+            abort_reason: abort_reason.clone(),
         },
     ));
     let watched = conditions::watch(conditions::Watch {

@@ -59,10 +59,31 @@ pub fn render(drill: &Drill, on: PlanTarget<'_>) -> String {
         drill.load.write_ratio * 100.0,
         drill.load.duration_s
     ));
+    // An evacuation's action names the controllers' admin API, which only
+    // the drill run reads from the target: here it is described, not built.
+    let context = super::schedule::MethodContext {
+        actuators: None,
+        load_s: end,
+        abort_reason: std::sync::Arc::default(),
+    };
     for (at, index, start) in steps {
         let fault = &drill.method[index];
-        let action = crate::drill::schedule::fault_action(fault, &region_of(fault), start);
         let when = format!("t={at:.1} s");
+        let Some(action) = super::schedule::fault_action(fault, &region_of(fault), start, &context)
+        else {
+            text.push_str(&format!(
+                "  {when:<10} method[{index}] {} on {}{}: through the controllers' admin API \
+                 (controller_admin_url, controller.admin_token); undone by removing its override{}\n",
+                fault.fault.as_str(),
+                Reach::of(fault),
+                if start { "" } else { " ends" },
+                fault
+                    .duration_s
+                    .map(|d| format!(" at t={:.1} s", fault.start_s + d))
+                    .unwrap_or_default()
+            ));
+            continue;
+        };
         if start {
             let undo = match (undo_of(&action), fault.duration_s) {
                 (Some((undo, catch_all)), Some(duration)) => format!(

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::actuators::Actuators;
 use crate::analysis::DnsObservation;
 use crate::deployment::{FaultAction, SERVICE_NAME};
 use crate::driver::FaultDriver;
@@ -20,6 +21,15 @@ pub(super) struct Journaled {
     pub deployment: JournalDeployment,
 }
 
+/// What the method needs besides the driver: the actuators' access to the
+/// target (`None` without `--target`), the load's length (an evacuation's
+/// expiry) and where to say why a fault's start aborted the drill.
+pub(super) struct MethodContext {
+    pub actuators: Option<Actuators>,
+    pub load_s: f64,
+    pub abort_reason: Arc<Mutex<Option<String>>>,
+}
+
 /// Applies each fault at its offset and undoes it after its duration. Each
 /// fault is journaled before it is applied (a fault that cannot be
 /// journaled is not applied), and its entry marked undone after its undo.
@@ -30,6 +40,7 @@ pub(super) async fn run_method(
     windows: Arc<Mutex<Vec<FaultWindow>>>,
     abort: Arc<AtomicBool>,
     journaled: Journaled,
+    context: MethodContext,
 ) {
     let Journaled {
         journal,
@@ -68,7 +79,13 @@ pub(super) async fn run_method(
         } else {
             fault.target.clone()
         };
-        let action = fault_action(fault, &target, start);
+        let Some(action) = fault_action(fault, &target, start, &context) else {
+            eprintln!(
+                "chaos: fault {} on {target} not applied: it needs --target",
+                fault.fault.as_str()
+            );
+            continue;
+        };
         if start {
             match journal.applying(&deployment, &action) {
                 Ok(Some(id)) => {
@@ -84,7 +101,10 @@ pub(super) async fn run_method(
                 }
             }
         }
-        let result = driver.apply(&action).await;
+        let (result, hook_run) = match crate::actuators::apply(&action).await {
+            Some((result, run)) => (result, run),
+            None => (driver.apply(&action).await, None),
+        };
         let now = t0.elapsed().as_secs_f64();
         match result {
             Ok(()) if start => {
@@ -98,6 +118,7 @@ pub(super) async fn run_method(
                     dns: None,
                     failback: None,
                     reach_after_leaving: None,
+                    hooks: hook_run.into_iter().collect(),
                 });
             }
             Ok(()) => {
@@ -114,7 +135,25 @@ pub(super) async fn run_method(
                     w.target == target && w.kind == fault.fault.as_str() && w.end_s.is_none()
                 }) {
                     window.end_s = Some(now);
+                    window.hooks.extend(hook_run);
                 }
+            }
+            // An actuator that did not act (a controller refusing the drain,
+            // a hook failing) aborts the drill: going on would judge a fault
+            // that never happened.
+            Err(error) if start && fault.fault.actuator() => {
+                let reason = format!(
+                    "fault {} on {target} failed to start at t={now:.1}s: {error:#}",
+                    fault.fault.as_str()
+                );
+                eprintln!("chaos: ABORT: {reason}");
+                context
+                    .abort_reason
+                    .lock()
+                    .expect("abort lock")
+                    .get_or_insert(reason);
+                abort.store(true, Ordering::Relaxed);
+                return;
             }
             Err(error) => eprintln!(
                 "chaos: fault {} on {target} failed: {error:#}",
@@ -126,11 +165,17 @@ pub(super) async fn run_method(
 
 /// The drill file's fault as the driver's action: applied when `start`,
 /// undone otherwise. A leader-kill kills the controller of `target`, the
-/// leader's region found when the fault starts.
-pub(super) fn fault_action(fault: &Fault, target: &str, start: bool) -> FaultAction {
+/// leader's region found when the fault starts. `None` for an actuator
+/// without the target's access.
+pub(super) fn fault_action(
+    fault: &Fault,
+    target: &str,
+    start: bool,
+    context: &MethodContext,
+) -> Option<FaultAction> {
     let target = target.to_owned();
     let on = start;
-    match fault.fault {
+    Some(match fault.fault {
         FaultKind::RegionKill => FaultAction::RegionKill { target, on },
         FaultKind::RegionBlackhole => FaultAction::RegionBlackhole { target, on },
         FaultKind::LeaderKill => FaultAction::ControllerKill { target, on },
@@ -149,7 +194,13 @@ pub(super) fn fault_action(fault: &Fault, target: &str, start: bool) -> FaultAct
         },
         FaultKind::ControllerDbCut => FaultAction::ControllerDbCut { target, on },
         FaultKind::Route53Throttle => FaultAction::Route53Throttle { on },
-    }
+        FaultKind::Command | FaultKind::Http => crate::actuators::hook_action(fault, target, on),
+        FaultKind::Evacuate => FaultAction::Evacuate {
+            target,
+            on,
+            admin: context.actuators.as_ref()?.admin_api(fault, context.load_s),
+        },
+    })
 }
 
 /// Prints progress each second and raises the abort flag when the error
@@ -171,10 +222,11 @@ pub(super) async fn monitor(
     ticker.tick().await;
     while t0.elapsed() < duration + Duration::from_millis(drill.load.request_timeout_ms * 2) {
         ticker.tick().await;
-        // A tripped stop condition ends the monitor, so that the drill
-        // rolls back at once instead of at the end of the load.
+        // A tripped stop condition (here, in the conditions' watcher, or
+        // a fault that failed to start) ends the monitor, so that the
+        // drill rolls back at once instead of at the end of the load.
         if abort.load(Ordering::Relaxed) {
-            return;
+            break;
         }
         let window = live.take_window();
         let active: Vec<String> = faults

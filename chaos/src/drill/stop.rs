@@ -228,6 +228,7 @@ mod tests {
             dns: None,
             failback: None,
             reach_after_leaving: None,
+            hooks: Vec::new(),
         }
     }
 

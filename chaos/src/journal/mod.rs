@@ -48,8 +48,9 @@ pub enum JournalDeployment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "kebab-case")]
 pub enum Record {
-    /// Written (and fsynced) before `action` is applied.
-    Applied(Applied),
+    /// Written (and fsynced) before `action` is applied (boxed: it holds
+    /// three actions, an actuator's with its whole access).
+    Applied(Box<Applied>),
     /// Written after the undo of entry `id` succeeded.
     Undone {
         id: u64,
@@ -127,6 +128,52 @@ pub fn undo_of(action: &FaultAction) -> Option<(FaultAction, FaultAction)> {
             (A::ControllerDbCut { target, on: false }, network)
         }
         A::Route53Throttle { on: true } => (A::Route53Throttle { on: false }, network),
+        // Its undo is idempotent; trying it again is the only catch-all.
+        A::Evacuate {
+            target,
+            on: true,
+            admin,
+        } => {
+            let undo = A::Evacuate {
+                target,
+                on: false,
+                admin,
+            };
+            (undo.clone(), undo)
+        }
+        // The stop command is the undo; running it again the catch-all.
+        A::Command {
+            target,
+            on: true,
+            start,
+            stop,
+            timeout_s,
+        } => {
+            let undo = A::Command {
+                target,
+                on: false,
+                start,
+                stop,
+                timeout_s,
+            };
+            (undo.clone(), undo)
+        }
+        A::Http {
+            target,
+            on: true,
+            start,
+            stop,
+            timeout_s,
+        } => {
+            let undo = A::Http {
+                target,
+                on: false,
+                start,
+                stop,
+                timeout_s,
+            };
+            (undo.clone(), undo)
+        }
         _ => return None,
     };
     Some((undo, catch_all))
@@ -185,14 +232,14 @@ impl Journal {
         };
         let mut guard = self.file.lock().expect("journal lock");
         let id = guard.1;
-        let record = Record::Applied(Applied {
+        let record = Record::Applied(Box::new(Applied {
             id,
             at: Utc::now(),
             deployment: deployment.clone(),
             action: action.clone(),
             undo,
             catch_all,
-        });
+        }));
         write_line(&mut guard.0, &record)
             .with_context(|| format!("cannot write the journal {}", self.path.display()))?;
         guard.1 += 1;
@@ -269,7 +316,7 @@ pub fn pending(records: &[Record]) -> Vec<Applied> {
     records
         .iter()
         .filter_map(|record| match record {
-            Record::Applied(applied) if !undone.contains(&applied.id) => Some(applied.clone()),
+            Record::Applied(applied) if !undone.contains(&applied.id) => Some((**applied).clone()),
             _ => None,
         })
         .collect()
@@ -366,6 +413,45 @@ mod tests {
         assert!(third > second);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("token"), "{text}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// An evacuation is journaled with how to reach the admin API (the
+    /// token's variable name, never its value) and read back the same.
+    #[test]
+    fn an_evacuation_round_trips_with_its_admin_api_but_not_the_token() {
+        std::env::set_var("CHAOS_JOURNAL_TEST_ADMIN_TOKEN", "s3cr3t-admin-token");
+        let path = scratch();
+        let journal = Journal::open(&path).unwrap();
+        let admin = crate::actuators::evacuate::AdminApi {
+            urls: vec![
+                "http://127.0.0.1:9100".into(),
+                "http://127.0.0.1:9200".into(),
+            ],
+            token: crate::target::SecretRef::Env("CHAOS_JOURNAL_TEST_ADMIN_TOKEN".into()),
+            reason: "chaos drill Evacuate eu-west-1".into(),
+            ttl_s: 90,
+        };
+        let evacuate = |on| FaultAction::Evacuate {
+            target: "eu-west-1".into(),
+            on,
+            admin: admin.clone(),
+        };
+        journal
+            .applying(&attached(), &evacuate(true))
+            .unwrap()
+            .unwrap();
+        let left = pending(&read(&path).unwrap());
+        assert_eq!(left[0].action, evacuate(true));
+        assert_eq!(left[0].undo, evacuate(false));
+        assert_eq!(left[0].catch_all, evacuate(false));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("CHAOS_JOURNAL_TEST_ADMIN_TOKEN"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(
+            rollback::describe(&evacuate(true)),
+            "evacuate eu-west-1 (on)"
+        );
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -40,6 +40,7 @@ fn fault(kind: &str, start_s: f64, end_s: Option<f64>) -> FaultWindow {
         dns: None,
         failback: None,
         reach_after_leaving: None,
+        hooks: Vec::new(),
     }
 }
 

@@ -109,6 +109,7 @@ pub(crate) fn region_kill_report() -> DrillReport {
                 fresh_s: Some(0.2),
                 fresh_requests: 2,
             }),
+            hooks: Vec::new(),
         }],
         events: vec![
             event(

@@ -266,8 +266,7 @@ fn the_worked_examples_in_the_docs_parse() {
             last_target = Some(Target::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}")));
             targets += 1;
         } else if block.starts_with("title:") {
-            let drill =
-                crate::spec::Drill::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            let drill = crate::spec::Drill::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
             let target = last_target.as_ref().expect("a target before the drill");
             let regions: Vec<String> = target.regions.keys().cloned().collect();
             let verdict = super::guard::check(&drill, &regions, &target.blast_radius);
@@ -275,5 +274,10 @@ fn the_worked_examples_in_the_docs_parse() {
             drills += 1;
         }
     }
-    assert_eq!((targets, drills), (2, 1), "the examples in {}", path.display());
+    assert_eq!(
+        (targets, drills),
+        (2, 1),
+        "the examples in {}",
+        path.display()
+    );
 }

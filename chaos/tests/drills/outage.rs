@@ -36,6 +36,7 @@ fn run_broken(name: &str, variant: &str, edit: impl Fn(&str) -> String) -> Drill
                     bin_dir: bin_dir(),
                     database_url: std::env::var("TEST_DATABASE_URL").ok(),
                 },
+                actuators: None,
             },
             std::future::pending(),
         ))

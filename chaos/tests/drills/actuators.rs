@@ -1,0 +1,419 @@
+//! Actuators on a real `chaos up`, driven only through the `target.yaml` it
+//! writes: an `evacuate` fault drains eu-west-1 through the controllers'
+//! admin API and gives it back; a drill SIGKILLed while a region is
+//! evacuated leaves the override, which `chaos rollback --journal` removes;
+//! a drain the controllers refuse (min_healthy_regions) aborts the drill
+//! with the refusal in its report and undoes the evacuations before it;
+//! command hooks run start and stop in order with their runs in the
+//! report, and a start past its timeout aborts the drill and runs stop.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use chaos::journal::rollback::problems;
+use chaos::model::{DrillReport, FaultDns, Verdict};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::up::ChaosUp;
+use super::{bin_dir, lock_deployment};
+
+/// A drill of `duration_s` of light load whose method is `method` (YAML
+/// list items, indented by two).
+fn drill_file(directory: &Path, name: &str, duration_s: u32, method: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "title: Evacuate {name}
+topology:
+  regions: [us-east-1, eu-west-1, ap-southeast-1]
+  instances_per_region: 2
+load:
+  rate_per_client_region: 10
+  write_ratio: 0.5
+  duration_s: {duration_s}
+  request_timeout_ms: 2000
+  accounts: 60
+hypothesis:
+  min_success_ratio: 0.9
+  max_p99_ms: 4000
+{extra}method:
+{method}"
+    );
+    let path = directory.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `chaos drill <file> --target <target.yaml>` as a child, stderr read
+/// line by line.
+struct TargetDrill {
+    child: Child,
+    lines: Receiver<String>,
+    seen: String,
+}
+
+impl TargetDrill {
+    fn start(drill: &Path, report_dir: &Path, target: &Path) -> Self {
+        let mut child = Command::new(bin_dir().join("chaos"))
+            .arg("drill")
+            .arg(drill)
+            .arg("--report-dir")
+            .arg(report_dir)
+            .arg("--target")
+            .arg(target)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    fn wait_for(&mut self, needle: &str) {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("never printed {needle:?}: {}", self.seen));
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the exit and returns its code with all of stderr.
+    fn finish(mut self, within: Duration) -> (Option<i32>, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("the drill did not exit within {within:?}: {}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        (status.code(), self.seen)
+    }
+}
+
+fn report(report_dir: &Path) -> DrillReport {
+    let text = std::fs::read_to_string(report_dir.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report in {}: {e}", report_dir.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The drain overrides in force whose actor is `chaos`, as "region reason".
+fn chaos_drains(
+    runtime: &tokio::runtime::Runtime,
+    admin_url: &str,
+    admin_token: &str,
+) -> Vec<String> {
+    let list: serde_json::Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{admin_url}/v1/admin/overrides"))
+            .bearer_auth(admin_token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    list["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["actor"] == "chaos" && o["kind"] == "drain")
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["region"].as_str().unwrap_or("?"),
+                o["reason"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// Waits until `problems` is empty (every region serving and in DNS).
+fn wait_all_well(runtime: &tokio::runtime::Runtime, info: &chaos::deployment::DeploymentInfo) {
+    let started = Instant::now();
+    loop {
+        let wrong = runtime.block_on(problems(info));
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "still wrong: {wrong:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_killed_drill() {
+    let _guard = lock_deployment();
+    let scratch = std::env::temp_dir().join(format!("chaos-actuators-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let run_dir = scratch.join("run");
+    let database_url = std::env::var("TEST_DATABASE_URL").ok();
+    let up = ChaosUp::start(&run_dir, database_url.as_deref());
+    let target = run_dir.join("target.yaml");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client =
+        chaos::driver::ControlClient::attach(&run_dir.display().to_string(), None).unwrap();
+    let info = runtime.block_on(client.topology()).unwrap();
+    let parsed = chaos::target::Target::load(&target).unwrap();
+    let admin_url = parsed.regions["us-east-1"]
+        .controller_admin_url
+        .trim_end_matches('/')
+        .to_owned();
+    let admin_token = std::fs::read_to_string(run_dir.join("secrets/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let started = Instant::now();
+
+    // (a) Evacuate eu-west-1 for 12 s of a 35 s drill: it leaves DNS during
+    // the fault and comes back after it, and the report says so.
+    let drill = drill_file(
+        &scratch,
+        "return",
+        35,
+        "  - { fault: evacuate, target: eu-west-1, start_s: 5, duration_s: 12 }\n",
+        "  must_drain: [eu-west-1]\n  must_return: [eu-west-1]\n",
+    );
+    let report_dir = scratch.join("return");
+    let mut running = TargetDrill::start(&drill, &report_dir, &target);
+    running.wait_for("s evacuate eu-west-1");
+    assert_eq!(
+        chaos_drains(&runtime, &admin_url, &admin_token),
+        vec!["eu-west-1 chaos drill Evacuate return".to_owned()]
+    );
+    let (code, stderr) = running.finish(Duration::from_secs(150));
+    assert_eq!(code, Some(0), "{stderr}");
+    let evacuated = report(&report_dir);
+    assert_eq!(evacuated.verdict, Verdict::Passed, "{stderr}");
+    let window = &evacuated.faults[0];
+    assert_eq!(
+        (window.kind.as_str(), window.target.as_str()),
+        ("evacuate", "eu-west-1")
+    );
+    let Some(FaultDns::Left {
+        after_s: left_after_s,
+        ..
+    }) = window.dns
+    else {
+        panic!("eu-west-1 never left DNS: {:?}", window.dns);
+    };
+    let failback_s = window
+        .failback
+        .and_then(|f| f.dns_back_after_s)
+        .unwrap_or_else(|| panic!("eu-west-1 never came back: {:?}", window.failback));
+    assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
+    wait_all_well(&runtime, &info);
+    println!("evacuation left DNS after {left_after_s:.1} s, failback {failback_s:.1} s");
+
+    // (b) SIGKILL while eu-west-1 is evacuated: the override stays (until
+    // its expiry) and the region stays out; `chaos rollback --journal`
+    // removes it and the region returns; twice is harmless.
+    let drill = drill_file(
+        &scratch,
+        "killed",
+        40,
+        "  - { fault: evacuate, target: eu-west-1, start_s: 2 }\n",
+        "",
+    );
+    let report_dir = scratch.join("killed");
+    let journal = report_dir.join("journal.jsonl");
+    let mut running = TargetDrill::start(&drill, &report_dir, &target);
+    running.wait_for("s evacuate eu-west-1");
+    kill(Pid::from_raw(running.child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = running.finish(Duration::from_secs(10));
+    let out = Instant::now();
+    loop {
+        let wrong = runtime.block_on(problems(&info));
+        if wrong.iter().any(|w| w.starts_with("eu-west-1: not in DNS")) {
+            break;
+        }
+        assert!(
+            out.elapsed() < Duration::from_secs(20),
+            "eu-west-1 was not left out of DNS: {wrong:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        chaos_drains(&runtime, &admin_url, &admin_token),
+        vec!["eu-west-1 chaos drill Evacuate killed".to_owned()]
+    );
+    let journaled = std::fs::read_to_string(&journal).unwrap();
+    assert!(!journaled.contains(&admin_token), "{journaled}");
+    let rollback = || {
+        let output = Command::new(bin_dir().join("chaos"))
+            .arg("rollback")
+            .arg("--journal")
+            .arg(&journal)
+            .arg("--attach")
+            .arg(&run_dir)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let rolled_back_at = Instant::now();
+    let (ok, text) = rollback();
+    let rollback_took = rolled_back_at.elapsed();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("evacuate eu-west-1 (on) undone")
+            && text.contains("every region serves and is in DNS"),
+        "{text}"
+    );
+    assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
+    assert!(runtime.block_on(problems(&info)).is_empty());
+    let (ok, text) = rollback();
+    assert!(ok && text.contains("holds 0 fault(s)"), "{text}");
+
+    // (c) A drain the controllers refuse (min_healthy_regions: the third
+    // region) aborts the drill with the refusal, and the two evacuations
+    // before it are undone.
+    let drill = drill_file(
+        &scratch,
+        "refused",
+        30,
+        "  - { fault: evacuate, target: eu-west-1, start_s: 2 }
+  - { fault: evacuate, target: ap-southeast-1, start_s: 3 }
+  - { fault: evacuate, target: us-east-1, start_s: 4 }\n",
+        "",
+    );
+    let report_dir = scratch.join("refused");
+    let (code, stderr) =
+        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(150));
+    assert_ne!(code, Some(0), "{stderr}");
+    let refused = report(&report_dir);
+    assert_eq!(refused.verdict, Verdict::Aborted, "{stderr}");
+    let reason = refused.abort_reason.unwrap_or_default();
+    assert!(
+        reason.contains("fault evacuate on us-east-1 failed to start")
+            && reason.contains("min_healthy_regions"),
+        "{reason}"
+    );
+    assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
+    wait_all_well(&runtime, &info);
+
+    // (d) Command hooks: start and stop run in order, without a shell
+    // unless asked for, and their runs are in report.json.
+    let hooks_file = scratch.join("hooks.log");
+    let drill = drill_file(
+        &scratch,
+        "hooks",
+        20,
+        &format!(
+            "  - fault: command
+    start_s: 3
+    duration_s: 4
+    start: [sh, -c, 'echo start \"$0\" >> {file}', '$HOME; not expanded']
+    stop: [sh, -c, 'echo stop >> {file}']
+    timeout_s: 10\n",
+            file = hooks_file.display()
+        ),
+        "",
+    );
+    let report_dir = scratch.join("hooks");
+    let (code, stderr) =
+        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&hooks_file).unwrap(),
+        "start $HOME; not expanded\nstop\n"
+    );
+    let hooked = report(&report_dir);
+    let runs = &hooked.faults[0].hooks;
+    assert_eq!(runs.len(), 2, "{:?}", hooked.faults);
+    let commands: Vec<&chaos::actuators::command::CommandRun> = runs
+        .iter()
+        .filter_map(|run| match run {
+            chaos::actuators::HookRun::Command(run) => Some(run),
+            chaos::actuators::HookRun::Http(_) => None,
+        })
+        .collect();
+    assert!(
+        commands.iter().all(|run| run.exit_code == Some(0)),
+        "{runs:?}"
+    );
+    assert_eq!(
+        commands[1].argv[2],
+        format!("echo stop >> {}", hooks_file.display())
+    );
+
+    // (e) A start command past its timeout (sleep 30, 1 s) is killed at the
+    // timeout, aborts the drill, and the stop command still runs.
+    let stop_file = scratch.join("stopped.log");
+    let drill = drill_file(
+        &scratch,
+        "timeout",
+        20,
+        &format!(
+            "  - {{ fault: command, start_s: 3, start: [sleep, '30'], timeout_s: 1, \
+             stop: [sh, -c, 'echo stop >> {}'] }}\n",
+            stop_file.display()
+        ),
+        "",
+    );
+    let report_dir = scratch.join("timeout");
+    let (code, stderr) =
+        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(code, Some(1), "{stderr}");
+    let timed_out = report(&report_dir);
+    assert_eq!(timed_out.verdict, Verdict::Aborted, "{stderr}");
+    let reason = timed_out.abort_reason.unwrap_or_default();
+    assert!(reason.contains("timed out after"), "{reason}");
+    let failed_at: f64 = reason
+        .split("failed to start at t=")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {reason}"));
+    assert!(
+        failed_at - 3.0 < 2.5,
+        "the 1 s timeout took {:.1} s",
+        failed_at - 3.0
+    );
+    assert_eq!(std::fs::read_to_string(&stop_file).unwrap(), "stop\n");
+    println!(
+        "a 1 s start timeout failed the fault {:.1} s after it began",
+        failed_at - 3.0
+    );
+
+    println!("chaos rollback of an evacuation after SIGKILL took {rollback_took:?}");
+    println!("the whole test took {:?}", started.elapsed());
+    drop(up);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
