@@ -45,7 +45,8 @@ impl Reach {
     pub fn of(fault: &Fault) -> Self {
         if fault.fault == FaultKind::LeaderKill || fault.target == LEADER {
             Reach::Leader
-        } else if fault.fault.deployment_wide() {
+        } else if fault.fault.deployment_wide() || fault.target.is_empty() {
+            // A hook (command, http) that names no region may touch any.
             Reach::Everywhere
         } else {
             Reach::Region(fault.target.clone())

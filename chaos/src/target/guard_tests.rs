@@ -175,3 +175,19 @@ fn every_violation_is_listed() {
         ]
     );
 }
+
+#[test]
+fn a_hook_that_names_no_region_may_touch_every_region() {
+    let unlabelled =
+        "  - { fault: command, start_s: 10, duration_s: 5, start: [true], stop: [true] }";
+    let verdict = guard(unlabelled, &["eu-west-1"], 0);
+    assert_eq!(
+        messages(&verdict),
+        vec![
+            "method[0] (command on every region) breaks blast_radius.may_touch: \
+             it touches every region, and [us-east-1, ap-southeast-1] may not be touched"
+        ]
+    );
+    let labelled = "  - { fault: command, target: eu-west-1, start_s: 10, duration_s: 5, start: [true], stop: [true] }";
+    assert!(guard(labelled, &["eu-west-1"], 2).allowed());
+}

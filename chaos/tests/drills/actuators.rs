@@ -303,7 +303,17 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
 
     // (c) A drain the controllers refuse (min_healthy_regions: the third
     // region) aborts the drill with the refusal, and the two evacuations
-    // before it are undone.
+    // before it are undone. The target's blast radius would refuse this
+    // drill before it starts; a copy of it that allows every region to go
+    // shows the controllers' own refusal behind the guard.
+    let text = std::fs::read_to_string(&target).unwrap();
+    assert!(text.contains("min_serving_regions: 2"), "{text}");
+    let loose = run_dir.join("target-loose.yaml");
+    std::fs::write(
+        &loose,
+        text.replace("min_serving_regions: 2", "min_serving_regions: 0"),
+    )
+    .unwrap();
     let drill = drill_file(
         &scratch,
         "refused",
@@ -315,7 +325,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     );
     let report_dir = scratch.join("refused");
     let (code, stderr) =
-        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(150));
+        TargetDrill::start(&drill, &report_dir, &loose).finish(Duration::from_secs(150));
     assert_ne!(code, Some(0), "{stderr}");
     let refused = report(&report_dir);
     assert_eq!(refused.verdict, Verdict::Aborted, "{stderr}");
@@ -337,6 +347,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         20,
         &format!(
             "  - fault: command
+    target: eu-west-1
     start_s: 3
     duration_s: 4
     start: [sh, -c, 'echo start \"$0\" >> {file}', '$HOME; not expanded']
@@ -381,7 +392,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "timeout",
         20,
         &format!(
-            "  - {{ fault: command, start_s: 3, start: [sleep, '30'], timeout_s: 1, \
+            "  - {{ fault: command, target: eu-west-1, start_s: 3, start: [sleep, '30'], timeout_s: 1, \
              stop: [sh, -c, 'echo stop >> {}'] }}\n",
             stop_file.display()
         ),
