@@ -24,6 +24,8 @@ impl ChaosUp {
     /// (a throwaway PostgreSQL when `None`), and waits until it is up.
     pub fn start(run_dir: &Path, database_url: Option<&str>) -> Self {
         let _ = std::fs::remove_dir_all(run_dir);
+        // chaos up runs from the run directory's parent (see below).
+        std::fs::create_dir_all(run_dir.parent().unwrap()).unwrap();
         let mut command = Command::new(bin_dir().join("chaos"));
         command
             .args([
