@@ -24,8 +24,11 @@ locals {
     ttl_seconds        = var.dns_ttl_seconds
     name_servers       = [for server in var.name_servers : "${trimsuffix(server, ".")}."]
     hostmaster         = "${trimsuffix(var.hostmaster, ".")}."
-    probe              = var.probe
-    regions            = local.controller_regions
+    # The primary region (first of region_order) answers resolvers no
+    # client_subnets prefix places, the same from every name server.
+    default_client_region = var.region_order[0]
+    probe                 = var.probe
+    regions               = local.controller_regions
   })
 
   database_regions = join(",", [for name in var.region_order : "${name}=${var.regions[name].database_region}"])
