@@ -28,6 +28,8 @@ mod database_tls;
 mod guard;
 #[path = "drills/outage.rs"]
 mod outage;
+#[path = "drills/running.rs"]
+mod running;
 #[path = "drills/stop.rs"]
 mod stop;
 #[path = "drills/target.rs"]

@@ -7,17 +7,15 @@
 //! command hooks run start and stop in order with their runs in the
 //! report, and a start past its timeout aborts the drill and runs stop.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chaos::journal::rollback::problems;
-use chaos::model::{DrillReport, FaultDns, Verdict};
+use chaos::model::{FaultDns, Verdict};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
+use super::running::{report, RunningDrill};
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment};
 
@@ -44,82 +42,6 @@ hypothesis:
     let path = directory.join(format!("{name}.yaml"));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// `chaos drill <file> --target <target.yaml>` as a child, stderr read
-/// line by line.
-struct TargetDrill {
-    child: Child,
-    lines: Receiver<String>,
-    seen: String,
-}
-
-impl TargetDrill {
-    fn start(drill: &Path, report_dir: &Path, target: &Path) -> Self {
-        let mut child = Command::new(bin_dir().join("chaos"))
-            .arg("drill")
-            .arg(drill)
-            .arg("--report-dir")
-            .arg(report_dir)
-            .arg("--target")
-            .arg(target)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: String::new(),
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("never printed {needle:?}: {}", self.seen));
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-            if line.contains(needle) {
-                return;
-            }
-        }
-    }
-
-    /// Waits for the exit and returns its code with all of stderr.
-    fn finish(mut self, within: Duration) -> (Option<i32>, String) {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > within {
-                let _ = self.child.kill();
-                panic!("the drill did not exit within {within:?}: {}", self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-        }
-        (status.code(), self.seen)
-    }
-}
-
-fn report(report_dir: &Path) -> DrillReport {
-    let text = std::fs::read_to_string(report_dir.join("report.json"))
-        .unwrap_or_else(|e| panic!("no report in {}: {e}", report_dir.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 /// The drain overrides in force whose actor is `chaos`, as "region reason".
@@ -207,14 +129,14 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "  must_drain: [eu-west-1]\n  must_return: [eu-west-1]\n",
     );
     let report_dir = scratch.join("return");
-    let mut running = TargetDrill::start(&drill, &report_dir, &target);
+    let mut running = RunningDrill::on_target(&drill, &report_dir, &target);
     running.wait_for("s evacuate eu-west-1");
     assert_eq!(
         chaos_drains(&runtime, &admin_url, &admin_token),
         vec!["eu-west-1 chaos drill Evacuate return".to_owned()]
     );
-    let (code, stderr) = running.finish(Duration::from_secs(150));
-    assert_eq!(code, Some(0), "{stderr}");
+    let (status, stderr) = running.finish(Duration::from_secs(150));
+    assert_eq!(status.code(), Some(0), "{stderr}");
     let evacuated = report(&report_dir);
     assert_eq!(evacuated.verdict, Verdict::Passed, "{stderr}");
     let window = &evacuated.faults[0];
@@ -249,9 +171,9 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     );
     let report_dir = scratch.join("killed");
     let journal = report_dir.join("journal.jsonl");
-    let mut running = TargetDrill::start(&drill, &report_dir, &target);
+    let mut running = RunningDrill::on_target(&drill, &report_dir, &target);
     running.wait_for("s evacuate eu-west-1");
-    kill(Pid::from_raw(running.child.id() as i32), Signal::SIGKILL).unwrap();
+    kill(running.pid(), Signal::SIGKILL).unwrap();
     let _ = running.finish(Duration::from_secs(10));
     let out = Instant::now();
     loop {
@@ -324,9 +246,9 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "",
     );
     let report_dir = scratch.join("refused");
-    let (code, stderr) =
-        TargetDrill::start(&drill, &report_dir, &loose).finish(Duration::from_secs(150));
-    assert_ne!(code, Some(0), "{stderr}");
+    let (status, stderr) =
+        RunningDrill::on_target(&drill, &report_dir, &loose).finish(Duration::from_secs(150));
+    assert_ne!(status.code(), Some(0), "{stderr}");
     let refused = report(&report_dir);
     assert_eq!(refused.verdict, Verdict::Aborted, "{stderr}");
     let reason = refused.abort_reason.unwrap_or_default();
@@ -358,9 +280,9 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "",
     );
     let report_dir = scratch.join("hooks");
-    let (code, stderr) =
-        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(120));
-    assert_eq!(code, Some(0), "{stderr}");
+    let (status, stderr) =
+        RunningDrill::on_target(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&hooks_file).unwrap(),
         "start $HOME; not expanded\nstop\n"
@@ -399,9 +321,9 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "",
     );
     let report_dir = scratch.join("timeout");
-    let (code, stderr) =
-        TargetDrill::start(&drill, &report_dir, &target).finish(Duration::from_secs(120));
-    assert_eq!(code, Some(1), "{stderr}");
+    let (status, stderr) =
+        RunningDrill::on_target(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1), "{stderr}");
     let timed_out = report(&report_dir);
     assert_eq!(timed_out.verdict, Verdict::Aborted, "{stderr}");
     let reason = timed_out.abort_reason.unwrap_or_default();

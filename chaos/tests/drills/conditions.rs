@@ -12,8 +12,9 @@ use chaos::deployment::{DeploymentInfo, FaultAction};
 use chaos::journal::rollback::problems;
 use chaos::model::{DrillReport, Verdict};
 
+use super::lock_deployment;
+use super::running::RunningDrill;
 use super::up::ChaosUp;
-use super::{bin_dir, lock_deployment};
 
 /// A 40 s drill whose only fault is 50 ms more latency on eu-west-1 (it
 /// touches eu-west-1 alone), with the stop condition `abort`.
@@ -54,17 +55,7 @@ fn run_killing_us_east_1(
     drill: &Path,
     report_dir: &Path,
 ) -> (DrillReport, Duration, String) {
-    let child = Command::new(bin_dir().join("chaos"))
-        .arg("drill")
-        .arg(drill)
-        .arg("--report-dir")
-        .arg(report_dir)
-        .arg("--target")
-        .arg(run_dir.join("target.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = RunningDrill::on_target(drill, report_dir, &run_dir.join("target.yaml"));
     // Preflight, then 2 s of load and the latency fault, then the kill.
     let journal = report_dir.join("journal.jsonl");
     let waited = Instant::now();
@@ -88,24 +79,11 @@ fn run_killing_us_east_1(
         }))
         .unwrap();
     let killed = Instant::now();
-    let output = wait_output(child, Duration::from_secs(60));
+    let (_, output) = running.finish(Duration::from_secs(60));
     let exited = killed.elapsed();
     let text = std::fs::read_to_string(report_dir.join("report.json"))
         .unwrap_or_else(|e| panic!("no report: {e}: {output}"));
     (serde_json::from_str(&text).unwrap(), exited, output)
-}
-
-fn wait_output(mut child: Child, within: Duration) -> String {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > within {
-            let _ = child.kill();
-            panic!("the drill did not stop within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn assert_restored(runtime: &tokio::runtime::Runtime, info: &DeploymentInfo) {

@@ -5,18 +5,16 @@
 //! drill SIGKILLed in the middle of its fault leaves a killed region that `chaos rollback --journal` repairs, twice
 //! harmlessly.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use chaos::deployment::DeploymentInfo;
 use chaos::journal::rollback::problems;
-use chaos::model::{DrillReport, StopPhase, Verdict};
+use chaos::model::{StopPhase, Verdict};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
+use super::running::{report, RunningDrill};
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment};
 
@@ -52,86 +50,6 @@ method:
     let path = directory.join(format!("kill-{target}-{start_s}.yaml"));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// `chaos drill --attach` as a child, its stderr read line by line.
-struct RunningDrill {
-    child: Child,
-    lines: Receiver<String>,
-    seen: String,
-}
-
-impl RunningDrill {
-    fn start(drill: &Path, report_dir: &Path, run_dir: &Path) -> Self {
-        let mut child = Command::new(bin_dir().join("chaos"))
-            .arg("drill")
-            .arg(drill)
-            .arg("--report-dir")
-            .arg(report_dir)
-            .arg("--attach")
-            .arg(run_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: String::new(),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// Reads stderr until a line contains `needle`.
-    fn wait_for(&mut self, needle: &str) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("never printed {needle:?}: {}", self.seen));
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-            if line.contains(needle) {
-                return;
-            }
-        }
-    }
-
-    /// Waits for the exit (within `within`) and returns it with all stderr.
-    fn finish(mut self, within: Duration) -> (ExitStatus, String) {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > within {
-                let _ = self.child.kill();
-                panic!("the drill did not exit within {within:?}: {}", self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-        }
-        (status, self.seen)
-    }
-}
-
-fn report(report_dir: &Path) -> DrillReport {
-    let text = std::fs::read_to_string(report_dir.join("report.json"))
-        .unwrap_or_else(|e| panic!("no report in {}: {e}", report_dir.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 /// Asserts a stopped drill's exit and report: code 4, verdict stopped in
@@ -186,7 +104,7 @@ fn an_emergency_stop_in_each_phase_rolls_back_and_rollback_repairs_a_killed_dril
     // (b) SIGTERM before the first fault.
     let drill = kill_drill(&scratch, "eu-west-1", 8, None);
     let report_dir = scratch.join("before");
-    let mut running = RunningDrill::start(&drill, &report_dir, &run_dir);
+    let mut running = RunningDrill::attached(&drill, &report_dir, &run_dir);
     running.wait_for("steady");
     kill(running.pid(), Signal::SIGTERM).unwrap();
     let restored = assert_stopped(
@@ -201,7 +119,7 @@ fn an_emergency_stop_in_each_phase_rolls_back_and_rollback_repairs_a_killed_dril
     // (a) The stop file during the fault.
     let drill = kill_drill(&scratch, "ap-southeast-1", 2, None);
     let report_dir = scratch.join("fault");
-    let mut running = RunningDrill::start(&drill, &report_dir, &run_dir);
+    let mut running = RunningDrill::attached(&drill, &report_dir, &run_dir);
     running.wait_for("s region-kill ap-southeast-1");
     let touched = Instant::now();
     std::fs::write(report_dir.join("STOP"), "").unwrap();
@@ -223,7 +141,7 @@ fn an_emergency_stop_in_each_phase_rolls_back_and_rollback_repairs_a_killed_dril
     // (c) SIGTERM on the way back, after the fault's end.
     let drill = kill_drill(&scratch, "us-east-1", 2, Some(2));
     let report_dir = scratch.join("way-back");
-    let mut running = RunningDrill::start(&drill, &report_dir, &run_dir);
+    let mut running = RunningDrill::attached(&drill, &report_dir, &run_dir);
     running.wait_for("restored region-kill us-east-1");
     kill(running.pid(), Signal::SIGTERM).unwrap();
     let restored = assert_stopped(
@@ -243,7 +161,7 @@ fn an_emergency_stop_in_each_phase_rolls_back_and_rollback_repairs_a_killed_dril
     let drill = kill_drill(&scratch, "eu-west-1", 2, None);
     let report_dir = scratch.join("killed");
     let journal = report_dir.join("journal.jsonl");
-    let mut running = RunningDrill::start(&drill, &report_dir, &run_dir);
+    let mut running = RunningDrill::attached(&drill, &report_dir, &run_dir);
     running.wait_for("s region-kill eu-west-1");
     kill(running.pid(), Signal::SIGKILL).unwrap();
     let _ = running.finish(Duration::from_secs(10));
