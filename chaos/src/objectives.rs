@@ -143,6 +143,10 @@ pub fn measure(inputs: &Inputs) -> Objectives {
     }
 }
 
+/// Faults injected less than this apart share one recovery window (the
+/// timeline's resolution).
+const TOGETHER_WITHIN_S: f64 = 1.0;
+
 /// The recovery of `faults[index]`: the end of the last second at or after
 /// its start, before the next fault began or the load ended, in which some
 /// client region's after-retry success ratio was below the threshold.
@@ -150,11 +154,14 @@ pub fn fault_recovery(inputs: &Inputs, index: usize) -> FaultRecovery {
     let fault = &inputs.faults[index];
     let start = fault.start_s;
     // Faults injected together share one window; a later one closes it.
+    // "Together" is within one timeline second: the faults of one step are
+    // injected one after the other, microseconds apart, and the buckets
+    // cannot tell such faults apart anyway.
     let until_s = inputs
         .faults
         .iter()
         .map(|other| other.start_s)
-        .filter(|&other| other > start)
+        .filter(|&other| other >= start + TOGETHER_WITHIN_S)
         .fold(inputs.load_end_s, f64::min);
     let threshold = inputs.served_at_or_above;
     let served_from = inputs

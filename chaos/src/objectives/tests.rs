@@ -125,6 +125,27 @@ fn the_clock_runs_from_injection_to_the_end_of_the_last_bad_second() {
     assert_eq!(Verdict::judge(false, &judged), Verdict::Failed);
 }
 
+/// The faults of one step (every region's database stalled at once) are
+/// injected microseconds apart: they share one window, and each recovers
+/// when the clients do, not "never" because its sibling began just after.
+#[test]
+fn faults_injected_together_share_one_window() {
+    let timeline = seconds(40, |second, _| u64::from((10..13).contains(&second)));
+    let faults = [
+        fault("db-stall", 10.0021, Some(14.0)),
+        fault("db-stall", 10.0022, Some(14.0)),
+        fault("db-stall", 10.0023, Some(14.0)),
+    ];
+    let objectives = measured(rto(5.0), &faults, &timeline, &totals(10, 0));
+    assert!(objectives.rto.recovered, "{:?}", objectives.faults);
+    for fault in &objectives.faults {
+        assert_eq!(fault.until_s, 40.0);
+        assert_eq!(fault.served_again_at_s, Some(13.0));
+    }
+    assert_eq!(objectives.rto.measured_s, Some(2.998));
+    assert_eq!(objectives.rto.passed, Some(true));
+}
+
 #[test]
 fn a_fault_that_hurt_no_second_recovers_at_once() {
     let timeline = seconds(40, |_, _| 0);
