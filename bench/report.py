@@ -132,6 +132,46 @@ def median_round(rounds, rate_key):
     return ordered[(len(ordered) - 1) // 2]
 
 
+def authentication(runs_dir, workloads):
+    """What authenticating each request costs, from the auth benchmark's
+    medians (runs/auth), set against the service's CPU per request in the
+    median rounds above; None when the run has no auth figures."""
+    try:
+        values = read_kv(f"{runs_dir}/auth")
+    except FileNotFoundError:
+        return None
+    if "auth_api_key_ns" not in values or "auth_rate_limit_ns" not in values:
+        return None
+    per_request_ns = values["auth_api_key_ns"] + values["auth_rate_limit_ns"]
+    shares = {}
+    for w in workloads:
+        s = w["service"]
+        if s.get("rps") and s.get("cpu_server", 0) >= 0.005:
+            service_us = s["cpu_server"] / s["rps"] * 1e6
+            shares[w["workload"]] = {
+                "service_cpu_us_per_request": round(service_us, 2),
+                "share": round(per_request_ns / 1000 / service_us, 4),
+            }
+    summary = (
+        f"authentication per request (every request above carries an API key): "
+        f"{per_request_ns / 1000:.2f} µs of CPU (API key among 10,000 stored "
+        f"{values['auth_api_key_ns']:.0f} ns + rate limit {values['auth_rate_limit_ns']:.0f} ns)"
+    )
+    if shares:
+        summary += "; " + ", ".join(
+            f"{100 * v['share']:.1f}% of the service's {v['service_cpu_us_per_request']:.1f} µs per "
+            f"{LABELS[name].strip()}"
+            for name, v in shares.items()
+        )
+    return {
+        "api_key_ns": values["auth_api_key_ns"],
+        "rate_limit_ns": values["auth_rate_limit_ns"],
+        "per_request_ns": per_request_ns,
+        "by_workload": shares,
+        "summary": summary,
+    }
+
+
 def report(runs_dir, out_path):
     config = read_kv(f"{runs_dir}/config")
     with open(f"{runs_dir}/service_env") as f:
@@ -253,8 +293,11 @@ def report(runs_dir, out_path):
             print(f"{LABELS[w['workload']]}:")
             for note in notes:
                 print(f"  {note}")
+    auth = authentication(runs_dir, workloads)
+    if auth:
+        print(auth["summary"])
     with open(out_path, "w") as out:
-        json.dump({"config": config, "workloads": workloads}, out, indent=2)
+        json.dump({"config": config, "workloads": workloads, "authentication": auth}, out, indent=2)
         out.write("\n")
     print(f"\nresults written to {out_path}")
 

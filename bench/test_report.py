@@ -73,5 +73,28 @@ class PgbenchLog(unittest.TestCase):
         self.assertEqual(values["log_retries"], "2")
 
 
+class Authentication(unittest.TestCase):
+    def test_the_cost_per_request_is_set_against_the_services_cpu(self):
+        workloads = [
+            # 0.9 cores for 60,000 reads/s: 15 µs per read.
+            {"workload": "read_account", "service": {"rps": 60000.0, "cpu_server": 0.9}},
+            {"workload": "transfer", "service": {"rps": 5000.0, "cpu_server": 0.5}},
+        ]
+        with tempfile.TemporaryDirectory() as runs:
+            with open(os.path.join(runs, "auth"), "w") as f:
+                f.write("auth_api_key_ns=550\nauth_rate_limit_ns=150\n")
+            auth = report.authentication(runs, workloads)
+        self.assertEqual(auth["per_request_ns"], 700)
+        self.assertEqual(auth["by_workload"]["read_account"]["service_cpu_us_per_request"], 15.0)
+        self.assertAlmostEqual(auth["by_workload"]["read_account"]["share"], 0.0467, places=4)
+        self.assertEqual(auth["by_workload"]["transfer"]["service_cpu_us_per_request"], 100.0)
+        self.assertIn("0.70 µs of CPU", auth["summary"])
+        self.assertIn("4.7% of the service's 15.0 µs per read account", auth["summary"])
+
+    def test_a_run_without_auth_figures_reports_none(self):
+        with tempfile.TemporaryDirectory() as runs:
+            self.assertIsNone(report.authentication(runs, []))
+
+
 if __name__ == "__main__":
     unittest.main()

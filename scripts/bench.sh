@@ -10,7 +10,9 @@
 #   read account: wrk  GET /v1/accounts/{id}  vs  pgbench running its SELECT
 #   transfer:     wrk  POST /v1/transfers     vs  pgbench running its transaction
 # and prints requests/s, p99 and the ratios service/pgbench (targets: 0.8 for
-# reads, 0.7 for transfers). Results also go to target/bench/results.json.
+# reads, 0.7 for transfers), with every request authenticated (an API key),
+# and what authentication costs per request. Results also go to
+# target/bench/results.json.
 # A benchmark, not a test: it exits 0 whether or not the targets are met.
 # See bench/README.md for the method.
 #
@@ -389,5 +391,20 @@ done
 # Money is conserved: a transfer benchmark that broke the ledger is void.
 total=$(psql "$db_url" -At -c "SELECT sum(balance) = 1000000000000::numeric * count(*) FROM accounts")
 [ "$total" = t ] || log "WARNING: the sum of balances changed during the benchmark"
+
+# What authentication adds to each request above: the path the middleware
+# runs (an API key among 10,000 stored, then the principal's token bucket),
+# measured alone by service/benches/auth.rs; the report sets it against the
+# service's CPU per request. After the rounds, so that its build and run
+# never share the machine with a measured run.
+log "authentication per request (cargo bench -p service --bench auth)"
+BENCH_AUTH_SECONDS=${BENCH_AUTH_SECONDS:-2} CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} \
+  cargo bench -q -p service --bench auth -- "api key, valid (10000 keys)" "rate limit, admitted, 10,000 principals" \
+  >"$work/auth.out" 2>"$work/auth.err" || { cat "$work/auth.err" >&2; exit 1; }
+cat "$work/auth.out" >&2
+awk '/^api key, valid \(10000 keys\)/ { print "auth_api_key_ns=" $(NF-2) }
+     /^rate limit, admitted, 10,000 principals/ { print "auth_rate_limit_ns=" $(NF-2) }' \
+  "$work/auth.out" >"$runs/auth"
+[ "$(wc -l <"$runs/auth")" -eq 2 ] || { log "the auth benchmark printed no figure for one of its cases"; cat "$work/auth.out" >&2; exit 1; }
 
 python3 bench/report.py report "$runs" "$out_dir/results.json"
