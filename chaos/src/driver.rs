@@ -20,6 +20,9 @@ pub enum FaultDriver {
     InProcess(Arc<AsyncMutex<Deployment>>),
     /// A running `chaos up`, which the drill never shuts down.
     Remote(ControlClient),
+    /// A deployment known only from its target file (no `local` section):
+    /// only actuators act on it.
+    Target(Arc<crate::target::deployment::TargetDriver>),
 }
 
 impl FaultDriver {
@@ -27,6 +30,7 @@ impl FaultDriver {
         match self {
             Self::InProcess(deployment) => Ok(deployment.lock().await.info()),
             Self::Remote(client) => client.topology().await,
+            Self::Target(driver) => Ok(driver.info.clone()),
         }
     }
 
@@ -39,6 +43,7 @@ impl FaultDriver {
         match self {
             Self::InProcess(deployment) => deployment.lock().await.apply(action),
             Self::Remote(client) => client.apply(action).await,
+            Self::Target(driver) => driver.apply(action),
         }
     }
 
@@ -47,6 +52,7 @@ impl FaultDriver {
         match self {
             Self::InProcess(deployment) => Ok(deployment.lock().await.leader().await),
             Self::Remote(client) => client.leader().await,
+            Self::Target(driver) => driver.leader().await,
         }
     }
 }

@@ -30,8 +30,6 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::deployment::SERVICE_NAME;
-
 /// How an operation ended (Jepsen's :ok, :fail, :info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +117,10 @@ pub struct Target {
     pub preference: BTreeMap<String, Vec<String>>,
     /// Sent as `Authorization: Bearer` on every request.
     pub api_key: String,
+    /// The name clients resolve (fully qualified, with its final dot).
+    pub service_name: String,
+    /// The port clients connect to.
+    pub service_port: u16,
 }
 
 /// The region whose instance has address `ip`.
@@ -230,6 +232,8 @@ pub async fn run(
             resolver,
             preference: target.preference[client_region].clone(),
             instances: target.instances.clone(),
+            service_name: target.service_name.clone(),
+            service_port: target.service_port,
         });
         let plan = plan.clone();
         let live = live.clone();
@@ -274,6 +278,8 @@ struct RegionClient {
     fresh: reqwest::Client,
     preference: Vec<String>,
     instances: BTreeMap<String, Vec<SocketAddr>>,
+    service_name: String,
+    service_port: u16,
 }
 
 async fn client_loop(
@@ -457,13 +463,17 @@ impl RegionClient {
 
     /// An instance from the DNS answer (the resolver caches it for its TTL).
     async fn resolve(&self, pick: u64) -> Option<SocketAddr> {
-        let answer = self.resolver.lookup_ip(SERVICE_NAME).await.ok()?;
+        let answer = self
+            .resolver
+            .lookup_ip(self.service_name.as_str())
+            .await
+            .ok()?;
         let addresses: Vec<IpAddr> = answer.iter().collect();
         if addresses.is_empty() {
             return None;
         }
         let ip = addresses[(pick % addresses.len() as u64) as usize];
-        Some(SocketAddr::new(ip, crate::deployment::SERVICE_PORT))
+        Some(SocketAddr::new(ip, self.service_port))
     }
 
     /// An instance of the first preferred region not in `not`.
@@ -490,8 +500,8 @@ impl RegionClient {
         let address = match destination {
             Destination::Name => format!(
                 "{}:{}",
-                SERVICE_NAME.trim_end_matches('.'),
-                crate::deployment::SERVICE_PORT
+                self.service_name.trim_end_matches('.'),
+                self.service_port
             ),
             Destination::Address(address) => address.to_string(),
         };

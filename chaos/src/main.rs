@@ -105,8 +105,9 @@ enum Command {
         /// Run on the deployment a target file describes: the blast-radius
         /// guard first (exit code 6 when it refuses), then preflight (exit
         /// code 3 when a check fails); the drill does not start on either.
-        /// For now the target needs a `local` section (a `chaos up`
-        /// deployment).
+        /// Local faults (kill, blackhole, stall, ...) need the target's
+        /// `local` section (a `chaos up` deployment); evacuate, command and
+        /// http faults run on any target, known from the file alone.
         #[arg(long, conflicts_with = "attach")]
         target: Option<PathBuf>,
         /// Emergency stop: when this file appears the drill rolls back and
@@ -256,8 +257,24 @@ async fn main() -> anyhow::Result<()> {
                     }
                     let target = Target::load(&target_path)?;
                     let Some(local) = &target.local else {
-                        eprintln!("chaos: {}", no_local_section(&path, &target_path));
-                        std::process::exit(2);
+                        if let Some(refusal) = local_fault_refused(&parsed, &target_path) {
+                            eprintln!("chaos: {refusal}");
+                            std::process::exit(2);
+                        }
+                        // Actuators only: the deployment is what the file
+                        // says, and nothing else.
+                        return run_drill(
+                            path,
+                            report_dir,
+                            DeploymentSource::Target {
+                                target: Box::new(target.clone()),
+                                file: target_path,
+                            },
+                            Some(result),
+                            stop_file,
+                            Some(target),
+                        )
+                        .await;
                     };
                     let token = local
                         .token
@@ -390,32 +407,22 @@ async fn run_drill(
     }
 }
 
-/// Why a target without a `local` section cannot be drilled yet: a local
-/// fault of the drill is named first (those need `chaos up` for good);
-/// a drill of actuators only still needs the load and the report to read
-/// the deployment from the target file, which they do not yet.
-fn no_local_section(drill_path: &std::path::Path, target_path: &std::path::Path) -> String {
-    let local_fault = Drill::load(drill_path).ok().and_then(|drill| {
-        drill
-            .method
-            .iter()
-            .enumerate()
-            .find(|(_, fault)| !fault.fault.actuator())
-            .map(|(index, fault)| format!("method[{index}] ({})", fault.fault.as_str()))
-    });
-    match local_fault {
-        Some(fault) => format!(
-            "{}: {fault} is a local fault, which only a `chaos up` deployment (a target with a \
-             `local` section) can apply; on this target use evacuate, command or http faults",
-            target_path.display()
-        ),
-        None => format!(
-            "{}: every fault is an actuator, but a drill still reads the deployment's addresses \
-             from `chaos up` (a `local` section): drilling a target without one is not \
-             supported yet",
-            target_path.display()
-        ),
-    }
+/// Why a drill cannot run on a target without a `local` section: its first
+/// local fault (kill, blackhole, stall, ...), which only a `chaos up`
+/// deployment can apply; `None` when every fault is an actuator.
+fn local_fault_refused(drill: &Drill, target_path: &std::path::Path) -> Option<String> {
+    let (index, fault) = drill
+        .method
+        .iter()
+        .enumerate()
+        .find(|(_, fault)| !fault.fault.actuator())?;
+    Some(format!(
+        "{}: method[{index}] ({}) is a local fault, which only a `chaos up` deployment (a \
+         target with a `local` section) can apply; on this target use evacuate, command or \
+         http faults",
+        target_path.display(),
+        fault.fault.as_str()
+    ))
 }
 
 /// Loads the target file (exit code 2 when invalid), runs the preflight
@@ -483,23 +490,40 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     use chaos::journal::rollback::{self as journal_rollback, restore_bound};
     use chaos::journal::{self, Journal, JournalDeployment};
     let records = journal::read(&args.journal)?;
-    let client = match (&args.attach, journal::deployment_of(&records)) {
-        (Some(target), _) => ControlClient::attach(target, args.control_token.as_deref())?,
+    use chaos::driver::FaultDriver;
+    let driver = match (&args.attach, journal::deployment_of(&records)) {
+        (Some(target), _) => FaultDriver::Remote(ControlClient::attach(
+            target,
+            args.control_token.as_deref(),
+        )?),
+        (None, Some(JournalDeployment::Target { target_file })) => {
+            let target = Target::load(&target_file)?;
+            FaultDriver::Target(std::sync::Arc::new(
+                chaos::target::deployment::TargetDriver::new(&target, &target_file)
+                    .await
+                    .context("the target file the journal names")?,
+            ))
+        }
         (
             None,
             Some(JournalDeployment::Attached {
                 state_file: Some(file),
                 ..
             }),
-        ) => ControlClient::attach(&file.display().to_string(), None)
-            .context("the deployment the journal names; pass --attach if it moved")?,
+        ) => FaultDriver::Remote(
+            ControlClient::attach(&file.display().to_string(), None)
+                .context("the deployment the journal names; pass --attach if it moved")?,
+        ),
         (
             None,
             Some(JournalDeployment::Attached {
                 control_url,
                 state_file: None,
             }),
-        ) => ControlClient::attach(&control_url, args.control_token.as_deref())?,
+        ) => FaultDriver::Remote(ControlClient::attach(
+            &control_url,
+            args.control_token.as_deref(),
+        )?),
         (None, Some(JournalDeployment::InProcess { run_dir })) => anyhow::bail!(
             "{} names a deployment that lived in the drill's own process (run directory {}): \
              nothing can reach it now",
@@ -514,7 +538,6 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let driver = chaos::driver::FaultDriver::Remote(client);
     let started = std::time::Instant::now();
     let journal = Journal::open(&args.journal)?;
     let pending = journal::pending(&records);

@@ -91,11 +91,14 @@ impl DeploymentTls {
 }
 
 /// An HTTP client builder that trusts the deployment's CA (and nothing
-/// else: every HTTPS peer of the drills is one of its load balancers).
+/// else: every HTTPS peer of the drills is one of its load balancers), or,
+/// given no CA (`ca_pem` empty), the public roots.
 pub fn client_builder(ca_pem: &str) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
-        .tls_built_in_root_certs(false);
+        // No CA of our own (a target whose endpoints have public
+        // certificates): the public roots.
+        .tls_built_in_root_certs(ca_pem.trim().is_empty());
     if let Ok(certificate) = reqwest::Certificate::from_pem(ca_pem.as_bytes()) {
         builder = builder.add_root_certificate(certificate);
     }

@@ -169,7 +169,7 @@ pub(super) async fn conclude(
             "abort": drill.abort,
             "service_name": info.service_name,
             "database": database_settings(database_url).await,
-            "attached": matches!(options.deployment, DeploymentSource::Attach(_)),
+            "attached": !matches!(options.deployment, DeploymentSource::Start { .. }),
             "measured_rtt_ms": measured_rtt_ms,
         }),
         verdict,
@@ -355,6 +355,10 @@ pub(super) fn write_history(path: &Path, history: &[Operation]) -> anyhow::Resul
 }
 
 fn binary_version(path: &Path) -> String {
+    // A target known only from its file: the drill has no binaries of it.
+    if path.parent().is_none_or(|dir| dir.as_os_str().is_empty()) {
+        return "not known (a deployment the drill did not start)".into();
+    }
     std::process::Command::new(path)
         .arg("--version")
         .output()

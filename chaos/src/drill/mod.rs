@@ -78,6 +78,13 @@ pub enum DeploymentSource {
     /// A running `chaos up`, driven through its control API: its topology
     /// must match the drill's, and it is left running (and healed).
     Attach(ControlClient),
+    /// A deployment known only from its target file (`--target` without a
+    /// `local` section): its addresses, CA, API key and ledger come from
+    /// the file, only actuator faults apply, and it is left running.
+    Target {
+        target: Box<crate::target::Target>,
+        file: PathBuf,
+    },
 }
 
 /// The stop signal, awaited wherever the drill can be interrupted; its
@@ -162,7 +169,39 @@ pub async fn run(
             };
             run_on(&drill, &options, &driver, &journaled, stop).await
         }
+        DeploymentSource::Target { target, file } => {
+            eprintln!(
+                "chaos: {} — on target {:?} ({})",
+                drill.title,
+                target.name,
+                file.display()
+            );
+            let target_driver = crate::target::deployment::TargetDriver::new(target, file).await?;
+            check_target_regions(&drill.topology, &target_driver.info)?;
+            let journaled = JournalDeployment::Target {
+                target_file: target_driver.target_file.clone(),
+            };
+            let driver = FaultDriver::Target(Arc::new(target_driver));
+            run_on(&drill, &options, &driver, &journaled, stop).await
+        }
     }
+}
+
+/// Refuses a target whose regions are not the drill's (in any order).
+fn check_target_regions(wanted: &Topology, info: &DeploymentInfo) -> anyhow::Result<()> {
+    let mut theirs: Vec<&str> = info.regions.iter().map(|r| r.name.as_str()).collect();
+    let mut ours: Vec<&str> = wanted.regions.iter().map(String::as_str).collect();
+    theirs.sort_unstable();
+    ours.sort_unstable();
+    if theirs != ours {
+        bail!(
+            "the target's regions are [{}], the drill's topology.regions [{}]: a drill runs on \
+             the regions it names",
+            theirs.join(", "),
+            ours.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a deployment whose topology or controller settings differ from
@@ -503,6 +542,11 @@ fn target_of(deployment: &DeploymentInfo, drill: &Drill) -> Target {
         instances: deployment.instance_addresses(),
         preference,
         api_key: deployment.api_key.clone(),
+        service_name: deployment.service_name.clone(),
+        service_port: regions
+            .iter()
+            .find_map(|r| r.instances.first())
+            .map_or(crate::deployment::SERVICE_PORT, |address| address.port()),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::actuators::Actuators;
 use crate::analysis::DnsObservation;
-use crate::deployment::{FaultAction, SERVICE_NAME};
+use crate::deployment::FaultAction;
 use crate::driver::FaultDriver;
 use crate::journal::{Journal, JournalDeployment};
 use crate::load::{self, LiveCounters, Target};
@@ -309,7 +309,7 @@ pub(super) async fn watch_dns(
     let mut observations = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         for (client, resolver) in &resolvers {
-            if let Ok(answer) = resolver.lookup_ip(SERVICE_NAME).await {
+            if let Ok(answer) = resolver.lookup_ip(target.service_name.as_str()).await {
                 let regions = answer
                     .iter()
                     .filter_map(|ip| load::region_of(&target.instances, ip).map(str::to_owned))

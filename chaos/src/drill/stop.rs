@@ -163,7 +163,7 @@ pub(super) async fn conclude_stopped(
             "controller": info.controller,
             "load": drill.load,
             "method": drill.method,
-            "attached": matches!(options.deployment, DeploymentSource::Attach(_)),
+            "attached": !matches!(options.deployment, DeploymentSource::Start { .. }),
             "ledger": "not verified: the drill was stopped",
         }),
         verdict: Verdict::Stopped,

@@ -42,6 +42,8 @@ pub enum JournalDeployment {
     /// A deployment the drill brought up in its own process: its processes
     /// are the drill's children and its faults die with it.
     InProcess { run_dir: PathBuf },
+    /// A deployment known only from its target file (no `local` section).
+    Target { target_file: PathBuf },
 }
 
 /// One line of the journal.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::{pending, read, Applied, Journal, JournalDeployment};
-use crate::deployment::{DeploymentInfo, FaultAction, SERVICE_NAME};
+use crate::deployment::{DeploymentInfo, FaultAction};
 use crate::driver::FaultDriver;
 
 /// What one rollback did.
@@ -64,8 +64,10 @@ pub async fn undo_pending(journal: &Journal, driver: &FaultDriver, by: &str) -> 
 }
 
 async fn undo_one(entry: &Applied, driver: &FaultDriver) -> Result<&'static str, String> {
-    if let (JournalDeployment::InProcess { run_dir }, FaultDriver::Remote(_)) =
-        (&entry.deployment, driver)
+    if let (
+        JournalDeployment::InProcess { run_dir },
+        FaultDriver::Remote(_) | FaultDriver::Target(_),
+    ) = (&entry.deployment, driver)
     {
         return Err(format!(
             "it was applied to the deployment the drill ran in its own process (run directory \
@@ -101,12 +103,16 @@ pub fn describe(action: &FaultAction) -> String {
 
 /// How long a rollback waits for every region: the controller's hold-down
 /// (a restarted region is put back in DNS only after it) plus the probes
-/// that prove it healthy, plus time for its processes to start.
+/// that prove it healthy, plus time for its processes to start. A setting
+/// the drill does not know (a deployment known from its target file) is
+/// taken as production's (k8s/); `chaos rollback --wait-s` overrides it.
 pub fn restore_bound(info: &DeploymentInfo) -> Duration {
+    let production = crate::controller_settings::ControllerSettings::production();
     let get = |key: &str| {
         info.controller
             .settings
             .iter()
+            .chain(&production.settings)
             .find(|s| s.key == key)
             .map_or(0, |s| s.value)
     };
@@ -175,7 +181,7 @@ pub async fn problems(info: &DeploymentInfo) -> Vec<String> {
             // address, so the controllers answer with its nearest serving
             // region, which is itself when it is in DNS.
             let resolver = crate::load::resolver(dns_servers, Some(region.client_address), false);
-            match resolver.lookup_ip(SERVICE_NAME).await {
+            match resolver.lookup_ip(info.service_name.as_str()).await {
                 Ok(answer) => {
                     let answered: Vec<String> = answer
                         .iter()

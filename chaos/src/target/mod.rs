@@ -11,6 +11,7 @@
 //! `preflight` the checks run before a drill; `guard` the blast-radius
 //! guard.
 
+pub mod deployment;
 pub mod guard;
 pub mod preflight;
 pub mod secret;

@@ -1,5 +1,6 @@
 //! Actuators on a real `chaos up`, driven only through the `target.yaml` it
-//! writes: an `evacuate` fault drains eu-west-1 through the controllers'
+//! writes, without its `local` section (the deployment as a real one is
+//! known: addresses, CA, API key, ledger, admin API): an `evacuate` fault drains eu-west-1 through the controllers'
 //! admin API and gives it back; a drill SIGKILLed while a region is
 //! evacuated leaves the override, which `chaos rollback --journal` removes;
 //! a drain the controllers refuse (min_healthy_regions) aborts the drill
@@ -94,6 +95,32 @@ fn wait_all_well(runtime: &tokio::runtime::Runtime, info: &chaos::deployment::De
     }
 }
 
+/// `<run dir>/target.yaml` without its `local:` block, as
+/// `<run dir>/remote-target.yaml` (beside it, so that its relative secret
+/// and CA paths still hold).
+fn without_local_section(run_dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(run_dir.join("target.yaml")).unwrap();
+    let mut kept = String::new();
+    let mut in_local = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_local = line.starts_with("local:");
+        }
+        if !in_local {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    assert!(
+        text.contains("\nlocal:") && !kept.contains("control_url"),
+        "{kept}"
+    );
+    let path = run_dir.join("remote-target.yaml");
+    std::fs::write(&path, kept).unwrap();
+    assert!(chaos::target::Target::load(&path).unwrap().local.is_none());
+    path
+}
+
 #[test]
 fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_killed_drill() {
     let _guard = lock_deployment();
@@ -103,7 +130,10 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     let run_dir = scratch.join("run");
     let database_url = std::env::var("TEST_DATABASE_URL").ok();
     let up = ChaosUp::start(&run_dir, database_url.as_deref());
-    let target = run_dir.join("target.yaml");
+    // The deployment as a real one is known: `chaos up`'s target file
+    // without its `local` section (the control API), so that every drill
+    // here reads addresses, CA, API key and ledger from the file alone.
+    let target = without_local_section(&run_dir);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client =
         chaos::driver::ControlClient::attach(&run_dir.display().to_string(), None).unwrap();
@@ -198,8 +228,6 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
             .arg("rollback")
             .arg("--journal")
             .arg(&journal)
-            .arg("--attach")
-            .arg(&run_dir)
             .output()
             .unwrap();
         let text = format!(

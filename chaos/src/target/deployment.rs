@@ -1,0 +1,239 @@
+//! A deployment the drill knows only from its target file: what the load,
+//! the DNS watcher, the stop conditions, the verification and the report
+//! read of a deployment (its [`DeploymentInfo`]), taken from the file alone,
+//! and the [`TargetDriver`] that applies faults to it.
+//!
+//! This is the path of a real deployment, and the tests take it on the
+//! local one: `chaos up`'s `target.yaml` without its `local` section.
+//!
+//! What the file does not say, the drill does not invent: the controllers'
+//! settings are not known (the report's settings table stays empty), nor
+//! the binaries' versions; there is no WAN model (the network is real).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::Target;
+use crate::controller_settings::ControllerSettings;
+use crate::deployment::{DeploymentInfo, FaultAction, RegionInfo};
+
+/// What a drill on `target` knows of it. Host names in the file are
+/// resolved once, here (the drill's load resolves the public name through
+/// DNS all along; these are the per-region endpoints, for the retry on the
+/// next region, the seeding and the checks).
+pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> {
+    let base = &target.base_dir;
+    let Some(ledger) = &target.ledger else {
+        bail!(
+            "target {:?}: a drill checks every acknowledged write against the ledger, and the \
+             target file has no `ledger.database_url` (a read-only URL is enough)",
+            target.name
+        );
+    };
+    let database_url = ledger
+        .database_url
+        .resolve("ledger.database_url", base)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api_key = target
+        .service
+        .api_key
+        .resolve("service.api_key", base)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ca_pem = match &target.service.ca_file {
+        Some(file) => {
+            let path = target.path(file);
+            std::fs::read_to_string(&path).with_context(|| {
+                format!("field `service.ca_file`: cannot read {}", path.display())
+            })?
+        }
+        // The public roots.
+        None => String::new(),
+    };
+    let mut regions = Vec::new();
+    let mut instances_per_region = 0u8;
+    for (offset, (name, region)) in target.regions.iter().enumerate() {
+        let mut instances = Vec::new();
+        for (i, endpoint) in region.endpoints.iter().enumerate() {
+            instances.extend(
+                resolve(endpoint)
+                    .await
+                    .with_context(|| format!("field `regions.{name}.endpoints[{i}]`"))?,
+            );
+        }
+        instances_per_region = instances_per_region.max(instances.len().min(255) as u8);
+        // The addresses DNS hands out for the region, when the file names
+        // them apart from the endpoints (a load balancer's): the DNS watch
+        // knows the region by them.
+        let port = instances.first().map_or(443, SocketAddr::port);
+        for ip in target.dns_addresses(region) {
+            let address = SocketAddr::new(ip, port);
+            if !instances.contains(&address) {
+                instances.push(address);
+            }
+        }
+        let controller_http = *resolve(&region.controller_admin_url)
+            .await
+            .with_context(|| format!("field `regions.{name}.controller_admin_url`"))?
+            .first()
+            .expect("resolve answers at least one address");
+        let vantage = target.vantage_points.iter().find(|v| &v.region == name);
+        let nameserver = if target.dns.nameservers.is_empty() {
+            None
+        } else {
+            Some(target.dns.nameservers[offset % target.dns.nameservers.len()])
+        };
+        let resolver = vantage
+            .and_then(|v| v.resolver)
+            .or_else(|| target.dns.resolvers.get(name).copied())
+            .or(nameserver)
+            .or_else(|| target.dns.resolvers.values().next().copied())
+            .expect("a validated target has resolvers or name servers");
+        regions.push(RegionInfo {
+            name: name.clone(),
+            index: offset as u8 + 1,
+            instances,
+            controller_http,
+            controller_dns: nameserver.unwrap_or(resolver),
+            client_address: vantage
+                .and_then(|v| v.source_address)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            resolver,
+        });
+    }
+    let postgres_version = match crate::database::connect(database_url.expose()).await {
+        Ok(client) => client
+            .query_one("SHOW server_version", &[])
+            .await
+            .map(|row| row.get::<_, String>(0))
+            .unwrap_or_default(),
+        // Preflight checked the ledger; verification will say what fails.
+        Err(_) => String::new(),
+    };
+    Ok(DeploymentInfo {
+        regions,
+        instances_per_region,
+        // Not known: the report shows no settings rather than guessed ones.
+        controller: ControllerSettings {
+            settings: Vec::new(),
+        },
+        wan: None,
+        service_name: fully_qualified(&target.service.public_name),
+        ca_pem,
+        database_url: database_url.expose().to_owned(),
+        run_dir: PathBuf::new(),
+        bin_dir: PathBuf::new(),
+        postgres_version,
+        api_key: api_key.expose().to_owned(),
+        route53: None,
+    })
+}
+
+/// `api.example.com.`: the name as the resolvers are asked for it.
+fn fully_qualified(name: &str) -> String {
+    format!("{}.", name.trim().trim_end_matches('.'))
+}
+
+/// The addresses of an `http(s)://host:port` URL's host (its port, or the
+/// scheme's).
+async fn resolve(url: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    let port = parsed
+        .port_or_known_default()
+        .with_context(|| format!("{url:?} has no port"))?;
+    let addresses: Vec<SocketAddr> = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
+        Some(url::Host::Domain(host)) => tokio::net::lookup_host((host, port))
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect(),
+        None => bail!("{url:?} has no host"),
+    };
+    if addresses.is_empty() {
+        bail!("{url:?}: its host resolves to no address");
+    }
+    Ok(addresses)
+}
+
+/// Faults on a deployment known only from its target file: actuators
+/// (evacuate, command, http) act through the deployment's own machinery;
+/// local faults (kill, blackhole, stall, latency, partition) have nothing
+/// to act on and are refused; the local catch-alls have nothing to heal.
+#[derive(Debug)]
+pub struct TargetDriver {
+    pub info: DeploymentInfo,
+    /// The controllers' admin URLs, for the leader (`/status`).
+    pub controller_admin_urls: Vec<String>,
+    /// Where the target file is, for the journal (`chaos rollback`).
+    pub target_file: PathBuf,
+}
+
+impl TargetDriver {
+    pub async fn new(target: &Target, target_file: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            info: deployment_info(target).await?,
+            controller_admin_urls: target
+                .regions
+                .values()
+                .map(|r| r.controller_admin_url.trim_end_matches('/').to_owned())
+                .collect(),
+            target_file: std::path::absolute(target_file)
+                .unwrap_or_else(|_| target_file.to_owned()),
+        })
+    }
+
+    pub fn apply(&self, action: &FaultAction) -> anyhow::Result<()> {
+        match action {
+            FaultAction::HealNetwork | FaultAction::RestoreAll => Ok(()),
+            other => bail!(
+                "{other:?} is a local fault: only a `chaos up` deployment (a target with a \
+                 `local` section) can apply it"
+            ),
+        }
+    }
+
+    /// The region whose controller says it holds the lease.
+    pub async fn leader(&self) -> anyhow::Result<Option<String>> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        for (url, region) in self.controller_admin_urls.iter().zip(&self.info.regions) {
+            let Ok(response) = client.get(format!("{url}/status")).send().await else {
+                continue;
+            };
+            let Ok(status) = response.json::<serde_json::Value>().await else {
+                continue;
+            };
+            if status["lease"]["held"] == true {
+                return Ok(Some(region.name.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn urls_resolve_to_their_hosts_and_ports() {
+        assert_eq!(
+            resolve("https://127.0.2.11:8080/").await.unwrap(),
+            vec!["127.0.2.11:8080".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve("https://[::1]").await.unwrap(),
+            vec!["[::1]:443".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve("http://localhost:9190").await.unwrap()[0].port(),
+            9190
+        );
+        assert_eq!(fully_qualified("api.example.com"), "api.example.com.");
+        assert_eq!(fully_qualified("api.example.com."), "api.example.com.");
+    }
+}
