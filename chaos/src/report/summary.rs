@@ -329,9 +329,16 @@ pub(crate) fn failback_detail(report: &DrillReport) -> String {
         (Some(_), None) if never_left => "never left DNS: nothing to come back from".to_string(),
         (Some(_), None) => "not back in DNS before the end of the drill".to_string(),
         (Some(_), Some(back)) => match phases.served_again_at_s {
-            Some(served) => format!(
+            Some(served) if served >= back => format!(
                 "fault ended → back in DNS · served again +{:.2} s",
                 served - back
+            ),
+            // Clients whose resolvers still held the region's address (for
+            // up to the TTL) reached it before DNS gave it back.
+            Some(served) => format!(
+                "fault ended → back in DNS · served {:.2} s before that, through answers \
+                 cached before it left",
+                back - served
             ),
             None => "fault ended → back in DNS · served nothing after".to_string(),
         },

@@ -382,3 +382,20 @@ fn failed_operations_and_ledger_findings_are_listed_in_both_renderings() {
     report.failed_operations.clear();
     assert!(render_html(&report).contains("Every operation succeeded."));
 }
+
+/// An evacuated region that clients with cached answers kept reaching is
+/// "served before" DNS gave it back, not "served again +-9.94 s".
+#[test]
+fn a_region_served_through_cached_answers_says_so() {
+    let mut report = region_kill_report();
+    assert_eq!(
+        super::summary::failback_detail(&report),
+        "fault ended → back in DNS · served again +0.50 s"
+    );
+    report.phases.served_again_at_s = Some(38.46);
+    assert_eq!(
+        super::summary::failback_detail(&report),
+        "fault ended → back in DNS · served 9.94 s before that, through answers cached \
+         before it left"
+    );
+}
