@@ -146,6 +146,10 @@ struct RollbackArgs {
     /// directory, or its control URL (then with the token).
     #[arg(long, value_name = "RUN_DIR_OR_URL")]
     attach: Option<String>,
+    /// The deployment as a target file, instead of the one the journal
+    /// names (its `local` section's control API when it has one).
+    #[arg(long, conflicts_with = "attach")]
+    target: Option<PathBuf>,
     /// Token of the control API, when attaching by URL.
     #[arg(long, env = "CHAOS_CONTROL_TOKEN", hide_env_values = true)]
     control_token: Option<String>,
@@ -491,18 +495,33 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     use chaos::journal::{self, Journal, JournalDeployment};
     let records = journal::read(&args.journal)?;
     use chaos::driver::FaultDriver;
-    let driver = match (&args.attach, journal::deployment_of(&records)) {
+    let deployment = match &args.target {
+        Some(target_file) => Some(JournalDeployment::Target {
+            target_file: target_file.clone(),
+        }),
+        None => journal::deployment_of(&records),
+    };
+    let driver = match (&args.attach, deployment) {
         (Some(target), _) => FaultDriver::Remote(ControlClient::attach(
             target,
             args.control_token.as_deref(),
         )?),
         (None, Some(JournalDeployment::Target { target_file })) => {
             let target = Target::load(&target_file)?;
-            FaultDriver::Target(std::sync::Arc::new(
-                chaos::target::deployment::TargetDriver::new(&target, &target_file)
-                    .await
-                    .context("the target file the journal names")?,
-            ))
+            match &target.local {
+                Some(local) => {
+                    let token = local
+                        .token
+                        .resolve("local.token", &target.base_dir)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    FaultDriver::Remote(ControlClient::new(&local.control_url, token.expose())?)
+                }
+                None => FaultDriver::Target(std::sync::Arc::new(
+                    chaos::target::deployment::TargetDriver::new(&target, &target_file)
+                        .await
+                        .with_context(|| format!("the target file {}", target_file.display()))?,
+                )),
+            }
         }
         (
             None,

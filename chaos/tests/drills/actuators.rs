@@ -223,13 +223,16 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     );
     let journaled = std::fs::read_to_string(&journal).unwrap();
     assert!(!journaled.contains(&admin_token), "{journaled}");
-    let rollback = || {
-        let output = Command::new(bin_dir().join("chaos"))
-            .arg("rollback")
-            .arg("--journal")
-            .arg(&journal)
-            .output()
-            .unwrap();
+    // The first names the deployment by the target file, as an operator
+    // would (`chaos rollback --target`); the second takes the one the
+    // journal names (the same file).
+    let rollback = |by_target: bool| {
+        let mut command = Command::new(bin_dir().join("chaos"));
+        command.arg("rollback").arg("--journal").arg(&journal);
+        if by_target {
+            command.arg("--target").arg(&target);
+        }
+        let output = command.output().unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -238,7 +241,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         (output.status.success(), text)
     };
     let rolled_back_at = Instant::now();
-    let (ok, text) = rollback();
+    let (ok, text) = rollback(true);
     let rollback_took = rolled_back_at.elapsed();
     assert!(ok, "{text}");
     assert!(
@@ -248,7 +251,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     );
     assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
     assert!(runtime.block_on(problems(&info)).is_empty());
-    let (ok, text) = rollback();
+    let (ok, text) = rollback(false);
     assert!(ok && text.contains("holds 0 fault(s)"), "{text}");
 
     // (c) A drain the controllers refuse (min_healthy_regions: the third
