@@ -33,6 +33,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
         markdown_timeline::around_failures(&mut out, &derived, window);
     }
     faults_and_events(&mut out, report, &derived);
+    super::hooks::markdown(&mut out, report);
     markdown_conditions::conditions(&mut out, report);
     run(&mut out, report);
     out

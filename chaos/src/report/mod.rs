@@ -33,6 +33,7 @@
 mod charts;
 pub(crate) mod confidence;
 mod format;
+mod hooks;
 mod html;
 mod markdown;
 mod markdown_conditions;
@@ -51,6 +52,8 @@ mod fixture;
 mod tests;
 #[cfg(test)]
 mod tests_conditions;
+#[cfg(test)]
+mod tests_hooks;
 #[cfg(test)]
 mod tests_objectives;
 #[cfg(test)]
