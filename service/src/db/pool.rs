@@ -324,9 +324,10 @@ pub fn recover_in_background(connection: Connection, recovery: Recovery, within:
 /// server's own "connection is going away" codes.
 pub fn leaves_connection_unusable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Database(database) => database
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            // 25P03: the server ended the session (idle in transaction).
+            code.starts_with("08") || code.starts_with("57P") || code == "25P03"
+        }),
         sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => false,
         _ => true,
     }

@@ -317,8 +317,15 @@ fn is_connection_error(error: &sqlx::Error) -> bool {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-    ) || matches!(sqlstate_of(error), Some(code) if code.starts_with("08") || code == "57P01")
+    ) || matches!(sqlstate_of(error), Some(code) if code.starts_with("08") || code == "57P01" || code == SESSION_ENDED_IDLE_IN_TRANSACTION)
 }
+
+/// FATAL `idle_in_transaction_session_timeout`: the server ended the
+/// session and rolled its transaction back, as if the connection had been
+/// lost. Before `COMMIT` nothing committed, so it is re-run on a fresh
+/// connection (a transaction held up on a slow path, or by a thread the
+/// machine could not schedule, is not the client's error).
+const SESSION_ENDED_IDLE_IN_TRANSACTION: &str = "25P03";
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ mod observability;
 mod overload;
 mod runtime_role;
 mod schema_wait;
+mod sessions;
 mod shutdown;
 mod tls_postgres;
 mod transfers;
