@@ -35,6 +35,10 @@
 #                      0 schedules PostgreSQL, the service and the load
 #                      generators task by task; "keep" leaves the machine's
 #                      setting (bench/README.md, "Scheduling")
+#   BENCH_PERF         1: record the service with `perf record -g` during each
+#                      measured service run (target/bench/perf.<workload>.<round>.data;
+#                      its sampling costs the service a little CPU, so the
+#                      ratios of such a run are not the ones to quote)
 #   SERVICE_*          service settings (e.g. SERVICE_THREAD_PER_CORE=false), passed
 #                      on to the service and printed with the results
 set -euo pipefail
@@ -325,10 +329,20 @@ run_wrk() {
   settle
   log "$workload: wrk ${duration}s, $connections connections, $threads threads"
   r0=$(retries_total)
+  local perf_pid=
+  if [ "${BENCH_PERF:-0}" = 1 ]; then
+    perf record -q -F 499 -g -p "$service_pid" -o "$out_dir/perf.$workload.$round.data" \
+      -- sleep "$duration" 2>"$work/perf.$workload.$round.err" &
+    perf_pid=$!
+  fi
   before=$(cpu_snapshot); t0=$(now)
   wrk -t "$threads" -c "$connections" -d "${duration}s" --timeout 10s -s "$script" "$base_url" \
     -- "$ids_file" "$((seed + 1000 * round))" "main$round" >"$work/$workload.wrk.out"
   t1=$(now); after=$(cpu_snapshot)
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || { cat "$work/perf.$workload.$round.err" >&2; log "perf record failed"; }
+    log "$workload: service profile in $out_dir/perf.$workload.$round.data (perf report -i ...)"
+  fi
   cat "$work/$workload.wrk.out" >&2
   {
     grep '^BENCH ' "$work/$workload.wrk.out" | sed 's/^BENCH //'

@@ -114,6 +114,13 @@ enum Command {
         /// exits 4 (default: STOP in the report directory).
         #[arg(long)]
         stop_file: Option<PathBuf>,
+        /// Emergency stop from afar: read once a second, a 2xx answer rolls
+        /// the drill back and exits 4, as the stop file does; 404 or 410
+        /// carries on; 10 s of nothing but errors stops it too (a stop that
+        /// cannot be heard counts as one). The drill does not start while
+        /// it says stop or cannot be read.
+        #[arg(long)]
+        stop_url: Option<String>,
         /// Print what the drill would do (each fault, its region, when, how
         /// it is undone; the rollbacks; with --target the blast-radius
         /// verdict and the preflight) and change nothing: no deployment
@@ -229,8 +236,13 @@ async fn main() -> anyhow::Result<()> {
             control_token,
             target,
             stop_file,
+            stop_url,
             plan,
         } => {
+            let stop_file = StopSources {
+                file: stop_file,
+                url: stop_url,
+            };
             let path = Drill::resolve(&drill);
             let parsed = match Drill::load(&path) {
                 Ok(parsed) => parsed,
@@ -356,6 +368,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Runs the drill (stopped by a signal or the stop file), adds the
+/// Where an emergency stop can come from besides the signals: the stop
+/// file (default: STOP in the report directory) and the stop URL.
+struct StopSources {
+    file: Option<PathBuf>,
+    url: Option<String>,
+}
+
 /// preflight (when there was one) to its report, prints the summary; exit
 /// code 1 when the hypothesis fails, 4 or 5 when stopped.
 async fn run_drill(
@@ -363,16 +382,23 @@ async fn run_drill(
     report_dir: PathBuf,
     deployment: DeploymentSource,
     preflight: Option<Preflight>,
-    stop_file: Option<PathBuf>,
+    stops: StopSources,
     actuators: Option<Target>,
 ) -> anyhow::Result<()> {
-    let stop_file = stop_file.unwrap_or_else(|| report_dir.join(drill::STOP_FILE));
+    let stop_file = stops
+        .file
+        .unwrap_or_else(|| report_dir.join(drill::STOP_FILE));
     let stop_file = drill::watch_stop_file(stop_file)?;
+    let stop_url = match stops.url {
+        Some(url) => drill::watch_stop_url(url).await?.boxed(),
+        None => std::future::pending().boxed(),
+    };
     let signals = stop_signal()?;
     let stop = async move {
         tokio::select! {
             cause = signals => cause.to_owned(),
             cause = stop_file => cause,
+            cause = stop_url => cause,
         }
     };
     let result = drill::run(

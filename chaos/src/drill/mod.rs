@@ -25,7 +25,7 @@ mod schedule;
 mod stop;
 
 pub use stop::{
-    describe_stop, watch_stop_file, StoppedEarly, STOPPED_EXIT_CODE,
+    describe_stop, watch_stop_file, watch_stop_url, StoppedEarly, STOPPED_EXIT_CODE,
     STOPPED_NOT_RESTORED_EXIT_CODE, STOP_FILE,
 };
 

@@ -58,6 +58,77 @@ pub fn watch_stop_file(path: PathBuf) -> anyhow::Result<impl Future<Output = Str
     })
 }
 
+/// How often the stop URL is read.
+const STOP_URL_PERIOD: Duration = Duration::from_secs(1);
+
+/// How long the stop URL may stay unreadable before the drill stops: an
+/// emergency stop that cannot be heard counts as one.
+const STOP_URL_DEAF_FOR: Duration = Duration::from_secs(10);
+
+/// Completes, with its cause, once `url` answers 2xx (the remote twin of
+/// the stop file: a flag any operator can raise, for every drill that
+/// watches it), or once it has answered nothing but errors for
+/// [`STOP_URL_DEAF_FOR`]; 404 and 410 mean "carry on". Read once a second.
+/// A stop URL that already says stop, or cannot be read, is an error: the
+/// drill does not start.
+pub async fn watch_stop_url(url: String) -> anyhow::Result<impl Future<Output = String> + Send> {
+    // A fresh connection per read: a pooled one could outlive the server
+    // that should answer it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .build()?;
+    match read_stop_url(&client, &url).await {
+        StopUrl::CarryOn => {}
+        StopUrl::Stop(status) => anyhow::bail!(
+            "the stop URL {url} answers {status}: a drill does not start while it says stop"
+        ),
+        StopUrl::Unreadable(why) => anyhow::bail!(
+            "the stop URL {url} cannot be read ({why}): a drill does not start without a way \
+             to stop it"
+        ),
+    }
+    Ok(async move {
+        let mut readable_at = Instant::now();
+        loop {
+            tokio::time::sleep(STOP_URL_PERIOD).await;
+            match read_stop_url(&client, &url).await {
+                StopUrl::CarryOn => readable_at = Instant::now(),
+                StopUrl::Stop(status) => return format!("stop URL {url} (answered {status})"),
+                StopUrl::Unreadable(why) if readable_at.elapsed() >= STOP_URL_DEAF_FOR => {
+                    return format!(
+                        "stop URL {url} unreadable for {} s ({why})",
+                        STOP_URL_DEAF_FOR.as_secs()
+                    )
+                }
+                StopUrl::Unreadable(_) => {}
+            }
+        }
+    })
+}
+
+enum StopUrl {
+    CarryOn,
+    Stop(reqwest::StatusCode),
+    Unreadable(String),
+}
+
+async fn read_stop_url(client: &reqwest::Client, url: &str) -> StopUrl {
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => StopUrl::Stop(response.status()),
+        Ok(response)
+            if matches!(
+                response.status(),
+                reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::GONE
+            ) =>
+        {
+            StopUrl::CarryOn
+        }
+        Ok(response) => StopUrl::Unreadable(format!("answered {}", response.status())),
+        Err(error) => StopUrl::Unreadable(error.without_url().to_string()),
+    }
+}
+
 /// When and why the drill was stopped.
 #[derive(Debug, Clone)]
 pub(super) struct Stopped {
@@ -286,3 +357,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+#[cfg(test)]
+#[path = "stop_url_tests.rs"]
+mod stop_url_tests;
