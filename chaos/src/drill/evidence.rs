@@ -238,6 +238,9 @@ async fn measured_rtt(info: &DeploymentInfo) -> BTreeMap<String, BTreeMap<String
 
 /// Creates the drill's accounts through the API, sixteen at a time (across
 /// a WAN each creation waits for its commit's round trip), in order.
+/// Attempts per seeded account before the drill gives up.
+const SEED_ATTEMPTS: u32 = 5;
+
 pub(super) async fn seed(
     instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
     ca_pem: &str,
@@ -254,21 +257,52 @@ pub(super) async fn seed(
             let client = client.clone();
             let address = addresses[n as usize % addresses.len()];
             async move {
-                let response = client
-                    .post(format!("https://{address}/v1/accounts"))
-                    .header("Idempotency-Key", format!("seed-{n}-{}", Uuid::new_v4()))
-                    .json(&serde_json::json!({"owner": format!("drill-{n}"), "opening_balance": OPENING_BALANCE}))
-                    .send()
-                    .await
-                    .context("seeding accounts")?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "seeding account {n}: {}",
-                    response.status()
-                );
-                let body: serde_json::Value = response.json().await?;
-                let id: Uuid = body["id"].as_str().context("account id")?.parse()?;
-                Ok(id)
+                // One key for every attempt: a retry of a creation that did
+                // commit is answered with the same account.
+                let key = format!("seed-{n}-{}", Uuid::new_v4());
+                let body = serde_json::json!({"owner": format!("drill-{n}"), "opening_balance": OPENING_BALANCE});
+                let mut attempt = 0u32;
+                loop {
+                    attempt += 1;
+                    let outcome = client
+                        .post(format!("https://{address}/v1/accounts"))
+                        .header("Idempotency-Key", &key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    // A 5xx or no answer is retried, as any client of the
+                    // API would (a serialization conflict that outlived the
+                    // service's own retries, a connection the server ended):
+                    // the seeding must not fail a drill the deployment
+                    // would have served.
+                    let retry_after = match outcome {
+                        Ok(response) if response.status().is_success() => {
+                            let answer: serde_json::Value = response.json().await?;
+                            let id: Uuid = answer["id"].as_str().context("account id")?.parse()?;
+                            return Ok(id);
+                        }
+                        Ok(response) if response.status().is_server_error() && attempt < SEED_ATTEMPTS => {
+                            response
+                                .headers()
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse::<u64>().ok())
+                                .map(std::time::Duration::from_secs)
+                        }
+                        Ok(response) => anyhow::bail!(
+                            "seeding account {n}: {} (attempt {attempt} of {SEED_ATTEMPTS})",
+                            response.status()
+                        ),
+                        Err(_) if attempt < SEED_ATTEMPTS => None,
+                        Err(error) => {
+                            return Err(anyhow::Error::new(error).context(format!(
+                                "seeding account {n} (attempt {attempt} of {SEED_ATTEMPTS})"
+                            )))
+                        }
+                    };
+                    let backoff = std::time::Duration::from_millis(250 << attempt.min(4));
+                    tokio::time::sleep(retry_after.unwrap_or(backoff).min(std::time::Duration::from_secs(2))).await;
+                }
             }
         })
         .buffered(16)
@@ -365,3 +399,7 @@ fn binary_version(path: &Path) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
 }
+
+#[cfg(test)]
+#[path = "seed_tests.rs"]
+mod seed_tests;
