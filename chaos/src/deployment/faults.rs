@@ -287,21 +287,13 @@ impl Deployment {
 
     /// The region whose controller holds the lease, asked over /status.
     pub async fn leader(&self) -> Option<String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .ok()?;
-        for region in &self.regions {
-            let url = format!("http://{}/status", region.controller_http);
-            if let Ok(response) = client.get(url).send().await {
-                if let Ok(status) = response.json::<serde_json::Value>().await {
-                    if status["lease"]["held"] == true {
-                        return Some(region.name.clone());
-                    }
-                }
-            }
-        }
-        None
+        leader_among(
+            self.regions
+                .iter()
+                .map(|r| (r.name.clone(), format!("http://{}", r.controller_http)))
+                .collect(),
+        )
+        .await
     }
 
     /// Every proxy back to pass-through (no blackhole, delay, stall or
@@ -327,6 +319,26 @@ impl Deployment {
         }
         Ok(())
     }
+}
+
+/// The region whose controller says, on `<base url>/status`, that it holds
+/// the lease; each `(region, base url)` asked in turn, 500 ms each.
+pub async fn leader_among(controllers: Vec<(String, String)>) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .ok()?;
+    for (region, base) in controllers {
+        let url = format!("{}/status", base.trim_end_matches('/'));
+        if let Ok(response) = client.get(url).send().await {
+            if let Ok(status) = response.json::<serde_json::Value>().await {
+                if status["lease"]["held"] == true {
+                    return Some(region);
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-pub use self::faults::FaultAction;
+pub use self::faults::{leader_among, FaultAction};
 pub use self::outage::{OutageOptions, Route53Info};
 pub use self::resolvers::Resolver;
 pub use self::setup::replace_database;

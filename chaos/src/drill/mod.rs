@@ -176,6 +176,7 @@ pub async fn run(
                 target.name,
                 file.display()
             );
+            crate::target::deployment::require_ledger(target)?;
             let target_driver = crate::target::deployment::TargetDriver::new(target, file).await?;
             check_target_regions(&drill.topology, &target_driver.info)?;
             let journaled = JournalDeployment::Target {

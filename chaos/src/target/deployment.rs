@@ -12,7 +12,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -26,17 +25,17 @@ use crate::deployment::{DeploymentInfo, FaultAction, RegionInfo};
 /// next region, the seeding and the checks).
 pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> {
     let base = &target.base_dir;
-    let Some(ledger) = &target.ledger else {
-        bail!(
-            "target {:?}: a drill checks every acknowledged write against the ledger, and the \
-             target file has no `ledger.database_url` (a read-only URL is enough)",
-            target.name
-        );
+    // Empty without a ledger: `chaos rollback` needs none; a drill
+    // refuses such a target (`require_ledger`).
+    let database_url = match &target.ledger {
+        Some(ledger) => ledger
+            .database_url
+            .resolve("ledger.database_url", base)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .expose()
+            .to_owned(),
+        None => String::new(),
     };
-    let database_url = ledger
-        .database_url
-        .resolve("ledger.database_url", base)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let api_key = target
         .service
         .api_key
@@ -103,14 +102,14 @@ pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> 
             resolver,
         });
     }
-    let postgres_version = match crate::database::connect(database_url.expose()).await {
-        Ok(client) => client
+    let postgres_version = match crate::database::connect(&database_url).await {
+        Ok(client) if !database_url.is_empty() => client
             .query_one("SHOW server_version", &[])
             .await
             .map(|row| row.get::<_, String>(0))
             .unwrap_or_default(),
-        // Preflight checked the ledger; verification will say what fails.
-        Err(_) => String::new(),
+        // No ledger, or preflight's check will have said why.
+        _ => String::new(),
     };
     Ok(DeploymentInfo {
         regions,
@@ -122,13 +121,26 @@ pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> 
         wan: None,
         service_name: fully_qualified(&target.service.public_name),
         ca_pem,
-        database_url: database_url.expose().to_owned(),
+        database_url,
         run_dir: PathBuf::new(),
         bin_dir: PathBuf::new(),
         postgres_version,
         api_key: api_key.expose().to_owned(),
         route53: None,
     })
+}
+
+/// A drill checks every acknowledged write against the ledger: a target
+/// without one cannot be drilled (it can be checked and rolled back).
+pub fn require_ledger(target: &Target) -> anyhow::Result<()> {
+    if target.ledger.is_none() {
+        bail!(
+            "target {:?}: a drill checks every acknowledged write against the ledger, and the \
+             target file has no `ledger.database_url` (a read-only URL is enough)",
+            target.name
+        );
+    }
+    Ok(())
 }
 
 /// `api.example.com.`: the name as the resolvers are asked for it.
@@ -197,27 +209,58 @@ impl TargetDriver {
 
     /// The region whose controller says it holds the lease.
     pub async fn leader(&self) -> anyhow::Result<Option<String>> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        for (url, region) in self.controller_admin_urls.iter().zip(&self.info.regions) {
-            let Ok(response) = client.get(format!("{url}/status")).send().await else {
-                continue;
-            };
-            let Ok(status) = response.json::<serde_json::Value>().await else {
-                continue;
-            };
-            if status["lease"]["held"] == true {
-                return Ok(Some(region.name.clone()));
-            }
-        }
-        Ok(None)
+        Ok(crate::deployment::leader_among(
+            self.info
+                .regions
+                .iter()
+                .map(|r| r.name.clone())
+                .zip(self.controller_admin_urls.iter().cloned())
+                .collect(),
+        )
+        .await)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `chaos rollback --target` needs the endpoints and DNS, not the
+    /// ledger; only a drill does.
+    #[tokio::test]
+    async fn a_target_without_a_ledger_can_be_rolled_back_but_not_drilled() {
+        std::env::set_var("CHAOS_DEPLOYMENT_TEST_KEY", "lk_test_secret");
+        let target = Target::parse(
+            r#"
+name: no-ledger
+service:
+  public_name: api.gslb.example.com
+  api_key: {env: CHAOS_DEPLOYMENT_TEST_KEY}
+dns:
+  nameservers: ["127.0.1.100:5353"]
+regions:
+  us-east-1:
+    endpoints: ["https://127.0.1.11:8080", "https://127.0.1.12:8080"]
+    controller_admin_url: http://127.0.1.100:9190
+controller:
+  admin_token: {env: CHAOS_DEPLOYMENT_TEST_KEY}
+blast_radius:
+  may_touch: [us-east-1]
+  min_serving_regions: 0
+"#,
+        )
+        .unwrap();
+        let info = deployment_info(&target).await.unwrap();
+        assert_eq!(info.database_url, "");
+        assert_eq!(info.service_name, "api.gslb.example.com.");
+        assert_eq!(info.regions[0].instances.len(), 2);
+        assert_eq!(
+            info.regions[0].controller_dns,
+            "127.0.1.100:5353".parse().unwrap()
+        );
+        let refusal = require_ledger(&target).unwrap_err().to_string();
+        assert!(refusal.contains("no `ledger.database_url`"), "{refusal}");
+    }
 
     #[tokio::test]
     async fn urls_resolve_to_their_hosts_and_ports() {

@@ -250,7 +250,11 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "{text}"
     );
     assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
-    assert!(runtime.block_on(problems(&info)).is_empty());
+    let wrong = runtime.block_on(problems(&info));
+    assert!(
+        wrong.is_empty(),
+        "right after the rollback said all is well: {wrong:?}"
+    );
     let (ok, text) = rollback(false);
     assert!(ok && text.contains("holds 0 fault(s)"), "{text}");
 
