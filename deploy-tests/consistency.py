@@ -6,7 +6,8 @@ Parses terraform/ (HCL, and the topology module's outputs through
 configuration in k8s/, monitoring/, and the binaries' own configuration
 (service/config/default.toml, failover-controller/config/default.toml) and
 sources. Fails when region names, ports, health paths, DNS names, shutdown
-timings, metric names or the mount of the probes' TLS files disagree.
+timings, metric names or the mount of the probes' TLS files disagree, or
+when a pin is too loose (pins.py: provider version floors).
 
 Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml, as
 scripts/check-deploy.sh writes them)
@@ -21,6 +22,8 @@ import tomllib
 
 import hcl2
 import yaml
+
+import pins
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
@@ -434,6 +437,9 @@ def main():
 
     print("record ownership")
     check_record_ownership(checks, topo)
+
+    print("provider versions")
+    pins.check_cockroach_provider_floor(checks, TERRAFORM)
 
     print("migrations")
     check_migrations(checks, rendered_dir, overlays, primary, tf_regions)

@@ -11,8 +11,10 @@ terraform {
       version = ">= 4.0.0, < 5.0.0"
     }
     cockroach = {
-      source  = "cockroachdb/cockroach"
-      version = ">= 1.7.0, < 2.0.0"
+      source = "cockroachdb/cockroach"
+      # 1.8.0 renamed the DEDICATED plan to ADVANCED (the database module's
+      # plan); deploy-tests/pins.py checks the floor.
+      version = ">= 1.8.0, < 2.0.0"
     }
     random = {
       source  = "hashicorp/random"

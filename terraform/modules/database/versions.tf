@@ -3,8 +3,10 @@ terraform {
 
   required_providers {
     cockroach = {
-      source  = "cockroachdb/cockroach"
-      version = ">= 1.7.0, < 2.0.0"
+      source = "cockroachdb/cockroach"
+      # 1.8.0 renamed the DEDICATED plan to ADVANCED (the database module's
+      # plan); deploy-tests/pins.py checks the floor.
+      version = ">= 1.8.0, < 2.0.0"
     }
     random = {
       source  = "hashicorp/random"
