@@ -6,8 +6,9 @@ Parses terraform/ (HCL, and the topology module's outputs through
 configuration in k8s/, monitoring/, and the binaries' own configuration
 (service/config/default.toml, failover-controller/config/default.toml) and
 sources. Fails when region names, ports, health paths, DNS names, shutdown
-timings, metric names or the mount of the probes' TLS files disagree, or
-when a pin is too loose (pins.py: provider version floors).
+timings, metric names or the mount of the probes' TLS files disagree, when
+a pin is too loose (pins.py: provider version floors), or when a document
+says what the sources no longer do (docs_claims.py).
 
 Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml, as
 scripts/check-deploy.sh writes them)
@@ -23,6 +24,7 @@ import tomllib
 import hcl2
 import yaml
 
+import docs_claims
 import pins
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -440,6 +442,10 @@ def main():
 
     print("provider versions")
     pins.check_cockroach_provider_floor(checks, TERRAFORM)
+
+    print("documents against the sources")
+    docs_claims.check_metric_label_claim(checks, ROOT)
+    docs_claims.check_database_readme(checks, ROOT)
 
     print("migrations")
     check_migrations(checks, rendered_dir, overlays, primary, tf_regions)
