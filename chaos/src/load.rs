@@ -30,6 +30,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::deployment::instances::InstanceHttps;
+
 /// How an operation ended (Jepsen's :ok, :fail, :info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,6 +115,9 @@ pub struct Target {
     pub client_addresses: BTreeMap<String, IpAddr>,
     /// Instances of each region, for the retry on the next region.
     pub instances: BTreeMap<String, Vec<SocketAddr>>,
+    /// The host name of each instance reached by name
+    /// ([`crate::deployment::instances`]).
+    pub instance_names: BTreeMap<SocketAddr, String>,
     /// Regions in order of preference for each client region.
     pub preference: BTreeMap<String, Vec<String>>,
     /// Sent as `Authorization: Bearer` on every request.
@@ -211,24 +216,30 @@ pub async fn run(
             Some(address) => self::resolver(&[*address], Some(source), false),
             None => self::resolver(&target.dns_servers, Some(source), true),
         };
-        let https = |pooled: bool| {
+        let builder = |pooled: bool| {
             let builder = crate::deployment::tls::client_builder(&target.ca_pem)
                 .default_headers(crate::api_key::headers(&target.api_key))
                 .local_address(source)
                 .timeout(plan.request_timeout)
                 .dns_resolver(Arc::new(NameResolver(resolver.clone())));
-            let builder = if pooled {
+            if pooled {
                 // reqwest's (and most SDKs') idle timeout: 90 s.
                 builder.pool_idle_timeout(Duration::from_secs(90))
             } else {
                 builder.pool_max_idle_per_host(0)
-            };
-            builder.build().expect("https client")
+            }
+        };
+        // The retries go to one instance of the next region: by its host
+        // name when the deployment gives one, pinned to its address.
+        let by_address = |pooled: bool| {
+            InstanceHttps::new(&target.instance_names, || builder(pooled)).expect("https clients")
         };
         let client = Arc::new(RegionClient {
             region: client_region.clone(),
-            pooled: https(true),
-            fresh: https(false),
+            pooled: builder(true).build().expect("https client"),
+            fresh: builder(false).build().expect("https client"),
+            pooled_by_address: by_address(true),
+            fresh_by_address: by_address(false),
             resolver,
             preference: target.preference[client_region].clone(),
             instances: target.instances.clone(),
@@ -276,6 +287,8 @@ struct RegionClient {
     resolver: TokioResolver,
     pooled: reqwest::Client,
     fresh: reqwest::Client,
+    pooled_by_address: InstanceHttps,
+    fresh_by_address: InstanceHttps,
     preference: Vec<String>,
     instances: BTreeMap<String, Vec<SocketAddr>>,
     service_name: String,
@@ -493,26 +506,36 @@ impl RegionClient {
         connection: Connection,
         destination: Destination,
     ) -> Attempt {
-        let http = match connection {
-            Connection::Pooled => &self.pooled,
-            Connection::Fresh => &self.fresh,
+        let (method, path) = match request {
+            Request::Read { account } => (reqwest::Method::GET, format!("/v1/accounts/{account}")),
+            Request::Transfer { .. } => (reqwest::Method::POST, "/v1/transfers".to_owned()),
         };
-        let address = match destination {
-            Destination::Name => format!(
-                "{}:{}",
-                self.service_name.trim_end_matches('.'),
-                self.service_port
-            ),
-            Destination::Address(address) => address.to_string(),
+        let (address, builder) = match destination {
+            Destination::Name => {
+                let http = match connection {
+                    Connection::Pooled => &self.pooled,
+                    Connection::Fresh => &self.fresh,
+                };
+                let address = format!(
+                    "{}:{}",
+                    self.service_name.trim_end_matches('.'),
+                    self.service_port
+                );
+                let url = format!("https://{address}{path}");
+                (address, http.request(method, url))
+            }
+            Destination::Address(address) => {
+                let http = match connection {
+                    Connection::Pooled => &self.pooled_by_address,
+                    Connection::Fresh => &self.fresh_by_address,
+                };
+                (address.to_string(), http.request(method, address, &path))
+            }
         };
         let response = match request {
-            Request::Read { account } => {
-                http.get(format!("https://{address}/v1/accounts/{account}"))
-                    .send()
-                    .await
-            }
+            Request::Read { .. } => builder.send().await,
             Request::Transfer { key, from, to } => {
-                http.post(format!("https://{address}/v1/transfers"))
+                builder
                     .header("Idempotency-Key", key)
                     .json(&serde_json::json!({"from": from, "to": to, "amount": TRANSFER_AMOUNT}))
                     .send()

@@ -23,6 +23,7 @@
 //! deployment, in-process or over the control API.
 
 mod faults;
+pub mod instances;
 mod outage;
 mod resolvers;
 mod setup;
@@ -148,6 +149,11 @@ pub struct RegionInfo {
     pub client_address: IpAddr,
     /// The recursive resolver of this region's clients (unbound).
     pub resolver: SocketAddr,
+    /// The host name the target file gives the region's endpoints by, which
+    /// their certificates name: the drill asks every instance of the region
+    /// by it ([`instances::InstanceHttps`]). `None`: by address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl DeploymentInfo {
@@ -157,6 +163,31 @@ impl DeploymentInfo {
             .iter()
             .map(|r| (r.name.clone(), r.instances.clone()))
             .collect()
+    }
+
+    /// The host name of every instance reached by name.
+    pub fn instance_names(&self) -> BTreeMap<SocketAddr, String> {
+        self.regions
+            .iter()
+            .filter_map(|r| r.host.as_ref().map(|host| (r, host)))
+            .flat_map(|(r, host)| r.instances.iter().map(|a| (*a, host.clone())))
+            .collect()
+    }
+
+    /// HTTPS clients for the instances (the deployment's CA, its API key,
+    /// `timeout` per request).
+    pub fn instance_https(
+        &self,
+        timeout: Option<Duration>,
+    ) -> reqwest::Result<instances::InstanceHttps> {
+        instances::InstanceHttps::new(&self.instance_names(), || {
+            let builder = tls::client_builder(&self.ca_pem)
+                .default_headers(crate::api_key::headers(&self.api_key));
+            match timeout {
+                Some(timeout) => builder.timeout(timeout),
+                None => builder,
+            }
+        })
     }
 }
 
@@ -494,6 +525,7 @@ impl Deployment {
                     controller_dns: r.controller_dns,
                     client_address: r.client_address,
                     resolver: resolvers::address_of(r),
+                    host: None,
                 })
                 .collect(),
             instances_per_region: self.options.instances_per_region,

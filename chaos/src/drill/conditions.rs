@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::deployment::instances::InstanceHttps;
 use crate::spec::{AbortConditions, Drill, FaultKind, PrometheusCondition};
 
 /// Fewer requests than this in the window say nothing about the ratio.
@@ -125,10 +126,10 @@ impl OtherRegions {
 }
 
 /// Whether any of `instances` answers 200 on `/healthz/instance`.
-async fn region_healthy(client: &reqwest::Client, instances: &[SocketAddr]) -> bool {
+async fn region_healthy(https: &InstanceHttps, instances: &[SocketAddr]) -> bool {
     for address in instances {
-        let url = format!("https://{address}/healthz/instance");
-        if matches!(client.get(&url).send().await, Ok(r) if r.status().is_success()) {
+        let answer = https.get(*address, "/healthz/instance").send().await;
+        if matches!(answer, Ok(r) if r.status().is_success()) {
             return true;
         }
     }
@@ -172,6 +173,8 @@ pub struct Watch<'a> {
     pub conditions: &'a AbortConditions,
     pub touched: BTreeSet<String>,
     pub instances: &'a BTreeMap<String, Vec<SocketAddr>>,
+    /// The host name of each instance reached by name.
+    pub instance_names: &'a BTreeMap<SocketAddr, String>,
     pub ca_pem: &'a str,
     pub t0: Instant,
     pub until: Duration,
@@ -186,11 +189,16 @@ pub async fn watch(watch: Watch<'_>) {
     if conditions.other_region_failing_s.is_none() && conditions.prometheus.is_none() {
         return;
     }
-    let client = match crate::deployment::tls::client_builder(watch.ca_pem)
-        .timeout(Duration::from_secs(1))
-        .build()
-    {
-        Ok(client) => client,
+    let https = InstanceHttps::new(watch.instance_names, || {
+        crate::deployment::tls::client_builder(watch.ca_pem).timeout(Duration::from_secs(1))
+    });
+    let (https, client) = match https.and_then(|https| {
+        crate::deployment::tls::client_builder(watch.ca_pem)
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map(|client| (https, client))
+    }) {
+        Ok(clients) => clients,
         Err(error) => {
             trip(
                 &watch,
@@ -222,7 +230,7 @@ pub async fn watch(watch: Watch<'_>) {
                     .get(region)
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
-                healthy.insert(region.clone(), region_healthy(&client, instances).await);
+                healthy.insert(region.clone(), region_healthy(&https, instances).await);
             }
             if let Some(reason) = regions.observe(&healthy) {
                 trip(&watch, reason);

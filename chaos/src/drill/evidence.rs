@@ -55,7 +55,8 @@ pub(super) async fn conclude(
         .iter()
         .flat_map(|r| r.instances.clone())
         .collect();
-    let summary = crate::verify::api_summary(&all_instances, &info.ca_pem, &info.api_key).await?;
+    let https = info.instance_https(Some(std::time::Duration::from_secs(2)))?;
+    let summary = crate::verify::api_summary(&all_instances, &https).await?;
     let mut totals = analysis::totals(&history);
     totals.total_balance_before = opening.values().sum();
     let reconciliation =
@@ -243,18 +244,14 @@ const SEED_ATTEMPTS: u32 = 5;
 
 pub(super) async fn seed(
     instances: &BTreeMap<String, Vec<std::net::SocketAddr>>,
-    ca_pem: &str,
+    https: &crate::deployment::instances::InstanceHttps,
     count: u32,
-    api_key: &str,
 ) -> anyhow::Result<Vec<Uuid>> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
-    let client = crate::deployment::tls::client_builder(ca_pem)
-        .default_headers(crate::api_key::headers(api_key))
-        .build()?;
     let addresses: Vec<_> = instances.values().flatten().copied().collect();
     stream::iter(0..count)
         .map(|n| {
-            let client = client.clone();
+            let client = https.clone();
             let address = addresses[n as usize % addresses.len()];
             async move {
                 // One key for every attempt: a retry of a creation that did
@@ -265,7 +262,7 @@ pub(super) async fn seed(
                 loop {
                     attempt += 1;
                     let outcome = client
-                        .post(format!("https://{address}/v1/accounts"))
+                        .post(address, "/v1/accounts")
                         .header("Idempotency-Key", &key)
                         .json(&body)
                         .send()

@@ -293,8 +293,9 @@ async fn run_on(
     let journal = Arc::new(open_journal(&options.report_dir)?);
     let target = target_of(&info, drill);
     let instances = info.instance_addresses();
+    let https = info.instance_https(None)?;
     let accounts = tokio::select! {
-        seeded = evidence::seed(&instances, &info.ca_pem, drill.load.accounts, &info.api_key) => seeded?,
+        seeded = evidence::seed(&instances, &https, drill.load.accounts) => seeded?,
         cause = stop.clone() => {
             let stopped = Stopped::now(cause, StopPhase::BeforeFault, None);
             let partial = Partial { history: &[], windows: Vec::new(), t0_wall: Utc::now() };
@@ -369,6 +370,7 @@ async fn run_on(
         conditions: &drill.abort,
         touched: conditions::touched_regions(drill),
         instances: &target.instances,
+        instance_names: &target.instance_names,
         ca_pem: &target.ca_pem,
         t0,
         until: duration,
@@ -541,6 +543,7 @@ fn target_of(deployment: &DeploymentInfo, drill: &Drill) -> Target {
             .map(|r| (r.name.clone(), r.client_address))
             .collect(),
         instances: deployment.instance_addresses(),
+        instance_names: deployment.instance_names(),
         preference,
         api_key: deployment.api_key.clone(),
         service_name: deployment.service_name.clone(),
@@ -569,6 +572,7 @@ mod tests {
                     controller_dns: "127.0.0.1:2".parse().unwrap(),
                     client_address: "127.0.0.1".parse().unwrap(),
                     resolver: "127.0.0.1:3".parse().unwrap(),
+                    host: None,
                 })
                 .collect(),
             instances_per_region,

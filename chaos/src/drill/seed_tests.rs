@@ -20,11 +20,26 @@ async fn flaky_server(
     String,
     Arc<Mutex<HashMap<String, usize>>>,
 ) {
+    flaky_server_for(fail, true).await
+}
+
+/// As [`flaky_server`], with a certificate that names the instance's
+/// address too (`by_address`) or only the host name, as a real load
+/// balancer's.
+async fn flaky_server_for(
+    fail: usize,
+    by_address: bool,
+) -> (
+    std::net::SocketAddr,
+    String,
+    Arc<Mutex<HashMap<String, usize>>>,
+) {
     let dir = std::env::temp_dir().join(format!("chaos-seed-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let tls = DeploymentTls::create(&dir, "api.svc.failover.test.", &[address]).unwrap();
+    let addresses: &[std::net::SocketAddr] = if by_address { &[address] } else { &[] };
+    let tls = DeploymentTls::create(&dir, "api.svc.failover.test.", addresses).unwrap();
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let (acceptor, counts) = (tls.acceptor.clone(), seen.clone());
     tokio::spawn(async move {
@@ -93,11 +108,24 @@ async fn flaky_server(
     (address, tls.ca_pem, seen)
 }
 
+fn https(
+    ca_pem: &str,
+    names: &BTreeMap<std::net::SocketAddr, String>,
+) -> crate::deployment::instances::InstanceHttps {
+    crate::deployment::instances::InstanceHttps::new(names, || {
+        crate::deployment::tls::client_builder(ca_pem)
+            .default_headers(crate::api_key::headers("lk_test_key"))
+    })
+    .unwrap()
+}
+
 #[tokio::test]
 async fn creations_answered_503_are_retried_under_the_same_key() {
     let (address, ca_pem, seen) = flaky_server(2).await;
     let instances = BTreeMap::from([("us-east-1".to_owned(), vec![address])]);
-    let accounts = seed(&instances, &ca_pem, 5, "lk_test_key").await.unwrap();
+    let accounts = seed(&instances, &https(&ca_pem, &BTreeMap::new()), 5)
+        .await
+        .unwrap();
     assert_eq!(accounts.len(), 5);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 5, "one key per account: {seen:?}");
@@ -108,11 +136,23 @@ async fn creations_answered_503_are_retried_under_the_same_key() {
 async fn a_creation_that_keeps_failing_fails_the_seeding_and_says_so() {
     let (address, ca_pem, _) = flaky_server(usize::MAX).await;
     let instances = BTreeMap::from([("us-east-1".to_owned(), vec![address])]);
-    let error = seed(&instances, &ca_pem, 1, "lk_test_key")
+    let error = seed(&instances, &https(&ca_pem, &BTreeMap::new()), 1)
         .await
         .unwrap_err();
     assert_eq!(
         error.to_string(),
         "seeding account 0: 503 Service Unavailable (attempt 5 of 5)"
     );
+}
+
+/// A real deployment's load balancers have certificates for host names:
+/// the seeding asks an instance given by name by that name, at its address.
+#[tokio::test]
+async fn instances_given_by_host_name_are_seeded_by_it() {
+    let (address, ca_pem, seen) = flaky_server_for(1, false).await;
+    let instances = BTreeMap::from([("us-east-1".to_owned(), vec![address])]);
+    let names = BTreeMap::from([(address, "api.svc.failover.test".to_owned())]);
+    let accounts = seed(&instances, &https(&ca_pem, &names), 3).await.unwrap();
+    assert_eq!(accounts.len(), 3);
+    assert_eq!(seen.lock().unwrap().len(), 3);
 }

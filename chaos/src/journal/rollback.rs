@@ -147,11 +147,8 @@ pub async fn wait_until_restored(
 /// What is wrong now, one sentence per region and problem; empty when every
 /// region serves and is in DNS.
 pub async fn problems(info: &DeploymentInfo) -> Vec<String> {
-    let https = match crate::deployment::tls::client_builder(&info.ca_pem)
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
-        Ok(client) => client,
+    let https = match info.instance_https(Some(Duration::from_secs(2))) {
+        Ok(clients) => clients,
         Err(error) => return vec![format!("cannot build the HTTPS client: {error}")],
     };
     let instances = info.instance_addresses();
@@ -163,8 +160,7 @@ pub async fn problems(info: &DeploymentInfo) -> Vec<String> {
         async move {
             let mut wrong = Vec::new();
             for address in &region.instances {
-                let url = format!("https://{address}/readyz");
-                match https.get(&url).send().await {
+                match https.get(*address, "/readyz").send().await {
                     Ok(response) if response.status().is_success() => {}
                     Ok(response) => wrong.push(format!(
                         "{}: instance {address} /readyz answered {}",

@@ -53,6 +53,7 @@ pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> 
     };
     let mut regions = Vec::new();
     let mut instances_per_region = 0u8;
+    let mut hosts = std::collections::BTreeMap::new();
     for (offset, (name, region)) in target.regions.iter().enumerate() {
         let mut instances = Vec::new();
         for (i, endpoint) in region.endpoints.iter().enumerate() {
@@ -61,6 +62,15 @@ pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> 
                     .await
                     .with_context(|| format!("field `regions.{name}.endpoints[{i}]`"))?,
             );
+        }
+        let host = endpoint_host(name, &region.endpoints)?;
+        if let Some(host) = &host {
+            if let Some(other) = hosts.insert(host.clone(), name.clone()) {
+                bail!(
+                    "field `regions.{name}.endpoints`: host {host:?} is also an endpoint of \
+                     {other}; each region's endpoints must reach that region alone"
+                );
+            }
         }
         instances_per_region = instances_per_region.max(instances.len().min(255) as u8);
         // The addresses DNS hands out for the region, when the file names
@@ -100,6 +110,7 @@ pub async fn deployment_info(target: &Target) -> anyhow::Result<DeploymentInfo> 
                 .and_then(|v| v.source_address)
                 .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             resolver,
+            host,
         });
     }
     let postgres_version = match crate::database::connect(&database_url).await {
@@ -141,6 +152,39 @@ pub fn require_ledger(target: &Target) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The host name a region's endpoints are given by (their certificates name
+/// it, not their addresses), or `None` when they are given by address. One
+/// region, one name: the drill asks every address of the region by it.
+fn endpoint_host(region: &str, endpoints: &[String]) -> anyhow::Result<Option<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut by_address = false;
+    for endpoint in endpoints {
+        match url::Url::parse(endpoint)
+            .ok()
+            .and_then(|u| u.host().map(|h| h.to_owned()))
+        {
+            Some(url::Host::Domain(name)) => {
+                names.insert(name.trim_end_matches('.').to_ascii_lowercase());
+            }
+            _ => by_address = true,
+        }
+    }
+    let names: Vec<String> = names.into_iter().collect();
+    match names.as_slice() {
+        [] => Ok(None),
+        [name] if !by_address => Ok(Some(name.clone())),
+        _ => bail!(
+            "field `regions.{region}.endpoints`: give the region's endpoints by one host name \
+             (the one its certificate names) or all by address, not {}",
+            if by_address {
+                format!("host names ({}) beside addresses", names.join(", "))
+            } else {
+                format!("several host names ({})", names.join(", "))
+            }
+        ),
+    }
 }
 
 /// `api.example.com.`: the name as the resolvers are asked for it.
@@ -260,6 +304,86 @@ blast_radius:
         );
         let refusal = require_ledger(&target).unwrap_err().to_string();
         assert!(refusal.contains("no `ledger.database_url`"), "{refusal}");
+    }
+
+    /// Endpoints given by name are asked by that name: the region keeps it
+    /// for every address it resolved to.
+    #[tokio::test]
+    async fn a_region_given_by_host_name_is_asked_by_it() {
+        std::env::set_var("CHAOS_DEPLOYMENT_TEST_KEY", "lk_test_secret");
+        let target = Target::parse(
+            r#"
+name: by-name
+service:
+  public_name: api.gslb.example.com
+  api_key: {env: CHAOS_DEPLOYMENT_TEST_KEY}
+dns:
+  nameservers: ["127.0.1.100:5353"]
+regions:
+  us-east-1:
+    endpoints: ["https://LocalHost:8443/"]
+    controller_admin_url: http://127.0.1.100:9190
+  eu-west-1:
+    endpoints: ["https://127.0.2.11:8080"]
+    controller_admin_url: http://127.0.2.100:9190
+controller:
+  admin_token: {env: CHAOS_DEPLOYMENT_TEST_KEY}
+blast_radius:
+  may_touch: [us-east-1]
+  min_serving_regions: 0
+"#,
+        )
+        .unwrap();
+        let info = deployment_info(&target).await.unwrap();
+        let us = info.regions.iter().find(|r| r.name == "us-east-1").unwrap();
+        assert_eq!(us.host.as_deref(), Some("localhost"));
+        let names = info.instance_names();
+        assert!(!us.instances.is_empty());
+        for address in &us.instances {
+            assert_eq!(names[address], "localhost");
+        }
+        assert!(!names.contains_key(&"127.0.2.11:8080".parse().unwrap()));
+        let https = info.instance_https(None).unwrap();
+        assert_eq!(
+            https.url(us.instances[0], "/readyz"),
+            "https://localhost:8443/readyz"
+        );
+        assert_eq!(
+            https.url("127.0.2.11:8080".parse().unwrap(), "/readyz"),
+            "https://127.0.2.11:8080/readyz"
+        );
+    }
+
+    #[test]
+    fn a_region_names_one_host_or_none() {
+        let urls = |list: &[&str]| list.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            endpoint_host(
+                "r",
+                &urls(&["https://a.example.com", "https://A.example.com:8443"])
+            )
+            .unwrap()
+            .as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            endpoint_host("r", &urls(&["https://10.0.0.1"])).unwrap(),
+            None
+        );
+        let two = endpoint_host(
+            "r",
+            &urls(&["https://a.example.com", "https://b.example.com"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            two.contains("`regions.r.endpoints`") && two.contains("a.example.com, b.example.com"),
+            "{two}"
+        );
+        let mixed = endpoint_host("r", &urls(&["https://a.example.com", "https://10.0.0.1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(mixed.contains("beside addresses"), "{mixed}");
     }
 
     #[tokio::test]

@@ -164,6 +164,7 @@ fn local_info(run_dir: PathBuf) -> DeploymentInfo {
                     controller_dns: address(&format!("127.30.{r}.100:5353")),
                     client_address: format!("127.30.{r}.200").parse().unwrap(),
                     resolver: address(&format!("127.30.{r}.53:5300")),
+                    host: None,
                 }
             })
             .collect(),

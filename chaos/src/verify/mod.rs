@@ -25,20 +25,11 @@ use crate::model::Totals;
 /// Reads `/v1/ledger/summary` from the first instance that answers.
 pub async fn api_summary(
     instances: &[SocketAddr],
-    ca_pem: &str,
-    api_key: &str,
+    https: &crate::deployment::instances::InstanceHttps,
 ) -> anyhow::Result<serde_json::Value> {
-    let client = crate::deployment::tls::client_builder(ca_pem)
-        .default_headers(crate::api_key::headers(api_key))
-        .timeout(Duration::from_secs(2))
-        .build()?;
     for _ in 0..10 {
         for address in instances {
-            if let Ok(response) = client
-                .get(format!("https://{address}/v1/ledger/summary"))
-                .send()
-                .await
-            {
+            if let Ok(response) = https.get(*address, "/v1/ledger/summary").send().await {
                 if response.status().is_success() {
                     return Ok(response.json().await?);
                 }
