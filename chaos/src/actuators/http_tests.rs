@@ -148,6 +148,10 @@ async fn start_and_stop_are_called_in_order_and_a_500_still_gets_its_stop() {
     let driver = FaultDriver::Remote(ControlClient::new("http://127.0.0.1:1", "unused").unwrap());
     let undone = crate::journal::rollback::undo_pending(&journal, &driver, "drill").await;
     assert_eq!((undone.undone.len(), undone.failed.len()), (1, 0));
+    // The stop call's run comes back, and the journal keeps it.
+    let stop_runs: Vec<String> = undone.hooks.iter().map(|(_, run)| run.what()).collect();
+    assert_eq!(stop_runs, vec![format!("POST {url}/stop")]);
+    assert!(undone.hooks[0].1.succeeded());
     let seen: Vec<String> = calls
         .lock()
         .unwrap()
@@ -158,6 +162,14 @@ async fn start_and_stop_are_called_in_order_and_a_500_still_gets_its_stop() {
     // The journal names the variable, never its value.
     let text = std::fs::read_to_string(journal.path()).unwrap();
     assert!(text.contains("CHAOS_HTTP_HOOK_TEST_TOKEN"), "{text}");
+    let undone_line = text
+        .lines()
+        .find(|line| line.contains(r#""record":"undone""#))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        undone_line.contains(r#""hook":"http""#) && undone_line.contains("/stop"),
+        "{undone_line}"
+    );
     assert!(!text.contains("s3cr3t"), "{text}");
     // Undoing again is harmless: nothing pending.
     let again = crate::journal::rollback::undo_pending(&journal, &driver, "drill").await;

@@ -133,6 +133,84 @@ pub enum HookRun {
     Http(http::HttpRun),
 }
 
+impl HookRun {
+    /// The argv (space-joined) or `METHOD url`.
+    pub fn what(&self) -> String {
+        match self {
+            HookRun::Command(run) => run.argv.join(" "),
+            HookRun::Http(run) => format!("{} {}", run.method, run.url),
+        }
+    }
+
+    /// `exit 0`, `timed out (killed)`, `HTTP 204`, `no answer: ...`.
+    pub fn result(&self) -> String {
+        match self {
+            HookRun::Command(run) => match (run.timed_out, run.exit_code) {
+                (true, _) => "timed out (killed)".into(),
+                (false, Some(code)) => format!("exit {code}"),
+                (false, None) => "killed by a signal".into(),
+            },
+            HookRun::Http(run) => match (&run.error, run.status) {
+                (Some(error), _) => format!("no answer: {error}"),
+                (None, Some(status)) => format!("HTTP {status}"),
+                (None, None) => "no answer".into(),
+            },
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        match self {
+            HookRun::Command(run) => run.succeeded(),
+            HookRun::Http(run) => run.succeeded(),
+        }
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        match self {
+            HookRun::Command(run) => run.elapsed_s,
+            HookRun::Http(run) => run.elapsed_s,
+        }
+    }
+
+    /// The last `chars` characters of the non-empty outputs (stdout and
+    /// stderr, or the answer's body), trimmed, joined by " / ".
+    pub fn output_tail(&self, chars: usize) -> String {
+        let parts = match self {
+            HookRun::Command(run) => vec![run.stdout.as_str(), run.stderr.as_str()],
+            HookRun::Http(run) => vec![run.body.as_str()],
+        };
+        let joined = parts
+            .iter()
+            .map(|part| part.trim())
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let count = joined.chars().count();
+        if count <= chars {
+            return joined;
+        }
+        let kept: String = joined.chars().skip(count - chars).collect();
+        format!("…{kept}")
+    }
+
+    /// One line for the console: what ran, how it ended, the end of its
+    /// output.
+    pub fn summary(&self) -> String {
+        let output = self.output_tail(300);
+        let output = if output.is_empty() {
+            String::new()
+        } else {
+            format!(": {output}")
+        };
+        format!(
+            "`{}` {} in {:.2} s{output}",
+            self.what(),
+            self.result(),
+            self.elapsed_s()
+        )
+    }
+}
+
 /// Checks the actuator fields of `fault` (`field` makes their paths): a
 /// `command` fault needs two argv lists, an `http` fault two calls, both a
 /// sane timeout, and no other fault may carry them.

@@ -394,7 +394,12 @@ async fn run_on(
     // for the load's last requests, so that a stop rolls back at once.
     method.abort();
     let _ = method.await;
-    roll_back(driver, &rollbacks, &info, &journal).await;
+    let undone = roll_back(driver, &rollbacks, &info, &journal).await;
+    attach_stop_hooks(
+        &mut faults.lock().expect("faults lock"),
+        &undone.hooks,
+        t0.elapsed().as_secs_f64(),
+    );
     let history = load.await.context("load task")?;
     dns_stop.store(true, Ordering::Relaxed);
     let dns = dns_watch.await.unwrap_or_default();
@@ -490,8 +495,8 @@ async fn roll_back(
     rollbacks: &[Rollback],
     info: &DeploymentInfo,
     journal: &Journal,
-) {
-    undo_pending(journal, driver, "drill").await;
+) -> crate::journal::rollback::Undone {
+    let undone = undo_pending(journal, driver, "drill").await;
     for rollback in rollbacks.iter().rev() {
         let result = match rollback {
             Rollback::HealNetwork => driver.apply(&FaultAction::HealNetwork).await,
@@ -500,6 +505,33 @@ async fn roll_back(
         };
         if let Err(error) = result {
             eprintln!("chaos: rollback {rollback:?} failed: {error:#}");
+        }
+    }
+    undone
+}
+
+/// The stop hooks the rollback ran (the drill's end, an abort, an
+/// emergency stop) go with their faults into the report, like those the
+/// schedule ran; the fault ends when its stop hook ran, `now_s`.
+fn attach_stop_hooks(
+    windows: &mut [FaultWindow],
+    hooks: &[(FaultAction, crate::actuators::HookRun)],
+    now_s: f64,
+) {
+    for (action, run) in hooks {
+        let kind = match action {
+            FaultAction::Command { .. } => "command",
+            FaultAction::Http { .. } => "http",
+            _ => continue,
+        };
+        let target = action.target().unwrap_or_default();
+        if let Some(window) = windows
+            .iter_mut()
+            .rev()
+            .find(|w| w.kind == kind && w.target == target && w.end_s.is_none())
+        {
+            window.end_s = Some(now_s);
+            window.hooks.push(run.clone());
         }
     }
 }
@@ -558,6 +590,50 @@ fn target_of(deployment: &DeploymentInfo, drill: &Drill) -> Target {
 mod tests {
     use super::*;
     use crate::deployment::RegionInfo;
+
+    fn window(kind: &str, target: &str, end_s: Option<f64>) -> FaultWindow {
+        FaultWindow {
+            kind: kind.into(),
+            target: target.into(),
+            start_s: 3.0,
+            end_s,
+            dns: None,
+            failback: None,
+            reach_after_leaving: None,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// A stop hook the rollback ran goes to its fault's open window, which
+    /// it ends; an ended window or another fault's gets nothing.
+    #[test]
+    fn stop_hooks_of_the_rollback_join_their_open_fault() {
+        let run = crate::actuators::HookRun::Command(crate::actuators::command::CommandRun {
+            argv: vec!["true".into()],
+            exit_code: Some(0),
+            timed_out: false,
+            elapsed_s: 0.01,
+            stdout: String::new(),
+            stderr: String::new(),
+        });
+        let action = FaultAction::Command {
+            target: "eu-west-1".into(),
+            on: false,
+            start: vec!["false".into()],
+            stop: vec!["true".into()],
+            timeout_s: 5.0,
+        };
+        let mut windows = vec![
+            window("command", "eu-west-1", Some(5.0)),
+            window("evacuate", "eu-west-1", None),
+            window("command", "eu-west-1", None),
+        ];
+        attach_stop_hooks(&mut windows, &[(action, run.clone())], 9.5);
+        assert!(windows[0].hooks.is_empty() && windows[1].hooks.is_empty());
+        assert_eq!(windows[2].hooks, vec![run]);
+        assert_eq!(windows[2].end_s, Some(9.5));
+        assert_eq!(windows[1].end_s, None);
+    }
 
     fn info(regions: &[&str], instances_per_region: u8) -> DeploymentInfo {
         DeploymentInfo {

@@ -147,6 +147,20 @@ pub(super) async fn run_method(
                     fault.fault.as_str()
                 );
                 eprintln!("chaos: ABORT: {reason}");
+                // A hook that failed to start is in the report all the
+                // same, with the stop hook the rollback runs after it.
+                if let Some(run) = hook_run {
+                    windows.lock().expect("faults lock").push(FaultWindow {
+                        kind: fault.fault.as_str().to_owned(),
+                        target,
+                        start_s: now,
+                        end_s: None,
+                        dns: None,
+                        failback: None,
+                        reach_after_leaving: None,
+                        hooks: vec![run],
+                    });
+                }
                 context
                     .abort_reason
                     .lock()

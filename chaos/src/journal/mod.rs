@@ -21,6 +21,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::actuators::HookRun;
 use crate::deployment::FaultAction;
 
 /// Name of the journal in the report directory.
@@ -59,12 +60,17 @@ pub enum Record {
         at: DateTime<Utc>,
         /// "drill" or "chaos rollback", and how ("its undo", "the catch-all").
         by: String,
+        /// The stop hook's run, for a `command` or `http` fault.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hook: Option<HookRun>,
     },
     /// An undo that failed, so that a reader sees the attempt.
     UndoFailed {
         id: u64,
         at: DateTime<Utc>,
         error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hook: Option<HookRun>,
     },
 }
 
@@ -250,19 +256,26 @@ impl Journal {
 
     /// Records that entry `id` was undone.
     pub fn undone(&self, id: u64, by: &str) -> anyhow::Result<()> {
+        self.undone_with(id, by, None)
+    }
+
+    /// Records that entry `id` is undone, with its stop hook's run.
+    pub fn undone_with(&self, id: u64, by: &str, hook: Option<&HookRun>) -> anyhow::Result<()> {
         self.append(&Record::Undone {
             id,
             at: Utc::now(),
             by: by.to_owned(),
+            hook: hook.cloned(),
         })
     }
 
-    /// Records a failed undo of entry `id`.
-    pub fn undo_failed(&self, id: u64, error: &str) -> anyhow::Result<()> {
+    /// Records a failed undo of entry `id`, with its stop hook's run.
+    pub fn undo_failed(&self, id: u64, error: &str, hook: Option<&HookRun>) -> anyhow::Result<()> {
         self.append(&Record::UndoFailed {
             id,
             at: Utc::now(),
             error: error.to_owned(),
+            hook: hook.cloned(),
         })
     }
 
@@ -463,6 +476,7 @@ mod tests {
             id: 1,
             at: Utc::now(),
             by: "drill".into(),
+            hook: None,
         })
         .unwrap();
         let torn = format!("{good}\n{{\"record\":\"applied\",\"id\":2,\"at");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::{pending, read, Applied, Journal, JournalDeployment};
+use crate::actuators::HookRun;
 use crate::deployment::{DeploymentInfo, FaultAction};
 use crate::driver::FaultDriver;
 
@@ -19,6 +20,9 @@ pub struct Undone {
     pub undone: Vec<u64>,
     /// Entries whose undo and catch-all both failed, with the error.
     pub failed: Vec<(u64, String)>,
+    /// The stop hooks run (a `command` or `http` fault's undo), with the
+    /// action they undid, succeeded or not.
+    pub hooks: Vec<(FaultAction, HookRun)>,
 }
 
 /// Undoes every applied-not-undone entry of `journal` through `driver`,
@@ -37,14 +41,24 @@ pub async fn undo_pending(journal: &Journal, driver: &FaultDriver, by: &str) -> 
         }
     };
     for entry in entries.iter().rev() {
-        match undo_one(entry, driver).await {
+        let (outcome, hook) = undo_one(entry, driver).await;
+        if let Some(hook) = &hook {
+            eprintln!(
+                "chaos: rollback: #{} stop hook: {}",
+                entry.id,
+                hook.summary()
+            );
+        }
+        match outcome {
             Ok(how) => {
                 eprintln!(
                     "chaos: rollback: #{} {} undone ({how})",
                     entry.id,
                     describe(&entry.action)
                 );
-                if let Err(error) = journal.undone(entry.id, &format!("{by}: {how}")) {
+                if let Err(error) =
+                    journal.undone_with(entry.id, &format!("{by}: {how}"), hook.as_ref())
+                {
                     eprintln!("chaos: rollback: {error:#}");
                 }
                 result.undone.push(entry.id);
@@ -55,27 +69,49 @@ pub async fn undo_pending(journal: &Journal, driver: &FaultDriver, by: &str) -> 
                     entry.id,
                     describe(&entry.action)
                 );
-                let _ = journal.undo_failed(entry.id, &error);
+                let _ = journal.undo_failed(entry.id, &error, hook.as_ref());
                 result.failed.push((entry.id, error));
             }
         }
+        result
+            .hooks
+            .extend(hook.map(|hook| (entry.action.clone(), hook)));
     }
     result
 }
 
-async fn undo_one(entry: &Applied, driver: &FaultDriver) -> Result<&'static str, String> {
+/// Undoes one entry; a hook fault's stop hook comes back with how it ran.
+async fn undo_one(
+    entry: &Applied,
+    driver: &FaultDriver,
+) -> (Result<&'static str, String>, Option<HookRun>) {
     if let (
         JournalDeployment::InProcess { run_dir },
         FaultDriver::Remote(_) | FaultDriver::Target(_),
     ) = (&entry.deployment, driver)
     {
-        return Err(format!(
+        let error = format!(
             "it was applied to the deployment the drill ran in its own process (run directory \
              {}), which nothing can reach now: stop what is left of it by hand",
             run_dir.display()
-        ));
+        );
+        return (Err(error), None);
     }
-    let undo = driver.apply(&entry.undo).await;
+    // An actuator's undo (a stop hook, an undrain) is carried out by this
+    // process, whatever the driver; a hook's run comes back with it.
+    let (undo, hook) = match crate::actuators::apply(&entry.undo).await {
+        Some((result, hook)) => (result, hook),
+        None => (driver.apply(&entry.undo).await, None),
+    };
+    (undo_or_catch_all(entry, driver, undo).await, hook)
+}
+
+/// `undo`'s outcome, or the catch-all's after it failed.
+async fn undo_or_catch_all(
+    entry: &Applied,
+    driver: &FaultDriver,
+    undo: anyhow::Result<()>,
+) -> Result<&'static str, String> {
     let Err(undo_error) = undo else {
         return Ok("its undo");
     };

@@ -8,7 +8,6 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::format::escape_markdown_cell as cell;
-use crate::actuators::HookRun;
 use crate::model::DrillReport;
 
 /// The tail of a run's output the tables show (report.json keeps 64 KiB).
@@ -36,56 +35,19 @@ pub(crate) fn rows(report: &DrillReport) -> Vec<HookRow> {
     for fault in &report.faults {
         let label = format!("{} {} at {:.1} s", fault.kind, fault.target, fault.start_s);
         for (index, run) in fault.hooks.iter().enumerate() {
-            let run_name = if index == 0 { "start" } else { "stop" };
-            let row = match run {
-                HookRun::Command(run) => HookRow {
-                    fault: label.clone(),
-                    run: run_name,
-                    what: run.argv.join(" "),
-                    result: match (run.timed_out, run.exit_code) {
-                        (true, _) => "timed out (killed)".into(),
-                        (false, Some(code)) => format!("exit {code}"),
-                        (false, None) => "killed by a signal".into(),
-                    },
-                    ok: run.succeeded(),
-                    elapsed: format!("{:.2} s", run.elapsed_s),
-                    output: tail(&[run.stdout.as_str(), run.stderr.as_str()]),
-                },
-                HookRun::Http(run) => HookRow {
-                    fault: label.clone(),
-                    run: run_name,
-                    what: format!("{} {}", run.method, run.url),
-                    result: match (&run.error, run.status) {
-                        (Some(error), _) => format!("no answer: {error}"),
-                        (None, Some(status)) => format!("HTTP {status}"),
-                        (None, None) => "no answer".into(),
-                    },
-                    ok: run.succeeded(),
-                    elapsed: format!("{:.2} s", run.elapsed_s),
-                    output: tail(&[run.body.as_str()]),
-                },
+            let row = HookRow {
+                fault: label.clone(),
+                run: if index == 0 { "start" } else { "stop" },
+                what: run.what(),
+                result: run.result(),
+                ok: run.succeeded(),
+                elapsed: format!("{:.2} s", run.elapsed_s()),
+                output: run.output_tail(SHOWN_OUTPUT_CHARS),
             };
             rows.push(row);
         }
     }
     rows
-}
-
-/// The last [`SHOWN_OUTPUT_CHARS`] characters of the non-empty parts,
-/// trimmed, joined by " / ".
-fn tail(parts: &[&str]) -> String {
-    let joined = parts
-        .iter()
-        .map(|part| part.trim())
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" / ");
-    let count = joined.chars().count();
-    if count <= SHOWN_OUTPUT_CHARS {
-        return joined;
-    }
-    let kept: String = joined.chars().skip(count - SHOWN_OUTPUT_CHARS).collect();
-    format!("…{kept}")
 }
 
 /// The "Hooks" section of report.md; nothing without hook runs.

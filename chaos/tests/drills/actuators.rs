@@ -375,6 +375,27 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         failed_at - 3.0
     );
     assert_eq!(std::fs::read_to_string(&stop_file).unwrap(), "stop\n");
+    // Both runs are in the report: the start that timed out, and the stop
+    // the drill's rollback ran after the abort.
+    let runs: Vec<(String, bool)> = timed_out.faults[0]
+        .hooks
+        .iter()
+        .map(|run| (run.what(), run.succeeded()))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            ("sleep 30".to_owned(), false),
+            (format!("sh -c echo stop >> {}", stop_file.display()), true)
+        ],
+        "{:?}",
+        timed_out.faults
+    );
+    let markdown = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(
+        markdown.contains("## Hooks") && markdown.contains("timed out (killed)"),
+        "{markdown}"
+    );
     println!(
         "a 1 s start timeout failed the fault {:.1} s after it began",
         failed_at - 3.0
