@@ -149,14 +149,17 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         .to_owned();
     let started = Instant::now();
 
-    // (a) Evacuate eu-west-1 for 12 s of a 35 s drill: it leaves DNS during
-    // the fault and comes back after it, and the report says so.
+    // (a) The region-kill drill of a deployment this tool does not own:
+    // preflight, then eu-west-1 evacuated for 12 s of a 35 s drill; it
+    // leaves DNS during the fault and comes back after it, and the report
+    // gives the preflight, the RTO verdict against its objective and the
+    // failback.
     let drill = drill_file(
         &scratch,
         "return",
         35,
         "  - { fault: evacuate, target: eu-west-1, start_s: 5, duration_s: 12 }\n",
-        "  must_drain: [eu-west-1]\n  must_return: [eu-west-1]\n",
+        "  must_drain: [eu-west-1]\n  must_return: [eu-west-1]\nobjectives: { rto_s: 5, rpo_writes: 0 }\n",
     );
     let report_dir = scratch.join("return");
     let mut running = RunningDrill::on_target(&drill, &report_dir, &target);
@@ -185,9 +188,30 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         .failback
         .and_then(|f| f.dns_back_after_s)
         .unwrap_or_else(|| panic!("eu-west-1 never came back: {:?}", window.failback));
+    let preflight = &evacuated.configuration["preflight"];
+    assert_eq!(preflight["passed"], true, "{preflight}");
+    assert!(
+        preflight["checks"].as_array().is_some_and(|c| c.len() >= 10),
+        "{preflight}"
+    );
+    let objectives = evacuated.objectives.as_ref().expect("objectives measured");
+    assert_eq!(objectives.rto.objective_s, Some(5.0));
+    assert_eq!(objectives.rto.passed, Some(true), "{objectives:?}");
+    let rto_s = objectives.rto.measured_s.expect("recovered");
+    assert!(objectives.rto.failback_s.is_some(), "{objectives:?}");
+    assert_eq!(objectives.rpo.passed, Some(true), "{objectives:?}");
+    let markdown = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(
+        markdown.contains("## Preflight") && markdown.contains("RTO"),
+        "{markdown}"
+    );
     assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
     wait_all_well(&runtime, &info);
-    println!("evacuation left DNS after {left_after_s:.1} s, failback {failback_s:.1} s");
+    println!(
+        "evacuation left DNS after {left_after_s:.1} s, failback {failback_s:.1} s, \
+         RTO {rto_s:.2} s (objective 5 s), {} preflight checks",
+        preflight["checks"].as_array().map_or(0, Vec::len)
+    );
 
     // (b) SIGKILL while eu-west-1 is evacuated: the override stays (until
     // its expiry) and the region stays out; `chaos rollback --journal`
