@@ -38,7 +38,10 @@
 #   BENCH_PERF         1: record the service with `perf record -g` during each
 #                      measured service run (target/bench/perf.<workload>.<round>.data;
 #                      its sampling costs the service a little CPU, so the
-#                      ratios of such a run are not the ones to quote)
+#                      ratios of such a run are not the ones to quote);
+#                      stat: count the service's system calls, context switches
+#                      and CPU time instead (target/bench/perf.<workload>.<round>.stat),
+#                      to divide by the run's requests
 #   SERVICE_*          service settings (e.g. SERVICE_THREAD_PER_CORE=false), passed
 #                      on to the service and printed with the results
 set -euo pipefail
@@ -333,6 +336,10 @@ run_wrk() {
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     perf record -q -F 499 -g -p "$service_pid" -o "$out_dir/perf.$workload.$round.data" \
       -- sleep "$duration" 2>"$work/perf.$workload.$round.err" &
+    perf_pid=$!
+  elif [ "${BENCH_PERF:-0}" = stat ]; then
+    perf stat -e raw_syscalls:sys_enter,context-switches,task-clock -p "$service_pid" \
+      -o "$out_dir/perf.$workload.$round.stat" -- sleep "$duration" 2>"$work/perf.$workload.$round.err" &
     perf_pid=$!
   fi
   before=$(cpu_snapshot); t0=$(now)
