@@ -7,8 +7,8 @@ configuration in k8s/, monitoring/, and the binaries' own configuration
 (service/config/default.toml, failover-controller/config/default.toml) and
 sources. Fails when region names, ports, health paths, DNS names, shutdown
 timings, metric names or the mount of the probes' TLS files disagree, when
-a pin is too loose (pins.py: provider version floors), or when a document
-says what the sources no longer do (docs_claims.py).
+a pin is too loose (pins.py: provider version floors, images by digest),
+or when a document says what the sources no longer do (docs_claims.py).
 
 Usage: consistency.py RENDERED_DIR   (RENDERED_DIR holds <overlay>.yaml, as
 scripts/check-deploy.sh writes them)
@@ -442,6 +442,9 @@ def main():
 
     print("provider versions")
     pins.check_cockroach_provider_floor(checks, TERRAFORM)
+
+    print("images by digest")
+    pins.check_images_by_digest(checks, K8S, rendered_dir, overlays)
 
     print("documents against the sources")
     docs_claims.check_metric_label_claim(checks, ROOT)

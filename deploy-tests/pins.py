@@ -3,12 +3,18 @@
 Terraform provider constraints whose floor has every feature the modules
 use: a floor below the release that introduced a feature lets `terraform
 init` pick a provider that rejects the configuration on the first plan.
+
+Images by digest: every overlay names its images by digest (never by tag,
+which a registry can move), and every container of the rendered manifests
+runs an image pinned by digest.
 """
 
-import pathlib
 import re
 
 import hcl2
+import yaml
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 # Features of the CockroachDB Cloud provider (cockroachdb/cockroach) that
 # the modules use, as a pattern of the HCL that uses them, and the first
@@ -73,3 +79,38 @@ def check_cockroach_provider_floor(checks, terraform_root):
         for feature, minimum in sorted(used.items()):
             checks.true(f"{where}: cockroach provider \"{constraint}\" has {feature} (>= {'.'.join(map(str, minimum))})",
                         floor >= minimum, f"its floor is {'.'.join(map(str, floor))}")
+
+
+def _pod_specs(document):
+    """The pod templates of a rendered object (none for a kind without one)."""
+    spec = document.get("spec", {})
+    if document.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    template = spec.get("template", {}).get("spec")
+    return [template] if template else []
+
+
+def check_images_by_digest(checks, k8s_root, rendered_dir, overlays):
+    """Every overlay's `images` entry pins a digest and no tag; every
+    container and init container of every rendered overlay runs
+    <repository>@sha256:<digest>."""
+    for region in overlays:
+        kustomization = yaml.safe_load((k8s_root / "overlays" / region / "kustomization.yaml").read_text())
+        images = kustomization.get("images", [])
+        checks.true(f"{region}: the overlay sets the images", len(images) > 0)
+        for image in images:
+            name = image.get("name")
+            checks.true(f"{region}: image {name} is pinned by digest (digest: sha256:<64 hex>)",
+                        DIGEST.fullmatch(str(image.get("digest", ""))) is not None, str(image))
+            repository = str(image.get("newName", name)).rsplit("/", 1)[-1]
+            checks.true(f"{region}: image {name} has no tag (newTag, or a tag in newName)",
+                        "newTag" not in image and ":" not in repository and "@" not in repository, str(image))
+        running = set()
+        for document in yaml.safe_load_all((rendered_dir / f"{region}.yaml").read_text()):
+            for pod in _pod_specs(document or {}):
+                for spec in pod.get("initContainers", []) + pod.get("containers", []):
+                    running.add(spec["image"])
+        checks.true(f"{region}: rendered manifests run images", len(running) > 0)
+        for image in sorted(running):
+            checks.true(f"{region}: rendered image {image} is <repository>@sha256:<digest>",
+                        re.fullmatch(r"[^:@]+(:[0-9]+)?(/[^:@]+)*@" + DIGEST.pattern, image) is not None)
