@@ -115,11 +115,16 @@ def named_ports(spec_container):
     return {port["name"]: port["containerPort"] for port in spec_container["ports"]}
 
 
+# Tables of the controller's configuration whose keys are region names, not
+# settings: a key inside them is data, known to the controller if the table is.
+REGION_KEYED = {"probe.round_trip_ms", "dns.latency_ms"}
+
+
 def keys_of(table, prefix=""):
     keys = set()
     for key, value in table.items():
         keys.add(prefix + key)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and prefix + key not in REGION_KEYED:
             keys |= keys_of(value, prefix + key + ".")
     return keys
 
@@ -426,6 +431,15 @@ def main():
     else:
         unknown = keys_of({k: v for k, v in controller_config.items() if k != "regions"}) - keys_of(controller_defaults)
         checks.equal("controller config uses only keys the controller knows", sorted(unknown), [])
+        # The round trips the far regions' probe timeouts derive from name
+        # the configured regions only.
+        regions = {entry["name"] for entry in controller_config["regions"]}
+        round_trips = controller_config["probe"].get("round_trip_ms", {})
+        named = set(round_trips) | {to for row in round_trips.values() for to in row}
+        checks.equal("probe.round_trip_ms names the configured regions only", sorted(named - regions), [])
+        checks.true("probe.round_trip_ms gives a round trip for every pair of regions",
+                    all(b in round_trips.get(a, {}) or a in round_trips.get(b, {})
+                        for a in regions for b in regions if a < b), round_trips)
         checks.equal("controller default probe.path = instance-health path", controller_defaults["probe"]["path"], topo["paths"]["instance_health"])
         known = region_setting_fields()
         used = set().union(*(r.keys() for r in controller_config["regions"]))

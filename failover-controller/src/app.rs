@@ -67,6 +67,12 @@ impl Application {
             None
         };
         let prober = Prober::new(&settings, metrics.clone())?;
+        let timeouts: Vec<String> = prober
+            .timeouts()
+            .iter()
+            .map(|(region, timeout)| format!("{region} {} ms", timeout.as_millis()))
+            .collect();
+        tracing::info!(timeouts = %timeouts.join(", "), "probe timeouts");
         let http_listener = tokio::net::TcpListener::bind(settings.http_listen)
             .await
             .with_context(|| format!("cannot bind http_listen {}", settings.http_listen))?;

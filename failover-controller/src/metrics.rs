@@ -183,10 +183,10 @@ mod tests {
             for metric in family.get_metric() {
                 for label in metric.get_label() {
                     assert_ne!(
-                        label.get_name(),
+                        label.name(),
                         "region",
                         "{} has a `region` label",
-                        family.get_name()
+                        family.name()
                     );
                 }
             }

@@ -69,13 +69,15 @@ struct Target {
     /// When the current run of successful rounds began.
     healthy_since: Option<Instant>,
     last_error: String,
+    /// This region's probe timeout from this vantage point
+    /// ([`crate::config::ProbeSettings::timeout_for`]).
+    timeout: Duration,
 }
 
 /// One replica's prober.
 pub struct Prober {
     client: reqwest::Client,
     vantage: String,
-    timeout: Duration,
     targets: Vec<Target>,
     metrics: Metrics,
     /// The last spell in which every region failed at once
@@ -85,7 +87,17 @@ pub struct Prober {
 
 impl Prober {
     pub fn new(settings: &Settings, metrics: Metrics) -> Result<Self, ProbeError> {
-        let timeout = Duration::from_millis(settings.probe.timeout_ms);
+        let timeout_of = |region: &str| {
+            Duration::from_millis(settings.probe.timeout_for(&settings.region, region))
+        };
+        // The client's own bounds are the longest target's; each probe has
+        // its region's.
+        let timeout = settings
+            .regions
+            .iter()
+            .map(|r| timeout_of(&r.name))
+            .max()
+            .unwrap_or(Duration::from_millis(settings.probe.timeout_ms));
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -122,12 +134,12 @@ impl Prober {
                 rtt_ewma_ms: None,
                 healthy_since: None,
                 last_error: String::new(),
+                timeout: timeout_of(&r.name),
             })
             .collect();
         Ok(Self {
             client: builder.build()?,
             vantage: settings.region.clone(),
-            timeout,
             targets,
             metrics,
             blindness: Blindness::default(),
@@ -138,13 +150,12 @@ impl Prober {
     /// verdicts, and returns this vantage point's votes.
     pub async fn round(&mut self) -> Vec<OwnVote> {
         let client = &self.client;
-        let timeout = self.timeout;
         let started = Instant::now();
         let per_region = join_all(self.targets.iter().map(|t| {
             join_all(
                 t.urls
                     .iter()
-                    .map(move |url| probe_one(client, url, timeout)),
+                    .map(move |url| probe_one(client, url, t.timeout)),
             )
         }))
         .await;
@@ -204,6 +215,14 @@ impl Prober {
             });
         }
         votes
+    }
+
+    /// Each region's probe timeout from this vantage point.
+    pub fn timeouts(&self) -> BTreeMap<String, Duration> {
+        self.targets
+            .iter()
+            .map(|t| (t.region.clone(), t.timeout))
+            .collect()
     }
 
     /// The smoothed round trips, per region.

@@ -22,6 +22,30 @@ impl Deployment {
             "instance_scheme = \"https\"\nca_file = {:?}\n",
             self.tls.ca_file.display().to_string()
         ));
+        // As production's configuration carries them: the round trips the
+        // probe timeouts of far regions derive from, here the WAN's.
+        if let Some(wan) = &options.wan {
+            for (offset, from) in self.regions.iter().enumerate() {
+                let row: Vec<String> = self.regions[offset + 1..]
+                    .iter()
+                    .filter_map(|to| {
+                        let rtt = wan.rtt(&from.name, &to.name)?;
+                        Some(format!(
+                            "\"{}\" = {:.1}",
+                            to.name,
+                            rtt.as_secs_f64() * 1000.0
+                        ))
+                    })
+                    .collect();
+                if !row.is_empty() {
+                    toml.push_str(&format!(
+                        "[probe.round_trip_ms.\"{}\"]\n{}\n\n",
+                        from.name,
+                        row.join("\n")
+                    ));
+                }
+            }
+        }
         toml.push_str(&format!(
             "[dns]\nzone = \"svc.failover.test.\"\nrecord = \"api\"\nttl_seconds = {ttl}\nclient_subnets = [\n",
             ttl = options.controller.dns_ttl_s(),

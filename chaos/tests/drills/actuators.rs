@@ -191,7 +191,9 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     let preflight = &evacuated.configuration["preflight"];
     assert_eq!(preflight["passed"], true, "{preflight}");
     assert!(
-        preflight["checks"].as_array().is_some_and(|c| c.len() >= 10),
+        preflight["checks"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 10),
         "{preflight}"
     );
     let objectives = evacuated.objectives.as_ref().expect("objectives measured");

@@ -82,6 +82,38 @@ pub struct ProbeSettings {
     pub client_cert_file: String,
     /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
     pub client_key_file: String,
+    /// Round trips between regions, in milliseconds
+    /// (`round_trip_ms["us-east-1"]["ap-southeast-1"] = 220`, either
+    /// direction): a region far from this replica gets the time of a cold
+    /// HTTPS connection to it, `cold_round_trips` round trips and
+    /// `timeout_margin_ms`, when that is more than `timeout_ms`
+    /// ([`ProbeSettings::timeout_for`]). Empty: `timeout_ms` for every region.
+    #[serde(default)]
+    pub round_trip_ms: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Round trips of a cold HTTPS connection and its request: TCP, TLS 1.3
+    /// and the request itself.
+    pub cold_round_trips: f64,
+    /// Added to the cold connection's round trips (server time, jitter).
+    pub timeout_margin_ms: u64,
+}
+
+impl ProbeSettings {
+    /// The round trip between `from` and `to`, as configured (either
+    /// direction).
+    pub fn round_trip(&self, from: &str, to: &str) -> Option<f64> {
+        let get = |a: &str, b: &str| self.round_trip_ms.get(a).and_then(|m| m.get(b)).copied();
+        get(from, to).or_else(|| get(to, from))
+    }
+
+    /// The probe timeout of region `target` from a replica in `vantage`:
+    /// `timeout_ms`, or a cold connection's time when that is longer, so
+    /// that one reconnect across the WAN is never a failure.
+    pub fn timeout_for(&self, vantage: &str, target: &str) -> u64 {
+        let cold = self.round_trip(vantage, target).map_or(0, |rtt| {
+            (self.cold_round_trips * rtt).ceil() as u64 + self.timeout_margin_ms
+        });
+        self.timeout_ms.max(cold)
+    }
 }
 
 /// Decision loop cadence, safety rules and hold-down.

@@ -48,6 +48,35 @@ impl Settings {
         if p.timeout_ms == 0 || p.timeout_ms > p.interval_ms {
             return Err("probe.timeout_ms: must be between 1 and probe.interval_ms".into());
         }
+        if !(p.cold_round_trips.is_finite() && (0.0..=20.0).contains(&p.cold_round_trips)) {
+            return Err("probe.cold_round_trips: must be between 0 and 20".into());
+        }
+        for (from, row) in &p.round_trip_ms {
+            for (to, rtt) in row {
+                let field = format!("probe.round_trip_ms.{from}.{to}");
+                for region in [from, to] {
+                    if !names.contains(&region.as_str()) {
+                        return Err(format!(
+                            "{field}: {region:?} is not one of the configured regions"
+                        ));
+                    }
+                }
+                if !(rtt.is_finite() && *rtt >= 0.0 && *rtt <= 10_000.0) {
+                    return Err(format!(
+                        "{field}: must be between 0 and 10000 ms, not {rtt}"
+                    ));
+                }
+                let timeout = p.timeout_for(from, to);
+                if timeout > p.interval_ms {
+                    return Err(format!(
+                        "{field}: a cold connection ({} round trips of {rtt} ms and \
+                         timeout_margin_ms {}) takes {timeout} ms, more than probe.interval_ms \
+                         {}: raise probe.interval_ms, or the region is failed on every reconnect",
+                        p.cold_round_trips, p.timeout_margin_ms, p.interval_ms
+                    ));
+                }
+            }
+        }
         if p.failures_to_down == 0 {
             return Err("probe.failures_to_down: must be at least 1".into());
         }
@@ -361,5 +390,34 @@ mod tests {
         let configured =
             load_text(&format!("[dns]\ndefault_client_region = \"b\"\n{text}")).unwrap();
         assert_eq!(configured.default_client_region(), "b");
+    }
+
+    /// A far region gets a cold connection's time, a near one keeps
+    /// `timeout_ms`; a matrix that cannot fit in the interval, or names a
+    /// region that is not configured, is refused naming the pair.
+    #[test]
+    fn far_regions_get_the_time_of_a_cold_connection() {
+        let text = format!(
+            "[probe]\ninterval_ms = 1000\ntimeout_ms = 400\n\
+             [probe.round_trip_ms.a]\nb = 220.0\n{}",
+            regions("")
+        );
+        let settings = load_text(&text).unwrap();
+        // 3 round trips of 220 ms and the 200 ms margin.
+        assert_eq!(settings.probe.timeout_for("a", "b"), 860);
+        assert_eq!(settings.probe.timeout_for("b", "a"), 860);
+        assert_eq!(settings.probe.timeout_for("a", "a"), 400);
+        let slow = text.replace("b = 220.0", "b = 300.0");
+        let err = load_text(&slow).unwrap_err();
+        assert!(
+            err.contains("probe.round_trip_ms.a.b") && err.contains("takes 1100 ms"),
+            "{err}"
+        );
+        let unknown = text.replace("b = 220.0", "c = 70.0");
+        let err = load_text(&unknown).unwrap_err();
+        assert!(
+            err.contains("probe.round_trip_ms.a.c: \"c\" is not one of the configured regions"),
+            "{err}"
+        );
     }
 }

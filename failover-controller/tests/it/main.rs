@@ -26,3 +26,4 @@ mod route53_proxy;
 mod runtime_role;
 mod services;
 mod tls_probe;
+mod wan_probe;

@@ -28,6 +28,7 @@ locals {
     # client_subnets prefix places, the same from every name server.
     default_client_region = var.region_order[0]
     probe                 = var.probe
+    round_trip_ms         = var.round_trip_ms
     regions               = local.controller_regions
   })
 

@@ -83,6 +83,24 @@ variable "probe" {
   }
 }
 
+variable "round_trip_ms" {
+  description = "Round trips between the regions in milliseconds, either direction (public inter-region figures by default; measure your own). Each controller probes a region with the time of a cold HTTPS connection to it, three of these round trips and 200 ms, when that is more than probe.timeout_ms; that time must fit in probe.interval_ms."
+  type        = map(map(number))
+  default = {
+    "us-east-1" = { "eu-west-1" = 70, "ap-southeast-1" = 220 }
+    "eu-west-1" = { "ap-southeast-1" = 165 }
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for from, row in var.round_trip_ms : [
+        for to, rtt in row : rtt >= 0 && 3 * rtt + 200 <= var.probe.interval_ms
+      ]
+    ]))
+    error_message = "Every round trip must be at least 0 and a cold connection across it (3 round trips and 200 ms) must fit in probe.interval_ms: raise the interval for regions this far apart."
+  }
+}
+
 variable "runtime_roles" {
   description = "The runtime SQL roles the migrations grant row access to: service and failover_controller."
   type = object({

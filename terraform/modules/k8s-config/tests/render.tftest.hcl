@@ -164,3 +164,29 @@ run "the_committed_files_are_the_rendering_of_the_example" {
     error_message = "A committed file under k8s/ differs from this module's rendering of the example: update it from the module (see docs/deploy.md), never by hand."
   }
 }
+
+# The controllers probe a far region with the time of a cold HTTPS
+# connection to it: the round trips are rendered for them, and a pair too
+# far apart for the probe interval is refused.
+run "round_trips_are_rendered_for_the_probe_timeouts" {
+  command = plan
+
+  assert {
+    condition = strcontains(output.files["k8s/base/failover-controller/config.toml"], join("\n", [
+      "[probe.round_trip_ms.\"us-east-1\"]",
+      "\"ap-southeast-1\" = 220.0",
+      "\"eu-west-1\" = 70.0",
+    ]))
+    error_message = "The controller's configuration must carry the round trips its probe timeouts derive from."
+  }
+}
+
+run "rejects_a_round_trip_too_long_for_the_probe_interval" {
+  command = plan
+
+  variables {
+    round_trip_ms = { "us-east-1" = { "ap-southeast-1" = 300 } }
+  }
+
+  expect_failures = [var.round_trip_ms]
+}
