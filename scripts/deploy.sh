@@ -78,8 +78,15 @@ for region in $regions; do
 
   kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   apply_secret service-database --from-literal=url="$(url service "$region")"
-  apply_secret service-migrate-database --from-literal=url="$(url service_migrate "$region")"
-  apply_secret failover-controller-migrate-database --from-literal=url="$(url failover_controller_migrate "$region")"
+  # The migration users' credentials (admin on CockroachDB: docs/deploy.md)
+  # only where the migrate Jobs run.
+  if [ "$primary" = true ]; then
+    apply_secret service-migrate-database --from-literal=url="$(url service_migrate "$region")"
+    apply_secret failover-controller-migrate-database --from-literal=url="$(url failover_controller_migrate "$region")"
+  else
+    kubectl -n "$namespace" delete secret service-migrate-database failover-controller-migrate-database \
+      --ignore-not-found >/dev/null
+  fi
   # The admin token is made once per region and kept across releases.
   token=$(kubectl -n "$namespace" get secret failover-controller -o jsonpath='{.data.admin-token}' 2>/dev/null | base64 -d || true)
   [ -n "$token" ] || token=$(openssl rand -hex 32)
