@@ -72,6 +72,29 @@ pub fn last_fault_on<'a>(faults: &'a [FaultWindow], region: &str) -> Option<&'a 
         .max_by(|a, b| a.start_s.total_cmp(&b.start_s))
 }
 
+/// The region a `must_return` entry names: itself, or for `leader` the
+/// region the drill's last fault on the leader hit (found when it started:
+/// the window of that kind that started nearest its planned time).
+fn resolve<'a>(drill: &Drill, faults: &'a [FaultWindow], region: &'a str) -> Option<&'a str> {
+    if region != crate::spec::LEADER {
+        return Some(region);
+    }
+    let planned = drill
+        .method
+        .iter()
+        .filter(|f| f.target == crate::spec::LEADER)
+        .last()?;
+    faults
+        .iter()
+        .filter(|w| w.kind == planned.fault.as_str())
+        .min_by(|a, b| {
+            (a.start_s - planned.start_s)
+                .abs()
+                .total_cmp(&(b.start_s - planned.start_s).abs())
+        })
+        .map(|w| w.target.as_str())
+}
+
 /// One check per `must_return` region: back in DNS after its last fault
 /// ended, within `max_failback_s` when the drill sets it.
 pub fn checks(drill: &Drill, faults: &[FaultWindow]) -> Vec<HypothesisCheck> {
@@ -80,8 +103,15 @@ pub fn checks(drill: &Drill, faults: &[FaultWindow]) -> Vec<HypothesisCheck> {
         .hypothesis
         .must_return
         .iter()
-        .map(|region| {
-            let failback = last_fault_on(faults, region).and_then(|f| f.failback);
+        .map(|named| {
+            let resolved = resolve(drill, faults, named);
+            let region = match resolved {
+                Some(region) if region != named => format!("{named} ({region})"),
+                _ => named.clone(),
+            };
+            let failback = resolved
+                .and_then(|region| last_fault_on(faults, region))
+                .and_then(|f| f.failback);
             let back = failback.and_then(|f| f.dns_back_after_s);
             let observed = match (back, failback.and_then(|f| f.served_again_after_s)) {
                 (Some(back), Some(served)) => {
@@ -232,5 +262,27 @@ mod tests {
         let check = &checks(&drill, &faults)[0];
         assert!(!check.passed);
         assert!(check.observed.contains("not back"), "{}", check.observed);
+    }
+
+    /// `must_return: [leader]` follows the region the fault on the leader
+    /// hit, whichever it was.
+    #[test]
+    fn the_leader_must_return_wherever_it_was() {
+        let mut drill = Drill::parse(include_str!("../../drills/leader-region-kill.yaml")).unwrap();
+        drill.hypothesis.must_return = vec![crate::spec::LEADER.to_owned()];
+        drill.hypothesis.max_failback_s = Some(15.0);
+        let dns = watch(40.0, |t| !(10.8..32.4).contains(&t));
+        let mut faults = vec![kill(10.0, 20.0, &dns)];
+        faults[0].failback = fault_failback(&dns, &[], &faults, 0);
+        let check = &checks(&drill, &faults)[0];
+        assert_eq!(
+            check.name,
+            format!("leader ({TARGET}) back after its last fault")
+        );
+        assert!(check.passed, "{check:?}");
+        let never = watch(40.0, |t| t < 10.8);
+        let mut faults = vec![kill(10.0, 20.0, &never)];
+        faults[0].failback = fault_failback(&never, &[], &faults, 0);
+        assert!(!checks(&drill, &faults)[0].passed);
     }
 }

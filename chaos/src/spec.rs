@@ -542,7 +542,12 @@ impl Drill {
             ("hypothesis.must_drain", &self.hypothesis.must_drain),
             ("hypothesis.must_return", &self.hypothesis.must_return),
         ] {
-            if let Some(unknown) = regions.iter().find(|r| !topology.regions.contains(r)) {
+            // `leader`: the region a fault on the leader hit.
+            let leader_ok = |r: &String| field == "hypothesis.must_return" && r == LEADER;
+            if let Some(unknown) = regions
+                .iter()
+                .find(|r| !topology.regions.contains(r) && !leader_ok(r))
+            {
                 return bad(
                     field,
                     format!(
