@@ -95,6 +95,36 @@ fn gone_from_every_answer(dns: &[DnsObservation], region: &str, since: f64) -> O
     None
 }
 
+/// A false failover without a drain flag: each region that must never be
+/// drained must also never leave every client region's DNS answers (the
+/// controllers' quorum or early leave can drop a region from their
+/// answers before, or without, any drain). Checked from the first time
+/// every client region was answered with it.
+pub fn never_out_of_dns_checks(drill: &Drill, dns: &[DnsObservation]) -> Vec<HypothesisCheck> {
+    drill
+        .hypothesis
+        .never_drained
+        .iter()
+        .filter_map(|region| {
+            let first_in = dns
+                .iter()
+                .filter(|o| o.regions.contains(region))
+                .map(|o| o.t)
+                .reduce(f64::min)?;
+            let left = gone_from_every_answer(dns, region, first_in);
+            Some(HypothesisCheck {
+                name: format!("{region} never out of DNS"),
+                expected: "in some client region's answers throughout".into(),
+                observed: match left {
+                    Some(at) => format!("out of every answer at {at:.1} s"),
+                    None => "in the answers throughout".into(),
+                },
+                passed: left.is_none(),
+            })
+        })
+        .collect()
+}
+
 /// The DNS changes as the clients saw them, one per fault window whose
 /// target was in the answers when it began and then left every client
 /// region's answers, each with its return to the answers if it came back.
@@ -548,5 +578,24 @@ mod tests {
         assert!(dns_events(&dns, &[kill(10.0, 15.0)]).is_empty());
         assert_eq!(fault_dns(&[], TARGET, 10.0), None);
         assert_eq!(dns_gone_at(&[], TARGET, 10.0), None);
+    }
+
+    /// A region no fault touched that leaves every client region's DNS
+    /// answers fails the drill, drained or not.
+    #[test]
+    fn a_healthy_region_out_of_dns_fails_the_drill() {
+        let mut drill =
+            crate::spec::Drill::parse(include_str!("../../drills/kill-and-return.yaml")).unwrap();
+        drill.hypothesis.never_drained = vec![TARGET.to_owned()];
+        let stayed = watch(30.0, |_, _| true);
+        let check = &never_out_of_dns_checks(&drill, &stayed)[0];
+        assert!(check.passed, "{check:?}");
+        let dropped = watch(30.0, |t, _| !(12.0..14.0).contains(&t));
+        let check = &never_out_of_dns_checks(&drill, &dropped)[0];
+        assert!(!check.passed);
+        assert_eq!(check.observed, "out of every answer at 12.0 s");
+        // Dropped by one client region only: still in the others' answers.
+        let one = watch(30.0, |t, client| client != 0 || !(12.0..14.0).contains(&t));
+        assert!(never_out_of_dns_checks(&drill, &one)[0].passed);
     }
 }

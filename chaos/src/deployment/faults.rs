@@ -173,10 +173,12 @@ impl Deployment {
         for instance in &mut region.instances {
             instance.proxy.heal();
             if instance.child.is_none() {
-                // The pool is the production default (16, as k8s/ runs it):
-                // with 8, a region's write load alone kept its pool nearly
-                // full, and any slower second (the first of the load, a
-                // killed region's locks) shed requests.
+                // The service's production settings (its defaults, as k8s/
+                // runs it): the pool of 16 (with 8, a region's write load
+                // alone kept its pool nearly full, and any slower second
+                // shed requests), the readiness timeout and the drain-flag
+                // refresh. Only the drain period differs: it delays a
+                // SIGTERM's exit, which the drills send only at teardown.
                 let mut command = Command::new(bin_dir.join("service"));
                 command
                     .env("SERVICE_REGION", &region.name)
@@ -184,8 +186,6 @@ impl Deployment {
                     .env("SERVICE_LISTEN_ADDRESS", instance.listen.to_string())
                     .env("SERVICE_ADMIN_ADDRESS", instance.admin.to_string())
                     .env("SERVICE_DATABASE_URL", &via_proxy)
-                    .env("SERVICE_READINESS_TIMEOUT_MS", "500")
-                    .env("SERVICE_REGION_STATE_REFRESH_MS", "250")
                     .env("SERVICE_DRAIN_PERIOD_MS", "0");
                 instance.child = Some(spawn_logged(command, &logs, &instance.id)?);
             }

@@ -113,6 +113,7 @@ pub(super) async fn conclude(
     }
     let drill = &judged;
     let mut checks = analysis::checks(drill, &history, &timeline, &totals, &drained_regions);
+    checks.extend(analysis::never_out_of_dns_checks(drill, &dns));
     checks.extend(crate::failback::checks(drill, &fault_windows));
     checks.extend(crate::availability::checks(drill, &history));
     checks.extend(crate::outage::checks::checks(

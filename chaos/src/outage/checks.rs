@@ -278,13 +278,13 @@ fn gate(inputs: &Inputs, region: &str, since: f64) -> (bool, String) {
         .iter()
         .filter(|g| g.region == region)
         .collect();
-    // The gate follows the flag within the service's refresh (250 ms) and
-    // one read over the WAN. The audit row that dates the flag's change is
-    // written after the write has committed and been read back (one to two
-    // round trips of the leader's database path, up to 220 ms each), so the
-    // gate may admit up to that long before the restore's audit time: the
-    // same margin at both ends.
-    const MARGIN_S: f64 = 0.5;
+    // The gate follows the flag within the service's refresh (500 ms, its
+    // production setting) and one read over the WAN. The audit row that
+    // dates the flag's change is written after the write has committed and
+    // been read back (one to two round trips of the leader's database path,
+    // up to 220 ms each), so the gate may admit up to that long before the
+    // restore's audit time: the same margin at both ends.
+    const MARGIN_S: f64 = 0.8;
     let between = |from: f64, to: f64| looks.iter().filter(move |g| g.t > from && g.t < to);
     let admitted_while_drained = between(drained + MARGIN_S, restored - MARGIN_S)
         .filter(|g| g.admitted == Some(true))
