@@ -82,8 +82,7 @@ fn resolve<'a>(drill: &Drill, faults: &'a [FaultWindow], region: &'a str) -> Opt
     let planned = drill
         .method
         .iter()
-        .filter(|f| f.target == crate::spec::LEADER)
-        .last()?;
+        .rfind(|f| f.target == crate::spec::LEADER)?;
     faults
         .iter()
         .filter(|w| w.kind == planned.fault.as_str())
