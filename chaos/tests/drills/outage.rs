@@ -292,3 +292,49 @@ fn route53_throttling_fails_when_the_controller_never_fails_back() {
     assert_eq!(report.verdict, Verdict::Failed);
     assert!(failed_check(&report, "Route53 record of eu-west-1").is_some());
 }
+
+/// Broken on purpose: a controller that never fails back (a hold-down of
+/// ten minutes) leaves the killed region out of DNS to the end.
+#[test]
+#[ignore = "fail-on-purpose version: a whole drill more"]
+fn kill_and_return_fails_when_the_controller_never_fails_back() {
+    let report = run_broken("kill-and-return", "no-failback", |text| {
+        text.replace(
+            "\nload:\n",
+            "\ncontroller: { decision: { hold_down_base_ms: 600000 } }\nload:\n",
+        )
+    });
+    assert_eq!(report.verdict, Verdict::Failed);
+    assert!(failed_check(&report, "eu-west-1 back after its last fault").is_some());
+}
+
+/// Broken on purpose: a probe timeout under the fault's 800 ms (500 ms)
+/// makes every vantage point vote the slow region down, and it is drained.
+#[test]
+#[ignore = "fail-on-purpose version: a whole drill more"]
+fn a_slow_region_fails_when_the_probe_timeout_is_shorter_than_its_delay() {
+    let report = run_broken("slow-region", "short-timeout", |text| {
+        text.replace(
+            "\nload:\n",
+            "\ncontroller: { probe: { timeout_ms: 500 } }\nload:\n",
+        )
+    });
+    assert_eq!(report.verdict, Verdict::Failed);
+    assert!(failed_check(&report, "eu-west-1 never drained").is_some());
+}
+
+/// Broken on purpose: a controller that needs 10 failed probes 3 s apart
+/// (30 s) to vote a region down never drains the region cut from its
+/// database for 20 s.
+#[test]
+#[ignore = "fail-on-purpose version: a whole drill more"]
+fn a_region_database_cut_fails_when_the_controller_never_votes_it_down() {
+    let report = run_broken("region-database-cut", "never-down", |text| {
+        text.replace(
+            "\nload:\n",
+            "\ncontroller: { probe: { failures_to_down: 10, interval_ms: 3000 } }\nload:\n",
+        )
+    });
+    assert_eq!(report.verdict, Verdict::Failed);
+    assert!(failed_check(&report, "eu-west-1 drained").is_some());
+}
