@@ -101,6 +101,10 @@ pub(super) async fn run_method(
                 }
             }
         }
+        // A fault starts when its action begins (the RTO clock starts at
+        // injection, as FIS and Resilience Hub count it, however long a
+        // start hook then takes) and ends when its undo has completed.
+        let began = t0.elapsed().as_secs_f64();
         let (result, hook_run) = match crate::actuators::apply(&action).await {
             Some((result, run)) => (result, run),
             None => (driver.apply(&action).await, None),
@@ -113,7 +117,7 @@ pub(super) async fn run_method(
                 windows.lock().expect("faults lock").push(FaultWindow {
                     kind: fault.fault.as_str().to_owned(),
                     target,
-                    start_s: now,
+                    start_s: began,
                     end_s: None,
                     dns: None,
                     failback: None,
@@ -153,7 +157,7 @@ pub(super) async fn run_method(
                     windows.lock().expect("faults lock").push(FaultWindow {
                         kind: fault.fault.as_str().to_owned(),
                         target,
-                        start_s: now,
+                        start_s: began,
                         end_s: None,
                         dns: None,
                         failback: None,

@@ -333,7 +333,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     target: eu-west-1
     start_s: 3
     duration_s: 4
-    start: [sh, -c, 'echo start \"$0\" >> {file}', '$HOME; not expanded']
+    start: [sh, -c, 'sleep 1; echo start \"$0\" >> {file}', '$HOME; not expanded']
     stop: [sh, -c, 'echo stop >> {file}']
     timeout_s: 10\n",
             file = hooks_file.display()
@@ -351,6 +351,10 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     let hooked = report(&report_dir);
     let runs = &hooked.faults[0].hooks;
     assert_eq!(runs.len(), 2, "{:?}", hooked.faults);
+    // The fault started when its start command began (3 s), not when the
+    // command, a second long, returned: the RTO clock starts at injection.
+    let start_s = hooked.faults[0].start_s;
+    assert!((2.9..3.6).contains(&start_s), "fault start {start_s} s");
     let commands: Vec<&chaos::actuators::command::CommandRun> = runs
         .iter()
         .filter_map(|run| match run {
