@@ -1,8 +1,10 @@
 //! Stop conditions on a real `chaos up`, drills run through its
-//! `target.yaml`: a region that no fault touches failing, and a Prometheus
+//! `target.yaml`: a region that no fault touches failing, a Prometheus
 //! query (a real Prometheus scraping the controllers) returning a series,
-//! each stop the drill within seconds, roll it back, and name the
-//! condition in the report; every region serves and is in DNS afterwards.
+//! the success ratio over a window and the error budget (every region's
+//! database stalled), each stop the drill within seconds, roll it back,
+//! and name the condition in the report; every region serves and is in
+//! DNS afterwards.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,18 @@ use super::up::ChaosUp;
 /// A 40 s drill whose only fault is 50 ms more latency on eu-west-1 (it
 /// touches eu-west-1 alone), with the stop condition `abort`.
 fn drill_with(directory: &Path, name: &str, abort: &str) -> PathBuf {
+    drill_of(
+        directory,
+        name,
+        "  - {{ fault: latency, target: eu-west-1, start_s: 2, delay_ms: 50 }}",
+        abort,
+    )
+}
+
+/// A 40 s drill of `method` (one YAML list item) with the stop condition
+/// `abort`.
+fn drill_of(directory: &Path, name: &str, method: &str, abort: &str) -> PathBuf {
+    let method = method.replace("{{", "{").replace("}}", "}");
     let text = format!(
         "title: Stop condition {name}
 topology:
@@ -34,7 +48,7 @@ hypothesis:
   min_success_ratio: 0.5
   max_p99_ms: 10000
 method:
-  - {{ fault: latency, target: eu-west-1, start_s: 2, delay_ms: 50 }}
+{method}
 rollbacks:
   - action: restore-processes
   - action: heal-network
@@ -167,7 +181,7 @@ impl Drop for Prometheus {
 }
 
 #[test]
-fn stop_conditions_trip_on_another_region_failing_and_on_a_prometheus_query() {
+fn every_stop_condition_trips_the_drill_and_rolls_it_back() {
     let _guard = lock_deployment();
     let scratch =
         std::env::temp_dir().join(format!("chaos-conditions-test-{}", std::process::id()));
@@ -221,5 +235,49 @@ fn stop_conditions_trip_on_another_region_failing_and_on_a_prometheus_query() {
     assert_restored(&runtime, &info);
     println!("prometheus: stopped {exited:?} after the kill: {reason}");
     drop(prometheus);
+
+    // Every region's database path stalls (every request fails, retries
+    // too): the success ratio over a window, then the error budget, each
+    // stop the drill. The stall reaches every region, so the blast radius
+    // is loosened in a copy of the target file.
+    let text = std::fs::read_to_string(run_dir.join("target.yaml")).unwrap();
+    let loose = text.replace(
+        &format!("min_serving_regions: {}", info.regions.len() - 1),
+        "min_serving_regions: 0",
+    );
+    assert_ne!(loose, text, "{text}");
+    let loose_target = run_dir.join("loose-target.yaml");
+    std::fs::write(&loose_target, loose).unwrap();
+    let stall = "  - { fault: db-stall, target: us-east-1, start_s: 2, duration_s: 30 }\n\
+                 \x20 - { fault: db-stall, target: eu-west-1, start_s: 2, duration_s: 30 }\n\
+                 \x20 - { fault: db-stall, target: ap-southeast-1, start_s: 2, duration_s: 30 }";
+    for (name, abort, condition) in [
+        (
+            "success-ratio",
+            "  min_success_ratio: 0.9\n  success_window_s: 3\n",
+            "abort.min_success_ratio",
+        ),
+        (
+            "error-budget",
+            "  max_error_budget_share: 0.001\n",
+            "abort.max_error_budget_share",
+        ),
+    ] {
+        let drill = drill_of(&scratch, name, stall, abort);
+        let report_dir = scratch.join(name);
+        let started = Instant::now();
+        let (status, stderr) = RunningDrill::on_target(&drill, &report_dir, &loose_target)
+            .finish(Duration::from_secs(120));
+        let took = started.elapsed();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        let text = std::fs::read_to_string(report_dir.join("report.json"))
+            .unwrap_or_else(|e| panic!("no report: {e}: {stderr}"));
+        let report: DrillReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(report.verdict, Verdict::Aborted, "{stderr}");
+        let reason = report.abort_reason.clone().unwrap_or_default();
+        assert!(reason.contains(condition), "{reason}\n{stderr}");
+        assert_restored(&runtime, &info);
+        println!("{name}: the drill ended {took:?} after it started: {reason}");
+    }
     let _ = std::fs::remove_dir_all(&scratch);
 }
