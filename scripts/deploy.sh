@@ -45,12 +45,22 @@ regions=$(jq -r 'to_entries | sort_by(.value.primary | not) | .[].key' <<<"$clus
 
 url() { jq -r --arg user "$1" --arg region "$2" '.[$user][$region]' <<<"$database_urls"; }
 
-# Creates or updates a Secret from literals without printing them.
+# Creates or updates a Secret from KEY=VALUE pairs without printing them:
+# the values go through files in a private directory, never onto a command
+# line (where ps would show a database password).
 apply_secret() {
-  local name=$1
+  local name=$1 pair dir
   shift
-  kubectl -n "$namespace" create secret generic "$name" "$@" --dry-run=client -o yaml \
+  dir=$(mktemp -d)
+  chmod 700 "$dir"
+  local files=()
+  for pair in "$@"; do
+    printf '%s' "${pair#*=}" >"$dir/${pair%%=*}"
+    files+=("--from-file=${pair%%=*}=$dir/${pair%%=*}")
+  done
+  kubectl -n "$namespace" create secret generic "$name" "${files[@]}" --dry-run=client -o yaml \
     | kubectl apply -f - >/dev/null
+  rm -rf "$dir"
 }
 
 for region in $regions; do
@@ -77,12 +87,12 @@ for region in $regions; do
     >/dev/null
 
   kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  apply_secret service-database --from-literal=url="$(url service "$region")"
+  apply_secret service-database url="$(url service "$region")"
   # The migration users' credentials (admin on CockroachDB: docs/deploy.md)
   # only where the migrate Jobs run.
   if [ "$primary" = true ]; then
-    apply_secret service-migrate-database --from-literal=url="$(url service_migrate "$region")"
-    apply_secret failover-controller-migrate-database --from-literal=url="$(url failover_controller_migrate "$region")"
+    apply_secret service-migrate-database url="$(url service_migrate "$region")"
+    apply_secret failover-controller-migrate-database url="$(url failover_controller_migrate "$region")"
   else
     kubectl -n "$namespace" delete secret service-migrate-database failover-controller-migrate-database \
       --ignore-not-found >/dev/null
@@ -91,8 +101,8 @@ for region in $regions; do
   token=$(kubectl -n "$namespace" get secret failover-controller -o jsonpath='{.data.admin-token}' 2>/dev/null | base64 -d || true)
   [ -n "$token" ] || token=$(openssl rand -hex 32)
   apply_secret failover-controller \
-    --from-literal=database-url="$(url failover_controller "$region")" \
-    --from-literal=admin-token="$token"
+    database-url="$(url failover_controller "$region")" \
+    admin-token="$token"
 
   # Pins the overlay to the release's digests (commit the change with the
   # release, so git says what runs).
