@@ -267,6 +267,27 @@ pub struct FaultWindow {
     pub hooks: Vec<crate::actuators::HookRun>,
 }
 
+impl FaultWindow {
+    /// A fault window opened at `start_s`, nothing yet observed of it.
+    pub fn opened(
+        kind: &str,
+        target: &str,
+        start_s: f64,
+        hooks: Vec<crate::actuators::HookRun>,
+    ) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            start_s,
+            end_s: None,
+            dns: None,
+            failback: None,
+            reach_after_leaving: None,
+            hooks,
+        }
+    }
+}
+
 /// When a fault's target came back after the fault ended (`end_s`), before
 /// the next fault on the same region began (or the drill ended).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

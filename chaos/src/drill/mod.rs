@@ -593,14 +593,8 @@ mod tests {
 
     fn window(kind: &str, target: &str, end_s: Option<f64>) -> FaultWindow {
         FaultWindow {
-            kind: kind.into(),
-            target: target.into(),
-            start_s: 3.0,
             end_s,
-            dns: None,
-            failback: None,
-            reach_after_leaving: None,
-            hooks: Vec::new(),
+            ..FaultWindow::opened(kind, target, 3.0, Vec::new())
         }
     }
 

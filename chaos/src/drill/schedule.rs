@@ -114,16 +114,15 @@ pub(super) async fn run_method(
             Ok(()) if start => {
                 leader_targets.insert(index, target.clone());
                 eprintln!("chaos: t={now:.1}s {} {target}", fault.fault.as_str());
-                windows.lock().expect("faults lock").push(FaultWindow {
-                    kind: fault.fault.as_str().to_owned(),
-                    target,
-                    start_s: began,
-                    end_s: None,
-                    dns: None,
-                    failback: None,
-                    reach_after_leaving: None,
-                    hooks: hook_run.into_iter().collect(),
-                });
+                windows
+                    .lock()
+                    .expect("faults lock")
+                    .push(FaultWindow::opened(
+                        fault.fault.as_str(),
+                        &target,
+                        began,
+                        hook_run.into_iter().collect(),
+                    ));
             }
             Ok(()) => {
                 eprintln!(
@@ -154,16 +153,15 @@ pub(super) async fn run_method(
                 // A hook that failed to start is in the report all the
                 // same, with the stop hook the rollback runs after it.
                 if let Some(run) = hook_run {
-                    windows.lock().expect("faults lock").push(FaultWindow {
-                        kind: fault.fault.as_str().to_owned(),
-                        target,
-                        start_s: began,
-                        end_s: None,
-                        dns: None,
-                        failback: None,
-                        reach_after_leaving: None,
-                        hooks: vec![run],
-                    });
+                    windows
+                        .lock()
+                        .expect("faults lock")
+                        .push(FaultWindow::opened(
+                            fault.fault.as_str(),
+                            &target,
+                            began,
+                            vec![run],
+                        ));
                 }
                 context
                     .abort_reason

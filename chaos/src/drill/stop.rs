@@ -292,14 +292,8 @@ mod tests {
 
     fn window(end_s: Option<f64>) -> FaultWindow {
         FaultWindow {
-            kind: "region-kill".into(),
-            target: "eu-west-1".into(),
-            start_s: 2.0,
             end_s,
-            dns: None,
-            failback: None,
-            reach_after_leaving: None,
-            hooks: Vec::new(),
+            ..FaultWindow::opened("region-kill", "eu-west-1", 2.0, Vec::new())
         }
     }
 
