@@ -209,6 +209,21 @@ def check_controller_regions(checks, controller_config, topo):
                 checks.true(f"{where}: {key} is rendered by terraform/modules/k8s-config", f"\n{key} = " in rendered.group(1))
 
 
+def check_state_encryption(checks):
+    """The state holds the database passwords: the S3 backend encrypts it,
+    with the customer-managed KMS key the example backend settings name,
+    and locks it (use_lockfile)."""
+    env = TERRAFORM / "environments" / "example"
+    versions = (env / "versions.tf").read_text()
+    backend = re.search(r'backend "s3" \{(.*?)\}', versions, re.S)
+    body = backend.group(1) if backend else ""
+    checks.true("the example's state backend is S3", backend is not None)
+    checks.true("the S3 backend encrypts the state (encrypt = true)", re.search(r"\bencrypt\s*=\s*true\b", body) is not None, body)
+    checks.true("the S3 backend locks the state (use_lockfile = true)", re.search(r"\buse_lockfile\s*=\s*true\b", body) is not None, body)
+    example = (env / "backend.hcl.example").read_text()
+    checks.true("backend.hcl.example names the state's KMS key (kms_key_id)", re.search(r'^kms_key_id\s*=\s*"arn:aws:kms:', example, re.M) is not None, example)
+
+
 def check_dns_exposure(checks, topo, rendered_dir, overlays):
     """The controllers' DNS from the internet: an NLB per region with static
     addresses on UDP and TCP 53, glued and delegated; DS only once the zone
@@ -466,6 +481,9 @@ def main():
 
     print("migrations")
     check_migrations(checks, rendered_dir, overlays, primary, tf_regions)
+
+    print("terraform state")
+    check_state_encryption(checks)
 
     print("binaries' sources")
     for crate, paths in (("service", [topo["paths"]["liveness"], topo["paths"]["readiness"], topo["paths"]["region_health"], topo["paths"]["instance_health"], topo["paths"]["metrics"]]),
