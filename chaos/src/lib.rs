@@ -22,6 +22,7 @@ pub mod outage;
 pub mod postgres;
 pub mod proxy;
 pub mod report;
+pub mod runner;
 pub mod spec;
 pub mod stickiness;
 pub mod target;

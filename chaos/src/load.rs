@@ -103,7 +103,7 @@ pub struct TransferSent {
 }
 
 /// What the load needs to know about the deployment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     /// DNS servers of every controller replica (the authoritative view).
     pub dns_servers: Vec<SocketAddr>,
@@ -137,9 +137,14 @@ pub fn region_of(instances: &BTreeMap<String, Vec<SocketAddr>>, ip: IpAddr) -> O
 }
 
 /// The load's shape.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub client_regions: Vec<String>,
+    /// Added to each client region's place in `client_regions` to seed its
+    /// requests: a runner that sends one region's load sends what this
+    /// machine would have sent for it.
+    #[serde(default)]
+    pub seed_offset: u64,
     pub rate_per_client_region: f64,
     pub write_ratio: f64,
     pub duration: Duration,
@@ -163,15 +168,22 @@ impl LiveCounters {
     }
 
     fn record(&self, region: &str, ok: bool) {
+        if ok {
+            self.add(region, 1, 0);
+        } else {
+            self.add(region, 0, 1);
+        }
+    }
+
+    /// Counts operations that ended elsewhere (a remote runner's window).
+    pub fn add(&self, region: &str, ok: u64, failed: u64) {
         let mut map = self.per_region.lock().expect("counter lock");
         let entry = map.entry(region.to_owned()).or_default();
-        if ok {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
-            self.failed_total.fetch_add(1, Ordering::Relaxed);
-        }
-        self.completed_total.fetch_add(1, Ordering::Relaxed);
+        entry.0 += ok;
+        entry.1 += failed;
+        self.failed_total.fetch_add(failed, Ordering::Relaxed);
+        self.completed_total
+            .fetch_add(ok + failed, Ordering::Relaxed);
     }
 }
 
@@ -250,7 +262,8 @@ pub async fn run(
         let live = live.clone();
         let abort = abort.clone();
         tasks.push(tokio::spawn(async move {
-            client_loop(client, plan, offset as u64, t0, live, abort).await
+            let offset = plan.seed_offset + offset as u64;
+            client_loop(client, plan, offset, t0, live, abort).await
         }));
     }
     let mut history = Vec::new();

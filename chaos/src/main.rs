@@ -142,6 +142,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the load of a vantage point for drills coordinated elsewhere
+    /// (the target file's `vantage_points[].runner`): run it where that
+    /// region's clients are, with their resolver and source address.
+    Runner(RunnerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunnerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7460")]
+    listen: SocketAddr,
+    /// File holding the bearer token drills must present (default: the
+    /// CHAOS_RUNNER_TOKEN environment variable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -268,8 +289,7 @@ async fn main() -> anyhow::Result<()> {
                     print!("{}", verdict.render());
                     let result = preflight(&target_path).await;
                     if !result.passed {
-                        eprintln!("chaos: preflight failed; the drill does not start");
-                        std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
+                        refuse_after_preflight(&result, &report_dir);
                     }
                     let target = Target::load(&target_path)?;
                     let Some(local) = &target.local else {
@@ -325,6 +345,7 @@ async fn main() -> anyhow::Result<()> {
             run_drill(path, report_dir, deployment, None, stop_file, None).await
         }
         Command::Rollback(args) => rollback(args).await,
+        Command::Runner(args) => runner(args).await,
         Command::Up {
             regions,
             instances_per_region,
@@ -463,6 +484,80 @@ async fn preflight(path: &std::path::Path) -> Preflight {
     print!("{}", result.render());
     result
 }
+
+/// `chaos runner`: serves until SIGTERM or Ctrl-C.
+async fn runner(args: RunnerArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("--token-file: cannot read {}", file.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        None => std::env::var(chaos::runner::TOKEN_VARIABLE).unwrap_or_default(),
+    };
+    if token.trim().is_empty() {
+        eprintln!(
+            "chaos: the runner needs a token: --token-file <file> or {} (empty)",
+            chaos::runner::TOKEN_VARIABLE
+        );
+        std::process::exit(2);
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(chaos::runner::server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen {}", args.listen))?;
+    eprintln!(
+        "chaos: runner listening on {}://{}",
+        if tls.is_some() { "https" } else { "http" },
+        listener.local_addr()?
+    );
+    let shutdown = async {
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    chaos::runner::server::serve(listener, token, tls, shutdown).await
+}
+
+/// A drill whose preflight failed does not start: each failed check goes
+/// to stderr (stdout has the whole table), the preflight to
+/// `<report_dir>/preflight.json` for the record, and the process exits 3.
+fn refuse_after_preflight(result: &Preflight, report_dir: &std::path::Path) -> ! {
+    for check in result
+        .checks
+        .iter()
+        .filter(|c| c.outcome == chaos::target::preflight::Outcome::Fail)
+    {
+        eprintln!(
+            "chaos: preflight check failed: {}: expected {}, observed {}",
+            check.name, check.expected, check.observed
+        );
+    }
+    let written = std::fs::create_dir_all(report_dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            let text = serde_json::to_string_pretty(result)?;
+            chaos::report::write_atomically(&report_dir.join(PREFLIGHT_FILE), text.as_bytes())
+        });
+    match written {
+        Ok(()) => eprintln!(
+            "chaos: preflight failed; the drill does not start (the checks are in {})",
+            report_dir.join(PREFLIGHT_FILE).display()
+        ),
+        Err(error) => eprintln!(
+            "chaos: preflight failed; the drill does not start (could not write {}: {error})",
+            report_dir.join(PREFLIGHT_FILE).display()
+        ),
+    }
+    std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
+}
+
+/// The file a refused drill leaves in its report directory.
+const PREFLIGHT_FILE: &str = "preflight.json";
 
 /// The target file, or exit code 2 naming what is wrong with it.
 fn load_target(path: &std::path::Path) -> Target {

@@ -14,7 +14,8 @@
 //! trips the stop conditions of drills run through a target file; `guard`
 //! refuses a drill outside a target's blast radius and plans one without
 //! change; `actuators` evacuates a region through the target file, runs
-//! command hooks and rolls a killed evacuation back.
+//! command hooks and rolls a killed evacuation back; `runner` sends a
+//! region's load from a `chaos runner` process.
 
 #[path = "drills/actuators.rs"]
 mod actuators;
@@ -28,6 +29,8 @@ mod database_tls;
 mod guard;
 #[path = "drills/outage.rs"]
 mod outage;
+#[path = "drills/runner.rs"]
+mod runner;
 #[path = "drills/running.rs"]
 mod running;
 #[path = "drills/stop.rs"]

@@ -75,14 +75,18 @@ pub async fn run(argv: &[String], timeout: Duration) -> anyhow::Result<CommandRu
         .map_err(|error| anyhow::anyhow!("cannot start command {argv:?}: {error}"))?;
     let stdout = tail_of(child.stdout.take());
     let stderr = tail_of(child.stderr.take());
-    let pid = child.id();
+    // A run cut short (the drill stopped mid-hook: this future dropped)
+    // takes its whole process group with it, not only the direct child.
+    let mut group = GroupKiller(child.id());
     let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => (Some(status?), false),
+        Ok(status) => {
+            // Ended on its own: what it left running in the background is
+            // its business (a start hook may leave a fault running).
+            group.0 = None;
+            (Some(status?), false)
+        }
         Err(_) => {
-            if let Some(pid) = pid {
-                let group = nix::unistd::Pid::from_raw(-(pid as i32));
-                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-            }
+            group.kill();
             let _ = child.kill().await;
             (None, true)
         }
@@ -105,6 +109,24 @@ pub async fn run(argv: &[String], timeout: Duration) -> anyhow::Result<CommandRu
         stdout,
         stderr,
     })
+}
+
+/// SIGKILLs the process group led by its pid when dropped or asked to.
+struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let group = nix::unistd::Pid::from_raw(-(pid as i32));
+            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Reads a stream to its end in a task, keeping its last [`OUTPUT_LIMIT`]
@@ -183,6 +205,78 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Whether `pid` still runs (a zombie waiting for its reaper does not).
+    fn running(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit(')').next().map(|rest| rest.trim().to_owned()))
+            .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+    }
+
+    /// A drill stopped mid-hook drops the run: the hook's grandchildren
+    /// (here a background sleep of `sh -c`) die with it; a hook that ended
+    /// on its own keeps what it started in the background.
+    #[tokio::test]
+    async fn a_run_cut_short_kills_its_process_group_and_a_finished_one_does_not() {
+        let dir = std::env::temp_dir().join(format!("chaos-hook-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("cut.pid");
+        let script = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+        let cut = tokio::spawn(async move {
+            run(&argv(&["sh", "-c", &script]), Duration::from_secs(30)).await
+        });
+        let started = Instant::now();
+        while !pid_file.exists()
+            || std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .is_empty()
+        {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let grandchild: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(running(grandchild));
+        cut.abort();
+        let _ = cut.await;
+        let started = Instant::now();
+        while running(grandchild) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the hook's sleep survived its drill"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let pid_file = dir.join("left.pid");
+        let script = format!(
+            "sleep 60 > /dev/null 2>&1 & echo $! > {}",
+            pid_file.display()
+        );
+        let finished = run(&argv(&["sh", "-c", &script]), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(finished.succeeded());
+        let left: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            running(left),
+            "a finished hook's background process was killed"
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(left),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

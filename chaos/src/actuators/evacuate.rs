@@ -37,6 +37,10 @@ pub struct AdminApi {
     pub reason: String,
     /// The override's expiry, seconds after it is created.
     pub ttl_s: u64,
+    /// The target's `service.ca_file` (absolute), trusted beside the public
+    /// roots for https:// admin URLs, as preflight trusts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The admin API's answer for one override (the fields the drill reads).
@@ -64,10 +68,21 @@ pub async fn apply(region: &str, on: bool, admin: &AdminApi) -> anyhow::Result<(
         .token
         .resolve("controller.admin_token", std::path::Path::new("/"))
         .map_err(|error| anyhow!("{error}"))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(10));
+    if let Some(ca_file) = &admin.ca_file {
+        let pem = std::fs::read(ca_file)
+            .with_context(|| format!("service.ca_file: cannot read {}", ca_file.display()))?;
+        let certificate = reqwest::Certificate::from_pem(&pem).with_context(|| {
+            format!(
+                "service.ca_file: {} is not a PEM certificate",
+                ca_file.display()
+            )
+        })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    let http = builder.build().context("cannot build the HTTP client")?;
     let mut errors = Vec::new();
     // A replica that cannot be reached (its region may be the one in
     // trouble) is skipped; an answer from one that can is final.
@@ -221,6 +236,7 @@ mod tests {
             token: SecretRef::Env("ADMIN".into()),
             reason: "chaos drill Evacuate".into(),
             ttl_s: 100,
+            ca_file: None,
         }
     }
 
@@ -257,5 +273,53 @@ mod tests {
             "refused by min_healthy_regions: 2 would stay"
         );
         assert_eq!(problem_detail("plain"), "plain");
+    }
+
+    /// An https:// admin API whose certificate a private CA signed (the
+    /// target's `service.ca_file`): the undo reaches it with the CA, and
+    /// fails naming the URL without it.
+    #[tokio::test]
+    async fn an_https_admin_api_is_trusted_through_the_targets_ca_file() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = std::env::temp_dir().join(format!("chaos-evacuate-tls-{}", std::process::id()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let tls =
+            crate::deployment::tls::DeploymentTls::create(&dir, "admin.test.", &[address]).unwrap();
+        let acceptor = tls.acceptor.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let body = r#"{"overrides":[]}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        std::env::set_var("CHAOS_EVACUATE_TLS_TEST_TOKEN", "t");
+        let mut admin = AdminApi {
+            urls: vec![format!("https://{address}")],
+            token: SecretRef::Env("CHAOS_EVACUATE_TLS_TEST_TOKEN".into()),
+            ..admin()
+        };
+        let refused = apply("eu-west-1", false, &admin).await.unwrap_err();
+        assert!(
+            format!("{refused:#}").contains(&format!("https://{address}")),
+            "{refused:#}"
+        );
+        admin.ca_file = Some(tls.ca_file.clone());
+        apply("eu-west-1", false, &admin).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -32,6 +32,8 @@ pub struct Actuators {
     pub admin_token: SecretRef,
     /// Names every override the drill creates ("chaos drill <title>").
     pub reason: String,
+    /// The target's `service.ca_file`, absolute.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Actuators {
@@ -44,6 +46,10 @@ impl Actuators {
                 .collect(),
             admin_token: absolute(&target.controller.admin_token, &target.base_dir),
             reason: format!("chaos drill {drill_title}"),
+            ca_file: target.service.ca_file.as_ref().map(|file| {
+                let path = target.path(file);
+                std::path::absolute(&path).unwrap_or(path)
+            }),
         }
     }
 
@@ -59,6 +65,7 @@ impl Actuators {
             token: self.admin_token.clone(),
             reason: self.reason.clone(),
             ttl_s: lasts.ceil() as u64 + evacuate::EXPIRY_MARGIN_S,
+            ca_file: self.ca_file.clone(),
         }
     }
 }

@@ -48,8 +48,9 @@ use crate::deployment::{Deployment, DeploymentInfo, FaultAction, Options};
 use crate::driver::{ControlClient, FaultDriver};
 use crate::journal::rollback::undo_pending;
 use crate::journal::{Journal, JournalDeployment, JOURNAL_FILE};
-use crate::load::{self, LiveCounters, Plan, Target};
+use crate::load::{LiveCounters, Plan, Target};
 use crate::model::{DrillReport, FaultWindow, StopPhase};
+use crate::runner::client::{RemoteRunner, RunnerSummary};
 use crate::spec::{Drill, Rollback, Topology};
 
 /// Opening balance of every seeded account.
@@ -310,27 +311,43 @@ async fn run_on(
     // Rollbacks are registered before any fault.
     let rollbacks = registered_rollbacks(drill);
 
+    // The target's load runners, reached and their clocks measured before
+    // t = 0 (a runner that cannot be reached stops the drill here).
+    let runners = match &options.actuators {
+        Some(file) => RemoteRunner::connect_all(file, &drill.client_regions())
+            .await
+            .context("a load runner")?,
+        None => Vec::new(),
+    };
+
     let duration = Duration::from_secs(u64::from(drill.load.duration_s));
-    let t0 = Instant::now() + Duration::from_millis(500);
-    let t0_wall: DateTime<Utc> = Utc::now() + chrono::Duration::milliseconds(500);
+    let lead = crate::runner::client::lead(&runners);
+    let t0 = Instant::now() + lead;
+    let t0_wall: DateTime<Utc> = Utc::now() + chrono::Duration::from_std(lead).unwrap_or_default();
     let live = Arc::new(LiveCounters::default());
     let abort = Arc::new(AtomicBool::new(false));
     let abort_reason: Arc<Mutex<Option<String>>> = Arc::default();
 
-    let load = tokio::spawn(load::run(
-        Plan {
-            client_regions: drill.client_regions(),
-            rate_per_client_region: drill.load.rate_per_client_region,
-            write_ratio: drill.load.write_ratio,
-            duration,
-            request_timeout: Duration::from_millis(drill.load.request_timeout_ms),
-            accounts,
-            seed: drill.seed,
+    let load = tokio::spawn(crate::runner::client::run_load(
+        crate::runner::client::Load {
+            plan: Plan {
+                client_regions: drill.client_regions(),
+                seed_offset: 0,
+                rate_per_client_region: drill.load.rate_per_client_region,
+                write_ratio: drill.load.write_ratio,
+                duration,
+                request_timeout: Duration::from_millis(drill.load.request_timeout_ms),
+                accounts,
+                seed: drill.seed,
+            },
+            target: target.clone(),
+            t0,
+            t0_wall,
+            live: live.clone(),
+            abort: abort.clone(),
+            abort_reason: abort_reason.clone(),
         },
-        target.clone(),
-        t0,
-        live.clone(),
-        abort.clone(),
+        runners,
     ));
     let dns_stop = Arc::new(AtomicBool::new(false));
     let dns_watch = tokio::spawn(schedule::watch_dns(
@@ -400,7 +417,7 @@ async fn run_on(
         &undone.hooks,
         t0.elapsed().as_secs_f64(),
     );
-    let history = load.await.context("load task")?;
+    let (history, runners) = load.await.context("load task")?;
     dns_stop.store(true, Ordering::Relaxed);
     let dns = dns_watch.await.unwrap_or_default();
     let outage = (
@@ -417,7 +434,8 @@ async fn run_on(
             windows: faults.lock().expect("faults lock").clone(),
             t0_wall,
         };
-        return stop::conclude_stopped(drill, options, &info, stopped, partial).await;
+        let report = stop::conclude_stopped(drill, options, &info, stopped, partial).await;
+        return with_runners(report, &runners, &options.report_dir);
     }
     let end_s = t0.elapsed().as_secs_f64();
     let mut fault_windows = faults.lock().expect("faults lock").clone();
@@ -440,7 +458,7 @@ async fn run_on(
         opening,
         outage,
     };
-    tokio::select! {
+    let report = tokio::select! {
         report = evidence::conclude(drill, options, &info, observed) => report,
         cause = stop => {
             // The faults were rolled back before verification began.
@@ -448,7 +466,26 @@ async fn run_on(
             let partial = Partial { history: &history_kept, windows: windows_kept, t0_wall };
             stop::conclude_stopped(drill, options, &info, stopped, partial).await
         }
+    };
+    with_runners(report, &runners, &options.report_dir)
+}
+
+/// `configuration.runners`: where each remote client region's load came
+/// from, the runner's clock and what it sent (the report is written again
+/// with it).
+fn with_runners(
+    report: anyhow::Result<DrillReport>,
+    runners: &[RunnerSummary],
+    report_dir: &std::path::Path,
+) -> anyhow::Result<DrillReport> {
+    let mut report = report?;
+    if !runners.is_empty() {
+        if let Some(configuration) = report.configuration.as_object_mut() {
+            configuration.insert("runners".into(), serde_json::to_value(runners)?);
+        }
+        crate::report::write_all(&report, report_dir)?;
     }
+    Ok(report)
 }
 
 /// Opens the report directory's fault journal. Faults an earlier drill left

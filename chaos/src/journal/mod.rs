@@ -446,6 +446,7 @@ mod tests {
             token: crate::target::SecretRef::Env("CHAOS_JOURNAL_TEST_ADMIN_TOKEN".into()),
             reason: "chaos drill Evacuate eu-west-1".into(),
             ttl_s: 90,
+            ca_file: None,
         };
         let evacuate = |on| FaultAction::Evacuate {
             target: "eu-west-1".into(),

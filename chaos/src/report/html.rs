@@ -82,6 +82,7 @@ pub fn render_html(report: &DrillReport) -> String {
         figures => Serde(key_figures(report, &derived)),
         objectives => Serde(super::objectives::ObjectivesView::new(report)),
         preflight => Serde(super::preflight::PreflightView::new(report)),
+        runners => Serde(super::preflight::runner_rows(report)),
         hooks => Serde(super::hooks::rows(report)),
         availability => Serde(AvailabilityBound::new(&report.totals, report.error_budget.slo)),
         clients => Serde(clients),

@@ -24,6 +24,7 @@ pub fn render_markdown(report: &DrillReport) -> String {
     super::objectives::markdown(&mut out, report);
     checks(&mut out, report);
     super::preflight::markdown(&mut out, report);
+    super::preflight::runners_markdown(&mut out, report);
     phases(&mut out, &derived);
     error_budget(&mut out, report);
     totals(&mut out, report);

@@ -102,7 +102,7 @@ pub fn write_all(report: &DrillReport, dir: &Path) -> anyhow::Result<ReportPaths
 }
 
 /// Writes `contents` to `path` through a temporary sibling and a rename.
-fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let file_name = path
         .file_name()

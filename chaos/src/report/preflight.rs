@@ -2,7 +2,8 @@
 //! report.json, written by `chaos drill --target`) as a table: each check,
 //! its status, what it expected and observed, and when; for report.md and
 //! report.html alike. A drill without a target has no preflight and no
-//! table.
+//! table. Beside it, the load runners that sent a vantage point's load
+//! (`configuration.runners`): where, their clock and what they sent.
 
 use std::fmt::Write;
 
@@ -93,6 +94,75 @@ pub(crate) fn markdown(out: &mut String, report: &DrillReport) {
             cell(&row.check),
             cell(&row.detail),
             row.time
+        );
+    }
+    out.push('\n');
+}
+
+/// One load runner, as both renderers show it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunnerRow {
+    pub region: String,
+    pub url: String,
+    pub rtt_ms: String,
+    pub offset_ms: String,
+    pub late_ms: String,
+    pub operations: usize,
+    /// Empty when the runner did its part.
+    pub error: String,
+}
+
+/// The runners of the drill; empty when this machine sent every load.
+pub(crate) fn runner_rows(report: &DrillReport) -> Vec<RunnerRow> {
+    let Some(value) = report.configuration.get("runners") else {
+        return Vec::new();
+    };
+    let runners: Vec<crate::runner::client::RunnerSummary> =
+        serde_json::from_value(value.clone()).unwrap_or_default();
+    runners
+        .into_iter()
+        .map(|runner| RunnerRow {
+            region: runner.region,
+            url: runner.url,
+            rtt_ms: format!("{:.1}", runner.clock.rtt_ms),
+            offset_ms: format!("{:+.1}", runner.clock.offset_ms),
+            late_ms: format!("{:.0}", runner.late_ms),
+            operations: runner.operations,
+            error: runner.error.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The "Load runners" section of report.md; nothing without a runner.
+pub(crate) fn runners_markdown(out: &mut String, report: &DrillReport) {
+    let rows = runner_rows(report);
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Load runners\n\nThese client regions' load came from a `chaos runner` where their \
+         clients are; the others' from this machine. Their operations keep the drill's time: \
+         the runner's clock offset was measured before t = 0 (within half the round trip).\n\n",
+    );
+    out.push_str(
+        "| Client region | Runner | Round trip (ms) | Clock offset (ms) | Started late (ms) | \
+         Operations | Failure |\n|---|---|---|---|---|---|---|\n",
+    );
+    for row in &rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            cell(&row.region),
+            cell(&row.url),
+            row.rtt_ms,
+            row.offset_ms,
+            row.late_ms,
+            row.operations,
+            if row.error.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("**{}**", cell(&row.error))
+            }
         );
     }
     out.push('\n');

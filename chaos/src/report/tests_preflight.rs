@@ -64,3 +64,40 @@ fn without_a_preflight_there_is_no_table() {
     assert!(!render_markdown(&report).contains("## Preflight"));
     assert!(!render_html(&report).contains(r#"id="preflight""#));
 }
+
+fn with_runners() -> DrillReport {
+    let mut report = region_kill_report();
+    report.configuration["runners"] = serde_json::json!([
+        {"region": "ap-southeast-1", "url": "https://runner.ap-southeast-1.example:7460",
+         "clock": {"offset_ms": -12.34, "rtt_ms": 221.06}, "late_ms": 0.0,
+         "operations": 300},
+        {"region": "eu-west-1", "url": "https://runner.eu-west-1.example:7460",
+         "clock": {"offset_ms": 3.0, "rtt_ms": 70.4}, "late_ms": 0.0,
+         "operations": 41, "error": "the runner was shut down during the load"}
+    ]);
+    report
+}
+
+#[test]
+fn the_load_runners_are_a_table_in_both_reports_and_absent_without_one() {
+    let markdown = render_markdown(&with_runners());
+    assert!(
+        markdown.contains(
+            "| ap-southeast-1 | https://runner.ap-southeast-1.example:7460 | 221.1 | -12.3 | 0 | 300 | none |\n\
+             | eu-west-1 | https://runner.eu-west-1.example:7460 | 70.4 | +3.0 | 0 | 41 | **the runner was shut down during the load** |\n"
+        ),
+        "{markdown}"
+    );
+    let html = render_html(&with_runners());
+    assert!(html.contains(r#"<section class="card runners" id="runners"><h2>Load runners</h2>"#));
+    assert!(
+        html.contains(r#"<tr class="bad"><td>eu-west-1</td><td>https:"#)
+            && html.contains(r#"<td class="num">221.1</td><td class="num">-12.3</td>"#)
+            && html
+                .contains(r#"<span class="fail">the runner was shut down during the load</span>"#),
+        "{html}"
+    );
+    let plain = region_kill_report();
+    assert!(!render_markdown(&plain).contains("## Load runners"));
+    assert!(!render_html(&plain).contains("Load runners"));
+}

@@ -124,6 +124,23 @@ pub struct VantagePoint {
     /// The recursive resolver its clients use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<SocketAddr>,
+    /// A load runner (`chaos runner`) that sends this region's load from
+    /// where its clients are; without one, this machine sends it. The
+    /// source address and the resolver are then the runner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerTarget {
+    /// `chaos runner`'s URL: https:// unless the path to it is private.
+    pub url: String,
+    /// The runner's bearer token (`--token-file` of `chaos runner`).
+    pub token: SecretRef,
+    /// PEM of the CA of the runner's certificate; default: public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +244,21 @@ impl Target {
                     &format!("vantage_points[{i}].region"),
                     &format!("{:?} is not one of `regions`", vantage.region),
                 );
+            }
+            if self.vantage_points[..i]
+                .iter()
+                .any(|other| other.region == vantage.region)
+            {
+                return bad(
+                    &format!("vantage_points[{i}].region"),
+                    &format!(
+                        "{:?} has a vantage point already: one per region",
+                        vantage.region
+                    ),
+                );
+            }
+            if let Some(runner) = &vantage.runner {
+                check_url(&format!("vantage_points[{i}].runner.url"), &runner.url)?;
             }
         }
         let blast = &self.blast_radius;

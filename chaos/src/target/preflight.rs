@@ -110,6 +110,7 @@ pub async fn run(target: &Target) -> Preflight {
     checks.push(controllers::agree(&statuses));
     checks.push(controllers::leader(&statuses));
     checks.push(controllers::admin_token_accepted(&http, target).await);
+    checks.extend(runners(target).await);
     checks.push(health::ledger(target).await);
     checks.push(health::error_budget(&http, target).await);
     Preflight {
@@ -118,6 +119,45 @@ pub async fn run(target: &Target) -> Preflight {
         passed: checks.iter().all(|c| c.outcome != Outcome::Fail),
         checks,
     }
+}
+
+/// Each vantage point's load runner answers with its clock, the token
+/// accepted.
+async fn runners(target: &Target) -> Vec<PreflightCheck> {
+    let mut checks = Vec::new();
+    for (i, vantage) in target.vantage_points.iter().enumerate() {
+        let Some(runner) = &vantage.runner else {
+            continue;
+        };
+        let name = format!("load runner of {} answers", vantage.region);
+        let expected = format!("{} accepts the token and gives its clock", runner.url);
+        let field = format!("vantage_points[{i}].runner");
+        checks.push(
+            match crate::runner::client::RemoteRunner::connect(
+                target,
+                &vantage.region,
+                runner,
+                &field,
+            )
+            .await
+            {
+                Ok(connected) => {
+                    let clock = connected.clock;
+                    check(
+                        name,
+                        true,
+                        expected,
+                        format!(
+                            "round trip {:.1} ms, its clock {:+.1} ms from this machine's",
+                            clock.rtt_ms, clock.offset_ms
+                        ),
+                    )
+                }
+                Err(error) => fail(name, expected, format!("{error:#}")),
+            },
+        );
+    }
+    checks
 }
 
 fn check(

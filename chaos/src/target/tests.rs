@@ -107,6 +107,30 @@ fn bad_targets_are_refused_naming_the_field() {
             refused(|t| t.replace("\"10.0.0.53:53\"", "\"10.0.0.53\"")),
             "field `dns.nameservers[0]`",
         ),
+        (
+            refused(|t| {
+                format!(
+                    "{t}vantage_points:\n  - region: eu-west-1\n    runner: {{url: runner.example:7460, \
+                     token: {{env: RUNNER_TOKEN}}}}\n"
+                )
+            }),
+            "field `vantage_points[0].runner.url`: \"runner.example:7460\" is not an http",
+        ),
+        (
+            refused(|t| {
+                format!(
+                    "{t}vantage_points:\n  - region: eu-west-1\n    runner: {{url: https://r.example, \
+                     token: hunter2}}\n"
+                )
+            }),
+            "field `vantage_points[0].runner.token`|a literal secret is not allowed",
+        ),
+        (
+            refused(|t| {
+                format!("{t}vantage_points:\n  - region: eu-west-1\n  - region: eu-west-1\n")
+            }),
+            "field `vantage_points[1].region`: \"eu-west-1\" has a vantage point already",
+        ),
     ];
     for (error, wanted) in cases {
         for part in wanted.split('|') {

@@ -77,6 +77,7 @@ pub fn local_target(
                 region: r.name.clone(),
                 source_address: Some(r.client_address),
                 resolver: Some(r.resolver),
+                runner: None,
             })
             .collect(),
         blast_radius: BlastRadius {

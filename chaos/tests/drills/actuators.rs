@@ -16,7 +16,7 @@ use chaos::journal::rollback::problems;
 use chaos::model::{FaultDns, Verdict};
 use nix::sys::signal::{kill, Signal};
 
-use super::running::{report, RunningDrill};
+use super::running::{report, wait_for_preflight, RunningDrill};
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment};
 
@@ -79,12 +79,18 @@ fn chaos_drains(
         .collect()
 }
 
-/// Waits until `problems` is empty (every region serving and in DNS).
-fn wait_all_well(runtime: &tokio::runtime::Runtime, info: &chaos::deployment::DeploymentInfo) {
+/// Waits until `problems` is empty (every region serving and in DNS), then
+/// until the preflight of `target` passes (what the next drill needs).
+fn wait_all_well(
+    runtime: &tokio::runtime::Runtime,
+    info: &chaos::deployment::DeploymentInfo,
+    target: &Path,
+) {
     let started = Instant::now();
     loop {
         let wrong = runtime.block_on(problems(info));
         if wrong.is_empty() {
+            wait_for_preflight(runtime, target, Duration::from_secs(60));
             return;
         }
         assert!(
@@ -208,7 +214,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "{markdown}"
     );
     assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
-    wait_all_well(&runtime, &info);
+    wait_all_well(&runtime, &info, &target);
     println!(
         "evacuation left DNS after {left_after_s:.1} s, failback {failback_s:.1} s, \
          RTO {rto_s:.2} s (objective 5 s), {} preflight checks",
@@ -319,7 +325,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
         "{reason}"
     );
     assert!(chaos_drains(&runtime, &admin_url, &admin_token).is_empty());
-    wait_all_well(&runtime, &info);
+    wait_all_well(&runtime, &info, &target);
 
     // (d) Command hooks: start and stop run in order, without a shell
     // unless asked for, and their runs are in report.json.

@@ -15,7 +15,7 @@ use chaos::journal::rollback::problems;
 use chaos::model::{DrillReport, Verdict};
 
 use super::lock_deployment;
-use super::running::RunningDrill;
+use super::running::{wait_for_preflight, RunningDrill};
 use super::up::ChaosUp;
 
 /// A 40 s drill whose only fault is 50 ms more latency on eu-west-1 (it
@@ -100,11 +100,12 @@ fn run_killing_us_east_1(
     (serde_json::from_str(&text).unwrap(), exited, output)
 }
 
-fn assert_restored(runtime: &tokio::runtime::Runtime, info: &DeploymentInfo) {
+fn assert_restored(runtime: &tokio::runtime::Runtime, info: &DeploymentInfo, target: &Path) {
     let started = Instant::now();
     loop {
         let wrong = runtime.block_on(problems(info));
         if wrong.is_empty() {
+            wait_for_preflight(runtime, target, Duration::from_secs(60));
             return;
         }
         assert!(
@@ -209,7 +210,7 @@ fn every_stop_condition_trips_the_drill_and_rolls_it_back() {
         exited < Duration::from_secs(20),
         "the drill ran {exited:?} after the kill"
     );
-    assert_restored(&runtime, &info);
+    assert_restored(&runtime, &info, &run_dir.join("target.yaml"));
     println!("other region failing: stopped {exited:?} after the kill: {reason}");
 
     // A Prometheus query: a controller not scraped any more.
@@ -232,7 +233,7 @@ fn every_stop_condition_trips_the_drill_and_rolls_it_back() {
         exited < Duration::from_secs(20),
         "the drill ran {exited:?} after the kill"
     );
-    assert_restored(&runtime, &info);
+    assert_restored(&runtime, &info, &run_dir.join("target.yaml"));
     println!("prometheus: stopped {exited:?} after the kill: {reason}");
     drop(prometheus);
 
@@ -276,7 +277,7 @@ fn every_stop_condition_trips_the_drill_and_rolls_it_back() {
         assert_eq!(report.verdict, Verdict::Aborted, "{stderr}");
         let reason = report.abort_reason.clone().unwrap_or_default();
         assert!(reason.contains(condition), "{reason}\n{stderr}");
-        assert_restored(&runtime, &info);
+        assert_restored(&runtime, &info, &run_dir.join("target.yaml"));
         println!("{name}: the drill ended {took:?} after it started: {reason}");
     }
     let _ = std::fs::remove_dir_all(&scratch);

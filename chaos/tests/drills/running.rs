@@ -102,3 +102,24 @@ pub fn report(report_dir: &Path) -> DrillReport {
         .unwrap_or_else(|e| panic!("no report in {}: {e}", report_dir.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// Waits (at most `within`) until the preflight of the target file passes,
+/// as an SRE waits for `chaos check` before the next drill: a replica that
+/// has just restarted, or a region just back, can hold a view the others
+/// do not share for a poll or two after every region serves and is in DNS.
+pub fn wait_for_preflight(runtime: &tokio::runtime::Runtime, target: &Path, within: Duration) {
+    let target = chaos::target::Target::load(target).unwrap();
+    let started = Instant::now();
+    loop {
+        let preflight = runtime.block_on(chaos::target::preflight::run(&target));
+        if preflight.passed {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "preflight still fails {within:?} after the deployment was restored:\n{}",
+            preflight.render()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

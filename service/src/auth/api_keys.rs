@@ -43,10 +43,13 @@ struct StoredKey {
     principal: Principal,
 }
 
+/// The keys by prefix, as one load of the `api_keys` table left them.
+type Snapshot = Arc<HashMap<String, StoredKey>>;
+
 /// The keys an instance accepts: a snapshot of the `api_keys` table.
 #[derive(Debug, Clone, Default)]
 pub struct KeyStore {
-    snapshot: Arc<RwLock<Option<Arc<HashMap<String, StoredKey>>>>>,
+    snapshot: Arc<RwLock<Option<Snapshot>>>,
 }
 
 /// Why a presented key was refused. The reason is logged, never answered.
