@@ -72,15 +72,7 @@ pub async fn apply(region: &str, on: bool, admin: &AdminApi) -> anyhow::Result<(
         .use_rustls_tls()
         .timeout(Duration::from_secs(10));
     if let Some(ca_file) = &admin.ca_file {
-        let pem = std::fs::read(ca_file)
-            .with_context(|| format!("service.ca_file: cannot read {}", ca_file.display()))?;
-        let certificate = reqwest::Certificate::from_pem(&pem).with_context(|| {
-            format!(
-                "service.ca_file: {} is not a PEM certificate",
-                ca_file.display()
-            )
-        })?;
-        builder = builder.add_root_certificate(certificate);
+        builder = crate::deployment::tls::trust_ca_file(builder, ca_file, "service.ca_file")?;
     }
     let http = builder.build().context("cannot build the HTTP client")?;
     let mut errors = Vec::new();

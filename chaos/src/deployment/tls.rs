@@ -93,6 +93,20 @@ impl DeploymentTls {
 /// An HTTP client builder that trusts the deployment's CA (and nothing
 /// else: every HTTPS peer of the drills is one of its load balancers), or,
 /// given no CA (`ca_pem` empty), the public roots.
+/// `builder` also trusting the PEM CA in `file` (beside the public roots);
+/// an error names `field` and the file.
+pub fn trust_ca_file(
+    builder: reqwest::ClientBuilder,
+    file: &Path,
+    field: &str,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    let pem =
+        std::fs::read(file).with_context(|| format!("{field}: cannot read {}", file.display()))?;
+    let certificate = reqwest::Certificate::from_pem(&pem)
+        .with_context(|| format!("{field}: {} is not a PEM certificate", file.display()))?;
+    Ok(builder.add_root_certificate(certificate))
+}
+
 pub fn client_builder(ca_pem: &str) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()

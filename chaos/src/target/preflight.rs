@@ -185,21 +185,12 @@ fn fail(
 /// HTTPS trusting the target's CA (besides the public roots) when it
 /// names one; short timeouts: a preflight that hangs helps nobody.
 fn http_client(target: &Target) -> anyhow::Result<reqwest::Client> {
-    use anyhow::Context;
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(Duration::from_secs(3));
     if let Some(ca_file) = &target.service.ca_file {
         let path = target.path(ca_file);
-        let pem = std::fs::read(&path)
-            .with_context(|| format!("service.ca_file: cannot read {}", path.display()))?;
-        let certificate = reqwest::Certificate::from_pem(&pem).with_context(|| {
-            format!(
-                "service.ca_file: {} is not a PEM certificate",
-                path.display()
-            )
-        })?;
-        builder = builder.add_root_certificate(certificate);
+        builder = crate::deployment::tls::trust_ca_file(builder, &path, "service.ca_file")?;
     }
     builder.build().map_err(Into::into)
 }

@@ -22,7 +22,13 @@ use super::{bin_dir, lock_deployment};
 
 /// A drill of `duration_s` of light load whose method is `method` (YAML
 /// list items, indented by two).
-fn drill_file(directory: &Path, name: &str, duration_s: u32, method: &str, extra: &str) -> PathBuf {
+pub(super) fn drill_file(
+    directory: &Path,
+    name: &str,
+    duration_s: u32,
+    method: &str,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         "title: Evacuate {name}
 topology:
@@ -81,7 +87,7 @@ fn chaos_drains(
 
 /// Waits until `problems` is empty (every region serving and in DNS), then
 /// until the preflight of `target` passes (what the next drill needs).
-fn wait_all_well(
+pub(super) fn wait_all_well(
     runtime: &tokio::runtime::Runtime,
     info: &chaos::deployment::DeploymentInfo,
     target: &Path,

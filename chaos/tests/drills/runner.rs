@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chaos::journal::rollback::problems;
 use chaos::load::Operation;
 use chaos::model::Verdict;
 use chaos::target::{RunnerTarget, SecretRef, Target};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::running::{report, wait_for_preflight, RunningDrill};
+use super::actuators::{drill_file, wait_all_well};
+use super::running::{report, RunningDrill};
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment};
 
@@ -87,55 +87,12 @@ fn runner_target(run_dir: &Path, url: &str, token_file: &Path, name: &str) -> Pa
     path
 }
 
-fn drill_file(directory: &Path, name: &str, duration_s: u32, method: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        "title: Runner {name}
-topology:
-  regions: [us-east-1, eu-west-1, ap-southeast-1]
-  instances_per_region: 2
-load:
-  rate_per_client_region: 10
-  write_ratio: 0.5
-  duration_s: {duration_s}
-  request_timeout_ms: 2000
-  accounts: 60
-hypothesis:
-  min_success_ratio: 0.9
-  max_p99_ms: 4000
-{extra}method:
-{method}"
-    );
-    let path = directory.join(format!("{name}.yaml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn history(report_dir: &Path) -> Vec<Operation> {
     std::fs::read_to_string(report_dir.join("history.jsonl"))
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
-}
-
-fn wait_all_well(
-    runtime: &tokio::runtime::Runtime,
-    info: &chaos::deployment::DeploymentInfo,
-    target: &Path,
-) {
-    let started = Instant::now();
-    loop {
-        let wrong = runtime.block_on(problems(info));
-        if wrong.is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "still wrong: {wrong:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    wait_for_preflight(runtime, target, Duration::from_secs(60));
 }
 
 #[test]
