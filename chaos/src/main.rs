@@ -167,8 +167,9 @@ struct RunnerArgs {
 
 #[derive(Debug, clap::Args)]
 struct RollbackArgs {
-    /// The drill's fault journal: `<report dir>/journal.jsonl`.
-    #[arg(long)]
+    /// The drill's fault journal: `<report dir>/journal.jsonl` (default:
+    /// that of `chaos drill`'s default report directory).
+    #[arg(long, default_value = "reports/latest/journal.jsonl")]
     journal: PathBuf,
     /// The deployment, when the journal's is stale: a `chaos up` run
     /// directory, or its control URL (then with the token).

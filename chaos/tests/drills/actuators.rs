@@ -6,10 +6,12 @@
 //! a drain the controllers refuse (min_healthy_regions) aborts the drill
 //! with the refusal in its report and undoes the evacuations before it;
 //! command hooks run start and stop in order with their runs in the
-//! report, and a start past its timeout aborts the drill and runs stop.
+//! report, and a start past its timeout aborts the drill and runs stop;
+//! HTTP hooks call a webhook server the test runs, start then stop.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chaos::journal::rollback::problems;
@@ -441,6 +443,74 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     println!(
         "a 1 s start timeout failed the fault {:.1} s after it began",
         failed_at - 3.0
+    );
+
+    // (f) HTTP hooks: a webhook server (here in the test, recording every
+    // call) gets the start and then the stop, with the header whose value
+    // comes from the environment; the runs are in the report and the
+    // journal never holds the header's value.
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = calls.clone();
+    let hooks = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let recorded = recorded.clone();
+            async move {
+                let authorization = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(format!("{method} {} {authorization}", uri.path()));
+                "recorded"
+            }
+        },
+    );
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let hooks_address = listener.local_addr().unwrap();
+    runtime.spawn(async move { axum::serve(listener, hooks).await });
+    std::env::set_var("CHAOS_ACTUATORS_TEST_HOOK_TOKEN", "Bearer hook-secret-7");
+    let drill = drill_file(
+        &scratch,
+        "webhooks",
+        15,
+        &format!(
+            "  - fault: http
+    target: eu-west-1
+    start_s: 3
+    duration_s: 4
+    start: {{ url: 'http://{hooks_address}/experiments/start', headers: {{ authorization: {{ env: CHAOS_ACTUATORS_TEST_HOOK_TOKEN }} }}, body: '{{}}' }}
+    stop: {{ method: DELETE, url: 'http://{hooks_address}/experiments/current' }}
+    timeout_s: 5\n"
+        ),
+        "",
+    );
+    let report_dir = scratch.join("webhooks");
+    let (status, stderr) =
+        RunningDrill::on_target(&drill, &report_dir, &target).finish(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![
+            "POST /experiments/start Bearer hook-secret-7".to_owned(),
+            "DELETE /experiments/current none".to_owned(),
+        ]
+    );
+    let webhooks = report(&report_dir);
+    let runs: Vec<bool> = webhooks.faults[0]
+        .hooks
+        .iter()
+        .map(|run| run.succeeded())
+        .collect();
+    assert_eq!(runs, vec![true, true], "{:?}", webhooks.faults);
+    let journal = std::fs::read_to_string(report_dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("CHAOS_ACTUATORS_TEST_HOOK_TOKEN") && !journal.contains("hook-secret-7"),
+        "{journal}"
     );
 
     println!("chaos rollback of an evacuation after SIGKILL took {rollback_took:?}");
