@@ -211,6 +211,24 @@ pub fn resolver(dns_servers: &[SocketAddr], source: Option<IpAddr>, cache: bool)
     builder.build()
 }
 
+/// The machine's own resolver (`/etc/resolv.conf`), without a cache of
+/// ours, as the stub resolver of a client there; the controllers' answer
+/// TTLs are the recursive resolver's to honour.
+fn system_resolver() -> TokioResolver {
+    let mut builder = TokioResolver::builder_tokio().unwrap_or_else(|error| {
+        tracing::warn!(%error, "no system resolver configuration; asking 127.0.0.53");
+        let mut config = ResolverConfig::new();
+        config.add_name_server(NameServerConfig::new(
+            SocketAddr::from(([127, 0, 0, 53], 53)),
+            Protocol::Udp,
+        ));
+        TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+    });
+    builder.options_mut().cache_size = 0;
+    builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    builder.build()
+}
+
 /// Runs the load to its end (or until `abort` is set) and returns the history.
 pub async fn run(
     plan: Plan,
@@ -226,6 +244,9 @@ pub async fn run(
         // deployment that has none.
         let resolver = match target.resolvers.get(client_region) {
             Some(address) => self::resolver(&[*address], Some(source), false),
+            // A load runner whose vantage point names no resolver: the
+            // one its machine uses, as that region's clients do.
+            None if target.dns_servers.is_empty() => system_resolver(),
             None => self::resolver(&target.dns_servers, Some(source), true),
         };
         let builder = |pooled: bool| {

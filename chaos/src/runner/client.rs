@@ -25,6 +25,8 @@ pub struct RemoteRunner {
     token: String,
     http: reqwest::Client,
     pub clock: ClockSample,
+    /// The vantage point names no resolver: the runner asks its machine's.
+    system_resolver: bool,
 }
 
 /// The runner's clock against this machine's.
@@ -67,7 +69,9 @@ impl RemoteRunner {
                 continue;
             }
             let field = format!("vantage_points[{i}].runner");
-            runners.push(Self::connect(target, &vantage.region, runner, &field).await?);
+            let mut connected = Self::connect(target, &vantage.region, runner, &field).await?;
+            connected.system_resolver = vantage.resolver.is_none();
+            runners.push(connected);
         }
         Ok(runners)
     }
@@ -117,6 +121,7 @@ impl RemoteRunner {
                 offset_ms: 0.0,
                 rtt_ms: 0.0,
             },
+            system_resolver: false,
         };
         runner.clock = runner.measure_clock().await?;
         Ok(runner)
@@ -328,12 +333,12 @@ pub async fn run_load(
         let mut runner_plan = plan.clone();
         runner_plan.client_regions = vec![runner.region.clone()];
         runner_plan.seed_offset = plan.seed_offset + offset as u64;
-        let (target, live, abort, abort_reason) = (
-            target.clone(),
-            live.clone(),
-            abort.clone(),
-            abort_reason.clone(),
-        );
+        let mut target = target.clone();
+        if runner.system_resolver {
+            target.resolvers.remove(&runner.region);
+            target.dns_servers.clear();
+        }
+        let (live, abort, abort_reason) = (live.clone(), abort.clone(), abort_reason.clone());
         remote.push(tokio::spawn(async move {
             let (operations, late_ms, error) = runner
                 .run(runner_plan, target, t0_wall, &live, &abort)

@@ -42,7 +42,7 @@ fn target_file(address: SocketAddr, token: &str) -> crate::target::Target {
          dns: {{nameservers: [\"127.0.0.1:9\"]}}\n\
          regions:\n  eu-west-1: {{endpoints: [\"https://127.0.0.1:1\"], controller_admin_url: \"http://127.0.0.1:1\"}}\n\
          controller: {{admin_token: {{env: Y}}}}\n\
-         vantage_points:\n  - region: eu-west-1\n    runner: {{url: \"http://{address}\", token: {{file: runner-token}}}}\n\
+         vantage_points:\n  - region: eu-west-1\n    resolver: \"127.0.0.1:9\"\n    runner: {{url: \"http://{address}\", token: {{file: runner-token}}}}\n\
          blast_radius: {{may_touch: [eu-west-1], min_serving_regions: 0}}\n"
     );
     let path = dir.join("target.yaml");

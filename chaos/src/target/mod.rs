@@ -126,7 +126,8 @@ pub struct VantagePoint {
     pub resolver: Option<SocketAddr>,
     /// A load runner (`chaos runner`) that sends this region's load from
     /// where its clients are; without one, this machine sends it. The
-    /// source address and the resolver are then the runner's.
+    /// runner uses `source_address` and `resolver` when given; without a
+    /// `resolver`, its machine's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerTarget>,
 }

@@ -284,12 +284,19 @@ fn the_worked_examples_in_the_docs_parse() {
             (None, _) => {}
         }
     }
-    let (mut targets, mut drills) = (0, 0);
+    let (mut targets, mut drills, mut additions) = (0, 0, 0);
     let mut last_target: Option<Target> = None;
+    let mut last_text = String::new();
     for block in &blocks {
         if block.starts_with("name:") {
             last_target = Some(Target::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}")));
+            last_text = block.clone();
             targets += 1;
+        } else if block.starts_with("vantage_points:") {
+            // An addition to the target before it (its load runners).
+            let whole = format!("{last_text}{block}");
+            Target::parse(&whole).unwrap_or_else(|e| panic!("{e}\n{whole}"));
+            additions += 1;
         } else if block.starts_with("title:") {
             let drill = crate::spec::Drill::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
             let target = last_target.as_ref().expect("a target before the drill");
@@ -300,8 +307,8 @@ fn the_worked_examples_in_the_docs_parse() {
         }
     }
     assert_eq!(
-        (targets, drills),
-        (2, 1),
+        (targets, drills, additions),
+        (2, 1, 1),
         "the examples in {}",
         path.display()
     );
