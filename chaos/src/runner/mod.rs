@@ -58,7 +58,8 @@ pub enum RunnerEvent {
     },
     Operation(Box<Operation>),
     /// The last line: every operation was sent. `stopped` says why the
-    /// runner cut the load short on its own (it was shut down).
+    /// runner cut the load short on its own (it was shut down, or the load
+    /// failed there); the drill then aborts.
     Done {
         operations: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]

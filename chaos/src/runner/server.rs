@@ -251,11 +251,14 @@ async fn run(
             history = &mut load => break history,
         }
     };
-    let history = match history {
-        Ok(history) => history,
+    let (history, failed) = match history {
+        Ok(history) => (history, None),
         Err(error) => {
             tracing::error!(%id, %region, %error, "the load failed");
-            Vec::new()
+            (
+                Vec::new(),
+                Some(format!("the load failed on the runner: {error}")),
+            )
         }
     };
     connected = connected && send_window(&lines, &live).await;
@@ -267,10 +270,12 @@ async fn run(
         connected = send(&lines, &RunnerEvent::Operation(Box::new(operation))).await;
     }
     if connected {
-        let stopped = shared
-            .shutting_down
-            .load(Ordering::Relaxed)
-            .then(|| "the runner was shut down during the load".to_owned());
+        let stopped = failed.or_else(|| {
+            shared
+                .shutting_down
+                .load(Ordering::Relaxed)
+                .then(|| "the runner was shut down during the load".to_owned())
+        });
         send(
             &lines,
             &RunnerEvent::Done {
