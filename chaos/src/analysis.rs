@@ -14,7 +14,7 @@ use crate::spec::Drill;
 
 /// What the DNS watcher saw: at `t`, client region `client` was answered
 /// with instances of `regions`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DnsObservation {
     pub t: f64,
     pub client: String,

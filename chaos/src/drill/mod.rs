@@ -21,7 +21,7 @@
 pub mod conditions;
 mod evidence;
 pub mod plan;
-mod schedule;
+pub(crate) mod schedule;
 mod stop;
 
 pub use stop::{
@@ -320,6 +320,12 @@ async fn run_on(
         None => Vec::new(),
     };
 
+    let watched_here: Vec<String> = drill
+        .client_regions()
+        .into_iter()
+        .filter(|region| !runners.iter().any(|r| &r.region == region))
+        .collect();
+
     let duration = Duration::from_secs(u64::from(drill.load.duration_s));
     let lead = crate::runner::client::lead(&runners);
     let t0 = Instant::now() + lead;
@@ -349,10 +355,11 @@ async fn run_on(
         },
         runners,
     ));
+    // A runner's region is watched from the runner, the others from here.
     let dns_stop = Arc::new(AtomicBool::new(false));
     let dns_watch = tokio::spawn(schedule::watch_dns(
         target.clone(),
-        drill.client_regions(),
+        watched_here,
         t0,
         dns_stop.clone(),
     ));
@@ -417,9 +424,12 @@ async fn run_on(
         &undone.hooks,
         t0.elapsed().as_secs_f64(),
     );
-    let (history, runners) = load.await.context("load task")?;
+    let gathered = load.await.context("load task")?;
+    let (history, runners) = (gathered.history, gathered.runners);
     dns_stop.store(true, Ordering::Relaxed);
-    let dns = dns_watch.await.unwrap_or_default();
+    let mut dns = dns_watch.await.unwrap_or_default();
+    dns.extend(gathered.runner_dns);
+    dns.sort_by(|a, b| a.t.total_cmp(&b.t));
     let outage = (
         outage_watch.await.unwrap_or_default(),
         crate::outage::Counted {

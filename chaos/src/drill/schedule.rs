@@ -306,8 +306,9 @@ pub(super) async fn monitor(
     }
 }
 
-/// Polls the controllers' DNS from every client region every 100 ms.
-pub(super) async fn watch_dns(
+/// Polls the controllers' DNS from every client region every 100 ms (a
+/// load runner polls its own region's from where it is).
+pub(crate) async fn watch_dns(
     target: Target,
     clients: Vec<String>,
     t0: Instant,
@@ -323,9 +324,20 @@ pub(super) async fn watch_dns(
         })
         .collect();
     let mut observations = Vec::new();
+    // A question to a name server that does not answer can take seconds:
+    // the stop does not wait for it.
+    let stopped = || async {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         for (client, resolver) in &resolvers {
-            if let Ok(answer) = resolver.lookup_ip(target.service_name.as_str()).await {
+            let answer = tokio::select! {
+                answer = resolver.lookup_ip(target.service_name.as_str()) => answer,
+                () = stopped() => break,
+            };
+            if let Ok(answer) = answer {
                 let regions = answer
                     .iter()
                     .filter_map(|ip| load::region_of(&target.instances, ip).map(str::to_owned))

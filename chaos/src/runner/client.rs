@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Clock, LoadRequest, RunnerEvent};
+use crate::analysis::DnsObservation;
 use crate::load::{self, LiveCounters, Operation, Plan, Target};
 
 /// Clock samples taken before a drill; the one with the shortest round
@@ -47,6 +48,9 @@ pub struct RunnerSummary {
     /// How late the load request reached it (0 when in time).
     pub late_ms: f64,
     pub operations: usize,
+    /// Answers its DNS watch got (ten a second while the load ran).
+    #[serde(default)]
+    pub dns_answers: usize,
     /// Why the runner failed, when it did (the drill is aborted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -165,8 +169,8 @@ impl RemoteRunner {
 
     /// Runs `plan` (one client region) on the runner from `t0_wall` (this
     /// machine's clock), adding its windows to `live`, until it ends;
-    /// `abort` is passed on. Returns the operations received, and the
-    /// error that cut the stream short if one did.
+    /// `abort` is passed on. Returns what was received, and the error that
+    /// cut the stream short if one did.
     async fn run(
         &self,
         plan: Plan,
@@ -174,7 +178,7 @@ impl RemoteRunner {
         t0_wall: DateTime<Utc>,
         live: &LiveCounters,
         abort: &AtomicBool,
-    ) -> (Vec<Operation>, f64, Option<String>) {
+    ) -> RunnerRun {
         let id = Uuid::new_v4();
         let start_at =
             t0_wall + chrono::Duration::microseconds((self.clock.offset_ms * 1000.0) as i64);
@@ -184,8 +188,7 @@ impl RemoteRunner {
             target,
             start_at,
         };
-        let mut operations = Vec::new();
-        let mut late_ms = 0.0;
+        let mut run = RunnerRun::default();
         let mut response = match self
             .http
             .post(format!("{}/v1/load", self.url))
@@ -198,19 +201,9 @@ impl RemoteRunner {
             Ok(response) => {
                 let status = response.status();
                 let body = response.text().await.unwrap_or_default();
-                return (
-                    operations,
-                    late_ms,
-                    Some(format!("refused the load: {status} {}", body.trim())),
-                );
+                return run.failed(format!("refused the load: {status} {}", body.trim()));
             }
-            Err(error) => {
-                return (
-                    operations,
-                    late_ms,
-                    Some(format!("unreachable: {}", error.without_url())),
-                )
-            }
+            Err(error) => return run.failed(format!("unreachable: {}", error.without_url())),
         };
         let mut pending: Vec<u8> = Vec::new();
         let mut aborted = false;
@@ -228,51 +221,33 @@ impl RemoteRunner {
             };
             let chunk = match chunk {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => {
-                    return (
-                        operations,
-                        late_ms,
-                        Some("the stream ended before its last line".to_owned()),
-                    )
-                }
+                Ok(None) => return run.failed("the stream ended before its last line".into()),
                 Err(error) => {
-                    return (
-                        operations,
-                        late_ms,
-                        Some(format!("the stream broke: {}", error.without_url())),
-                    )
+                    return run.failed(format!("the stream broke: {}", error.without_url()))
                 }
             };
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
                 match serde_json::from_slice::<RunnerEvent>(&line) {
-                    Ok(RunnerEvent::Started { late_ms: late }) => late_ms = late,
+                    Ok(RunnerEvent::Started { late_ms }) => run.late_ms = late_ms,
                     Ok(RunnerEvent::Window { ok, failed }) => live.add(&self.region, ok, failed),
-                    Ok(RunnerEvent::Operation(operation)) => operations.push(*operation),
+                    Ok(RunnerEvent::Operation(operation)) => run.operations.push(*operation),
+                    Ok(RunnerEvent::Dns(observation)) => run.dns.push(observation),
                     Ok(RunnerEvent::Done {
                         stopped: Some(why), ..
-                    }) => return (operations, late_ms, Some(why)),
-                    Ok(RunnerEvent::Done {
-                        operations: sent, ..
-                    }) if sent == operations.len() => return (operations, late_ms, None),
+                    }) => return run.failed(why),
                     Ok(RunnerEvent::Done {
                         operations: sent, ..
                     }) => {
-                        let received = operations.len();
-                        return (
-                            operations,
-                            late_ms,
-                            Some(format!("sent {sent} operations, {received} arrived")),
-                        );
+                        let received = run.operations.len();
+                        if sent != received {
+                            return run
+                                .failed(format!("sent {sent} operations, {received} arrived"));
+                        }
+                        return run;
                     }
-                    Err(error) => {
-                        return (
-                            operations,
-                            late_ms,
-                            Some(format!("an unreadable line: {error}")),
-                        )
-                    }
+                    Err(error) => return run.failed(format!("an unreadable line: {error}")),
                 }
             }
         }
@@ -293,6 +268,32 @@ impl RemoteRunner {
     }
 }
 
+/// What one runner sent back.
+#[derive(Debug, Default)]
+struct RunnerRun {
+    operations: Vec<Operation>,
+    dns: Vec<DnsObservation>,
+    late_ms: f64,
+    error: Option<String>,
+}
+
+impl RunnerRun {
+    fn failed(mut self, why: String) -> Self {
+        self.error = Some(why);
+        self
+    }
+}
+
+/// What the load brought back: the history, the DNS watch of the
+/// runners' regions (the others' is this machine's) and each runner's
+/// summary.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub history: Vec<Operation>,
+    pub runner_dns: Vec<DnsObservation>,
+    pub runners: Vec<RunnerSummary>,
+}
+
 /// What the load needs beyond the plan: where it goes and how it stops.
 pub struct Load {
     pub plan: Plan,
@@ -306,12 +307,9 @@ pub struct Load {
 }
 
 /// The load of every client region: on its runner when it has one, on this
-/// machine otherwise. Returns the history, in intended order, and what
-/// each runner did.
-pub async fn run_load(
-    load: Load,
-    runners: Vec<RemoteRunner>,
-) -> (Vec<Operation>, Vec<RunnerSummary>) {
+/// machine otherwise. Returns the history, in intended order, the runners'
+/// DNS watch and what each runner did.
+pub async fn run_load(load: Load, runners: Vec<RemoteRunner>) -> Gathered {
     let Load {
         plan,
         target,
@@ -340,10 +338,10 @@ pub async fn run_load(
         }
         let (live, abort, abort_reason) = (live.clone(), abort.clone(), abort_reason.clone());
         remote.push(tokio::spawn(async move {
-            let (operations, late_ms, error) = runner
+            let run = runner
                 .run(runner_plan, target, t0_wall, &live, &abort)
                 .await;
-            if let Some(error) = &error {
+            if let Some(error) = &run.error {
                 let reason = format!(
                     "the load runner of {} ({}) failed: {error}",
                     runner.region, runner.url
@@ -359,26 +357,32 @@ pub async fn run_load(
                 region: runner.region.clone(),
                 url: runner.url.clone(),
                 clock: runner.clock,
-                late_ms,
-                operations: operations.len(),
-                error,
+                late_ms: run.late_ms,
+                operations: run.operations.len(),
+                dns_answers: run.dns.len(),
+                error: run.error,
             };
-            (operations, summary)
+            (run.operations, run.dns, summary)
         }));
     }
-    let mut history = if local_plan.client_regions.is_empty() {
-        Vec::new()
-    } else {
-        load::run(local_plan, target, t0, live, abort).await
+    let mut gathered = Gathered {
+        history: if local_plan.client_regions.is_empty() {
+            Vec::new()
+        } else {
+            load::run(local_plan, target, t0, live, abort).await
+        },
+        ..Gathered::default()
     };
-    let mut summaries = Vec::new();
     for task in remote {
-        let (operations, summary) = task.await.expect("runner task");
-        history.extend(operations);
-        summaries.push(summary);
+        let (operations, dns, summary) = task.await.expect("runner task");
+        gathered.history.extend(operations);
+        gathered.runner_dns.extend(dns);
+        gathered.runners.push(summary);
     }
-    history.sort_by(|a, b| a.intended_s.total_cmp(&b.intended_s));
-    (history, summaries)
+    gathered
+        .history
+        .sort_by(|a, b| a.intended_s.total_cmp(&b.intended_s));
+    gathered
 }
 
 /// How long before t = 0 the load must be planned: the local lead, or

@@ -13,7 +13,8 @@
 //!   the runner's clock). The answer is a stream of [`RunnerEvent`] lines
 //!   (NDJSON): the counts of each quarter second while the load runs (the
 //!   stop conditions and the progress use them as the local load's), then
-//!   every operation, then `done`.
+//!   every operation and what its DNS watch saw (which regions the name
+//!   servers handed its region, asked from there), then `done`.
 //! - `POST /v1/load/{id}/abort`: stops issuing requests (a stop condition or
 //!   an emergency stop); the stream still ends with the operations sent.
 //!   When the coordinator's connection goes away (it died), the runner
@@ -57,6 +58,8 @@ pub enum RunnerEvent {
         failed: u64,
     },
     Operation(Box<Operation>),
+    /// What the runner's DNS watch saw (its region's answers, 10 a second).
+    Dns(crate::analysis::DnsObservation),
     /// The last line: every operation was sent. `stopped` says why the
     /// runner cut the load short on its own (it was shut down, or the load
     /// failed there); the drill then aborts.

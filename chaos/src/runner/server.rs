@@ -232,6 +232,14 @@ async fn run(
     let region = request.plan.client_regions[0].clone();
     let live = Arc::new(LiveCounters::default());
     let mut connected = send(&lines, &RunnerEvent::Started { late_ms }).await;
+    // The DNS watch of the region from here, until the load has ended.
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watch = tokio::spawn(crate::drill::schedule::watch_dns(
+        request.target.clone(),
+        vec![region.clone()],
+        t0,
+        watch_stop.clone(),
+    ));
     let mut load = tokio::spawn(load::run(
         request.plan,
         request.target,
@@ -261,6 +269,8 @@ async fn run(
             )
         }
     };
+    watch_stop.store(true, Ordering::Relaxed);
+    let observations = watch.await.unwrap_or_default();
     connected = connected && send_window(&lines, &live).await;
     let operations = history.len();
     for operation in history {
@@ -268,6 +278,13 @@ async fn run(
             break;
         }
         connected = send(&lines, &RunnerEvent::Operation(Box::new(operation))).await;
+    }
+    let dns_answers = observations.len();
+    for observation in observations {
+        if !connected {
+            break;
+        }
+        connected = send(&lines, &RunnerEvent::Dns(observation)).await;
     }
     if connected {
         let stopped = failed.or_else(|| {
@@ -286,7 +303,7 @@ async fn run(
         .await;
     }
     shared.runs.lock().expect("runs lock").remove(&id);
-    tracing::info!(%id, %region, operations, connected, "load done");
+    tracing::info!(%id, %region, operations, dns_answers, connected, "load done");
 }
 
 async fn send_window(lines: &mpsc::Sender<Bytes>, live: &LiveCounters) -> bool {

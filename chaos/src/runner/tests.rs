@@ -133,7 +133,8 @@ async fn a_load_on_a_runner_comes_back_whole_with_its_windows() {
         .unwrap();
     let (plan, load_target) = unreachable_load(20.0, 2);
     let (load, live) = load(plan, load_target, Arc::new(AtomicBool::new(false)));
-    let (history, summaries) = run_load(load, runners).await;
+    let gathered = run_load(load, runners).await;
+    let (history, summaries) = (gathered.history, gathered.runners);
     assert_eq!(history.len(), 40, "every planned operation comes back");
     assert!(history.iter().all(|o| o.client_region == "eu-west-1"));
     assert!(history.iter().all(|o| o.outcome != Outcome::Ok));
@@ -169,8 +170,13 @@ async fn an_abort_reaches_the_runner_and_a_runner_shut_down_says_so() {
         flag.store(true, Ordering::Relaxed);
     });
     let started = Instant::now();
-    let (history, summaries) = run_load(load_of, runners.clone()).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let gathered = run_load(load_of, runners.clone()).await;
+    let (history, summaries) = (gathered.history, gathered.runners);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         !history.is_empty() && history.len() < 100,
         "{}",
@@ -185,7 +191,7 @@ async fn an_abort_reaches_the_runner_and_a_runner_shut_down_says_so() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let _ = stop.send(());
     });
-    let (_, summaries) = run_load(load_of, runners).await;
+    let summaries = run_load(load_of, runners).await.runners;
     let error = summaries[0].error.clone().unwrap_or_default();
     assert!(error.contains("shut down"), "{error}");
     let reason = reason.lock().unwrap().clone().unwrap_or_default();

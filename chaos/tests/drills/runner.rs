@@ -191,6 +191,9 @@ fn a_load_runner_sends_a_regions_load_and_a_runner_lost_aborts_the_drill() {
         .count();
     assert_eq!(from_runner, 300, "10 per second for 30 s");
     assert_eq!(runners[0]["operations"], from_runner, "{runners}");
+    // Its region's DNS was watched from the runner, ten times a second.
+    let dns_answers = runners[0]["dns_answers"].as_u64().unwrap_or(0);
+    assert!(dns_answers >= 200, "{runners}");
     for region in ["us-east-1", "eu-west-1"] {
         assert_eq!(
             operations
