@@ -439,7 +439,10 @@ impl Deployment {
             .with_context(|| format!("no region {name}"))
     }
 
-    /// Waits until every instance is ready and a controller leads.
+    /// Waits until every instance is ready, a controller leads, and every
+    /// replica names that leader (a replica that has not read the lease
+    /// yet names none: `chaos check` right after `chaos up` would see the
+    /// controllers disagree).
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let client = tls::client_builder(&self.tls.ca_pem)
             .timeout(Duration::from_millis(1500))
@@ -460,21 +463,49 @@ impl Deployment {
                     pending.push(format!("controller-{}", region.name));
                 }
             }
-            if pending.is_empty() && self.leader().await.is_some() {
-                return Ok(());
+            if pending.is_empty() {
+                if self.leader().await.is_none() {
+                    pending.push("no controller holds the lease".to_owned());
+                } else {
+                    let named = self.lease_holders_named(&client).await;
+                    if !named[0].is_empty() && named.iter().all(|holder| *holder == named[0]) {
+                        return Ok(());
+                    }
+                    pending.push(format!(
+                        "the replicas name different lease holders: {}",
+                        named.join(", ")
+                    ));
+                }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!(
             "not ready after {:?}: {} (logs in {})",
             within,
-            if pending.is_empty() {
-                "no controller holds the lease".to_owned()
-            } else {
-                pending.join(", ")
-            },
+            pending.join(", "),
             self.options.run_dir.join("logs").display()
         )
+    }
+
+    /// The lease holder each replica's `/status` names ("" when it names
+    /// none or does not answer).
+    async fn lease_holders_named(&self, client: &reqwest::Client) -> Vec<String> {
+        let mut holders = Vec::new();
+        for region in &self.regions {
+            let url = format!("http://{}/status", region.controller_http);
+            let status = match client.get(url).send().await {
+                Ok(response) => response.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            };
+            holders.push(
+                status
+                    .as_ref()
+                    .and_then(|s| s["lease"]["holder"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        holders
     }
 
     /// Where everything listens, for people.

@@ -18,6 +18,10 @@ use crate::load::{self, LiveCounters, Operation, Plan, Target};
 /// trip is kept.
 const CLOCK_SAMPLES: usize = 5;
 
+/// How long a load's stream may stay silent before the runner counts as
+/// lost (it sends counts every [`super::server::WINDOW`]).
+pub const SILENCE: Duration = Duration::from_secs(10);
+
 /// A runner of the target, reachable, its clock measured.
 #[derive(Clone)]
 pub struct RemoteRunner {
@@ -208,6 +212,7 @@ impl RemoteRunner {
         let mut pending: Vec<u8> = Vec::new();
         let mut aborted = false;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut heard = Instant::now();
         loop {
             let chunk = tokio::select! {
                 chunk = response.chunk() => chunk,
@@ -216,9 +221,24 @@ impl RemoteRunner {
                         aborted = true;
                         self.abort(id).await;
                     }
+                    // A runner sends counts every quarter second while
+                    // it runs: silence means it, or the path to it, is
+                    // gone without a word (no reset comes through a
+                    // partition).
+                    if heard.elapsed() > SILENCE {
+                        // Best effort: should the path come back, the load
+                        // stops rather than run on unheard.
+                        let runner = self.clone();
+                        tokio::spawn(async move { runner.abort(id).await });
+                        return run.failed(format!(
+                            "nothing heard from it for {} s",
+                            SILENCE.as_secs()
+                        ));
+                    }
                     continue;
                 }
             };
+            heard = Instant::now();
             let chunk = match chunk {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return run.failed("the stream ended before its last line".into()),

@@ -122,6 +122,8 @@ async fn a_runner_measures_its_clock_and_refuses_a_wrong_token() {
         "{message}"
     );
     assert!(!message.contains("not-the-token"), "{message}");
+    let _ = std::fs::remove_dir_all(&target.base_dir);
+    let _ = std::fs::remove_dir_all(&wrong.base_dir);
 }
 
 #[tokio::test]
@@ -151,6 +153,7 @@ async fn a_load_on_a_runner_comes_back_whole_with_its_windows() {
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].operations, 40);
     assert_eq!(summaries[0].error, None);
+    let _ = std::fs::remove_dir_all(&target.base_dir);
 }
 
 #[tokio::test]
@@ -199,4 +202,45 @@ async fn an_abort_reaches_the_runner_and_a_runner_shut_down_says_so() {
         reason.contains("the load runner of eu-west-1") && reason.contains("shut down"),
         "{reason}"
     );
+    let _ = std::fs::remove_dir_all(&target.base_dir);
+}
+
+/// A runner cut off mid-load without a reset (a partition: the proxy in
+/// front of it holds every byte) is counted lost after the silence, and
+/// the drill aborts naming it.
+#[tokio::test]
+async fn a_runner_gone_silent_is_lost_after_the_silence() {
+    let (address, _stop) = start_runner().await;
+    let front = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = crate::proxy::Proxy::start(front, address).await.unwrap();
+    let target = target_file(front, TOKEN);
+    let runners = RemoteRunner::connect_all(&target, &["eu-west-1".into()])
+        .await
+        .unwrap();
+    let (plan, load_target) = unreachable_load(10.0, 60);
+    let (load_of, _) = load(plan, load_target, Arc::new(AtomicBool::new(false)));
+    let reason = load_of.abort_reason.clone();
+    let cut = proxy.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cut.set_mode(crate::proxy::Mode::Hold);
+    });
+    let started = Instant::now();
+    let summaries = tokio::time::timeout(Duration::from_secs(30), run_load(load_of, runners))
+        .await
+        .expect("the silent runner was never given up")
+        .runners;
+    let took = started.elapsed();
+    assert!(
+        took >= super::client::SILENCE && took < super::client::SILENCE + Duration::from_secs(5),
+        "{took:?}"
+    );
+    let error = summaries[0].error.clone().unwrap_or_default();
+    assert!(error.contains("nothing heard from it for 10 s"), "{error}");
+    let reason = reason.lock().unwrap().clone().unwrap_or_default();
+    assert!(reason.contains("the load runner of eu-west-1"), "{reason}");
+    let _ = std::fs::remove_dir_all(&target.base_dir);
 }

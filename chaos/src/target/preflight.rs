@@ -86,6 +86,10 @@ impl Preflight {
     }
 }
 
+/// Further readings of the controllers' views, a second apart, before
+/// their disagreement fails preflight.
+const AGREEMENT_READS: usize = 3;
+
 /// Runs every check against `target`.
 pub async fn run(target: &Target) -> Preflight {
     let mut checks = Vec::new();
@@ -106,8 +110,20 @@ pub async fn run(target: &Target) -> Preflight {
         checks.push(health::region_healthy(&http, name, region).await);
         checks.push(dns::region_in_dns(target, name, region, &answers));
     }
-    let statuses = controllers::statuses(&http, target).await;
-    checks.push(controllers::agree(&statuses));
+    // Each replica reads the shared state once a poll: one that has just
+    // restarted, or read it a moment before the others, can differ for a
+    // poll or two. A disagreement that outlasts a few seconds is real.
+    let mut statuses = controllers::statuses(&http, target).await;
+    let mut agreement = controllers::agree(&statuses);
+    for _ in 0..AGREEMENT_READS {
+        if agreement.outcome != Outcome::Fail {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        statuses = controllers::statuses(&http, target).await;
+        agreement = controllers::agree(&statuses);
+    }
+    checks.push(agreement);
     checks.push(controllers::leader(&statuses));
     checks.push(controllers::admin_token_accepted(&http, target).await);
     checks.extend(runners(target).await);

@@ -152,6 +152,7 @@ fn evacuation_through_the_target_file_drains_and_returns_and_rollback_repairs_a_
     let client =
         chaos::driver::ControlClient::attach(&run_dir.display().to_string(), None).unwrap();
     let info = runtime.block_on(client.topology()).unwrap();
+    wait_for_preflight(&runtime, &target, Duration::from_secs(60));
     let parsed = chaos::target::Target::load(&target).unwrap();
     let admin_url = parsed.regions["us-east-1"]
         .controller_admin_url

@@ -195,6 +195,11 @@ fn every_stop_condition_trips_the_drill_and_rolls_it_back() {
     let control =
         chaos::driver::ControlClient::attach(&run_dir.display().to_string(), None).unwrap();
     let info = runtime.block_on(control.topology()).unwrap();
+    wait_for_preflight(
+        &runtime,
+        &run_dir.join("target.yaml"),
+        Duration::from_secs(60),
+    );
 
     // A region the drill does not touch fails.
     let drill = drill_with(&scratch, "other-region", "  other_region_failing_s: 2\n");
