@@ -488,20 +488,22 @@ async fn preflight(path: &std::path::Path) -> Preflight {
 
 /// `chaos runner`: serves until SIGTERM or Ctrl-C.
 async fn runner(args: RunnerArgs) -> anyhow::Result<()> {
-    let token = match &args.token_file {
-        Some(file) => std::fs::read_to_string(file)
-            .with_context(|| format!("--token-file: cannot read {}", file.display()))?
-            .trim_end_matches(['\n', '\r'])
-            .to_owned(),
-        None => std::env::var(chaos::runner::TOKEN_VARIABLE).unwrap_or_default(),
+    // Read as a target file's secret is: without its trailing newline, and
+    // refused when missing or empty, naming where it was looked for.
+    let source = match &args.token_file {
+        Some(file) => chaos::target::SecretRef::File(file.clone()),
+        None => chaos::target::SecretRef::Env(chaos::runner::TOKEN_VARIABLE.to_owned()),
     };
-    if token.trim().is_empty() {
-        eprintln!(
-            "chaos: the runner needs a token: --token-file <file> or {} (empty)",
-            chaos::runner::TOKEN_VARIABLE
-        );
-        std::process::exit(2);
-    }
+    let token = match source.resolve("--token-file", std::path::Path::new(".")) {
+        Ok(token) => token.expose().to_owned(),
+        Err(error) => {
+            eprintln!(
+                "chaos: the runner needs a token (--token-file <file> or {}): {error}",
+                chaos::runner::TOKEN_VARIABLE
+            );
+            std::process::exit(2);
+        }
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(chaos::runner::server::tls_acceptor(cert, key)?),
         _ => None,

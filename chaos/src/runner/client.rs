@@ -70,36 +70,32 @@ impl RemoteRunner {
     ) -> anyhow::Result<Vec<Self>> {
         let mut runners = Vec::new();
         for (i, vantage) in target.vantage_points.iter().enumerate() {
-            let Some(runner) = &vantage.runner else {
-                continue;
-            };
-            if !client_regions.contains(&vantage.region) {
+            if vantage.runner.is_none() || !client_regions.contains(&vantage.region) {
                 continue;
             }
-            let field = format!("vantage_points[{i}].runner");
-            let mut connected = Self::connect(target, &vantage.region, runner, &field).await?;
-            connected.system_resolver = vantage.resolver.is_none();
-            runners.push(connected);
+            runners.push(Self::connect(target, i).await?);
         }
         Ok(runners)
     }
 
-    /// One runner, reached and its clock measured; an error names `field`
-    /// (where in the target file) and the runner's URL.
-    pub async fn connect(
-        target: &crate::target::Target,
-        region: &str,
-        runner: &crate::target::RunnerTarget,
-        field: &str,
-    ) -> anyhow::Result<Self> {
-        Self::reach(target, region, runner, field)
+    /// The runner of `target.vantage_points[index]`, reached and its clock
+    /// measured; an error names the field (`vantage_points[i].runner`) and
+    /// the runner's URL.
+    pub async fn connect(target: &crate::target::Target, index: usize) -> anyhow::Result<Self> {
+        let field = format!("vantage_points[{index}].runner");
+        let vantage = &target.vantage_points[index];
+        let runner = vantage
+            .runner
+            .as_ref()
+            .with_context(|| format!("field `{field}` is not set"))?;
+        Self::reach(target, vantage, runner, &field)
             .await
             .with_context(|| format!("{field} ({})", runner.url))
     }
 
     async fn reach(
         target: &crate::target::Target,
-        region: &str,
+        vantage: &crate::target::VantagePoint,
         runner: &crate::target::RunnerTarget,
         field: &str,
     ) -> anyhow::Result<Self> {
@@ -121,7 +117,7 @@ impl RemoteRunner {
             .build()
             .context("HTTPS client for the runner")?;
         let mut runner = Self {
-            region: region.to_owned(),
+            region: vantage.region.clone(),
             url: runner.url.trim_end_matches('/').to_owned(),
             token: token.expose().to_owned(),
             http,
@@ -129,7 +125,7 @@ impl RemoteRunner {
                 offset_ms: 0.0,
                 rtt_ms: 0.0,
             },
-            system_resolver: false,
+            system_resolver: vantage.resolver.is_none(),
         };
         runner.clock = runner.measure_clock().await?;
         Ok(runner)

@@ -147,16 +147,8 @@ async fn runners(target: &Target) -> Vec<PreflightCheck> {
         };
         let name = format!("load runner of {} answers", vantage.region);
         let expected = format!("{} accepts the token and gives its clock", runner.url);
-        let field = format!("vantage_points[{i}].runner");
         checks.push(
-            match crate::runner::client::RemoteRunner::connect(
-                target,
-                &vantage.region,
-                runner,
-                &field,
-            )
-            .await
-            {
+            match crate::runner::client::RemoteRunner::connect(target, i).await {
                 Ok(connected) => {
                     let clock = connected.clock;
                     check(
