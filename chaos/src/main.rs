@@ -288,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
                         std::process::exit(BLAST_RADIUS_EXIT_CODE);
                     }
                     print!("{}", verdict.render());
-                    let result = preflight(&target_path).await;
+                    let result = drill_preflight(&target_path).await;
                     if !result.passed {
                         refuse_after_preflight(&result, &report_dir);
                     }
@@ -486,6 +486,23 @@ async fn preflight(path: &std::path::Path) -> Preflight {
     result
 }
 
+/// A drill's preflight (`preflight::run_for_drill`): a failed pass is
+/// printed and checked again a few seconds later; the last pass decides.
+async fn drill_preflight(path: &std::path::Path) -> Preflight {
+    use chaos::target::preflight::{run_for_drill, DRILL_PASSES, DRILL_RECHECK_AFTER};
+    let target = load_target(path);
+    let result = run_for_drill(&target, |pass, failed| {
+        print_failed_checks(failed);
+        eprintln!(
+            "chaos: preflight pass {pass} of {DRILL_PASSES} failed; checking again in {} s",
+            DRILL_RECHECK_AFTER.as_secs()
+        );
+    })
+    .await;
+    print!("{}", result.render());
+    result
+}
+
 /// `chaos runner`: serves until SIGTERM or Ctrl-C.
 async fn runner(args: RunnerArgs) -> anyhow::Result<()> {
     // Read as a target file's secret is: without its trailing newline, and
@@ -530,16 +547,7 @@ async fn runner(args: RunnerArgs) -> anyhow::Result<()> {
 /// to stderr (stdout has the whole table), the preflight to
 /// `<report_dir>/preflight.json` for the record, and the process exits 3.
 fn refuse_after_preflight(result: &Preflight, report_dir: &std::path::Path) -> ! {
-    for check in result
-        .checks
-        .iter()
-        .filter(|c| c.outcome == chaos::target::preflight::Outcome::Fail)
-    {
-        eprintln!(
-            "chaos: preflight check failed: {}: expected {}, observed {}",
-            check.name, check.expected, check.observed
-        );
-    }
+    print_failed_checks(result);
     let written = std::fs::create_dir_all(report_dir)
         .map_err(anyhow::Error::from)
         .and_then(|()| {
@@ -557,6 +565,20 @@ fn refuse_after_preflight(result: &Preflight, report_dir: &std::path::Path) -> !
         ),
     }
     std::process::exit(PREFLIGHT_FAILED_EXIT_CODE);
+}
+
+/// Each failed check of `result`, on stderr.
+fn print_failed_checks(result: &Preflight) {
+    for check in result
+        .checks
+        .iter()
+        .filter(|c| c.outcome == chaos::target::preflight::Outcome::Fail)
+    {
+        eprintln!(
+            "chaos: preflight check failed: {}: expected {}, observed {}",
+            check.name, check.expected, check.observed
+        );
+    }
 }
 
 /// The file a refused drill leaves in its report directory.

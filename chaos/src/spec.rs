@@ -81,6 +81,12 @@ pub struct Wan {
     /// consensus on a CockroachDB cluster that survives a region's loss
     /// (docs/drills.md, "The database's geography").
     pub database_rtt_ms: BTreeMap<String, f64>,
+    /// How long, after a region dies (killed or blackholed), writes to the
+    /// rows homed in it wait, from every region: the time CockroachDB takes
+    /// to move the leases the dead region held (1 to 9 s; docs/drills.md,
+    /// "The database's geography"). 0, the default for now, moves them at
+    /// once; `kill-and-return` sets 5 s, the middle of CockroachDB's range.
+    pub lease_transfer_s: f64,
     /// Each one-way delay varies by up to this much either way.
     pub jitter_ms: f64,
     /// Share of chunks that stand for a lost segment (a retransmission
@@ -98,6 +104,7 @@ impl Default for Wan {
             ]),
             local_rtt_ms: 1.0,
             database_rtt_ms: BTreeMap::new(),
+            lease_transfer_s: 0.0,
             jitter_ms: 2.0,
             loss: 0.001,
         }
@@ -160,6 +167,9 @@ impl Wan {
         }
         if !(self.local_rtt_ms >= 0.0 && self.local_rtt_ms <= 100.0) {
             return Err("field `topology.wan.local_rtt_ms`: must be 0 to 100 ms".into());
+        }
+        if !(self.lease_transfer_s >= 0.0 && self.lease_transfer_s <= 30.0) {
+            return Err("field `topology.wan.lease_transfer_s`: must be 0 to 30 s".into());
         }
         if !(self.jitter_ms >= 0.0 && self.jitter_ms <= 100.0) {
             return Err("field `topology.wan.jitter_ms`: must be 0 to 100 ms".into());
@@ -995,6 +1005,28 @@ rollbacks:
         assert!(Drill::parse(&lossy)
             .unwrap_err()
             .contains("topology.wan.loss"));
+        // A region's death costs no lease transfer unless the file sets
+        // one; a minute is no CockroachDB's.
+        assert_eq!(wan.lease_transfer_s, 0.0);
+        let five = VALID.replace("load:", "topology: { wan: { lease_transfer_s: 5 } }\nload:");
+        assert_eq!(
+            Drill::parse(&five)
+                .unwrap()
+                .topology
+                .wan
+                .unwrap()
+                .lease_transfer_s,
+            5.0
+        );
+        let long = VALID.replace(
+            "load:",
+            "topology: { wan: { lease_transfer_s: 60 } }\nload:",
+        );
+        let error = Drill::parse(&long).unwrap_err();
+        assert!(
+            error.contains("topology.wan.lease_transfer_s") && error.contains("0 to 30 s"),
+            "{error}"
+        );
         let slow = VALID.replace("load:", "controller: { probe: { timeout_ms: 5 } }\nload:");
         assert!(Drill::parse(&slow)
             .unwrap_err()

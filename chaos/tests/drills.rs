@@ -27,6 +27,8 @@ mod conditions;
 mod database_tls;
 #[path = "drills/guard.rs"]
 mod guard;
+#[path = "drills/leases.rs"]
+mod leases;
 #[path = "drills/outage.rs"]
 mod outage;
 #[path = "drills/runner.rs"]
@@ -200,6 +202,42 @@ fn kill_and_return_fails_over_and_back_without_losing_writes() {
     assert_eq!(
         late, 0,
         "requests served by the dead region after the DNS change"
+    );
+    // The lease transfer (topology.wan.lease_transfer_s, 5 s): writes from
+    // the live regions that start in the second after the kill wait when
+    // they touch an account homed in eu-west-1 (about five in nine do),
+    // which writes in a second of the steady state do not.
+    let killed_at = report.faults[0].start_s;
+    let history: Vec<chaos::load::Operation> = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/drill-tests/kill-and-return/history.jsonl"),
+    )
+    .unwrap()
+    .lines()
+    .map(|line| serde_json::from_str(line).unwrap())
+    .collect();
+    let held_in = |from: f64| {
+        let writes: Vec<&chaos::load::Operation> = history
+            .iter()
+            .filter(|o| o.kind == "write" && o.client_region != "eu-west-1")
+            .filter(|o| o.intended_s >= from && o.intended_s < from + 1.0)
+            .collect();
+        let held = writes
+            .iter()
+            .filter(|o| o.latency_ms >= 1500.0 || o.attempts > 1)
+            .count();
+        (held, writes.len())
+    };
+    let (held, writes) = held_in(killed_at);
+    let (steady, steady_writes) = held_in(killed_at - 5.0);
+    println!(
+        "kill-and-return: {held} of {writes} writes of the live regions held in the second after \
+         the kill, {steady} of {steady_writes} in a second of the steady state"
+    );
+    assert!(
+        held >= 3 && steady <= 1,
+        "no lease transfer: {held} of {writes} writes held after the kill, {steady} of \
+         {steady_writes} before"
     );
     // The way back: the restarted region returns after the hold-down (10 s)
     // and serves its clients again, not before the controller restores it.

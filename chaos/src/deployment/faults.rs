@@ -117,10 +117,20 @@ impl Deployment {
     /// Applies or undoes one fault.
     pub fn apply(&mut self, action: &FaultAction) -> anyhow::Result<()> {
         match action {
-            FaultAction::RegionKill { target, on: true } => self.kill_region(target),
+            FaultAction::RegionKill { target, on: true } => {
+                self.kill_region(target)?;
+                self.transfer_leases(target);
+                Ok(())
+            }
             FaultAction::RegionKill { target, on: false }
             | FaultAction::ControllerKill { target, on: false } => self.start_region(target),
-            FaultAction::RegionBlackhole { target, on } => self.blackhole_region(target, *on),
+            FaultAction::RegionBlackhole { target, on } => {
+                self.blackhole_region(target, *on)?;
+                if *on {
+                    self.transfer_leases(target);
+                }
+                Ok(())
+            }
             FaultAction::ControllerKill { target, on: true } => self.kill_controller(target),
             FaultAction::ProberPartition { target, on } => self.partition_prober(target, *on),
             FaultAction::Latency {
@@ -227,6 +237,19 @@ impl Deployment {
         }
         signal_child(region.controller.take(), Signal::SIGKILL);
         Ok(())
+    }
+
+    /// The region is lost to the database too: writes to the rows homed
+    /// in it wait for `topology.wan.lease_transfer_s` ([`super::leases`]).
+    /// Nothing without a WAN model (the loopback laboratory).
+    fn transfer_leases(&self, name: &str) {
+        if let Some(wan) = &self.options.wan {
+            super::leases::start(
+                self.database_url.clone(),
+                name.to_owned(),
+                Duration::from_secs_f64(wan.lease_transfer_s),
+            );
+        }
     }
 
     /// The region's addresses stop answering: connections hang. Its

@@ -24,6 +24,7 @@
 
 mod faults;
 pub mod instances;
+pub mod leases;
 mod outage;
 mod resolvers;
 mod setup;

@@ -75,6 +75,7 @@ fn a_target_plan_gives_the_guard_and_preflight_verdicts() {
             expected: "exactly one controller holds it".into(),
             observed: "held by c-us-east-1 (epoch 3)".into(),
         }],
+        failed_earlier: Vec::new(),
     };
     let text = render(
         &drill,

@@ -96,6 +96,9 @@ pub fn render_html(report: &DrillReport) -> String {
         events => Serde(events),
         settings => Serde(controller_settings(&report.configuration)),
         matrix => Serde(latency_matrix(&report.configuration, &report.regions)),
+        lease_note => latency_matrix(&report.configuration, &report.regions)
+            .and_then(|matrix| matrix.lease_transfer_s)
+            .map(super::markdown_conditions::lease_transfer_note),
         configuration => serde_json::to_string_pretty(&report.configuration)
             .unwrap_or_else(|error| format!("unprintable configuration: {error}")),
         // Trusted text, inlined as it is: the stylesheets, the scripts and

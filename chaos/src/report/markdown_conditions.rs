@@ -88,4 +88,21 @@ pub(crate) fn conditions(out: &mut String, report: &DrillReport) {
         out.push('\n');
     }
     out.push('\n');
+    if let Some(seconds) = matrix.lease_transfer_s {
+        let _ = writeln!(out, "{}\n", lease_transfer_note(seconds));
+    }
+}
+
+/// What a region's death cost the database in the drill, for both
+/// renderings.
+pub(crate) fn lease_transfer_note(seconds: f64) -> String {
+    if seconds > 0.0 {
+        format!(
+            "A region's death held writes to the rows homed in it for {seconds} s, from every \
+             region (the lease transfer, topology.wan.lease_transfer_s)."
+        )
+    } else {
+        "A region's death moved its rows' leases at once (topology.wan.lease_transfer_s: 0)."
+            .to_owned()
+    }
 }

@@ -25,7 +25,8 @@ pub(crate) struct PreflightView {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PreflightRow {
     pub check: String,
-    /// `pass`, `fail` or `skipped`.
+    /// `pass`, `fail`, `skipped`, or `failed earlier` (a check that failed
+    /// on an earlier pass of the drill's preflight).
     pub status: &'static str,
     pub detail: String,
     pub time: String,
@@ -51,6 +52,17 @@ impl PreflightView {
                 detail: format!("expected {}; observed {}", check.expected, check.observed),
                 time: time.clone(),
             })
+            // What failed on an earlier pass and passed when checked again
+            // (or failed again: then it is also in the rows above).
+            .chain(preflight.failed_earlier.iter().map(|check| PreflightRow {
+                check: check.name.clone(),
+                status: "failed earlier",
+                detail: format!(
+                    "on an earlier pass: expected {}; observed {}",
+                    check.expected, check.observed
+                ),
+                time: String::new(),
+            }))
             .collect();
         Some(Self {
             target: preflight.target,
@@ -86,6 +98,7 @@ pub(crate) fn markdown(out: &mut String, report: &DrillReport) {
         let status = match row.status {
             "pass" => "✅ pass",
             "fail" => "❌ **fail**",
+            "failed earlier" => "⚠️ failed on an earlier pass",
             other => other,
         };
         let _ = writeln!(

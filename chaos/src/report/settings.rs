@@ -86,6 +86,9 @@ pub(crate) struct LatencyMatrix {
     pub rows: Vec<LatencyRow>,
     /// Whether the drill ran across a WAN model (else: loopback).
     pub wan: bool,
+    /// How long a region's death held writes to its rows (the WAN model's
+    /// lease transfer; `None` without one, or in a report from before).
+    pub lease_transfer_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +131,7 @@ pub(crate) fn latency_matrix(configuration: &Value, regions: &[String]) -> Optio
         regions: regions.to_vec(),
         rows,
         wan: wan.is_object(),
+        lease_transfer_s: wan["lease_transfer_s"].as_f64(),
     })
 }
 

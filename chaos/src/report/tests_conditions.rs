@@ -118,6 +118,23 @@ fn the_measured_round_trips_stand_beside_the_configured_ones() {
         "{markdown}"
     );
 
+    // The lease transfer a region's death cost, under the matrix; a report
+    // from before the model says nothing of it.
+    let mut leases = report.clone();
+    leases.configuration["topology"]["wan"]["lease_transfer_s"] = serde_json::json!(5.0);
+    let note = "A region's death held writes to the rows homed in it for 5 s, from every region \
+                (the lease transfer, topology.wan.lease_transfer_s).";
+    assert!(render_markdown(&leases).contains(note));
+    let html = render_html(&leases);
+    assert!(
+        html.contains(
+            "held writes to the rows homed in it for 5 s, from every region (the lease \
+                       transfer, topology.wan.lease_transfer_s).</p>"
+        ),
+        "{html}"
+    );
+    assert!(!render_markdown(&report).contains("lease transfer"));
+
     // On the loopback without measurements, there is nothing to tabulate.
     let mut loopback = report.clone();
     loopback.configuration["topology"]["wan"] = serde_json::Value::Null;

@@ -101,3 +101,25 @@ fn the_load_runners_are_a_table_in_both_reports_and_absent_without_one() {
     assert!(!render_markdown(&plain).contains("## Load runners"));
     assert!(!render_html(&plain).contains("Load runners"));
 }
+
+#[test]
+fn a_check_that_failed_on_an_earlier_pass_is_shown_beside_the_last_pass() {
+    let mut report = with_preflight();
+    report.configuration["preflight"]["failed_earlier"] = serde_json::json!([
+        {"name": "controllers agree", "outcome": "fail",
+         "expected": "one view", "observed": "us-east-1 says leader none"}
+    ]);
+    let markdown = render_markdown(&report);
+    assert!(
+        markdown.contains(
+            "| controllers agree | ⚠️ failed on an earlier pass | on an earlier pass: expected one view; \
+             observed us-east-1 says leader none |  |\n"
+        ),
+        "{markdown}"
+    );
+    let html = render_html(&report);
+    assert!(
+        html.contains(r#"<td>controllers agree</td><td class="muted">failed earlier</td>"#),
+        "{html}"
+    );
+}

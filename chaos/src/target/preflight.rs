@@ -35,6 +35,11 @@ pub struct Preflight {
     /// No check failed (skipped ones do not count).
     pub passed: bool,
     pub checks: Vec<PreflightCheck>,
+    /// The checks that failed on earlier passes of a drill's preflight,
+    /// which checks again a few seconds later before it refuses to start
+    /// (`run_for_drill`); empty when the first pass decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_earlier: Vec<PreflightCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +79,12 @@ impl Preflight {
             .iter()
             .filter(|c| c.outcome == Outcome::Fail)
             .count();
+        for check in &self.failed_earlier {
+            text.push_str(&format!(
+                "  [earlier pass FAILED] {}: observed {}\n",
+                check.name, check.observed
+            ));
+        }
         text.push_str(&if failed == 0 {
             "preflight passed\n".to_owned()
         } else {
@@ -89,6 +100,41 @@ impl Preflight {
 /// Further readings of the controllers' views, a second apart, before
 /// their disagreement fails preflight.
 const AGREEMENT_READS: usize = 3;
+
+/// Passes a drill's preflight makes before the drill refuses to start,
+/// and the pause between them.
+pub const DRILL_PASSES: usize = 3;
+pub const DRILL_RECHECK_AFTER: Duration = Duration::from_secs(2);
+
+/// A drill's preflight: `run`, and while it fails, again after
+/// `DRILL_RECHECK_AFTER`, up to `DRILL_PASSES` passes. A deployment
+/// between two polls of its own (a replica that has just restarted, a
+/// health answer late on a busy machine) passes a few seconds later; one
+/// that is not ready fails every pass and the drill does not start. Each
+/// failed pass goes to `on_failed_pass` (pass number, result), and its
+/// failed checks into the result's `failed_earlier`.
+pub async fn run_for_drill(
+    target: &Target,
+    mut on_failed_pass: impl FnMut(usize, &Preflight),
+) -> Preflight {
+    let mut failed_earlier = Vec::new();
+    for pass in 1.. {
+        let mut result = run(target).await;
+        if result.passed || pass == DRILL_PASSES {
+            result.failed_earlier = failed_earlier;
+            return result;
+        }
+        on_failed_pass(pass, &result);
+        failed_earlier.extend(
+            result
+                .checks
+                .into_iter()
+                .filter(|c| c.outcome == Outcome::Fail),
+        );
+        tokio::time::sleep(DRILL_RECHECK_AFTER).await;
+    }
+    unreachable!("the loop returns on its last pass")
+}
 
 /// Runs every check against `target`.
 pub async fn run(target: &Target) -> Preflight {
@@ -134,6 +180,7 @@ pub async fn run(target: &Target) -> Preflight {
         checked_at: Utc::now(),
         passed: checks.iter().all(|c| c.outcome != Outcome::Fail),
         checks,
+        failed_earlier: Vec::new(),
     }
 }
 

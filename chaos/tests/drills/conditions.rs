@@ -69,20 +69,11 @@ fn run_killing_us_east_1(
     drill: &Path,
     report_dir: &Path,
 ) -> (DrillReport, Duration, String) {
-    let running = RunningDrill::on_target(drill, report_dir, &run_dir.join("target.yaml"));
-    // Preflight, then 2 s of load and the latency fault, then the kill.
-    let journal = report_dir.join("journal.jsonl");
-    let waited = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("\"record\":\"applied\"")
-    {
-        assert!(
-            waited.elapsed() < Duration::from_secs(90),
-            "the drill never applied its fault"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut running = RunningDrill::on_target(drill, report_dir, &run_dir.join("target.yaml"));
+    // Preflight, then 2 s of load and the latency fault, then the kill. A
+    // drill that exits first (preflight refused it) ends the wait with its
+    // stderr, which names each failed check.
+    running.wait_for("s latency eu-west-1");
     std::thread::sleep(Duration::from_secs(2));
     let control =
         chaos::driver::ControlClient::attach(&run_dir.display().to_string(), None).unwrap();

@@ -4,7 +4,9 @@
 //! and comes back; the runner's operations are in the history and the
 //! report; a runner that refuses the token fails preflight (and the drill,
 //! which leaves its preflight.json and applies nothing); a runner shut
-//! down mid-drill aborts the drill, which still rolls back.
+//! down mid-drill aborts the drill, which still rolls back; a drill started
+//! while the runner is down runs once it is back before the last
+//! preflight pass.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -156,10 +158,25 @@ fn a_load_runner_sends_a_regions_load_and_a_runner_lost_aborts_the_drill() {
             && stderr.contains("refuses the token"),
         "{stderr}"
     );
+    // Checked again a few seconds apart before the refusal: a failure that
+    // persists fails every pass, and the earlier ones are kept.
+    assert!(
+        stderr.contains("chaos: preflight pass 1 of 3 failed; checking again in 2 s")
+            && stderr.contains("chaos: preflight pass 2 of 3 failed"),
+        "{stderr}"
+    );
     let kept: chaos::target::preflight::Preflight =
         serde_json::from_str(&std::fs::read_to_string(report_dir.join("preflight.json")).unwrap())
             .unwrap();
     assert!(!kept.passed);
+    assert_eq!(
+        kept.failed_earlier
+            .iter()
+            .filter(|c| c.name == "load runner of ap-southeast-1 answers")
+            .count(),
+        2,
+        "{kept:?}"
+    );
     assert!(!report_dir.join("journal.jsonl").exists());
     assert!(!report_dir.join("report.json").exists());
 
@@ -264,6 +281,46 @@ fn a_load_runner_sends_a_regions_load_and_a_runner_lost_aborts_the_drill() {
         "runner lost: the drill stopped {:?} after: {reason}",
         stopped.elapsed()
     );
+    drop(runner);
+
+    // (c) The way back: a drill started while the runner is still down
+    // fails its first preflight pass on the runner; the runner comes back
+    // before the next pass, and the drill runs with it and passes, its
+    // report keeping the check that failed on the earlier pass.
+    let drill = drill_file(
+        &scratch,
+        "back",
+        20,
+        "  - { fault: evacuate, target: eu-west-1, start_s: 2, duration_s: 3 }\n",
+        "",
+    );
+    let report_dir = scratch.join("back");
+    let mut running = RunningDrill::on_target(&drill, &report_dir, &target);
+    running.wait_for("chaos: preflight pass 1 of 3 failed");
+    let runner = Runner::start(&token_file, &scratch.join("runner-back.log"));
+    let (status, stderr) = running.finish(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let passed = report(&report_dir);
+    assert_eq!(passed.verdict, Verdict::Passed, "{stderr}");
+    let preflight: chaos::target::preflight::Preflight =
+        serde_json::from_value(passed.configuration["preflight"].clone()).unwrap();
+    assert!(preflight.passed, "{preflight:?}");
+    assert!(
+        preflight
+            .failed_earlier
+            .iter()
+            .any(|c| c.name == "load runner of ap-southeast-1 answers"),
+        "{preflight:?}"
+    );
+    assert_eq!(
+        history(&report_dir)
+            .iter()
+            .filter(|o| o.client_region == REGION)
+            .count(),
+        200,
+        "the runner back sent ap-southeast-1's load"
+    );
+    wait_all_well(&runtime, &info, &run_dir.join("target.yaml"));
     drop(runner);
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -4,7 +4,7 @@
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use chaos::model::DrillReport;
@@ -63,10 +63,19 @@ impl RunningDrill {
     /// Reads stderr until a line contains `needle`.
     pub fn wait_for(&mut self, needle: &str) {
         loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("never printed {needle:?}: {}", self.seen));
+            let line = match self.lines.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("never printed {needle:?} in 120 s: {}", self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().unwrap();
+                    panic!(
+                        "exited ({status}) without printing {needle:?}: {}",
+                        self.seen
+                    )
+                }
+            };
             self.seen.push_str(&line);
             self.seen.push('\n');
             if line.contains(needle) {

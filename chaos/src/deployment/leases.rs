@@ -1,0 +1,79 @@
+//! A region's loss as the database sees it: CockroachDB moves the leases
+//! the dead region held (its rows are `REGIONAL BY ROW`, homed there), and
+//! until they move, 1 to 9 s, every write to those rows waits, whichever
+//! region it comes from (docs/drills.md, "The database's geography").
+//!
+//! The stand-in PostgreSQL gets the same: a transaction of the deployment's
+//! own locks every account homed in the dead region (`FOR UPDATE`, which
+//! transfers take too) from the moment the region dies until
+//! `topology.wan.lease_transfer_s` after it. Writes touching those rows
+//! wait behind it, from every region; writes between the other regions'
+//! rows do not. Reads do not wait in PostgreSQL (they would on CockroachDB
+//! unless they are follower reads): that part is not modelled.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+
+/// What one lease transfer held, for the deployment's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub rows: u64,
+    /// From the region's death to the locks' release.
+    pub for_: Duration,
+    /// How long taking the locks waited (behind the dead region's own
+    /// transactions, until the server ended them).
+    pub locked_after: Duration,
+}
+
+/// Holds every account homed in `region` for `hold` from now, then lets
+/// them go. Runs until then: spawn it.
+pub async fn hold_region_rows(
+    database_url: &str,
+    region: &str,
+    hold: Duration,
+) -> anyhow::Result<Held> {
+    let died = Instant::now();
+    let mut client = crate::database::connect(database_url).await?;
+    let transaction = client.transaction().await?;
+    let rows = transaction
+        .execute(
+            "SELECT id FROM accounts WHERE home_region = $1 FOR UPDATE",
+            &[&region],
+        )
+        .await
+        .with_context(|| format!("locking the accounts homed in {region}"))?;
+    let locked_after = died.elapsed();
+    tokio::time::sleep_until(died + hold).await;
+    transaction.rollback().await?;
+    Ok(Held {
+        rows,
+        for_: died.elapsed(),
+        locked_after,
+    })
+}
+
+/// Starts the lease transfer of `region` on the current runtime: its log
+/// line says what was held and for how long (or why it could not be).
+pub fn start(database_url: String, region: String, hold: Duration) {
+    if hold.is_zero() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(region, "no runtime to hold the region's rows on");
+        return;
+    };
+    runtime.spawn(async move {
+        match hold_region_rows(&database_url, &region, hold).await {
+            Ok(held) => tracing::info!(
+                region,
+                rows = held.rows,
+                held_s = held.for_.as_secs_f64(),
+                locked_after_s = held.locked_after.as_secs_f64(),
+                "lease transfer: writes to the rows homed in the dead region waited"
+            ),
+            Err(error) => tracing::warn!(region, "lease transfer not modelled: {error:#}"),
+        }
+    });
+}

@@ -1,0 +1,119 @@
+//! The lease transfer a region's death costs (chaos/src/deployment/
+//! leases.rs) on a real PostgreSQL with the service's schema: while it
+//! lasts, writes to the rows homed in the dead region wait, from any
+//! connection, and writes to the other regions' rows do not; once the
+//! leases have moved, the dead region's rows take writes at once again.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chaos::deployment::leases::hold_region_rows;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// A write to `account` that waits at most `lock_timeout_ms` for its row
+/// (0: as long as it takes); `Err` with the SQLSTATE when it gave up.
+async fn write(client: &Client, account: Uuid, lock_timeout_ms: u64) -> Result<(), String> {
+    client
+        .batch_execute(&format!("SET lock_timeout = {lock_timeout_ms}"))
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE accounts SET balance = balance + 1 WHERE id = $1::text::uuid",
+            &[&account.to_string()],
+        )
+        .await
+        .map(|updated| assert_eq!(updated, 1))
+        .map_err(|e| e.code().map(|c| c.code().to_owned()).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row() {
+    let server = std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .expect("TEST_DATABASE_URL must point at a PostgreSQL server (scripts/test.sh sets it)");
+    let name = format!("leases_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let admin = connect(&server).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    let url = chaos::deployment::replace_database(&server, &name);
+    let client = connect(&url).await;
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../service/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(migrations)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    for file in files {
+        client
+            .batch_execute(&std::fs::read_to_string(file).unwrap())
+            .await
+            .unwrap();
+    }
+    let mut homed = Vec::new();
+    for (n, region) in ["eu-west-1", "eu-west-1", "us-east-1", "ap-southeast-1"]
+        .iter()
+        .enumerate()
+    {
+        let id = Uuid::new_v4();
+        client
+            .execute(
+                "INSERT INTO accounts (id, owner, balance, home_region) \
+                 VALUES ($1::text::uuid, $2, 100, $3)",
+                &[&id.to_string(), &format!("lease-{n}"), region],
+            )
+            .await
+            .unwrap();
+        homed.push(id);
+    }
+    let [dead_a, dead_b, live_a, live_b] = [homed[0], homed[1], homed[2], homed[3]];
+
+    // eu-west-1 dies: its leases take 2 s to move.
+    let hold = Duration::from_secs(2);
+    let died = Instant::now();
+    let transfer = tokio::spawn({
+        let url = url.clone();
+        async move { hold_region_rows(&url, "eu-west-1", hold).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = connect(&url).await;
+    // The live regions' rows take writes at once.
+    assert_eq!(write(&other, live_a, 300).await, Ok(()));
+    assert_eq!(write(&other, live_b, 300).await, Ok(()));
+    // The dead region's rows do not: lock_not_available.
+    assert_eq!(write(&other, dead_a, 300).await, Err("55P03".to_owned()));
+    // A write that waits goes through once the leases have moved.
+    assert_eq!(write(&other, dead_b, 0).await, Ok(()));
+    let waited = died.elapsed();
+    assert!(
+        waited >= hold - Duration::from_millis(100),
+        "the write went through {waited:?} after the region died, before the leases moved"
+    );
+    let held = transfer.await.unwrap().unwrap();
+    assert_eq!(held.rows, 2);
+    assert!(held.for_ >= hold, "{held:?}");
+    println!(
+        "lease transfer: {} rows held {:?} (locked {:?} after the death); a write waited {waited:?}",
+        held.rows, held.for_, held.locked_after
+    );
+
+    // The way back: every row takes writes at once.
+    for account in homed {
+        assert_eq!(write(&other, account, 300).await, Ok(()));
+    }
+    drop((client, other));
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+}
