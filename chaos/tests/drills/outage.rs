@@ -308,6 +308,22 @@ fn kill_and_return_fails_when_the_controller_never_fails_back() {
     assert!(failed_check(&report, "eu-west-1 back after its last fault").is_some());
 }
 
+/// Broken on purpose: the game day (shortened as CI runs it) with a
+/// controller that never fails back leaves eu-west-1 out of DNS to the
+/// end, and the game day fails on it.
+#[test]
+#[ignore = "fail-on-purpose version: a whole drill more"]
+fn the_game_day_fails_when_the_controller_never_fails_back() {
+    let report = run_broken("game-day", "short-no-failback", |text| {
+        super::shorten_game_day(text).replace(
+            "\nload:\n",
+            "\ncontroller: { decision: { hold_down_base_ms: 600000 } }\nload:\n",
+        )
+    });
+    assert_eq!(report.verdict, Verdict::Failed);
+    assert!(failed_check(&report, "eu-west-1 back after its last fault").is_some());
+}
+
 /// Broken on purpose: a probe timeout under the fault's 800 ms (500 ms)
 /// makes every vantage point vote the slow region down, and it is drained.
 #[test]
