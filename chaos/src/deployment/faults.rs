@@ -54,6 +54,12 @@ pub enum FaultAction {
     ControllerDbCut { target: String, on: bool },
     /// The Route53 API answers Throttling.
     Route53Throttle { on: bool },
+    /// Writes to the rows homed in the (dead) region wait for `hold_ms`,
+    /// as while CockroachDB moves the leases the region held; sent by the
+    /// drill right after it kills or blackholes the region, when its
+    /// `topology.wan.lease_transfer_s` is set. It ends by itself: nothing
+    /// to undo or journal.
+    LeaseTransfer { target: String, hold_ms: u64 },
     /// The region drained through the controllers' admin API (an
     /// actuator: the drill applies it itself, a deployment refuses it).
     Evacuate {
@@ -100,6 +106,7 @@ impl FaultAction {
             | Self::DbStall { target, .. }
             | Self::CommitReset { target, .. }
             | Self::ControllerDbCut { target, .. }
+            | Self::LeaseTransfer { target, .. }
             | Self::Evacuate { target, .. } => Some(target),
             Self::Command { target, .. } | Self::Http { target, .. } if !target.is_empty() => {
                 Some(target)
@@ -117,18 +124,17 @@ impl Deployment {
     /// Applies or undoes one fault.
     pub fn apply(&mut self, action: &FaultAction) -> anyhow::Result<()> {
         match action {
-            FaultAction::RegionKill { target, on: true } => {
-                self.kill_region(target)?;
-                self.transfer_leases(target);
-                Ok(())
-            }
+            FaultAction::RegionKill { target, on: true } => self.kill_region(target),
             FaultAction::RegionKill { target, on: false }
             | FaultAction::ControllerKill { target, on: false } => self.start_region(target),
-            FaultAction::RegionBlackhole { target, on } => {
-                self.blackhole_region(target, *on)?;
-                if *on {
-                    self.transfer_leases(target);
-                }
+            FaultAction::RegionBlackhole { target, on } => self.blackhole_region(target, *on),
+            FaultAction::LeaseTransfer { target, hold_ms } => {
+                self.region(target)?;
+                super::leases::start(
+                    self.database_url.clone(),
+                    target.clone(),
+                    Duration::from_millis(*hold_ms),
+                );
                 Ok(())
             }
             FaultAction::ControllerKill { target, on: true } => self.kill_controller(target),
@@ -237,19 +243,6 @@ impl Deployment {
         }
         signal_child(region.controller.take(), Signal::SIGKILL);
         Ok(())
-    }
-
-    /// The region is lost to the database too: writes to the rows homed
-    /// in it wait for `topology.wan.lease_transfer_s` ([`super::leases`]).
-    /// Nothing without a WAN model (the loopback laboratory).
-    fn transfer_leases(&self, name: &str) {
-        if let Some(wan) = &self.options.wan {
-            super::leases::start(
-                self.database_url.clone(),
-                name.to_owned(),
-                Duration::from_secs_f64(wan.lease_transfer_s),
-            );
-        }
     }
 
     /// The region's addresses stop answering: connections hang. Its

@@ -244,7 +244,14 @@ pub fn check_topology(
             ));
         }
     }
-    if wanted.wan != info.wan {
+    // The lease transfer is the drill's: it sends it with the kill.
+    let without_leases = |wan: Option<&crate::spec::Wan>| {
+        wan.cloned().map(|wan| crate::spec::Wan {
+            lease_transfer_s: 0.0,
+            ..wan
+        })
+    };
+    if without_leases(wanted.wan.as_ref()) != without_leases(info.wan.as_ref()) {
         differences.push(format!(
             "wan: the drill wants {}, the deployment has {}",
             describe_wan(wanted.wan.as_ref()),
@@ -388,6 +395,11 @@ async fn run_on(
                 .map(|target| crate::actuators::Actuators::from_target(target, &drill.title)),
             load_s: duration.as_secs_f64(),
             abort_reason: abort_reason.clone(),
+            lease_transfer: drill
+                .topology
+                .wan
+                .as_ref()
+                .map(|wan| Duration::from_secs_f64(wan.lease_transfer_s)),
         },
     ));
     let watched = conditions::watch(conditions::Watch {
@@ -712,6 +724,13 @@ mod tests {
         let production = ControllerSettings::production();
         let same = info(&["us-east-1", "eu-west-1", "ap-southeast-1"], 2);
         check_topology(&wanted, &production, &same).unwrap();
+        // The lease transfer is the drill's to send with its kill: a drill
+        // that models one runs on a `chaos up` of the default WAN.
+        let mut leases = wanted.clone();
+        leases.wan.as_mut().unwrap().lease_transfer_s = 5.0;
+        check_topology(&leases, &production, &same).unwrap();
+        leases.wan.as_mut().unwrap().jitter_ms = 9.0;
+        assert!(check_topology(&leases, &production, &same).is_err());
 
         let mut other = info(&["us-east-1", "eu-west-1"], 3);
         other.wan = None;

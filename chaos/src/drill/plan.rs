@@ -65,6 +65,7 @@ pub fn render(drill: &Drill, on: PlanTarget<'_>) -> String {
         actuators: None,
         load_s: end,
         abort_reason: std::sync::Arc::default(),
+        lease_transfer: None,
     };
     for (at, index, start) in steps {
         let fault = &drill.method[index];

@@ -28,6 +28,27 @@ pub(super) struct MethodContext {
     pub actuators: Option<Actuators>,
     pub load_s: f64,
     pub abort_reason: Arc<Mutex<Option<String>>>,
+    /// What a region's death costs the database (the drill's
+    /// `topology.wan.lease_transfer_s`); `None` for nothing.
+    pub lease_transfer: Option<Duration>,
+}
+
+impl MethodContext {
+    /// The lease transfer that follows `action` (a region killed or
+    /// blackholed), when the drill models one.
+    pub fn lease_transfer_after(&self, action: &FaultAction) -> Option<FaultAction> {
+        let hold = self.lease_transfer.filter(|hold| !hold.is_zero())?;
+        match action {
+            FaultAction::RegionKill { target, on: true }
+            | FaultAction::RegionBlackhole { target, on: true } => {
+                Some(FaultAction::LeaseTransfer {
+                    target: target.clone(),
+                    hold_ms: u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Applies each fault at its offset and undoes it after its duration. Each
@@ -114,6 +135,19 @@ pub(super) async fn run_method(
             Ok(()) if start => {
                 leader_targets.insert(index, target.clone());
                 eprintln!("chaos: t={now:.1}s {} {target}", fault.fault.as_str());
+                if let Some(transfer) = context.lease_transfer_after(&action) {
+                    match driver.apply(&transfer).await {
+                        Ok(()) => eprintln!(
+                            "chaos: t={now:.1}s writes to the rows homed in {target} wait {:.1} s \
+                             (lease transfer)",
+                            context.lease_transfer.unwrap_or_default().as_secs_f64()
+                        ),
+                        Err(error) => eprintln!(
+                            "chaos: the lease transfer of {target}'s rows was not applied: \
+                             {error:#}"
+                        ),
+                    }
+                }
                 windows
                     .lock()
                     .expect("faults lock")
@@ -352,4 +386,53 @@ pub(crate) async fn watch_dns(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     observations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(lease_transfer: Option<Duration>) -> MethodContext {
+        MethodContext {
+            actuators: None,
+            load_s: 60.0,
+            abort_reason: Arc::default(),
+            lease_transfer,
+        }
+    }
+
+    /// A region's death (kill or blackhole) is followed by the drill's
+    /// lease transfer of its rows; nothing else is, nor anything when the
+    /// drill models none.
+    #[test]
+    fn a_lease_transfer_follows_a_regions_death_only() {
+        let five = context(Some(Duration::from_secs(5)));
+        let kill = |on| FaultAction::RegionKill {
+            target: "eu-west-1".into(),
+            on,
+        };
+        assert_eq!(
+            five.lease_transfer_after(&kill(true)),
+            Some(FaultAction::LeaseTransfer {
+                target: "eu-west-1".into(),
+                hold_ms: 5_000
+            })
+        );
+        let blackhole = FaultAction::RegionBlackhole {
+            target: "ap-southeast-1".into(),
+            on: true,
+        };
+        assert!(five.lease_transfer_after(&blackhole).is_some());
+        assert_eq!(five.lease_transfer_after(&kill(false)), None);
+        let stall = FaultAction::DbStall {
+            target: "eu-west-1".into(),
+            on: true,
+        };
+        assert_eq!(five.lease_transfer_after(&stall), None);
+        assert_eq!(context(None).lease_transfer_after(&kill(true)), None);
+        assert_eq!(
+            context(Some(Duration::ZERO)).lease_transfer_after(&kill(true)),
+            None
+        );
+    }
 }

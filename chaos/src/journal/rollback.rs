@@ -211,30 +211,45 @@ pub async fn problems(info: &DeploymentInfo) -> Vec<String> {
             }
             // As the drill's DNS watcher asks: from the region's client
             // address, so the controllers answer with its nearest serving
-            // region, which is itself when it is in DNS.
-            let resolver = crate::load::resolver(dns_servers, Some(region.client_address), false);
-            match resolver.lookup_ip(info.service_name.as_str()).await {
-                Ok(answer) => {
-                    let answered: Vec<String> = answer
-                        .iter()
-                        .filter_map(|ip| crate::load::region_of(instances, ip).map(str::to_owned))
-                        .collect();
-                    if !answered.contains(&region.name) {
-                        wrong.push(format!(
-                            "{}: not in DNS (its clients are sent to {})",
-                            region.name,
-                            if answered.is_empty() {
-                                "no region".to_owned()
-                            } else {
-                                answered.join(", ")
-                            }
-                        ));
+            // region, which is itself when it is in DNS. Every name server
+            // is asked: each replica reads the shared state once a poll, so
+            // one can still answer without a region the others have back,
+            // and a resolver may ask any of them.
+            let answers = join_all(dns_servers.iter().map(|server| async move {
+                let resolver = crate::load::resolver(
+                    std::slice::from_ref(server),
+                    Some(region.client_address),
+                    false,
+                );
+                (server, resolver.lookup_ip(info.service_name.as_str()).await)
+            }))
+            .await;
+            for (server, answer) in answers {
+                match answer {
+                    Ok(answer) => {
+                        let answered: Vec<String> = answer
+                            .iter()
+                            .filter_map(|ip| {
+                                crate::load::region_of(instances, ip).map(str::to_owned)
+                            })
+                            .collect();
+                        if !answered.contains(&region.name) {
+                            wrong.push(format!(
+                                "{}: not in DNS (the name server {server} sends its clients to {})",
+                                region.name,
+                                if answered.is_empty() {
+                                    "no region".to_owned()
+                                } else {
+                                    answered.join(", ")
+                                }
+                            ));
+                        }
                     }
+                    Err(error) => wrong.push(format!(
+                        "{}: the name server {server} does not answer its clients: {error}",
+                        region.name
+                    )),
                 }
-                Err(error) => wrong.push(format!(
-                    "{}: the controllers' DNS does not answer its clients: {error}",
-                    region.name
-                )),
             }
             wrong
         }

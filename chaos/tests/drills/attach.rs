@@ -26,12 +26,16 @@ fn short_region_kill(directory: &Path, edit: impl Fn(String) -> String) -> PathB
         .replace("duration_s: 80", "duration_s: 12")
         .replace("start_s: 10\n    duration_s: 15", "start_s: 4")
         .replace("  must_return: [eu-west-1]\n  max_failback_s: 25\n", "")
+        // The 5 s lease transfer after the kill (sent through chaos up's
+        // control API like the kill) is a large share of 12 s: writes to
+        // eu-west-1's rows sent in its first seconds can end unknown.
+        .replace("min_success_ratio: 0.98", "min_success_ratio: 0.9")
         // Twelve seconds at 20 requests a second per client region: one
         // failed request makes a second "not served", so an RTO of 5 s says
         // more about chance than about attaching; kill-and-return's own
         // test judges the RTO at full length.
         .replace(
-            "objectives: { rto_s: 5, rpo_writes: 0 }",
+            "objectives: { rto_s: 8, rpo_writes: 0 }",
             "objectives: { rpo_writes: 0 }",
         );
     assert_ne!(short, shipped, "the shipped drill changed shape");

@@ -26,11 +26,33 @@ pub struct PgManager {
     opened: IntCounter,
 }
 
+/// A pooled server session: the connection and, on PostgreSQL, the
+/// process id of its server backend, by which the statement of a cancelled
+/// request is cancelled ([`Canceller`]). Derefs to the connection.
+#[derive(Debug)]
+pub struct Session {
+    connection: PgConnection,
+    backend_pid: Option<i32>,
+}
+
+impl std::ops::Deref for Session {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.connection
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.connection
+    }
+}
+
 impl managed::Manager for PgManager {
-    type Type = PgConnection;
+    type Type = Session;
     type Error = sqlx::Error;
 
-    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
+    async fn create(&self) -> Result<Session, sqlx::Error> {
         let mut connection = self
             .options
             .connect()
@@ -46,17 +68,26 @@ impl managed::Manager for PgManager {
         // mode kept re-planning `id = ANY($1)` (the batched read) on every
         // execution: a third of the database's CPU per read in the benchmark.
         // CockroachDB caches its own plans and is left as it is.
+        let mut backend_pid = None;
         if super::Dialect::detect(&mut connection).await? == super::Dialect::Postgres {
             connection
                 .execute("SET plan_cache_mode = force_generic_plan")
                 .await?;
+            backend_pid = Some(
+                sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut connection)
+                    .await?,
+            );
         }
-        Ok(connection)
+        Ok(Session {
+            connection,
+            backend_pid,
+        })
     }
 
     async fn recycle(
         &self,
-        _connection: &mut PgConnection,
+        _connection: &mut Session,
         _metrics: &Metrics,
     ) -> RecycleResult<sqlx::Error> {
         // Nothing to check: sqlx drains any unread reply before the next
@@ -90,6 +121,8 @@ pub struct Pool {
     /// The statement timeout: how long a cancelled request's connection
     /// may take to finish its statement and roll back.
     cancel_cleanup: Duration,
+    /// Cancels the statement in flight of a cancelled request.
+    canceller: Canceller,
 }
 
 impl std::fmt::Debug for Pool {
@@ -144,6 +177,7 @@ impl Pool {
         idle_in_transaction_timeout_ms: u64,
         opened: IntCounter,
     ) -> Self {
+        let canceller = Canceller::new(options.clone());
         let manager = PgManager {
             options,
             statement_timeout: format!("SET statement_timeout = {statement_timeout_ms}"),
@@ -167,13 +201,18 @@ impl Pool {
             // The statement in flight ends within the statement timeout;
             // a second on top for the ROLLBACK's round trip.
             cancel_cleanup: Duration::from_millis(statement_timeout_ms) + Duration::from_secs(1),
+            canceller,
         }
     }
 
-    /// How long the background clean-up of a cancelled request's
-    /// connection may take ([`recover_in_background`]).
-    pub fn cancel_cleanup(&self) -> Duration {
-        self.cancel_cleanup
+    /// How a cancelled request's connection is brought back: within how
+    /// long, and by whom its statement in flight is cancelled
+    /// ([`recover_in_background`]).
+    pub fn cleanup(&self) -> Cleanup {
+        Cleanup {
+            within: self.cancel_cleanup,
+            canceller: self.canceller.clone(),
+        }
     }
 
     /// Runs `work` on a pooled connection. A connection whose state is
@@ -187,7 +226,7 @@ impl Pool {
         let mut guard = RunGuard {
             connection: Some(self.acquire().await?),
             outcome: RunOutcome::InFlight,
-            cancel_cleanup: self.cancel_cleanup,
+            cleanup: self.cleanup(),
         };
         let result = work(guard.connection.as_mut().expect("present until drop")).await;
         guard.outcome = match &result {
@@ -265,7 +304,7 @@ enum RunOutcome {
 struct RunGuard {
     connection: Option<Connection>,
     outcome: RunOutcome,
-    cancel_cleanup: Duration,
+    cleanup: Cleanup,
 }
 
 impl Drop for RunGuard {
@@ -276,7 +315,7 @@ impl Drop for RunGuard {
         match self.outcome {
             RunOutcome::Clean => {}
             RunOutcome::InFlight => {
-                recover_in_background(connection, Recovery::Sync, self.cancel_cleanup)
+                recover_in_background(connection, Recovery::Sync, self.cleanup.clone())
             }
             RunOutcome::Broken => drop(Object::take(connection)),
         }
@@ -292,24 +331,53 @@ pub enum Recovery {
     Sync,
 }
 
+/// How a cancelled request's connection is brought back: within how long
+/// ([`Pool::cleanup`]), and the canceller of its statement in flight.
+#[derive(Debug, Clone)]
+pub struct Cleanup {
+    pub within: Duration,
+    canceller: Canceller,
+}
+
 /// Brings `connection` back to a known state in a task of its own, then
 /// returns it to the pool; closes it when that fails or takes longer than
-/// `within`. The connection keeps its pool slot meanwhile, so the pool
-/// never opens more than its size, however many requests are cancelled
-/// (clients that disconnect mid-request): closing it at once instead left
-/// its server process running the statement in flight while the pool
-/// opened another. Outside a runtime (shutting down) it is closed.
-pub fn recover_in_background(connection: Connection, recovery: Recovery, within: Duration) {
+/// `cleanup.within`. The connection keeps its pool slot meanwhile, so the
+/// pool never opens more than its size, however many requests are
+/// cancelled (clients that disconnect mid-request): closing it at once
+/// instead left its server process running the statement in flight while
+/// the pool opened another. On PostgreSQL the statement in flight is
+/// cancelled first ([`Canceller`]): a statement waiting for a row lock (a
+/// transfer behind a lease transfer, or behind another client's
+/// transaction) would otherwise keep its place in the lock queue, ahead of
+/// the client's own retry, until the statement timeout. Outside a runtime
+/// (shutting down) it is closed.
+pub fn recover_in_background(connection: Connection, recovery: Recovery, cleanup: Cleanup) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         drop(Object::take(connection));
         return;
     };
     runtime.spawn(async move {
         let mut connection = connection;
-        let recovered = tokio::time::timeout(within, async {
-            match recovery {
-                Recovery::Rollback => connection.execute("ROLLBACK").await.map(drop),
-                Recovery::Sync => sqlx::Connection::ping(&mut *connection).await,
+        let recovered = tokio::time::timeout(cleanup.within, async {
+            // Only once the cancel has been delivered does the connection
+            // run anything else, so that it cannot land on a later
+            // statement (a cancel that finds the backend idle is dropped).
+            let cancelled = match connection.backend_pid {
+                Some(pid) => {
+                    cleanup.canceller.cancel(pid).await;
+                    true
+                }
+                None => false,
+            };
+            match recover(&mut connection, recovery).await {
+                // The cancelled statement's own error (57014) comes back
+                // first, on the next statement: once more, for its answer.
+                Err(sqlx::Error::Database(error))
+                    if cancelled && error.code().as_deref() == Some("57014") =>
+                {
+                    recover(&mut connection, recovery).await
+                }
+                other => other,
             }
         })
         .await;
@@ -317,6 +385,13 @@ pub fn recover_in_background(connection: Connection, recovery: Recovery, within:
             drop(Object::take(connection));
         }
     });
+}
+
+async fn recover(connection: &mut Connection, recovery: Recovery) -> Result<(), sqlx::Error> {
+    match recovery {
+        Recovery::Rollback => connection.execute("ROLLBACK").await.map(drop),
+        Recovery::Sync => sqlx::Connection::ping(&mut ***connection).await,
+    }
 }
 
 /// True for errors after which the connection cannot be trusted: anything
@@ -330,5 +405,86 @@ pub fn leaves_connection_unusable(error: &sqlx::Error) -> bool {
         }),
         sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => false,
         _ => true,
+    }
+}
+
+/// Cancels the statements in flight of cancelled requests' connections:
+/// `pg_cancel_backend` over a connection of its own (one per pool, opened
+/// at the first cancellation, so a pool holds at most its size plus one),
+/// every cancellation waiting at that moment in one statement, so that a
+/// storm of disconnecting clients costs a round trip per batch rather than
+/// per client. PostgreSQL only: CockroachDB sessions have no backend
+/// process id (their statements end at the statement timeout).
+#[derive(Clone)]
+pub struct Canceller {
+    inner: std::sync::Arc<CancellerInner>,
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Canceller").finish_non_exhaustive()
+    }
+}
+
+struct CancellerInner {
+    options: PgConnectOptions,
+    waiting: std::sync::Mutex<Vec<(i32, tokio::sync::oneshot::Sender<()>)>>,
+    connection: tokio::sync::Mutex<Option<PgConnection>>,
+}
+
+impl Canceller {
+    fn new(options: PgConnectOptions) -> Self {
+        Self {
+            inner: std::sync::Arc::new(CancellerInner {
+                options,
+                waiting: std::sync::Mutex::default(),
+                connection: tokio::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    /// Asks the server to cancel what backend `pid` is running, and
+    /// returns once it has been asked (or could not be: the caller's
+    /// recovery then waits for the statement as it would without it).
+    pub async fn cancel(&self, pid: i32) {
+        let (done, asked) = tokio::sync::oneshot::channel();
+        self.inner
+            .waiting
+            .lock()
+            .expect("canceller queue lock")
+            .push((pid, done));
+        {
+            // Whoever holds the connection asks for everyone waiting.
+            let mut connection = self.inner.connection.lock().await;
+            let batch =
+                std::mem::take(&mut *self.inner.waiting.lock().expect("canceller queue lock"));
+            if !batch.is_empty() {
+                let pids: Vec<i32> = batch.iter().map(|(pid, _)| *pid).collect();
+                if let Err(error) = self.ask(&mut connection, &pids).await {
+                    tracing::warn!(%error, "could not cancel the statements of cancelled requests");
+                    *connection = None;
+                }
+                for (_, done) in batch {
+                    let _ = done.send(());
+                }
+            }
+        }
+        let _ = asked.await;
+    }
+
+    async fn ask(
+        &self,
+        connection: &mut Option<PgConnection>,
+        pids: &[i32],
+    ) -> Result<(), sqlx::Error> {
+        if connection.is_none() {
+            *connection = Some(self.inner.options.connect().await?);
+        }
+        let connection = connection.as_mut().expect("opened above");
+        sqlx::query("SELECT pg_cancel_backend(pid) FROM unnest($1::int4[]) AS pid")
+            .bind(pids)
+            .execute(connection)
+            .await
+            .map(drop)
     }
 }

@@ -106,7 +106,7 @@ impl Transactor {
             let mut guard = TransactionGuard {
                 connection: Some(connection),
                 state: GuardState::Clean,
-                cancel_cleanup: self.pool.cancel_cleanup(),
+                cleanup: self.pool.cleanup(),
             };
             match attempt_once(&mut guard, &mut body).await {
                 Ok(outcome) => return Ok(outcome),
@@ -148,8 +148,8 @@ impl Transactor {
 struct TransactionGuard {
     connection: Option<Connection>,
     state: GuardState,
-    /// How long the background rollback of a cancelled transaction may take.
-    cancel_cleanup: std::time::Duration,
+    /// How the background rollback of a cancelled transaction is done.
+    cleanup: super::pool::Cleanup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +178,7 @@ impl Drop for TransactionGuard {
             GuardState::InTransaction => super::pool::recover_in_background(
                 connection,
                 super::pool::Recovery::Rollback,
-                self.cancel_cleanup,
+                self.cleanup.clone(),
             ),
             GuardState::Broken => drop(deadpool::managed::Object::take(connection)),
         }

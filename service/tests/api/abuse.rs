@@ -188,10 +188,13 @@ async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let opened = metric_value(&app.metrics().await, "service_db_connections_opened_total");
-    println!("at most {most} server connections (pool 4 + health 2); {opened} opened by the request pools");
+    println!(
+        "at most {most} server connections (pool 4 + health 2, and a canceller each); {opened} \
+         opened by the request pools"
+    );
     assert!(
-        most <= 4 + 2,
-        "{most} server connections for a pool of 4 and a health pool of 2"
+        most <= 4 + 2 + 2,
+        "{most} server connections for a pool of 4 and a health pool of 2, a canceller each"
     );
     // The cancelled requests' connections were rolled back and reused, not replaced.
     assert!(opened <= 4.0, "{opened} connections opened");
@@ -201,6 +204,85 @@ async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
         StatusCode::CREATED
     );
     Arc::into_inner(app).expect("sole owner").stop().await;
+}
+
+/// Backends of `database` waiting for a lock.
+async fn lock_waiters(pool: &sqlx::PgPool, database: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+    )
+    .bind(database)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A client that gives up while its transfer waits for a row lock (behind
+/// another transaction, as behind a lease transfer of a dead region) takes
+/// its statement out of the lock queue at once, not at the statement
+/// timeout (5 s): its retry is not queued behind its own abandoned attempt,
+/// nor is anyone else's. Once the lock is gone, transfers go through.
+#[tokio::test]
+async fn a_cancelled_request_leaves_the_lock_queue_at_once() {
+    let url = create_database(&server_url()).await;
+    let database = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let settings = test_settings("us-east-1", &url);
+    assert!(settings.database_statement_timeout_ms >= 5_000);
+    let app = TestApp::spawn_on(settings, true).await;
+    let a = app.create_account("a", 1_000).await;
+    let b = app.create_account("b", 0).await;
+    let observer = sqlx::PgPool::connect(&database_url(&server_url(), "postgres"))
+        .await
+        .unwrap();
+    let mut locker = crate::helpers::lock_row(&url, a).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        let gave_up = impatient
+            .post(format!("{}/v1/transfers", app.address))
+            .header("authorization", format!("Bearer {}", app.key))
+            .header("Idempotency-Key", format!("abandoned-{n}"))
+            .json(&serde_json::json!({"from": a, "to": b, "amount": 1}))
+            .send()
+            .await;
+        assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    }
+    let gone = Instant::now();
+    loop {
+        let waiting = lock_waiters(&observer, &database).await;
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(2),
+            "{waiting} abandoned statements still wait for the lock {:?} after their clients left",
+            gone.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "the abandoned transfers left the lock queue {:?} after the last client gave up",
+        gone.elapsed()
+    );
+    // The way back: the lock released, a transfer goes through at once.
+    use sqlx::Executor;
+    locker.execute("ROLLBACK").await.unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        app.transfer("after-the-lock", a, b, 1).await.status(),
+        StatusCode::CREATED
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    app.stop().await;
 }
 
 const BINARY: &str = env!("CARGO_BIN_EXE_service");

@@ -13,7 +13,7 @@ async fn session_uses_tls(url: &str) -> Result<bool, String> {
     let pool = db::connect(&settings, 1, db::pool::opened_counter()).map_err(|e| e.to_string())?;
     let mut connection = pool.acquire().await.map_err(|e| format!("{e:#}"))?;
     let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .fetch_one(&mut *connection)
+        .fetch_one(&mut **connection)
         .await
         .map_err(|e| e.to_string())?;
     Ok(ssl)
