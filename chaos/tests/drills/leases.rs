@@ -4,12 +4,13 @@
 //! connection, and writes to the other regions' rows do not; once the
 //! leases have moved, the dead region's rows take writes at once again.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chaos::deployment::leases::hold_region_rows;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
+
+use super::verifier::ScratchLedger;
 
 async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
@@ -36,30 +37,11 @@ async fn write(client: &Client, account: Uuid, lock_timeout_ms: u64) -> Result<(
 
 #[tokio::test]
 async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row() {
-    let server = std::env::var("TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .expect("TEST_DATABASE_URL must point at a PostgreSQL server (scripts/test.sh sets it)");
-    let name = format!("leases_{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let admin = connect(&server).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-    let url = chaos::deployment::replace_database(&server, &name);
-    let client = connect(&url).await;
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../service/migrations");
-    let mut files: Vec<_> = std::fs::read_dir(migrations)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    files.sort();
-    for file in files {
-        client
-            .batch_execute(&std::fs::read_to_string(file).unwrap())
-            .await
-            .unwrap();
-    }
+    let ScratchLedger {
+        server,
+        url,
+        client,
+    } = ScratchLedger::create("leases").await;
     let mut homed = Vec::new();
     for (n, region) in ["eu-west-1", "eu-west-1", "us-east-1", "ap-southeast-1"]
         .iter()
@@ -112,8 +94,5 @@ async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row(
         assert_eq!(write(&other, account, 300).await, Ok(()));
     }
     drop((client, other));
-    admin
-        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
+    ScratchLedger::drop_database(&server, &url).await;
 }

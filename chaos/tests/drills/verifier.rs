@@ -27,14 +27,24 @@ struct Fixture {
     history: Vec<Operation>,
 }
 
-impl Fixture {
-    async fn new() -> Self {
+/// A database of its own on the test server (`TEST_DATABASE_URL`), with
+/// the service's schema (its migrations, in order).
+pub struct ScratchLedger {
+    /// The server, to drop the database at the end.
+    pub server: String,
+    pub url: String,
+    pub client: Client,
+}
+
+impl ScratchLedger {
+    /// A database named `<prefix>_<random>`.
+    pub async fn create(prefix: &str) -> Self {
         let server = std::env::var("TEST_DATABASE_URL")
             .or_else(|_| std::env::var("DATABASE_URL"))
             .expect(
                 "TEST_DATABASE_URL must point at a PostgreSQL server (scripts/test.sh sets it)",
             );
-        let name = format!("verify_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..12]);
         let (admin, connection) = tokio_postgres::connect(&server, NoTls).await.unwrap();
         tokio::spawn(connection);
         admin
@@ -57,6 +67,32 @@ impl Fixture {
                 .await
                 .unwrap();
         }
+        Self {
+            server,
+            url,
+            client,
+        }
+    }
+
+    /// Drops the database at `url` on `server` (shared with other tests).
+    pub async fn drop_database(server: &str, url: &str) {
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        let (admin, connection) = tokio_postgres::connect(server, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let ScratchLedger {
+            server,
+            url,
+            client,
+        } = ScratchLedger::create("verify").await;
         let accounts: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
         for (n, account) in accounts.iter().enumerate() {
             client
@@ -130,14 +166,8 @@ impl Fixture {
 
     /// Drops the fixture's database (the server is shared).
     async fn finish(self) {
-        let name = self.url.rsplit('/').next().unwrap().to_owned();
         drop(self.client);
-        let (admin, connection) = tokio_postgres::connect(&self.server, NoTls).await.unwrap();
-        tokio::spawn(connection);
-        admin
-            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-            .await
-            .unwrap();
+        ScratchLedger::drop_database(&self.server, &self.url).await;
     }
 
     async fn sql(&self, statements: &str) {

@@ -112,28 +112,33 @@ async fn a_health_flood_with_a_slow_database_does_not_drain_the_region() {
     Arc::into_inner(app).expect("sole owner").stop().await;
 }
 
-/// Server processes of the service's connections to `database`.
-async fn backends(pool: &sqlx::PgPool, database: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'ledger-service/%'",
-    )
+/// The database a URL names.
+fn database_name(url: &str) -> String {
+    let path = url.rsplit('/').next().unwrap();
+    path.split('?').next().unwrap().to_owned()
+}
+
+/// Server processes of `database` that match `condition` (SQL over
+/// `pg_stat_activity`).
+async fn activity(pool: &sqlx::PgPool, database: &str, condition: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND {condition}"
+    ))
     .bind(database)
     .fetch_one(pool)
     .await
     .unwrap()
 }
 
+/// Server processes of the service's connections to `database`.
+async fn backends(pool: &sqlx::PgPool, database: &str) -> i64 {
+    activity(pool, database, "application_name LIKE 'ledger-service/%'").await
+}
+
 #[tokio::test]
 async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
     let url = create_database(&server_url()).await;
-    let database = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let database = database_name(&url);
     let mut settings = test_settings("us-east-1", &url);
     settings.database_pool_size = 4;
     let app = Arc::new(TestApp::spawn_on(settings, true).await);
@@ -208,13 +213,7 @@ async fn a_disconnect_storm_never_takes_more_connections_than_the_pool() {
 
 /// Backends of `database` waiting for a lock.
 async fn lock_waiters(pool: &sqlx::PgPool, database: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
-    )
-    .bind(database)
-    .fetch_one(pool)
-    .await
-    .unwrap()
+    activity(pool, database, "wait_event_type = 'Lock'").await
 }
 
 /// A client that gives up while its transfer waits for a row lock (behind
@@ -225,14 +224,7 @@ async fn lock_waiters(pool: &sqlx::PgPool, database: &str) -> i64 {
 #[tokio::test]
 async fn a_cancelled_request_leaves_the_lock_queue_at_once() {
     let url = create_database(&server_url()).await;
-    let database = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let database = database_name(&url);
     let settings = test_settings("us-east-1", &url);
     assert!(settings.database_statement_timeout_ms >= 5_000);
     let app = TestApp::spawn_on(settings, true).await;
