@@ -209,14 +209,9 @@ fn kill_and_return_fails_over_and_back_without_losing_writes() {
     // they touch an account homed in eu-west-1 (about five in nine do),
     // which writes in a second of the steady state do not.
     let killed_at = report.faults[0].start_s;
-    let history: Vec<chaos::load::Operation> = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/drill-tests/kill-and-return/history.jsonl"),
-    )
-    .unwrap()
-    .lines()
-    .map(|line| serde_json::from_str(line).unwrap())
-    .collect();
+    let history = running::history(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/drill-tests/kill-and-return"),
+    );
     let held_in = |from: f64| {
         let writes: Vec<&chaos::load::Operation> = history
             .iter()

@@ -136,11 +136,15 @@ pub(super) async fn run_method(
                 leader_targets.insert(index, target.clone());
                 eprintln!("chaos: t={now:.1}s {} {target}", fault.fault.as_str());
                 if let Some(transfer) = context.lease_transfer_after(&action) {
+                    let hold_ms = match &transfer {
+                        FaultAction::LeaseTransfer { hold_ms, .. } => *hold_ms,
+                        _ => 0,
+                    };
                     match driver.apply(&transfer).await {
                         Ok(()) => eprintln!(
                             "chaos: t={now:.1}s writes to the rows homed in {target} wait {:.1} s \
                              (lease transfer)",
-                            context.lease_transfer.unwrap_or_default().as_secs_f64()
+                            hold_ms as f64 / 1000.0
                         ),
                         Err(error) => eprintln!(
                             "chaos: the lease transfer of {target}'s rows was not applied: \

@@ -12,14 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chaos::load::Operation;
 use chaos::model::Verdict;
 use chaos::target::{RunnerTarget, SecretRef, Target};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::actuators::{drill_file, wait_all_well};
-use super::running::{report, RunningDrill};
+use super::running::{history, report, RunningDrill};
 use super::up::ChaosUp;
 use super::{bin_dir, lock_deployment};
 
@@ -87,14 +86,6 @@ fn runner_target(run_dir: &Path, url: &str, token_file: &Path, name: &str) -> Pa
         .iter()
         .any(|v| v.runner.is_some()));
     path
-}
-
-fn history(report_dir: &Path) -> Vec<Operation> {
-    std::fs::read_to_string(report_dir.join("history.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 #[test]

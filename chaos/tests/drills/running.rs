@@ -112,6 +112,15 @@ pub fn report(report_dir: &Path) -> DrillReport {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The drill's history.jsonl, every operation.
+pub fn history(report_dir: &Path) -> Vec<chaos::load::Operation> {
+    std::fs::read_to_string(report_dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 /// Waits (at most `within`) until the preflight of the target file passes,
 /// as an SRE waits for `chaos check` before the next drill: a replica that
 /// has just restarted, or a region just back, can hold a view the others
