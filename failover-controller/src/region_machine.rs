@@ -213,10 +213,14 @@ impl RegionMachine {
         }
     }
 
-    /// The planner approved a drain: the actions start now.
+    /// The planner approved a drain: the actions start now. The drain
+    /// counts towards the hold-down only once its flag is set (in
+    /// [`Self::drain_done`], or [`Self::follow`] when another replica set
+    /// it): a drain whose actions were fenced (the lease was lost meanwhile)
+    /// never happened, and the drain that follows it must not count as a
+    /// flap.
     pub fn begin_drain(&mut self, now: Instant) {
         if self.state == RegionState::Healthy {
-            self.hold_down.record_drain(now);
             self.enter(RegionState::Draining, now);
         } else if self.state == RegionState::Recovering {
             // Already out of service: a (manual) drain keeps it there.
@@ -228,6 +232,7 @@ impl RegionMachine {
     /// Every drain action was verified.
     pub fn drain_done(&mut self, now: Instant) {
         if self.state == RegionState::Draining {
+            self.hold_down.record_drain(now);
             self.enter(RegionState::Drained, now);
         }
     }
@@ -242,11 +247,10 @@ impl RegionMachine {
     /// that a replica taking over the lease starts from the truth.
     pub fn follow(&mut self, drained_flag: bool, now: Instant) {
         match (drained_flag, self.state) {
-            (true, RegionState::Healthy) => {
+            (true, RegionState::Healthy | RegionState::Draining) => {
                 self.hold_down.record_drain(now);
                 self.enter(RegionState::Drained, now);
             }
-            (true, RegionState::Draining) => self.enter(RegionState::Drained, now),
             (false, RegionState::Healthy) => {}
             (false, _) => self.restore_done(now),
             (true, _) => {}
@@ -300,14 +304,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flapping_doubles_the_hold_down_and_it_decays() {
         let mut m = machine(Instant::now());
-        m.begin_drain(Instant::now());
-        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(10));
-        m.restore_done(Instant::now());
-        m.begin_drain(Instant::now());
-        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(20));
-        m.restore_done(Instant::now());
-        m.begin_drain(Instant::now());
-        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(40));
+        for expected in [10, 20, 40] {
+            m.begin_drain(Instant::now());
+            m.drain_done(Instant::now());
+            assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(expected));
+            m.restore_done(Instant::now());
+        }
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(10));
     }
@@ -345,10 +347,35 @@ mod tests {
             successor.observe(QuorumVerdict::Up, healthy, Instant::now()),
             Intent::Stay
         );
+        // The follow counted the drain once: 10 s hold-down, 7 s already served.
         let left = successor.recover_at().unwrap() - Instant::now();
-        assert!(left <= Duration::from_secs(13), "{left:?}");
-        // (The follow counted the drain: 20 s hold-down, 7 s already served.)
-        assert_eq!(left, successor.hold_down(Instant::now()) - healthy);
+        assert_eq!(left, Duration::from_secs(3));
+    }
+
+    /// A leader that loses its lease while its drain's actions run is
+    /// fenced: the flag stays clear, and the machine follows it back to
+    /// healthy. The drain the next leader (or the same replica, leading
+    /// again) then carries out is the region's first, not a flap: the
+    /// region-database-cut drill once came back after 20 s of hold-down
+    /// instead of 10 because the fenced attempt had counted.
+    #[tokio::test(start_paused = true)]
+    async fn a_fenced_drain_does_not_count_towards_the_hold_down() {
+        let mut m = machine(Instant::now());
+        m.begin_drain(Instant::now());
+        // Fenced: the flag was never set.
+        m.follow(false, Instant::now());
+        assert_eq!(m.state(), RegionState::Healthy);
+        m.begin_drain(Instant::now());
+        m.drain_done(Instant::now());
+        assert_eq!(m.hold_down(Instant::now()), Duration::from_secs(10));
+
+        // A follower that saw the drain start and then the flag set counts
+        // it once too.
+        let mut follower = machine(Instant::now());
+        follower.begin_drain(Instant::now());
+        follower.follow(true, Instant::now());
+        assert_eq!(follower.state(), RegionState::Drained);
+        assert_eq!(follower.hold_down(Instant::now()), Duration::from_secs(10));
     }
 
     #[tokio::test(start_paused = true)]
