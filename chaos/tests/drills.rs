@@ -207,16 +207,18 @@ fn kill_and_return_fails_over_and_back_without_losing_writes() {
     // The lease transfer (topology.wan.lease_transfer_s, 5 s): writes from
     // the live regions that start in the second after the kill wait when
     // they touch an account homed in eu-west-1 (about five in nine do),
-    // which writes in a second of the steady state do not.
+    // which writes of the steady state do not. The steady state is the five
+    // seconds before the kill, so that one slow write of the WAN (a p99 of
+    // 2.7 s is seen there) is not taken for a held one.
     let killed_at = report.faults[0].start_s;
     let history = running::history(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/drill-tests/kill-and-return"),
     );
-    let held_in = |from: f64| {
+    let held_in = |from: f64, seconds: f64| {
         let writes: Vec<&chaos::load::Operation> = history
             .iter()
             .filter(|o| o.kind == "write" && o.client_region != "eu-west-1")
-            .filter(|o| o.intended_s >= from && o.intended_s < from + 1.0)
+            .filter(|o| o.intended_s >= from && o.intended_s < from + seconds)
             .collect();
         let held = writes
             .iter()
@@ -224,16 +226,17 @@ fn kill_and_return_fails_over_and_back_without_losing_writes() {
             .count();
         (held, writes.len())
     };
-    let (held, writes) = held_in(killed_at);
-    let (steady, steady_writes) = held_in(killed_at - 5.0);
+    let (held, writes) = held_in(killed_at, 1.0);
+    let (steady, steady_writes) = held_in(killed_at - 6.0, 5.0);
+    let steady_per_second = steady as f64 / 5.0;
     println!(
         "kill-and-return: {held} of {writes} writes of the live regions held in the second after \
-         the kill, {steady} of {steady_writes} in a second of the steady state"
+         the kill, {steady} of {steady_writes} in the five seconds of steady state before it"
     );
     assert!(
-        held >= 3 && steady <= 1,
-        "no lease transfer: {held} of {writes} writes held after the kill, {steady} of \
-         {steady_writes} before"
+        held >= 3 && held as f64 >= 3.0 * steady_per_second.max(1.0),
+        "no lease transfer: {held} of {writes} writes held in the second after the kill, \
+         {steady} of {steady_writes} in the five seconds before"
     );
     // The way back: the restarted region returns after the hold-down (10 s)
     // and serves its clients again, not before the controller restores it.
