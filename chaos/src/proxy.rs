@@ -42,6 +42,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+mod pg_wire;
+
 /// The smallest retransmission timeout of Linux TCP: what a lost segment
 /// costs at least.
 const MIN_RTO: Duration = Duration::from_millis(200);
@@ -61,8 +63,11 @@ pub struct Wan {
     /// retransmission timeout (the round trip, at least 200 ms) more.
     pub loss: f64,
     /// On a database path: a chunk towards the server that carries a
-    /// `COMMIT` waits this much more (the consensus round trip of a write
-    /// on a multi-region cluster, whose SQL gateway is in the region).
+    /// `COMMIT`, or executes a write outside any transaction block (which
+    /// the server commits on its own), waits this much more (the consensus
+    /// round trip of a write on a multi-region cluster, whose SQL gateway
+    /// is in the region). The proxy follows the PostgreSQL protocol of such
+    /// a link to tell them ([`pg_wire`]).
     pub commit_rtt: Duration,
 }
 
@@ -290,10 +295,16 @@ async fn forward(
     }
     let _ = client.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
+    // A link that charges commits follows the protocol to find them.
+    let session = wan
+        .as_ref()
+        .filter(|wan| !wan.commit_rtt.is_zero() && tls.is_none())
+        .map(|_| Arc::new(std::sync::Mutex::new(pg_wire::Session::default())));
     let link = Link {
         source,
         wan,
         commit_cut: Arc::default(),
+        session,
     };
     let Some(tls) = tls else {
         let Ok(server) = TcpStream::connect(upstream).await else {
@@ -342,9 +353,26 @@ struct Link {
     /// Set when a `COMMIT` went to the server whose answer must be lost:
     /// nothing more reaches the client, and the connection is closed.
     commit_cut: Arc<AtomicBool>,
+    /// The PostgreSQL session, on a link that charges commits.
+    session: Option<Arc<std::sync::Mutex<pg_wire::Session>>>,
 }
 
 impl Link {
+    /// Follows the session with a chunk; true when the chunk, from the
+    /// client, executes a write outside any transaction block.
+    fn follow(&self, chunk: &[u8], towards_client: bool) -> bool {
+        let Some(session) = &self.session else {
+            return false;
+        };
+        let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+        if towards_client {
+            session.read_server(chunk);
+            false
+        } else {
+            session.read_client(chunk)
+        }
+    }
+
     /// Copies `from` to `to`, each chunk held until it is due: the WAN's
     /// one-way delay (and, towards the client, a `Delay` fault's) after it
     /// arrived, never before the chunk ahead of it. Reading goes on while
@@ -371,10 +399,13 @@ impl Link {
                 let Some(fault_delay) = flowing(&mut state, self.source).await else {
                     return Ok(());
                 };
+                let autocommit_write = self.follow(&buffer[..n], towards_client);
                 let mut at = Instant::now();
                 if let Some(wan) = &self.wan {
                     at += wan.one_way(self.source);
-                    if !towards_client && !wan.commit_rtt.is_zero() && carries_commit(&buffer[..n])
+                    if !towards_client
+                        && !wan.commit_rtt.is_zero()
+                        && (autocommit_write || carries_commit(&buffer[..n]))
                     {
                         at += wan.commit_rtt;
                     }

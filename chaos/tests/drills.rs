@@ -7,6 +7,8 @@
 //! runs `chaos up` as a child process; `attach` drives it with `chaos drill
 //! --attach` and interrupts drills with Ctrl-C; `database_tls` checks the
 //! engine's database client against a PostgreSQL that accepts only TLS;
+//! `database_wan` the database proxy's commit round trip on a real
+//! PostgreSQL (a write pays it once, when it commits);
 //! `verifier` corrupts ledgers on purpose and sees each of the verifier's
 //! checks fail; `outage` runs the drills that travel a whole outage and
 //! their fail-on-purpose versions; `stop` stops attached drills in each
@@ -25,6 +27,8 @@ mod attach;
 mod conditions;
 #[path = "drills/database_tls.rs"]
 mod database_tls;
+#[path = "drills/database_wan.rs"]
+mod database_wan;
 #[path = "drills/guard.rs"]
 mod guard;
 #[path = "drills/leases.rs"]

@@ -6,7 +6,11 @@
 //! The stand-in PostgreSQL gets the same: a transaction of the deployment's
 //! own locks every account homed in the dead region (`FOR UPDATE`, which
 //! transfers take too) from the moment the region dies until
-//! `topology.wan.lease_transfer_s` after it. Writes touching those rows
+//! `topology.wan.lease_transfer_s` after it. It locks them in id order, the
+//! order every transfer locks its two rows in: in any other order a
+//! transfer holding one of them while it waits for the other closes a
+//! cycle, and the server's deadlock detector ended the lease transfer at
+//! the game day's 300 requests a second. Writes touching those rows
 //! wait behind it, from every region; writes between the other regions'
 //! rows do not. Reads do not wait in PostgreSQL (they would on CockroachDB
 //! unless they are follower reads): that part is not modelled.
@@ -39,7 +43,7 @@ pub async fn hold_region_rows(
     let transaction = client.transaction().await?;
     let rows = transaction
         .execute(
-            "SELECT id FROM accounts WHERE home_region = $1 FOR UPDATE",
+            "SELECT id FROM accounts WHERE home_region = $1 ORDER BY id FOR UPDATE",
             &[&region],
         )
         .await

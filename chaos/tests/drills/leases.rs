@@ -96,3 +96,69 @@ async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row(
     drop((client, other));
     ScratchLedger::drop_database(&server, &url).await;
 }
+
+/// A transfer locks its two rows in id order; so must the lease transfer,
+/// or a transfer that holds the lower of two rows homed in the dead region
+/// and then asks for the higher one, which the lease transfer took first
+/// (in the table's order), closes a cycle: the server's deadlock detector
+/// then ends one of them after a second, and at the game day's rate it
+/// ended the lease transfer, which was then not modelled at all.
+#[tokio::test]
+async fn the_lease_transfer_locks_in_the_order_transfers_do() {
+    let ScratchLedger {
+        server,
+        url,
+        client,
+    } = ScratchLedger::create("lease-order").await;
+    // Two accounts homed in eu-west-1, the higher id first in the table.
+    let (mut low, mut high) = (Uuid::new_v4(), Uuid::new_v4());
+    if low > high {
+        std::mem::swap(&mut low, &mut high);
+    }
+    for (n, id) in [high, low].iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO accounts (id, owner, balance, home_region) \
+                 VALUES ($1::text::uuid, $2, 100, 'eu-west-1')",
+                &[&id.to_string(), &format!("order-{n}")],
+            )
+            .await
+            .unwrap();
+    }
+    // A transfer between them has locked the lower row...
+    let mut payer = connect(&url).await;
+    let transfer = payer.transaction().await.unwrap();
+    let lock = "SELECT id FROM accounts WHERE id = $1::text::uuid FOR UPDATE";
+    transfer.execute(lock, &[&low.to_string()]).await.unwrap();
+    // ...when the region dies.
+    let hold = Duration::from_secs(2);
+    let lease = tokio::spawn({
+        let url = url.clone();
+        async move { hold_region_rows(&url, "eu-west-1", hold).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The transfer takes its second row and commits: the lease transfer
+    // waits behind it for the lower row and has not taken the higher one.
+    let asked = Instant::now();
+    transfer.execute(lock, &[&high.to_string()]).await.unwrap();
+    transfer.commit().await.unwrap();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "the transfer's second row waited {took:?} behind the lease transfer"
+    );
+    // Then the lease transfer holds both until the leases have moved.
+    let held = lease
+        .await
+        .unwrap()
+        .expect("the lease transfer was not ended by a deadlock");
+    assert_eq!(held.rows, 2);
+    assert!(held.for_ >= hold, "{held:?}");
+    // The way back: both rows take writes at once.
+    let other = connect(&url).await;
+    for account in [low, high] {
+        assert_eq!(write(&other, account, 300).await, Ok(()));
+    }
+    drop((client, payer, other));
+    ScratchLedger::drop_database(&server, &url).await;
+}
