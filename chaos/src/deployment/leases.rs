@@ -29,33 +29,61 @@ pub struct Held {
     /// How long taking the locks waited (behind the dead region's own
     /// transactions, until the server ended them).
     pub locked_after: Duration,
+    /// Attempts at taking them (more than one when the server ended one).
+    pub attempts: u32,
 }
 
 /// Holds every account homed in `region` for `hold` from now, then lets
-/// them go. Runs until then: spawn it.
+/// them go. Runs until then: spawn it. Locking again after a deadlock or a
+/// serialization failure (the server ended the attempt, not the drill),
+/// while the hold lasts.
 pub async fn hold_region_rows(
     database_url: &str,
     region: &str,
     hold: Duration,
 ) -> anyhow::Result<Held> {
     let died = Instant::now();
-    let mut client = crate::database::connect(database_url).await?;
-    let transaction = client.transaction().await?;
-    let rows = transaction
-        .execute(
-            "SELECT id FROM accounts WHERE home_region = $1 ORDER BY id FOR UPDATE",
-            &[&region],
-        )
-        .await
-        .with_context(|| format!("locking the accounts homed in {region}"))?;
+    let client = crate::database::connect(database_url).await?;
+    let mut attempts = 0u32;
+    let rows = loop {
+        attempts += 1;
+        client.batch_execute("BEGIN").await?;
+        let locked = client
+            .execute(
+                "SELECT id FROM accounts WHERE home_region = $1 ORDER BY id FOR UPDATE",
+                &[&region],
+            )
+            .await;
+        match locked {
+            Ok(rows) => break rows,
+            Err(error) if ended_by_the_server(&error) && died.elapsed() < hold => {
+                tracing::debug!(region, attempts, %error, "locking the dead region's rows again");
+                client.batch_execute("ROLLBACK").await?;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("locking the accounts homed in {region} ({attempts} attempts)")
+                })
+            }
+        }
+    };
     let locked_after = died.elapsed();
     tokio::time::sleep_until(died + hold).await;
-    transaction.rollback().await?;
+    client.batch_execute("ROLLBACK").await?;
     Ok(Held {
         rows,
         for_: died.elapsed(),
         locked_after,
+        attempts,
     })
+}
+
+/// A deadlock, a serialization failure or a lock wait the server gave up:
+/// worth another attempt.
+fn ended_by_the_server(error: &tokio_postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|code| matches!(code.code(), "40P01" | "40001" | "55P03"))
 }
 
 /// Starts the lease transfer of `region` on the current runtime: its log
@@ -75,6 +103,7 @@ pub fn start(database_url: String, region: String, hold: Duration) {
                 rows = held.rows,
                 held_s = held.for_.as_secs_f64(),
                 locked_after_s = held.locked_after.as_secs_f64(),
+                attempts = held.attempts,
                 "lease transfer: writes to the rows homed in the dead region waited"
             ),
             Err(error) => tracing::warn!(region, "lease transfer not modelled: {error:#}"),

@@ -162,3 +162,60 @@ async fn the_lease_transfer_locks_in_the_order_transfers_do() {
     drop((client, payer, other));
     ScratchLedger::drop_database(&server, &url).await;
 }
+
+/// A locker that takes the dead region's rows in the other order (none of
+/// the ledger's does) can still close a cycle; the server then ends the
+/// lease transfer, which locks again while its hold lasts instead of
+/// leaving the transfer unmodelled.
+#[tokio::test]
+async fn a_lease_transfer_ended_by_a_deadlock_locks_again() {
+    let ScratchLedger {
+        server,
+        url,
+        client,
+    } = ScratchLedger::create("lease-deadlock").await;
+    let (mut low, mut high) = (Uuid::new_v4(), Uuid::new_v4());
+    if low > high {
+        std::mem::swap(&mut low, &mut high);
+    }
+    for (n, id) in [low, high].iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO accounts (id, owner, balance, home_region) \
+                 VALUES ($1::text::uuid, $2, 100, 'eu-west-1')",
+                &[&id.to_string(), &format!("deadlock-{n}")],
+            )
+            .await
+            .unwrap();
+    }
+    // A locker holds the higher row...
+    let mut other = connect(&url).await;
+    let reverse = other.transaction().await.unwrap();
+    let lock = "SELECT id FROM accounts WHERE id = $1::text::uuid FOR UPDATE";
+    reverse.execute(lock, &[&high.to_string()]).await.unwrap();
+    // ...the lease transfer takes the lower one and waits for it...
+    let hold = Duration::from_secs(3);
+    let lease = tokio::spawn({
+        let url = url.clone();
+        async move { hold_region_rows(&url, "eu-west-1", hold).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and the locker asks for the lower one: a cycle. The server ends
+    // the first waiter's attempt (the lease transfer's) after its
+    // deadlock_timeout, and the locker goes on.
+    reverse.execute(lock, &[&low.to_string()]).await.unwrap();
+    reverse.commit().await.unwrap();
+    let held = lease
+        .await
+        .unwrap()
+        .expect("the lease transfer locked again after the deadlock");
+    assert_eq!(held.rows, 2);
+    assert!(held.attempts >= 2, "no deadlock happened: {held:?}");
+    assert!(held.for_ >= hold, "{held:?}");
+    // The way back: both rows take writes at once.
+    for account in [low, high] {
+        assert_eq!(write(&other, account, 300).await, Ok(()));
+    }
+    drop((client, other));
+    ScratchLedger::drop_database(&server, &url).await;
+}
