@@ -97,6 +97,36 @@ async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row(
     ScratchLedger::drop_database(&server, &url).await;
 }
 
+/// Whether [`dead_region_pair`] puts the higher id first in the table.
+enum HigherFirst {
+    Yes,
+    No,
+}
+
+/// Two accounts homed in eu-west-1, as (lower id, higher id), inserted in
+/// the order given (the table's order is the order a scan locks them in).
+async fn dead_region_pair(client: &Client, order: HigherFirst) -> (Uuid, Uuid) {
+    let (mut low, mut high) = (Uuid::new_v4(), Uuid::new_v4());
+    if low > high {
+        std::mem::swap(&mut low, &mut high);
+    }
+    let inserted = match order {
+        HigherFirst::Yes => [high, low],
+        HigherFirst::No => [low, high],
+    };
+    for (n, id) in inserted.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO accounts (id, owner, balance, home_region) \
+                 VALUES ($1::text::uuid, $2, 100, 'eu-west-1')",
+                &[&id.to_string(), &format!("pair-{n}")],
+            )
+            .await
+            .unwrap();
+    }
+    (low, high)
+}
+
 /// A transfer locks its two rows in id order; so must the lease transfer,
 /// or a transfer that holds the lower of two rows homed in the dead region
 /// and then asks for the higher one, which the lease transfer took first
@@ -110,21 +140,7 @@ async fn the_lease_transfer_locks_in_the_order_transfers_do() {
         url,
         client,
     } = ScratchLedger::create("lease-order").await;
-    // Two accounts homed in eu-west-1, the higher id first in the table.
-    let (mut low, mut high) = (Uuid::new_v4(), Uuid::new_v4());
-    if low > high {
-        std::mem::swap(&mut low, &mut high);
-    }
-    for (n, id) in [high, low].iter().enumerate() {
-        client
-            .execute(
-                "INSERT INTO accounts (id, owner, balance, home_region) \
-                 VALUES ($1::text::uuid, $2, 100, 'eu-west-1')",
-                &[&id.to_string(), &format!("order-{n}")],
-            )
-            .await
-            .unwrap();
-    }
+    let (low, high) = dead_region_pair(&client, HigherFirst::Yes).await;
     // A transfer between them has locked the lower row...
     let mut payer = connect(&url).await;
     let transfer = payer.transaction().await.unwrap();
@@ -174,20 +190,7 @@ async fn a_lease_transfer_ended_by_a_deadlock_locks_again() {
         url,
         client,
     } = ScratchLedger::create("lease-deadlock").await;
-    let (mut low, mut high) = (Uuid::new_v4(), Uuid::new_v4());
-    if low > high {
-        std::mem::swap(&mut low, &mut high);
-    }
-    for (n, id) in [low, high].iter().enumerate() {
-        client
-            .execute(
-                "INSERT INTO accounts (id, owner, balance, home_region) \
-                 VALUES ($1::text::uuid, $2, 100, 'eu-west-1')",
-                &[&id.to_string(), &format!("deadlock-{n}")],
-            )
-            .await
-            .unwrap();
-    }
+    let (low, high) = dead_region_pair(&client, HigherFirst::No).await;
     // A locker holds the higher row...
     let mut other = connect(&url).await;
     let reverse = other.transaction().await.unwrap();
