@@ -63,11 +63,7 @@ async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row(
     // eu-west-1 dies: its leases take 2 s to move.
     let hold = Duration::from_secs(2);
     let died = Instant::now();
-    let transfer = tokio::spawn({
-        let url = url.clone();
-        async move { hold_region_rows(&url, "eu-west-1", hold).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let transfer = eu_west_dies(&url, hold).await;
     let other = connect(&url).await;
     // The live regions' rows take writes at once.
     assert_eq!(write(&other, live_a, 300).await, Ok(()));
@@ -95,6 +91,19 @@ async fn a_dead_regions_rows_hold_writes_until_the_leases_move_and_no_other_row(
     }
     drop((client, other));
     ScratchLedger::drop_database(&server, &url).await;
+}
+
+/// eu-west-1 dies: its rows are held for `hold` (the lease transfer, on
+/// its own connection), and the test goes on 300 ms later, once the
+/// transfer has asked for its locks.
+async fn eu_west_dies(
+    url: &str,
+    hold: Duration,
+) -> tokio::task::JoinHandle<anyhow::Result<chaos::deployment::leases::Held>> {
+    let url = url.to_owned();
+    let lease = tokio::spawn(async move { hold_region_rows(&url, "eu-west-1", hold).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lease
 }
 
 /// Whether [`dead_region_pair`] puts the higher id first in the table.
@@ -148,11 +157,7 @@ async fn the_lease_transfer_locks_in_the_order_transfers_do() {
     transfer.execute(lock, &[&low.to_string()]).await.unwrap();
     // ...when the region dies.
     let hold = Duration::from_secs(2);
-    let lease = tokio::spawn({
-        let url = url.clone();
-        async move { hold_region_rows(&url, "eu-west-1", hold).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lease = eu_west_dies(&url, hold).await;
     // The transfer takes its second row and commits: the lease transfer
     // waits behind it for the lower row and has not taken the higher one.
     let asked = Instant::now();
@@ -198,11 +203,7 @@ async fn a_lease_transfer_ended_by_a_deadlock_locks_again() {
     reverse.execute(lock, &[&high.to_string()]).await.unwrap();
     // ...the lease transfer takes the lower one and waits for it...
     let hold = Duration::from_secs(3);
-    let lease = tokio::spawn({
-        let url = url.clone();
-        async move { hold_region_rows(&url, "eu-west-1", hold).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lease = eu_west_dies(&url, hold).await;
     // ...and the locker asks for the lower one: a cycle. The server ends
     // the first waiter's attempt (the lease transfer's) after its
     // deadlock_timeout, and the locker goes on.
