@@ -260,6 +260,34 @@ where
     None
 }
 
+/// Sends an admin drain until it is accepted (201), for 15 s. A replica
+/// judges a drain against the regions its last round saw up; on a loaded
+/// machine a probe can time out between the test's look at `/status` and
+/// the request, and the replica then refuses (409) as it should. Returns
+/// the accepted response, or `None` with the statuses printed.
+pub async fn accepted_drain<F, Fut>(mut send: F) -> Option<reqwest::Response>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let mut refused = Vec::new();
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        if let Ok(response) = send().await {
+            if response.status() == 201 {
+                if !refused.is_empty() {
+                    println!("drain answered {refused:?} before it was accepted");
+                }
+                return Some(response);
+            }
+            refused.push(response.status().as_u16());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("drain never accepted; it answered {refused:?}");
+    None
+}
+
 /// A controller running in-process until [`Running::stop`].
 pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,

@@ -164,14 +164,36 @@ async fn a_dead_leader_is_replaced_and_a_paused_one_changes_nothing() {
     // Kill the leader: another takes over within the TTL (plus one renewal).
     let killed = Instant::now();
     controllers[first] = None;
+    let (expired_at,): (chrono::DateTime<chrono::Utc>,) =
+        sqlx::query_as("SELECT expires_at FROM failover_lease WHERE epoch = $1")
+            .bind(first_epoch)
+            .fetch_one(&db.pool)
+            .await
+            .expect("the killed leader's lease row");
     let (second, second_epoch) = wait_for(Duration::from_secs(10), || leader_of(&controllers))
         .await
         .expect("a new leader");
-    let takeover = killed.elapsed();
-    println!("leader killed; replaced after {takeover:?} (lease TTL {TTL_MS} ms)");
+    println!(
+        "leader killed; replaced after {:?} (lease TTL {TTL_MS} ms)",
+        killed.elapsed()
+    );
+    // Measured on the database's clock, from the killed leader's lease
+    // expiry to the new leader's acquisition (its audit entry), so that the
+    // test's own polling on a loaded machine does not count: a follower
+    // tries every renewal interval.
+    let (acquired_at,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as(
+        "SELECT at FROM failover_audit WHERE kind = 'lease' AND name = 'lease_acquired' \
+         AND lease_epoch = $1",
+    )
+    .bind(second_epoch)
+    .fetch_one(&db.pool)
+    .await
+    .expect("the new leader's lease_acquired audit entry");
+    let after_expiry = (acquired_at - expired_at).num_milliseconds();
+    println!("the new leader acquired the lease {after_expiry} ms after it expired");
     assert!(
-        takeover <= Duration::from_millis(TTL_MS + RENEW_MS + 1000),
-        "{takeover:?}"
+        after_expiry <= (RENEW_MS + 1000) as i64,
+        "acquired {after_expiry} ms after the expiry"
     );
     assert!(second_epoch > first_epoch);
 
@@ -218,14 +240,26 @@ async fn a_dead_leader_is_replaced_and_a_paused_one_changes_nothing() {
         "drained with epoch {} by the new leader",
         drained.1
     );
-    let mut holders = Vec::new();
-    for i in [first, third] {
-        let status = get_json(&format!("{}/status", controllers[i].as_ref().unwrap().http)).await;
-        if status["lease"]["held"] == true {
-            holders.push(i);
+    // One of the live replicas leads. A leader trusts its lease for 80% of
+    // the TTL after a renewal began, so on a loaded machine a late renewal
+    // can leave a moment with no replica claiming it; never two.
+    let leading = wait_for(Duration::from_secs(10), || async {
+        let mut holders = Vec::new();
+        for i in [first, third] {
+            let status =
+                get_json(&format!("{}/status", controllers[i].as_ref().unwrap().http)).await;
+            if status["lease"]["held"] == true {
+                holders.push(i);
+            }
         }
-    }
-    assert_eq!(holders.len(), 1, "one of the live replicas leads");
+        assert!(
+            holders.len() < 2,
+            "two replicas claim the lease: {holders:?}"
+        );
+        (holders.len() == 1).then_some(())
+    })
+    .await;
+    assert!(leading.is_some(), "no live replica leads");
 
     // Resume the paused one: it must not act (and would be fenced if it did).
     let resumed_at = chrono::Utc::now();
@@ -261,9 +295,12 @@ async fn a_dead_leader_is_replaced_and_a_paused_one_changes_nothing() {
         controllers[second].as_ref().unwrap().http
     ))
     .await;
-    assert_eq!(
-        status["lease"]["held"], false,
-        "the resumed replica believes it leads"
+    // It may lead again only by a new election (a newer epoch), never on
+    // the lease it held when it was paused.
+    assert!(
+        status["lease"]["held"] == false || status["lease"]["epoch"].as_i64() > Some(drained.1),
+        "the resumed replica believes it still leads: {}",
+        status["lease"]
     );
     std::fs::remove_file(config).ok();
 }

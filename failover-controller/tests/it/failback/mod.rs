@@ -35,11 +35,12 @@ async fn a_killed_region_is_drained_and_returns_after_the_hold_down() {
     let healthy = Instant::now();
     let (status, body) = harness.services.answer(2, "/healthz/instance").await;
     assert_eq!((status, &body["drained"]), (200, &json!(true)), "{body}");
+    // Not admitted: drained, or (on a loaded machine) still opening its
+    // pool's connections, which ends in `drained` while the flag is set.
     let (status, body) = harness.services.answer(2, "/healthz/region").await;
-    assert_eq!(
-        (status, &body["status"]),
-        (503, &json!("drained")),
-        "{body}"
+    assert!(
+        status == 503 && (body["status"] == "drained" || body["status"] == "warming_up"),
+        "{status} {body}"
     );
 
     let returned = harness.wait_dns(2, true, Duration::from_secs(30)).await;
