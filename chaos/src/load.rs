@@ -14,6 +14,9 @@
 //! preference list that it has not tried yet, up to three attempts in all
 //! (the AWS SDKs' standard retry mode makes three), with the same
 //! Idempotency-Key for writes (reads are safe to retry by HTTP semantics).
+//! An answer that asks the client to wait (429 or 503 with `Retry-After`:
+//! the per-principal rate limit, load shedding) is honoured before the
+//! next attempt, up to [`MAX_RETRY_AFTER`], as SDKs do with throttling.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -90,6 +93,9 @@ pub enum Connection {
 
 /// Attempts per operation: the first, then one on each of the next regions.
 pub const MAX_ATTEMPTS: u8 = 3;
+
+/// The longest `Retry-After` a client waits before its next attempt.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Amount of every transfer the load sends (minor units).
 pub const TRANSFER_AMOUNT: i64 = 1;
@@ -316,6 +322,30 @@ impl reqwest::dns::Resolve for NameResolver {
     }
 }
 
+/// How an answer that is not a success ends an attempt: refused before
+/// execution (a 4xx, or the service shedding load) is not applied, and
+/// waits out a `Retry-After` (integer seconds, at most
+/// [`MAX_RETRY_AFTER`]) when it carries one; any other 5xx may have been.
+fn refused(
+    address: &str,
+    status: reqwest::StatusCode,
+    retry_after: Option<&str>,
+    body: &str,
+) -> Attempt {
+    let error = format!("{address}: {status}");
+    let shed = body.contains("/problems/overloaded");
+    let wait = retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
+    match wait {
+        Some(wait) if status == reqwest::StatusCode::TOO_MANY_REQUESTS || shed => {
+            Attempt::WaitAndRetry(error, wait)
+        }
+        _ if status.is_client_error() || shed => Attempt::Failed(error),
+        _ => Attempt::Maybe(error),
+    }
+}
+
 struct RegionClient {
     region: String,
     resolver: TokioResolver,
@@ -410,6 +440,9 @@ enum Attempt {
     Failed(String),
     /// May have been applied.
     Maybe(String),
+    /// Refused with a request to wait this long before trying again (429,
+    /// or 503 from load shedding: not applied).
+    WaitAndRetry(String, Duration),
 }
 
 impl RegionClient {
@@ -484,6 +517,12 @@ impl RegionClient {
                 Attempt::Maybe(error) => {
                     maybe_applied = true;
                     first_error.get_or_insert(error);
+                }
+                Attempt::WaitAndRetry(error, wait) => {
+                    first_error.get_or_insert(error);
+                    if attempt + 1 < MAX_ATTEMPTS {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         }
@@ -590,12 +629,13 @@ impl RegionClient {
             }
             Ok(response) => {
                 let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let body = response.text().await.unwrap_or_default();
-                if status.is_client_error() || body.contains("/problems/overloaded") {
-                    Attempt::Failed(format!("{address}: {status}"))
-                } else {
-                    Attempt::Maybe(format!("{address}: {status}"))
-                }
+                refused(&address, status, retry_after.as_deref(), &body)
             }
             Err(error) if error.is_connect() => {
                 Attempt::Failed(format!("{address}: connect: {error}"))
@@ -603,5 +643,41 @@ impl RegionClient {
             Err(error) if error.is_timeout() => Attempt::Maybe(format!("{address}: timeout")),
             Err(error) => Attempt::Maybe(format!("{address}: {error}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn a_refusal_that_asks_to_wait_is_waited_out_before_the_next_attempt() {
+        let limited = refused("a", StatusCode::TOO_MANY_REQUESTS, Some("1"), "");
+        assert!(
+            matches!(limited, Attempt::WaitAndRetry(_, wait) if wait == Duration::from_secs(1))
+        );
+        let long = refused("a", StatusCode::TOO_MANY_REQUESTS, Some(" 30 "), "");
+        assert!(matches!(long, Attempt::WaitAndRetry(_, wait) if wait == MAX_RETRY_AFTER));
+        let shed = refused(
+            "a",
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("1"),
+            r#"{"type":"https://errors.example/problems/overloaded"}"#,
+        );
+        assert!(matches!(shed, Attempt::WaitAndRetry(..)));
+        // Without a usable Retry-After: refused, retried at once.
+        for retry_after in [None, Some("Wed, 21 Oct 2026 07:28:00 GMT")] {
+            let bare = refused("a", StatusCode::TOO_MANY_REQUESTS, retry_after, "");
+            assert!(matches!(bare, Attempt::Failed(_)));
+        }
+        // A 503 that is not load shedding may have been applied.
+        let unknown = refused("a", StatusCode::SERVICE_UNAVAILABLE, Some("1"), "{}");
+        assert!(matches!(unknown, Attempt::Maybe(_)));
+        assert!(matches!(
+            refused("a", StatusCode::NOT_FOUND, None, ""),
+            Attempt::Failed(_)
+        ));
     }
 }

@@ -603,6 +603,10 @@ fn shorten_game_day(full: &str) -> String {
         ("rate_per_client_region: 100", "rate_per_client_region: 20"),
         ("duration_s: 600", "duration_s: 150"),
         ("min_availability: 0.9999", "min_availability: 0.999"),
+        // The writes held by the lease transfer (5 s at the kill) are 0.2%
+        // of the full game day's requests and about 1% of the short one's:
+        // there they reach the p99.
+        ("max_p99_ms: 4000", "max_p99_ms: 6000"),
         (
             "{ fault: region-kill, target: eu-west-1, start_s: 60, duration_s: 60 }",
             "{ fault: region-kill, target: eu-west-1, start_s: 10, duration_s: 15 }",

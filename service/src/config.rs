@@ -119,6 +119,11 @@ pub struct Overrides {
     #[arg(long, env = "SERVICE_DATABASE_POOL_WARM", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_pool_warm: Option<bool>,
+    /// Share of each pool's connections that the writes touching one home
+    /// region's accounts may hold (0 < share <= 1; 1: no bound).
+    #[arg(long, env = "SERVICE_DATABASE_POOL_HOME_REGION_SHARE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_pool_home_region_share: Option<f64>,
     /// How long a request waits for a pooled connection.
     #[arg(long, env = "SERVICE_DATABASE_ACQUIRE_TIMEOUT_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -286,6 +291,7 @@ pub struct Settings {
     pub database_url: SecretString,
     pub database_pool_size: u32,
     pub database_pool_warm: bool,
+    pub database_pool_home_region_share: f64,
     pub database_acquire_timeout_ms: u64,
     pub database_statement_timeout_ms: u64,
     pub database_idle_in_transaction_timeout_ms: u64,
@@ -536,6 +542,13 @@ impl Settings {
         }
         if self.database_queue_per_connection == 0 {
             return invalid("database_queue_per_connection", "must be at least 1");
+        }
+        let share = self.database_pool_home_region_share;
+        if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+            return invalid(
+                "database_pool_home_region_share",
+                &format!("must be greater than 0 and at most 1, not {share}"),
+            );
         }
         if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
             return invalid(
@@ -811,6 +824,26 @@ mod tests {
             overrides.worker_threads = Some(threads);
             let settings = Settings::from_layers(base(), &overrides).expect("within the bounds");
             assert_eq!(settings.worker_threads, threads);
+        }
+    }
+
+    #[test]
+    fn the_home_region_share_is_a_fraction_of_the_pool() {
+        let mut overrides = valid_overrides();
+        for share in [0.0, -0.5, 1.5, f64::NAN] {
+            overrides.database_pool_home_region_share = Some(share);
+            let error = Settings::from_layers(base(), &overrides)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("`database_pool_home_region_share`") && error.contains("at most 1"),
+                "{share}: {error}"
+            );
+        }
+        for share in [0.01, 0.75, 1.0] {
+            overrides.database_pool_home_region_share = Some(share);
+            let settings = Settings::from_layers(base(), &overrides).expect("within the bounds");
+            assert_eq!(settings.database_pool_home_region_share, share);
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub db_read_batch_size: Histogram,
     /// Transaction re-runs by SQLSTATE (40001, 40P01, 23505).
     pub db_transaction_retries: IntCounterVec,
+    /// Transfers waiting for a permit of the home-region bulkhead, by the
+    /// home region of the account they wait for.
+    pub db_home_region_waiting: IntGaugeVec,
     /// 1 while this region's drain flag is set.
     pub region_drained: IntGauge,
     /// 1 from the shutdown signal on.
@@ -98,6 +101,14 @@ impl Metrics {
             &["sqlstate"],
         )
         .expect("valid metric");
+        let db_home_region_waiting = IntGaugeVec::new(
+            Opts::new(
+                "service_db_home_region_waiting",
+                "Transfers waiting for a permit of the home-region bulkhead (db/bulkhead.rs), by the home region of their accounts: a region whose rows cannot be written (its leases moving) queues its transfers here.",
+            ),
+            &["home_region"],
+        )
+        .expect("valid metric");
         let region_drained = IntGauge::new(
             "service_region_drained",
             "1 while the drain flag of this instance's region is set.",
@@ -152,6 +163,7 @@ impl Metrics {
             Box::new(db_connections_opened),
             Box::new(db_read_batch_size.clone()),
             Box::new(db_transaction_retries.clone()),
+            Box::new(db_home_region_waiting.clone()),
             Box::new(region_drained.clone()),
             Box::new(shutting_down.clone()),
             Box::new(build_info),
@@ -173,6 +185,7 @@ impl Metrics {
             db_pool_connections,
             db_read_batch_size,
             db_transaction_retries,
+            db_home_region_waiting,
             region_drained,
             shutting_down,
             auth_refusals,

@@ -26,6 +26,10 @@ use crate::metrics::Metrics;
 use crate::region_gate::{Refresher, RegionGate};
 use crate::server::Threads;
 
+/// Accounts whose home region a process remembers (about 100 bytes each);
+/// a forgotten one costs a read on its next transfer.
+const HOME_REGIONS_REMEMBERED: u64 = 1 << 20;
+
 /// A bound, not yet running, service.
 #[derive(Debug)]
 pub struct Application {
@@ -93,6 +97,7 @@ impl Application {
                     0
                 },
             )),
+            homes: crate::db::bulkhead::HomeRegions::new(HOME_REGIONS_REMEMBERED),
             settings: Arc::new(settings),
         };
         Ok(Self {

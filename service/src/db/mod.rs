@@ -5,6 +5,7 @@
 //! `gen_random_uuid()`, `INSERT ... ON CONFLICT`, no sequences, no advisory
 //! locks, no `SELECT *`, no `UPSERT`.
 
+pub mod bulkhead;
 pub mod cockroach;
 pub mod grants;
 pub mod ledger;

@@ -108,7 +108,20 @@ pub async fn create_account(
         render_rejection,
     )
     .await?;
+    if let Ok(created) = &outcome {
+        remember_home(&state, &created.body);
+    }
     Ok(stored_response(outcome?, "/v1/accounts"))
+}
+
+/// Notes the home region of an account this request created (or replayed).
+fn remember_home(state: &AppState, account: &serde_json::Value) {
+    if let (Some(id), Some(home)) = (
+        account["id"].as_str().and_then(|id| id.parse().ok()),
+        account["home_region"].as_str(),
+    ) {
+        state.homes.insert(id, home);
+    }
 }
 
 #[utoipa::path(
@@ -165,6 +178,13 @@ pub async fn create_transfer(
     }
     check_amount("amount", request.amount, 1)?;
     let idempotent = idempotent_request(&state, &caller, Operation::Transfer, key, &request);
+    // Writes that wait on one home region's rows (its leases moving after
+    // the region's loss) hold a bounded share of the pool: db::bulkhead.
+    let homes = state
+        .homes
+        .of(&[request.from, request.to], &state.reads)
+        .await?;
+    let _entered = state.bulkhead.enter(&homes).await;
     let outcome = ledger::transfer(
         &state.transactor,
         &idempotent,

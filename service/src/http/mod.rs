@@ -55,6 +55,8 @@ pub struct AppStateInner {
     pub transactor: Transactor,
     /// Account reads, batched under load (on the thread's pool).
     pub reads: crate::db::reads::AccountReader,
+    /// The home-region bulkhead of the thread's pool.
+    pub bulkhead: crate::db::bulkhead::Bulkhead,
 }
 
 impl std::ops::Deref for AppStateInner {
@@ -92,6 +94,8 @@ pub struct SharedState {
     /// Request pools not warm yet (`database_pool_warm`): while any is,
     /// /readyz and /healthz/region answer 503 `warming_up`.
     pub cold_pools: Arc<std::sync::atomic::AtomicUsize>,
+    /// The home regions of the accounts this process has seen.
+    pub homes: crate::db::bulkhead::HomeRegions,
 }
 
 impl SharedState {
@@ -102,10 +106,17 @@ impl SharedState {
         transactor: Transactor,
         reads: crate::db::reads::AccountReader,
     ) -> AppState {
+        let bulkhead = crate::db::bulkhead::Bulkhead::new(
+            transactor.pool.state().max_size,
+            self.settings.database_pool_home_region_share,
+            &self.settings.region,
+            self.metrics.db_home_region_waiting.clone(),
+        );
         AppState::new(AppStateInner {
             shared: self,
             transactor,
             reads,
+            bulkhead,
         })
     }
 

@@ -6,6 +6,7 @@ mod abuse;
 mod accounts;
 mod auth;
 mod bad_inputs;
+mod bulkhead;
 mod concurrency;
 mod database_tls;
 mod health;
