@@ -197,7 +197,10 @@ async fn fault(
         }
     }
     tracing::info!(?action, "control API: fault");
-    deployment.apply(&action).map_err(ApiError::Internal)?;
+    deployment
+        .apply_async(&action)
+        .await
+        .map_err(ApiError::Internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -41,7 +41,7 @@ impl FaultDriver {
             return result;
         }
         match self {
-            Self::InProcess(deployment) => deployment.lock().await.apply(action),
+            Self::InProcess(deployment) => deployment.lock().await.apply_async(action).await,
             Self::Remote(client) => client.apply(action).await,
             Self::Target(driver) => driver.apply(action),
         }

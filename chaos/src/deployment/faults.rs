@@ -122,21 +122,31 @@ impl FaultAction {
 
 impl Deployment {
     /// Applies or undoes one fault.
+    /// Applies `action`, and for a lease transfer waits until the dead
+    /// region's rows are locked: a transfer that cannot lock them fails
+    /// here, so that the drill does not go on as if it had been applied.
+    pub async fn apply_async(&mut self, action: &FaultAction) -> anyhow::Result<()> {
+        if let FaultAction::LeaseTransfer { target, hold_ms } = action {
+            self.region(target)?;
+            return super::leases::start(
+                self.database_url.clone(),
+                target.clone(),
+                Duration::from_millis(*hold_ms),
+            )
+            .await;
+        }
+        self.apply(action)
+    }
+
     pub fn apply(&mut self, action: &FaultAction) -> anyhow::Result<()> {
         match action {
             FaultAction::RegionKill { target, on: true } => self.kill_region(target),
             FaultAction::RegionKill { target, on: false }
             | FaultAction::ControllerKill { target, on: false } => self.start_region(target),
             FaultAction::RegionBlackhole { target, on } => self.blackhole_region(target, *on),
-            FaultAction::LeaseTransfer { target, hold_ms } => {
-                self.region(target)?;
-                super::leases::start(
-                    self.database_url.clone(),
-                    target.clone(),
-                    Duration::from_millis(*hold_ms),
-                );
-                Ok(())
-            }
+            FaultAction::LeaseTransfer { .. } => anyhow::bail!(
+                "a lease transfer is applied with apply_async (it waits for its locks)"
+            ),
             FaultAction::ControllerKill { target, on: true } => self.kill_controller(target),
             FaultAction::ProberPartition { target, on } => self.partition_prober(target, *on),
             FaultAction::Latency {

@@ -33,15 +33,37 @@ pub struct Held {
     pub attempts: u32,
 }
 
-/// Holds every account homed in `region` for `hold` from now, then lets
-/// them go. Runs until then: spawn it. Locking again after a deadlock or a
-/// serialization failure (the server ended the attempt, not the drill),
-/// while the hold lasts.
-pub async fn hold_region_rows(
+/// The accounts homed in a dead region, locked by the lease transfer until
+/// its hold ends.
+pub struct Locked {
+    client: tokio_postgres::Client,
+    region: String,
+    rows: u64,
+    died: Instant,
+    hold: Duration,
+    locked_after: Duration,
+    attempts: u32,
+}
+
+impl std::fmt::Debug for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("region", &self.region)
+            .field("rows", &self.rows)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+/// Locks every account homed in `region`, the region having died now, to
+/// be held until `hold` after it ([`Locked::release_at_end`]). Locks again
+/// after a deadlock or a serialization failure (the server ended the
+/// attempt, not the drill) while the hold lasts.
+pub async fn lock_region_rows(
     database_url: &str,
     region: &str,
     hold: Duration,
-) -> anyhow::Result<Held> {
+) -> anyhow::Result<Locked> {
     let died = Instant::now();
     let client = crate::database::connect(database_url).await?;
     let mut attempts = 0u32;
@@ -67,15 +89,42 @@ pub async fn hold_region_rows(
             }
         }
     };
-    let locked_after = died.elapsed();
-    tokio::time::sleep_until(died + hold).await;
-    client.batch_execute("ROLLBACK").await?;
-    Ok(Held {
+    Ok(Locked {
+        client,
+        region: region.to_owned(),
         rows,
-        for_: died.elapsed(),
-        locked_after,
+        died,
+        hold,
+        locked_after: died.elapsed(),
         attempts,
     })
+}
+
+impl Locked {
+    /// Waits until the hold's end, then lets the rows go.
+    pub async fn release_at_end(self) -> anyhow::Result<Held> {
+        tokio::time::sleep_until(self.died + self.hold).await;
+        self.client.batch_execute("ROLLBACK").await?;
+        Ok(Held {
+            rows: self.rows,
+            for_: self.died.elapsed(),
+            locked_after: self.locked_after,
+            attempts: self.attempts,
+        })
+    }
+}
+
+/// Holds every account homed in `region` for `hold` from now, then lets
+/// them go ([`lock_region_rows`], then [`Locked::release_at_end`]).
+pub async fn hold_region_rows(
+    database_url: &str,
+    region: &str,
+    hold: Duration,
+) -> anyhow::Result<Held> {
+    lock_region_rows(database_url, region, hold)
+        .await?
+        .release_at_end()
+        .await
 }
 
 /// A deadlock, a serialization failure or a lock wait the server gave up:
@@ -86,18 +135,17 @@ fn ended_by_the_server(error: &tokio_postgres::Error) -> bool {
         .is_some_and(|code| matches!(code.code(), "40P01" | "40001" | "55P03"))
 }
 
-/// Starts the lease transfer of `region` on the current runtime: its log
-/// line says what was held and for how long (or why it could not be).
-pub fn start(database_url: String, region: String, hold: Duration) {
+/// Starts the lease transfer of `region`: returns once its rows are
+/// locked, or with why they could not be (the fault was then not applied,
+/// and the drill must not judge it as if it had been); they are let go in
+/// the background, its log line saying what was held and for how long.
+pub async fn start(database_url: String, region: String, hold: Duration) -> anyhow::Result<()> {
     if hold.is_zero() {
-        return;
+        return Ok(());
     }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(region, "no runtime to hold the region's rows on");
-        return;
-    };
-    runtime.spawn(async move {
-        match hold_region_rows(&database_url, &region, hold).await {
+    let locked = lock_region_rows(&database_url, &region, hold).await?;
+    tokio::spawn(async move {
+        match locked.release_at_end().await {
             Ok(held) => tracing::info!(
                 region,
                 rows = held.rows,
@@ -106,7 +154,8 @@ pub fn start(database_url: String, region: String, hold: Duration) {
                 attempts = held.attempts,
                 "lease transfer: writes to the rows homed in the dead region waited"
             ),
-            Err(error) => tracing::warn!(region, "lease transfer not modelled: {error:#}"),
+            Err(error) => tracing::warn!(region, "lease transfer: releasing the rows: {error:#}"),
         }
     });
+    Ok(())
 }

@@ -146,10 +146,22 @@ pub(super) async fn run_method(
                              (lease transfer)",
                             hold_ms as f64 / 1000.0
                         ),
-                        Err(error) => eprintln!(
-                            "chaos: the lease transfer of {target}'s rows was not applied: \
-                             {error:#}"
-                        ),
+                        // The drill models a lease transfer it could not
+                        // apply: going on would judge an easier outage than
+                        // the drill file describes.
+                        Err(error) => {
+                            let reason = format!(
+                                "the lease transfer of {target}'s rows was not applied at \
+                                 t={now:.1}s: {error:#}"
+                            );
+                            eprintln!("chaos: ABORT: {reason}");
+                            context
+                                .abort_reason
+                                .lock()
+                                .expect("abort lock")
+                                .get_or_insert(reason);
+                            abort.store(true, Ordering::Relaxed);
+                        }
                     }
                 }
                 windows

@@ -223,3 +223,39 @@ async fn a_lease_transfer_ended_by_a_deadlock_locks_again() {
     drop((client, other));
     ScratchLedger::drop_database(&server, &url).await;
 }
+
+/// The drill applies a lease transfer by [`chaos::deployment::leases::start`]:
+/// it returns once the dead region's rows are locked (writes to them then
+/// wait), or with why they could not be locked, so that the drill aborts
+/// instead of judging an outage it did not model.
+#[tokio::test]
+async fn a_lease_transfer_starts_once_its_rows_are_locked_or_says_why_not() {
+    let ScratchLedger {
+        server,
+        url,
+        client,
+    } = ScratchLedger::create("lease-start").await;
+    let (low, high) = dead_region_pair(&client, HigherFirst::No).await;
+    let hold = Duration::from_secs(1);
+    chaos::deployment::leases::start(url.clone(), "eu-west-1".into(), hold)
+        .await
+        .expect("the rows are locked");
+    let other = connect(&url).await;
+    assert_eq!(write(&other, low, 100).await, Err("55P03".to_owned()));
+    // The way back: once the hold is over, the rows take writes again.
+    tokio::time::sleep(hold).await;
+    for account in [low, high] {
+        assert_eq!(write(&other, account, 1000).await, Ok(()));
+    }
+    // A database without the ledger's accounts: the transfer cannot lock.
+    let error = chaos::deployment::leases::start(server.clone(), "eu-west-1".into(), hold)
+        .await
+        .expect_err("nothing to lock");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("locking the accounts homed in eu-west-1") && error.contains("accounts"),
+        "{error}"
+    );
+    drop((client, other));
+    ScratchLedger::drop_database(&server, &url).await;
+}
