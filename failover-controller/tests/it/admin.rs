@@ -5,7 +5,8 @@ use failover_controller::app::Application;
 use serde_json::json;
 
 use crate::helpers::{
-    accepted_drain, get_json, settings, start_peers, test_db, wait_all_seen_up, wait_for, Regions,
+    accepted_drain, get_json, post_override, settings, start_peers, test_db, wait_all_seen_up,
+    wait_for, Regions,
 };
 
 #[tokio::test]
@@ -63,15 +64,9 @@ async fn unauthenticated_calls_get_401_and_change_nothing() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("region"));
-    let response = accepted_drain(|| {
-        client
-            .post(format!("{base}/v1/admin/overrides"))
-            .bearer_auth("test-admin-token")
-            .json(&body)
-            .send()
-    })
-    .await
-    .expect("the drain accepted");
+    let response = accepted_drain(&base, &body)
+        .await
+        .expect("the drain accepted");
     let created: serde_json::Value = response.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
     let listed: serde_json::Value = client
@@ -127,20 +122,13 @@ async fn a_drain_that_min_healthy_regions_blocks_is_refused_with_409() {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
-    let drain = |region: &str| {
-        let body = json!({"kind": "drain", "region": region, "reason": "maintenance", "actor": "alice", "ttl_seconds": 60});
-        client
-            .post(format!("{base}/v1/admin/overrides"))
-            .bearer_auth("test-admin-token")
-            .json(&body)
-            .send()
-    };
+    let drain = |region: &str| json!({"kind": "drain", "region": region, "reason": "maintenance", "actor": "alice", "ttl_seconds": 60});
     let peers = start_peers(&db.url, &regions.toml(), |s| {
         s.decision.min_healthy_regions = 2;
     })
     .await;
     wait_all_seen_up(&base).await;
-    let response = accepted_drain(|| drain("region-2"))
+    let response = accepted_drain(&base, &drain("region-2"))
         .await
         .expect("the drain of region-2 accepted");
     let id = response.json::<serde_json::Value>().await.unwrap()["id"]
@@ -149,7 +137,7 @@ async fn a_drain_that_min_healthy_regions_blocks_is_refused_with_409() {
         .to_string();
 
     // A second drain would leave region-1 alone: refused, nothing stored.
-    let response = drain("region-3").await.unwrap();
+    let response = post_override(&base, &drain("region-3")).await.unwrap();
     assert_eq!(response.status(), 409);
     assert_eq!(
         response.headers()["content-type"],
@@ -193,7 +181,7 @@ async fn a_drain_that_min_healthy_regions_blocks_is_refused_with_409() {
     })
     .await
     .expect("region-2 restored");
-    accepted_drain(|| drain("region-3"))
+    accepted_drain(&base, &drain("region-3"))
         .await
         .expect("the drain of region-3 accepted once region-2 is back");
     for peer in peers {

@@ -54,15 +54,9 @@ async fn clients_get_their_nearest_serving_region() {
     let peers = start_peers(&db.url, &regions.toml(), |_| {}).await;
     wait_all_seen_up(&base).await;
     let body = json!({"kind": "drain", "region": "region-2", "reason": "dns test", "actor": "tester", "ttl_seconds": 60});
-    accepted_drain(|| {
-        reqwest::Client::new()
-            .post(format!("{base}/v1/admin/overrides"))
-            .bearer_auth("test-admin-token")
-            .json(&body)
-            .send()
-    })
-    .await
-    .expect("the drain accepted");
+    accepted_drain(&base, &body)
+        .await
+        .expect("the drain accepted");
     let moved = wait_for(Duration::from_secs(10), || async {
         let (_, ips) = resolve_a(dns, ip("127.0.2.9"), name).await;
         (ips == region_ips(&regions, 0)).then_some(())
@@ -171,15 +165,9 @@ async fn every_replica_gives_an_unknown_client_the_same_answer() {
     let base = replicas[0].1.clone();
     wait_all_seen_up(&base).await;
     let body = json!({"kind": "drain", "region": "region-1", "reason": "dns test", "actor": "tester", "ttl_seconds": 60});
-    let response = accepted_drain(|| {
-        reqwest::Client::new()
-            .post(format!("{base}/v1/admin/overrides"))
-            .bearer_auth("test-admin-token")
-            .json(&body)
-            .send()
-    })
-    .await
-    .expect("the drain accepted");
+    let response = accepted_drain(&base, &body)
+        .await
+        .expect("the drain accepted");
     let id = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()

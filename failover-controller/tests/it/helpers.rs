@@ -260,20 +260,29 @@ where
     None
 }
 
+/// POSTs an override to a replica's admin API (`base`) with the test token.
+pub async fn post_override(
+    base: &str,
+    body: &serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/admin/overrides"))
+        .bearer_auth("test-admin-token")
+        .json(body)
+        .send()
+        .await
+}
+
 /// Sends an admin drain until it is accepted (201), for 15 s. A replica
 /// judges a drain against the regions its last round saw up; on a loaded
 /// machine a probe can time out between the test's look at `/status` and
 /// the request, and the replica then refuses (409) as it should. Returns
 /// the accepted response, or `None` with the statuses printed.
-pub async fn accepted_drain<F, Fut>(mut send: F) -> Option<reqwest::Response>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
-{
+pub async fn accepted_drain(base: &str, body: &serde_json::Value) -> Option<reqwest::Response> {
     let mut refused = Vec::new();
     let started = tokio::time::Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
-        if let Ok(response) = send().await {
+        if let Ok(response) = post_override(base, body).await {
             if response.status() == 201 {
                 if !refused.is_empty() {
                     println!("drain answered {refused:?} before it was accepted");

@@ -378,15 +378,9 @@ async fn records_are_drained_restored_and_repaired_without_touching_others() {
 
     // Drain region-2 by hand: its record goes, the foreign ones stay.
     let body = json!({"kind": "drain", "region": "region-2", "reason": "route53 test", "actor": "tester", "ttl_seconds": 60});
-    let response = accepted_drain(|| {
-        reqwest::Client::new()
-            .post(format!("{base}/v1/admin/overrides"))
-            .bearer_auth("test-admin-token")
-            .json(&body)
-            .send()
-    })
-    .await
-    .expect("the drain accepted");
+    let response = accepted_drain(&base, &body)
+        .await
+        .expect("the drain accepted");
     let id = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
