@@ -149,19 +149,14 @@ pub(super) async fn run_method(
                         // The drill models a lease transfer it could not
                         // apply: going on would judge an easier outage than
                         // the drill file describes.
-                        Err(error) => {
-                            let reason = format!(
+                        Err(error) => abort_drill(
+                            &context,
+                            &abort,
+                            format!(
                                 "the lease transfer of {target}'s rows was not applied at \
                                  t={now:.1}s: {error:#}"
-                            );
-                            eprintln!("chaos: ABORT: {reason}");
-                            context
-                                .abort_reason
-                                .lock()
-                                .expect("abort lock")
-                                .get_or_insert(reason);
-                            abort.store(true, Ordering::Relaxed);
-                        }
+                            ),
+                        ),
                     }
                 }
                 windows
@@ -199,7 +194,6 @@ pub(super) async fn run_method(
                     "fault {} on {target} failed to start at t={now:.1}s: {error:#}",
                     fault.fault.as_str()
                 );
-                eprintln!("chaos: ABORT: {reason}");
                 // A hook that failed to start is in the report all the
                 // same, with the stop hook the rollback runs after it.
                 if let Some(run) = hook_run {
@@ -213,12 +207,7 @@ pub(super) async fn run_method(
                             vec![run],
                         ));
                 }
-                context
-                    .abort_reason
-                    .lock()
-                    .expect("abort lock")
-                    .get_or_insert(reason);
-                abort.store(true, Ordering::Relaxed);
+                abort_drill(&context, &abort, reason);
                 return;
             }
             Err(error) => eprintln!(
@@ -227,6 +216,18 @@ pub(super) async fn run_method(
             ),
         }
     }
+}
+
+/// Stops the drill for `reason`, which the report gives (the first reason
+/// stands).
+fn abort_drill(context: &MethodContext, abort: &AtomicBool, reason: String) {
+    eprintln!("chaos: ABORT: {reason}");
+    context
+        .abort_reason
+        .lock()
+        .expect("abort lock")
+        .get_or_insert(reason);
+    abort.store(true, Ordering::Relaxed);
 }
 
 /// The drill file's fault as the driver's action: applied when `start`,
